@@ -1,0 +1,45 @@
+# vlcli: every target sets up what it needs (venv, packages, system FFmpeg) and is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup ffmpeg test lint demo sample-media bench clean
+
+setup: ffmpeg $(STAMP)
+
+# System FFmpeg: its shared libraries serve torchcodec, ffprobe serves `vlcli probe`.
+ffmpeg:
+	@if command -v ffprobe >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libavcodec; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing FFmpeg (Debian package 'ffmpeg')..." >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	else \
+		echo "vlcli needs FFmpeg: install the 'ffmpeg' package (e.g. 'sudo apt-get install ffmpeg'), then run make again." >&2; \
+		exit 1; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check vlcli tests
+	$(BIN)/mypy vlcli
+
+demo: setup
+	@bash scripts/demo.sh
+
+sample-media: ffmpeg
+	bash sample_media/make_samples.sh
+
+bench: setup
+	$(BIN)/python tests/benchmarks/bench_preprocess.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
