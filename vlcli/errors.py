@@ -1,0 +1,57 @@
+"""One error type and one exit-status table for the whole tool.
+
+Every failure a user can cause (a missing file, a clip range outside the video, a model that
+cannot be found) is raised as :class:`VlcliError` with the exit status it maps to. The CLI
+catches it in one place and prints one line on standard error, never a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Exit statuses of the ``vlcli`` command, documented in the README."""
+
+    OK = 0
+    ERROR = 1  # an unexpected failure (a bug: please report it)
+    USAGE = 2  # bad options or arguments
+    INPUT = 3  # at least one input could not be used (missing, not media, corrupt, range...)
+    MODEL = 4  # the model could not be found or loaded
+    MEMORY = 5  # the plan does not fit in the device memory (or CUDA ran out of memory)
+    MISSING_DEPENDENCY = 6  # FFmpeg or another system part is missing
+
+
+class VlcliError(Exception):
+    """A failure with a message meant for the user and the exit status it maps to."""
+
+    def __init__(self, message: str, status: ExitStatus = ExitStatus.INPUT, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InputError(VlcliError):
+    """One input (file, folder, range) cannot be used; other inputs of the run still go on."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message, ExitStatus.INPUT, path)
+
+
+class UsageError(VlcliError):
+    def __init__(self, message: str):
+        super().__init__(message, ExitStatus.USAGE)
+
+
+class ModelError(VlcliError):
+    def __init__(self, message: str):
+        super().__init__(message, ExitStatus.MODEL)
+
+
+class MemoryBudgetError(VlcliError):
+    def __init__(self, message: str):
+        super().__init__(message, ExitStatus.MEMORY)

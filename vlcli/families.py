@@ -1,0 +1,265 @@
+"""What vlcli needs to know about a model, without importing torch or transformers.
+
+A model belongs to a *family* (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). The family fixes the
+preprocessing constants (patch size, merge size, temporal patch size, hence the resize factor)
+and the way the model is told the time. The model's *dimensions* (layers, heads, vocabulary,
+vision tower) size the GPU-memory estimate.
+
+Both are read from the model's own ``config.json`` and preprocessor files when the model is a
+local folder or already in the Hugging Face cache; otherwise they come from the presets below,
+copied from the released checkpoints' ``config.json`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Preprocessing constants and time encoding of one model family."""
+
+    name: str  # "qwen2_vl", "qwen2_5_vl" or "qwen3_vl"
+    label: str
+    patch_size: int
+    spatial_merge_size: int = 2
+    temporal_patch_size: int = 2
+    # How the model is told the time:
+    #  "frame-index"     Qwen2-VL: one temporal position per temporal patch (frame pair)
+    #  "absolute-mrope"  Qwen2.5-VL: temporal position = floor(g * second_per_grid_t * tokens_per_second)
+    #  "text-timestamps" Qwen3-VL: a "<t seconds>" text before each frame group
+    time_encoding: str = "absolute-mrope"
+    tokens_per_second: float | None = None
+    # The transformers processor resizes once more after qwen-vl-utils, within its own limits.
+    # These are the released checkpoints' preprocessor_config.json values (min_pixels 3136,
+    # max_pixels 12845056, which the video processor takes too); a local model's files override them.
+    processor_video_min_pixels: int = 3136
+    processor_video_max_pixels: int = 12845056
+    processor_image_min_pixels: int = 3136
+    processor_image_max_pixels: int = 12845056
+
+    @property
+    def factor(self) -> int:
+        """Side of one merged visual token in pixels: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL."""
+        return self.patch_size * self.spatial_merge_size
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The sizes that decide weights and KV-cache memory (from config.json)."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    vision_hidden: int
+    vision_depth: int
+    vision_intermediate: int
+    vision_heads: int
+    vision_out: int
+    vision_gated_mlp: bool = True
+
+    def parameter_count(self, patch_size: int, temporal_patch_size: int, merge: int) -> int:
+        """Parameters of the whole model, counted from its shapes (biases and norms included)."""
+        h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
+        q = self.num_heads * self.head_dim
+        attn = h * q + q + 2 * (h * kv + kv) + q * h
+        mlp = 3 * h * self.intermediate_size
+        text = self.num_layers * (attn + mlp + 2 * h) + h
+        text += self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        vh, vi = self.vision_hidden, self.vision_intermediate
+        vmlp = (3 if self.vision_gated_mlp else 2) * vh * vi + (2 * vi + vh if not self.vision_gated_mlp else 0)
+        block = (vh * 3 * vh + 3 * vh) + (vh * vh + vh) + vmlp + 4 * vh
+        merged = vh * merge * merge
+        merger = vh + merged * merged + merged + merged * self.vision_out + self.vision_out
+        patch = 3 * temporal_patch_size * patch_size * patch_size * vh
+        return text + self.vision_depth * block + merger + patch
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as vlcli plans for it: its family, its dimensions, and where they came from."""
+
+    model: str
+    family: Family
+    dims: ModelDims | None
+    source: str  # "local config" or "built-in preset" or "guessed from the name"
+    local_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "family": self.family.name,
+            "source": self.source,
+            "local_path": self.local_path,
+            "patch_size": self.family.patch_size,
+            "factor": self.family.factor,
+            "tokens_per_second": self.family.tokens_per_second,
+            "dims": asdict(self.dims) if self.dims else None,
+        }
+
+
+QWEN2_VL = Family("qwen2_vl", "Qwen2-VL", patch_size=14, time_encoding="frame-index")
+QWEN2_5_VL = Family("qwen2_5_vl", "Qwen2.5-VL", patch_size=14, tokens_per_second=2)
+QWEN3_VL = Family(
+    "qwen3_vl",
+    "Qwen3-VL",
+    patch_size=16,
+    time_encoding="text-timestamps",
+    processor_video_min_pixels=4096,
+    processor_video_max_pixels=25165824,
+    processor_image_min_pixels=65536,
+    processor_image_max_pixels=16777216,
+)
+FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
+
+_QWEN25_VISION = dict(vision_hidden=1280, vision_depth=32, vision_heads=16)
+_PRESETS: dict[str, tuple[Family, ModelDims]] = {
+    "qwen/qwen2.5-vl-3b-instruct": (QWEN2_5_VL, ModelDims(2048, 36, 16, 2, 128, 11008, 151936, True, vision_intermediate=3420, vision_out=2048, **_QWEN25_VISION)),
+    "qwen/qwen2.5-vl-7b-instruct": (QWEN2_5_VL, ModelDims(3584, 28, 28, 4, 128, 18944, 152064, False, vision_intermediate=3420, vision_out=3584, **_QWEN25_VISION)),
+    "qwen/qwen2.5-vl-32b-instruct": (QWEN2_5_VL, ModelDims(5120, 64, 40, 8, 128, 27648, 152064, False, vision_intermediate=3456, vision_out=5120, **_QWEN25_VISION)),
+    "qwen/qwen2.5-vl-72b-instruct": (QWEN2_5_VL, ModelDims(8192, 80, 64, 8, 128, 29568, 152064, False, vision_intermediate=3456, vision_out=8192, **_QWEN25_VISION)),
+    "qwen/qwen2-vl-2b-instruct": (QWEN2_VL, ModelDims(1536, 28, 12, 2, 128, 8960, 151936, True, 1280, 32, 5120, 16, 1536, vision_gated_mlp=False)),
+    "qwen/qwen2-vl-7b-instruct": (QWEN2_VL, ModelDims(3584, 28, 28, 4, 128, 18944, 152064, False, 1280, 32, 5120, 16, 3584, vision_gated_mlp=False)),
+    "qwen/qwen3-vl-8b-instruct": (QWEN3_VL, ModelDims(4096, 36, 32, 8, 128, 12288, 151936, False, 1152, 27, 4304, 16, 4096, vision_gated_mlp=False)),
+}
+
+_MODEL_TYPES = {
+    "qwen2_vl": QWEN2_VL,
+    "qwen2_5_vl": QWEN2_5_VL,
+    "qwen3_vl": QWEN3_VL,
+    "qwen3_vl_moe": QWEN3_VL,
+}
+
+
+def family_from_name(model: str) -> Family | None:
+    low = model.lower().replace("_", "-")
+    if "qwen3-vl" in low:
+        return QWEN3_VL
+    if "qwen2.5-vl" in low or "qwen2-5-vl" in low:
+        return QWEN2_5_VL
+    if "qwen2-vl" in low:
+        return QWEN2_VL
+    return None
+
+
+def hf_cache_snapshot(model_id: str) -> Path | None:
+    """The newest local snapshot of a hub model id in the Hugging Face cache, if any."""
+    if "/" not in model_id or Path(model_id).exists():
+        return None
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    snaps = hub / ("models--" + model_id.replace("/", "--")) / "snapshots"
+    if not snaps.is_dir():
+        return None
+    found = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
+    text = cfg.get("text_config") or cfg
+    vision = cfg.get("vision_config") or {}
+    try:
+        hidden = int(text["hidden_size"])
+        heads = int(text["num_attention_heads"])
+        vhidden = int(vision.get("hidden_size", vision.get("embed_dim", 0)))
+        if "embed_dim" in vision:  # Qwen2-VL: embed_dim is the tower width, hidden_size the output
+            vout = int(vision.get("hidden_size", hidden))
+            vinter = int(vhidden * vision.get("mlp_ratio", 4))
+            gated = False
+        else:
+            vout = int(vision.get("out_hidden_size", hidden))
+            vinter = int(vision.get("intermediate_size", 4 * vhidden))
+            gated = cfg.get("model_type", "") == "qwen2_5_vl"
+        return ModelDims(
+            hidden_size=hidden,
+            num_layers=int(text["num_hidden_layers"]),
+            num_heads=heads,
+            num_kv_heads=int(text.get("num_key_value_heads") or heads),
+            head_dim=int(text.get("head_dim") or hidden // heads),
+            intermediate_size=int(text["intermediate_size"]),
+            vocab_size=int(text.get("vocab_size", cfg.get("vocab_size", 0))),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+            vision_hidden=vhidden,
+            vision_depth=int(vision.get("depth", 0)),
+            vision_intermediate=vinter,
+            vision_heads=int(vision.get("num_heads", 16)),
+            vision_out=vout,
+            vision_gated_mlp=gated,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
+    model_type = str(cfg.get("model_type", ""))
+    base = _MODEL_TYPES.get(model_type) or family_from_name(str(folder)) or family_from_name(
+        " ".join(map(str, cfg.get("architectures", [])))
+    )
+    if base is None:
+        raise UsageError(
+            f"{folder}: model_type {model_type!r} is not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model"
+        )
+    vision = cfg.get("vision_config") or {}
+    changes: dict[str, Any] = {}
+    for key in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
+        if key in vision:
+            changes[key] = int(vision[key])
+    if base.time_encoding == "absolute-mrope":
+        # Released checkpoints say 2; transformers' class default is 4, so never fall back to it.
+        changes["tokens_per_second"] = vision.get("tokens_per_second", base.tokens_per_second)
+    for fname, prefix in (("video_preprocessor_config.json", "video"), ("preprocessor_config.json", "image")):
+        pre = _read_json(folder / fname)
+        size = pre.get("size") or {}
+        lo = pre.get("min_pixels", size.get("shortest_edge"))
+        hi = pre.get("max_pixels", size.get("longest_edge"))
+        if lo and hi:
+            changes[f"processor_{prefix}_min_pixels"] = int(lo)
+            changes[f"processor_{prefix}_max_pixels"] = int(hi)
+            if prefix == "image" and not (folder / "video_preprocessor_config.json").is_file():
+                # transformers builds the video processor from preprocessor_config.json then.
+                changes["processor_video_min_pixels"] = int(lo)
+                changes["processor_video_max_pixels"] = int(hi)
+    return replace(base, **changes)
+
+
+def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
+    """Family and dimensions of ``model`` (a hub id or a local folder), reading no weights."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        cached = hf_cache_snapshot(model)
+        folder = cached if cached is not None else folder
+    if folder.is_dir():
+        cfg = _read_json(folder / "config.json")
+        if not cfg:
+            raise UsageError(f"{model}: no readable config.json in this folder")
+        return ModelSpec(model, _family_from_folder(folder, cfg), _dims_from_config(cfg), "local config", str(folder))
+    key = model.lower()
+    if key in _PRESETS:
+        fam, dims = _PRESETS[key]
+        return ModelSpec(model, fam, dims, "built-in preset")
+    fam_guess = family_from_name(model)
+    if fam_guess is None:
+        raise UsageError(
+            f"{model}: not a known Qwen2-VL, Qwen2.5-VL or Qwen3-VL model and not a local folder "
+            "(pass --model PATH to a downloaded checkpoint)"
+        )
+    return ModelSpec(model, fam_guess, None, "guessed from the name")
