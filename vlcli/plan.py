@@ -156,6 +156,11 @@ def reference_resize(height: int, width: int, factor: int, min_pixels: int, max_
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = ceil_by_factor(height * beta, factor)
         w_bar = ceil_by_factor(width * beta, factor)
+    if h_bar == 0 or w_bar == 0:  # the reference would fail here too (a zero-sized resize)
+        raise InputError(
+            f"a {width}x{height} picture cannot fit in {max_pixels:.0f} pixels with sides that are "
+            f"multiples of {factor}: raise --max-pixels"
+        )
     return h_bar, w_bar
 
 
@@ -194,9 +199,8 @@ def frame_range(options: SamplingOptions, total_frames: int, fps: float) -> tupl
     if options.start is None and options.end is None:
         return 0, total_frames - 1
     duration = total_frames / fps
-    for name, value in (("--start", options.start), ("--end", options.end)):
-        if value is not None and value > duration:
-            raise InputError(f"{name} {value:g}s is outside the video ({duration:.3f}s long)")
+    if options.start is not None and options.start >= duration:
+        raise InputError(f"clip range outside the video: --start {options.start:g}s, the video is {duration:.3f}s long")
     first = math.ceil(max(0.0, min(options.start, duration)) * fps) if options.start is not None else 0
     if options.end is not None:
         last = min(math.floor(max(0.0, min(options.end, duration)) * fps), total_frames - 1)
@@ -276,6 +280,7 @@ class VideoPlan:
     visual_tokens: int
     temporal_positions: tuple[int, ...]
     patch_times_s: tuple[float, ...]
+    notes: tuple[str, ...] = ()  # things the user should know (e.g. --end clamped to the video)
     kind: str = field(default="video")
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,6 +345,9 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
         frame_times = tuple(i / fps for i in indices)
         clip_start, clip_end = first / fps, last / fps
     duration = facts.num_frames / fps
+    notes = ()
+    if options.end is not None and options.end > duration:
+        notes = (f"--end {options.end:g}s is past the end of the video ({duration:.3f}s): clipped to the end",)
     positions = temporal_positions(family, grid[0], spg)
     patch_times = tuple(frame_times[g * family.temporal_patch_size] for g in range(grid[0]))
     return VideoPlan(
@@ -369,6 +377,7 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
         visual_tokens=tokens,
         temporal_positions=tuple(positions),
         patch_times_s=patch_times,
+        notes=notes,
     )
 
 
@@ -386,3 +395,22 @@ def plan_image(width: int, height: int, options: SamplingOptions, family: Family
 
 
 Plan = VideoPlan | ImagePlan
+
+
+# Tokens of the chat template around the media and the question with the default system prompt:
+# "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" ...
+# "<|im_end|>\n<|im_start|>assistant\n" is 21 tokens with the Qwen2 tokenizer.
+TEMPLATE_TOKENS = 21
+MEDIA_WRAP_TOKENS = 2  # <|vision_start|> and <|vision_end|> around each item
+QWEN3_TIMESTAMP_TOKENS = 6  # "<12.3 seconds>" before each temporal patch (Qwen3-VL)
+
+
+def estimate_prompt_tokens(plans: list[VideoPlan | ImagePlan], question: str, system: str | None = None) -> int:
+    """Prompt length: visual tokens exactly, text estimated at one token per four characters."""
+    text = len(question) + (len(system) - len("You are a helpful assistant.") if system else 0)
+    total = TEMPLATE_TOKENS + math.ceil(max(text, 0) / 4)
+    for p in plans:
+        total += p.visual_tokens + MEDIA_WRAP_TOKENS
+        if isinstance(p, VideoPlan) and p.family == "qwen3_vl":
+            total += QWEN3_TIMESTAMP_TOKENS * p.grid_thw[0]
+    return total

@@ -1,0 +1,191 @@
+"""The ``vlcli`` command: thin commands that parse, call one core function and render.
+
+Results go to standard output, everything else to standard error. Every user-facing failure is
+a :class:`~vlcli.errors.VlcliError`, reported in one place (:func:`main`) as one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import render
+from .errors import ExitStatus, InputError, UsageError, VlcliError
+from .families import DEFAULT_MODEL, resolve_model
+from .plan import SamplingOptions, estimate_prompt_tokens
+
+app = typer.Typer(
+    name="vlcli",
+    help="Probe, budget and ask Qwen2.5-VL-family models about videos and images, on your own GPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(command: F) -> F:
+    """The one place that turns a VlcliError into one line on stderr and its exit status."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except VlcliError as exc:
+            render.error(exc)
+            raise typer.Exit(int(exc.status)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from .times import parse_time_value
+
+    try:
+        return parse_time_value(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)") from None
+
+
+Media = Annotated[list[str], typer.Argument(help="Files, folders, glob patterns, or - to read paths from standard input.", show_default=False)]
+Json = Annotated[bool, typer.Option("--json", help="One JSON object per input, one per line.")]
+Fps = Annotated[float | None, typer.Option("--fps", help="Frames to sample per second of video [default: 2.0].", rich_help_panel="Sampling")]
+NFrames = Annotated[int | None, typer.Option("--nframes", help="Sample exactly this many frames (rounded to a multiple of 2); excludes --fps.", rich_help_panel="Sampling")]
+MinFrames = Annotated[int | None, typer.Option("--min-frames", help="Least frames to sample with --fps [default: 4].", rich_help_panel="Sampling")]
+MaxFrames = Annotated[int | None, typer.Option("--max-frames", help="Most frames to sample with --fps [default: 768].", rich_help_panel="Sampling")]
+MinPixels = Annotated[int | None, typer.Option("--min-pixels", help="Least pixels per frame [default: video 128*28*28, image 4*28*28].", rich_help_panel="Sampling")]
+MaxPixels = Annotated[int | None, typer.Option("--max-pixels", help="Most pixels per frame [default: video 768*28*28, image 16384*28*28].", rich_help_panel="Sampling")]
+TotalPixels = Annotated[int | None, typer.Option("--total-pixels", help="Pixel budget of the whole video; caps each frame at total/frames*2 [default: 128000*28*28*0.9].", rich_help_panel="Sampling")]
+Start = Annotated[str | None, typer.Option("--start", help="Start of the clip to analyse (seconds, mm:ss or hh:mm:ss).", rich_help_panel="Sampling")]
+End = Annotated[str | None, typer.Option("--end", help="End of the clip to analyse (seconds, mm:ss or hh:mm:ss).", rich_help_panel="Sampling")]
+Model = Annotated[str, typer.Option("--model", help="Hugging Face model id or local folder; selects the family's constants.")]
+MaxNew = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Most tokens the answer may have.")]
+Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
+
+
+def _options(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end) -> SamplingOptions:  # type: ignore[no-untyped-def]
+    return SamplingOptions(
+        fps=fps,
+        nframes=nframes,
+        min_frames=min_frames,
+        max_frames=max_frames,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        total_pixels=total_pixels,
+        start=_seconds(start),
+        end=_seconds(end),
+    )
+
+
+def _paths(media: list[str]) -> list[str]:
+    from .media import expand_inputs
+
+    paths = expand_inputs(media, sys.stdin)
+    if not paths:
+        raise UsageError("no media found in the inputs given")
+    return paths
+
+
+def _report(path: str, exc: VlcliError, json_out: bool) -> None:
+    if json_out:
+        render.json_line({"path": path, "error": exc.message})
+    render.error(exc)
+
+
+@app.command()
+@reports_errors
+def probe(media: Media, json_out: Json = False) -> None:
+    """Tell what each media file is, from its container, without decoding it."""
+    from .core import plan_inputs
+
+    failed = False
+    rows = []
+    for item in plan_inputs(_paths(media), SamplingOptions(), None):
+        if item.error is not None or item.info is None:
+            failed = True
+            _report(item.path, item.error or InputError("unreadable", item.path), json_out)
+            continue
+        row = item.info.to_dict()
+        if json_out:
+            render.json_line(row)
+        else:
+            rows.append(row)
+    if rows:
+        render.probe_table(rows)
+    if failed:
+        raise typer.Exit(ExitStatus.INPUT)
+
+
+@app.command()
+@reports_errors
+def budget(
+    media: Media,
+    fps: Fps = None,
+    nframes: NFrames = None,
+    min_frames: MinFrames = None,
+    max_frames: MaxFrames = None,
+    min_pixels: MinPixels = None,
+    max_pixels: MaxPixels = None,
+    total_pixels: TotalPixels = None,
+    start: Start = None,
+    end: End = None,
+    model: Model = DEFAULT_MODEL,
+    max_new_tokens: MaxNew = 512,
+    dtype: Annotated[str, typer.Option("--dtype", help="Weights dtype for the memory estimate: bfloat16, float16 or float32.")] = "bfloat16",
+    question: Annotated[str, typer.Option("--question", help="The question, to count its tokens.")] = "",
+    together: Together = False,
+    json_out: Json = False,
+) -> None:
+    """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
+    from .core import plan_inputs
+    from .memory import estimate_memory
+
+    options = _options(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end)
+    spec = resolve_model(model)
+    failed = False
+    done = []
+    for item in plan_inputs(_paths(media), options, spec):
+        if item.error is not None or item.plan is None:
+            failed = True
+            _report(item.path, item.error or InputError("unreadable", item.path), json_out)
+            continue
+        if together:
+            done.append(item)
+            continue
+        tokens = estimate_prompt_tokens([item.plan], question)
+        mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
+        if json_out:
+            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model))
+        else:
+            render.budget_view(item.path, item.plan, tokens, mem, model)
+    if together and done:
+        plans = [i.plan for i in done if i.plan is not None]
+        tokens = estimate_prompt_tokens(plans, question)
+        mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype)
+        for i in done:
+            assert i.plan is not None
+            if json_out:
+                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model))
+            else:
+                render.budget_view(i.path, i.plan, tokens, mem, model)
+        if not json_out:
+            render.out.print(f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens")
+    if failed:
+        raise typer.Exit(ExitStatus.INPUT)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `vlcli budget ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        sys.exit(0)

@@ -1,0 +1,53 @@
+"""The work behind ``probe`` and ``budget``: expand inputs, probe them, plan them.
+
+Inputs are handled independently (one failure never stops the others) and concurrently on a
+few threads, since probing waits on ``ffprobe``; results come back in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .errors import InputError, VlcliError
+from .families import ModelSpec
+from .media import MediaInfo, probe
+from .plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+
+WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One input after probing and planning: either ``plan`` or ``error`` is set."""
+
+    path: str
+    info: MediaInfo | None = None
+    plan: VideoPlan | ImagePlan | None = None
+    error: VlcliError | None = None
+
+
+def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> VideoPlan | ImagePlan:
+    if info.kind == "image":
+        return plan_image(info.width, info.height, options, spec.family)
+    return plan_video(info.video_facts(), options, spec.family)
+
+
+def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:
+    try:
+        info = probe(path)
+        if spec is None:
+            return Planned(path, info)
+        return Planned(path, info, plan_for(info, options, spec))
+    except InputError as exc:
+        exc.path = exc.path or path
+        return Planned(path, error=exc)
+
+
+def plan_inputs(
+    paths: Iterable[str], options: SamplingOptions, spec: ModelSpec | None, workers: int = WORKERS
+) -> Iterator[Planned]:
+    """Probe (and, given a model spec, plan) every path, yielding results in input order."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(lambda p: _one(p, options, spec), paths)

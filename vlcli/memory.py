@@ -1,0 +1,81 @@
+"""GPU-memory estimate for one ``ask``, from the model's shapes and the plan's token counts.
+
+The estimate is a sum of four parts (bytes; ``b`` = bytes per value of the dtype, 2 for bf16):
+
+* ``weights = parameters * b`` — parameters counted from config.json (``ModelDims``).
+* ``kv_cache = 2 * layers * kv_heads * head_dim * (prompt_tokens + max_new_tokens) * b``.
+* ``activations = max(vision_peak, prefill_peak)``; they do not coexist:
+  - ``vision_peak = patches * (4 * vision_hidden + 3 * vision_intermediate) * b
+    + vision_heads * group_patches**2 * b`` — one vision block over all patches (residual,
+    attention in/out, the MLP) plus the attention scores of the largest attention group (one
+    temporal patch: ``grid_h * grid_w`` patches) where the kernel materialises them;
+  - ``prefill_peak = prompt_tokens * (4 * hidden + 3 * intermediate) * b + prompt_tokens * hidden * b``
+    — one decoder layer over the whole prompt, plus the merged visual embeddings.
+* ``overhead = 0.5 GiB`` — CUDA context and allocator slack (a constant, not measured per GPU).
+
+It is an estimate: it errs on the generous side and is compared to measured peaks in the
+README's Performance section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .families import ModelSpec
+from .plan import ImagePlan, VideoPlan
+
+GIB = 1024**3
+OVERHEAD_BYTES = GIB // 2
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    dtype: str
+    weights_bytes: int
+    kv_cache_bytes: int
+    vision_peak_bytes: int
+    prefill_peak_bytes: int
+    overhead_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return (
+            self.weights_bytes
+            + self.kv_cache_bytes
+            + max(self.vision_peak_bytes, self.prefill_peak_bytes)
+            + self.overhead_bytes
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["total_bytes"] = self.total_bytes
+        d["total_gib"] = round(self.total_bytes / GIB, 2)
+        return d
+
+
+def estimate_memory(
+    spec: ModelSpec,
+    plans: list[VideoPlan | ImagePlan],
+    prompt_tokens: int,
+    max_new_tokens: int,
+    dtype: str = "bfloat16",
+) -> MemoryEstimate | None:
+    """The estimate for one prompt holding ``plans``; None when the model's shapes are unknown."""
+    dims = spec.dims
+    if dims is None:
+        return None
+    b = DTYPE_BYTES.get(dtype, 2)
+    fam = spec.family
+    params = dims.parameter_count(fam.patch_size, fam.temporal_patch_size, fam.spatial_merge_size)
+    tokens = prompt_tokens + max_new_tokens
+    kv = 2 * dims.num_layers * dims.num_kv_heads * dims.head_dim * tokens * b
+    merge2 = fam.spatial_merge_size**2
+    patches = sum(p.visual_tokens for p in plans) * merge2
+    group = max((p.grid_thw[1] * p.grid_thw[2] for p in plans), default=0)
+    vision = patches * (4 * dims.vision_hidden + 3 * dims.vision_intermediate) * b
+    vision += dims.vision_heads * group * group * b
+    prefill = prompt_tokens * (4 * dims.hidden_size + 3 * dims.intermediate_size) * b
+    prefill += prompt_tokens * dims.hidden_size * b
+    return MemoryEstimate(dtype, params * b, kv, vision, prefill, OVERHEAD_BYTES)

@@ -1,0 +1,138 @@
+"""Everything vlcli prints: rich tables for a person, JSON lines for a pipeline.
+
+Results go to standard output; errors, warnings and progress go to standard error (``err``).
+Colour and boxes only where the stream is a terminal: rich turns them off by itself otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import VlcliError
+from .memory import GIB, MemoryEstimate
+from .plan import ImagePlan, VideoPlan
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def reset_consoles() -> None:
+    """Rebind the consoles to the current sys.stdout/sys.stderr (CLI tests swap them)."""
+    global out, err
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    err = Console(file=sys.stderr, stderr=True, highlight=False)
+
+
+def json_line(obj: dict[str, Any]) -> None:
+    """One JSON object on one line of standard output."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def error(exc: VlcliError | str) -> None:
+    err.print(f"[bold red]vlcli:[/] {escape(str(exc))}")
+
+
+def warning(message: str) -> None:
+    err.print(f"[yellow]vlcli: warning:[/] {escape(message)}")
+
+
+def info(message: str) -> None:
+    err.print(f"[dim]{escape(message)}[/]")
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def _s(x: float) -> str:
+    return f"{x:.3f}".rstrip("0").rstrip(".") if x == x else "?"
+
+
+# ---------------------------------------------------------------- probe
+
+
+def probe_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="media", title_justify="left")
+    for col in ("path", "kind", "container", "codec", "size", "rot", "duration", "fps", "frames", "pix_fmt", "audio"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        frames = "" if r.get("frames") is None else f"{r['frames']}{'' if r.get('frames_counted') else ' (est.)'}"
+        table.add_row(
+            escape(str(r["path"])),
+            r["kind"],
+            str(r.get("container") or ""),
+            str(r.get("codec") or ""),
+            f"{r['width']}x{r['height']}",
+            str(r.get("rotation") or 0),
+            "" if r.get("duration_s") is None else f"{r['duration_s']:.3f}s",
+            "" if r.get("fps") is None else f"{r['fps']:.3f}",
+            frames,
+            str(r.get("pixel_format") or ""),
+            "yes" if r.get("audio") else "no",
+        )
+    out.print(table)
+
+
+# ---------------------------------------------------------------- budget
+
+
+def budget_dict(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem: MemoryEstimate | None, model: str) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": path, **plan.to_dict()}
+    d["prompt_tokens"] = prompt_tokens
+    d["model"] = model
+    d["memory"] = mem.to_dict() if mem else None
+    return d
+
+
+def budget_view(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem: MemoryEstimate | None, model: str) -> None:
+    out.print(f"[bold]{escape(path)}[/]")
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="dim")
+    summary.add_column()
+    if isinstance(plan, VideoPlan):
+        summary.add_row("source", f"{plan.source_width}x{plan.source_height}, {plan.source_frames} frames at {plan.source_fps:.3f} fps, {plan.duration_s:.3f}s")
+        summary.add_row("clip", f"frames {plan.start_frame}..{plan.end_frame}, {_s(plan.clip_start_s)}s to {_s(plan.clip_end_s)}s")
+        summary.add_row("sampled", f"{plan.frames} frames at {plan.sample_fps:.4f} fps")
+        summary.add_row("second_per_grid_t", f"{plan.second_per_grid_t:.4f} s per temporal patch")
+        if plan.tokens_per_second:
+            summary.add_row("tokens_per_second", f"{plan.tokens_per_second:g} (temporal position = seconds x {plan.tokens_per_second:g})")
+    else:
+        summary.add_row("source", f"{plan.source_width}x{plan.source_height} image")
+    summary.add_row("resized", f"{plan.resized_width}x{plan.resized_height} (w x h)")
+    summary.add_row("grid_thw", " x ".join(map(str, plan.grid_thw)))
+    summary.add_row("visual tokens", str(plan.visual_tokens))
+    summary.add_row("prompt tokens", f"{prompt_tokens} (visual exact, text estimated)")
+    if mem is not None:
+        summary.add_row(
+            "GPU memory",
+            f"{_gib(mem.total_bytes)} ({mem.dtype}): weights {_gib(mem.weights_bytes)}, KV cache {_gib(mem.kv_cache_bytes)}, "
+            f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, overhead {_gib(mem.overhead_bytes)}",
+        )
+    else:
+        summary.add_row("GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)")
+    out.print(summary)
+    if isinstance(plan, VideoPlan):
+        t = Table(show_edge=False, pad_edge=False)
+        for col in ("patch", "frames", "frame times (s)", "position t", "model second", "source second"):
+            t.add_column(col, justify="right")
+        step = plan.frames // plan.grid_thw[0] if plan.grid_thw[0] else 2
+        for g, pos in enumerate(plan.temporal_positions):
+            idx = plan.frame_indices[g * step : (g + 1) * step]
+            times = plan.frame_times_s[g * step : (g + 1) * step]
+            t.add_row(
+                str(g),
+                ",".join(map(str, idx)),
+                ", ".join(_s(x) for x in times),
+                str(pos),
+                _s(plan.position_seconds(pos)),
+                _s(plan.patch_times_s[g]),
+            )
+        out.print(t)
+    out.print()
