@@ -16,7 +16,7 @@ import typer
 from . import render
 from .errors import ExitStatus, InputError, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
-from .plan import SamplingOptions, estimate_prompt_tokens
+from .plan import SamplingOptions, VideoPlan, estimate_prompt_tokens
 
 app = typer.Typer(
     name="vlcli",
@@ -189,3 +189,90 @@ def main() -> None:
     except BrokenPipeError:  # `vlcli budget ... | head`: the reader left, nothing to report
         sys.stderr.close()
         sys.exit(0)
+
+
+@app.command()
+@reports_errors
+def ask(
+    media_and_question: Annotated[list[str], typer.Argument(metavar="MEDIA... QUESTION", help="Files, folders, globs or -, then the question (the last argument).", show_default=False)],
+    fps: Fps = None,
+    nframes: NFrames = None,
+    min_frames: MinFrames = None,
+    max_frames: MaxFrames = None,
+    min_pixels: MinPixels = None,
+    max_pixels: MaxPixels = None,
+    total_pixels: TotalPixels = None,
+    start: Start = None,
+    end: End = None,
+    model: Model = DEFAULT_MODEL,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when available, else CPU), cuda, cuda:N or cpu.", rich_help_panel="Model")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on a GPU that has it), bfloat16, float16 or float32.", rich_help_panel="Model")] = "auto",
+    attn: Annotated[str, typer.Option("--attn", help="Attention kernel: sdpa, flash_attention_2 or eager.", rich_help_panel="Model")] = "sdpa",
+    max_new_tokens: MaxNew = 512,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 is greedy decoding.", rich_help_panel="Model")] = 0.0,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt [default: the model's own].", rich_help_panel="Model")] = None,
+    task: Annotated[str, typer.Option("--task", help="qa (plain question), ground (when does it happen) or caption (dense captions with times).")] = "qa",
+    together: Together = False,
+    force: Annotated[bool, typer.Option("--force", help="Run even when the memory estimate says the prompt does not fit.")] = False,
+    json_out: Json = False,
+    srt: Annotated[str | None, typer.Option("--srt", help="Write the answer's time spans as SubRip subtitles to this file (a folder for several inputs).")] = None,
+    vtt: Annotated[str | None, typer.Option("--vtt", help="Write the time spans as WebVTT subtitles to this file (a folder for several inputs).")] = None,
+    evidence: Annotated[str | None, typer.Option("--evidence", help="Save the frame at each stated time as a PNG in this folder.")] = None,
+) -> None:
+    """Ask the model about each input; print the answer with its times in seconds of the source."""
+    from .ask import AskSettings, ask_one
+    from .core import plan_inputs
+    from .prompts import TASKS
+
+    if len(media_and_question) < 2:
+        raise UsageError("give at least one media input and then the question")
+    *media, question = media_and_question
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    options = _options(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end)
+    spec = resolve_model(model)
+    settings = AskSettings(question, task, system, max_new_tokens, temperature, force, evidence)
+    failed = False
+    planned = []
+    for item in plan_inputs(_paths(media), options, spec):
+        if item.error is not None or item.plan is None:
+            failed = True
+            _report(item.path, item.error or InputError("unreadable", item.path), json_out)
+            continue
+        if isinstance(item.plan, VideoPlan):
+            for note in item.plan.notes:
+                render.warning(f"{item.path}: {note}")
+        planned.append(item)
+    if not planned:
+        raise typer.Exit(ExitStatus.INPUT)
+
+    from .runner import ModelRunner
+
+    runner = ModelRunner(model, device=device, dtype=dtype, attn=attn, warn=render.warning)
+    groups = [planned] if together else [[item] for item in planned]
+    results = []
+    for n, group in enumerate(groups, 1):
+        paths = [i.path for i in group]
+        plans = [i.plan for i in group if i.plan is not None]
+        if len(groups) > 1:
+            render.info(f"[{n}/{len(groups)}] {paths[0]}")
+        stream = None if json_out else render.stream_text
+        try:
+            result = ask_one(runner, paths, plans, settings, options, on_text=stream)
+        except VlcliError as exc:
+            if exc.status != ExitStatus.INPUT:
+                raise
+            failed = True
+            exc.path = exc.path or paths[0]
+            _report(paths[0], exc, json_out)
+            continue
+        results.append(result)
+        if json_out:
+            render.json_line(result.to_dict())
+        else:
+            render.answer_view(result)
+    for flag, fmt in (("--srt", srt), ("--vtt", vtt)):
+        if fmt:
+            render.write_subtitles(results, fmt, "srt" if flag == "--srt" else "vtt")
+    if failed:
+        raise typer.Exit(ExitStatus.INPUT)

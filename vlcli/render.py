@@ -136,3 +136,60 @@ def budget_view(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem:
             )
         out.print(t)
     out.print()
+
+
+# ---------------------------------------------------------------- ask
+
+
+def stream_text(piece: str) -> None:
+    """Print answer text as the model generates it."""
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def answer_view(result: Any) -> None:
+    """After the streamed answer: its time spans in source seconds, evidence files, figures."""
+    from .times import format_hms
+
+    sys.stdout.write("\n")
+    if result.times:
+        t = Table(title="times in the source video", title_justify="left", show_edge=False)
+        for col in ("start s", "end s", "start", "end", "", "text"):
+            t.add_column(col, overflow="fold")
+        for span in result.times:
+            flag = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
+            t.add_row(
+                f"{span.source_start_s:.1f}",
+                f"{span.source_end_s:.1f}",
+                format_hms(span.source_start_s),
+                format_hms(span.source_end_s),
+                flag,
+                escape(span.text),
+            )
+        out.print(t)
+    for path in result.evidence:
+        out.print(f"evidence: {escape(path)}")
+    tm = result.timings
+    info(
+        f"{result.prompt_tokens} prompt tokens, {result.generated_tokens} generated; "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in tm.items())
+    )
+
+
+def write_subtitles(results: list[Any], target: str, fmt: str) -> None:
+    """One subtitle file, or one per input inside a folder when there are several results."""
+    from pathlib import Path
+
+    from .subtitles import to_srt, to_vtt
+
+    render_fn = to_srt if fmt == "srt" else to_vtt
+    if len(results) == 1:
+        files = [(Path(target), results[0])]
+    else:
+        folder = Path(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [(folder / f"{Path(r.paths[0]).stem}.{fmt}", r) for r in results]
+    for path, result in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_fn(result.times), encoding="utf-8")
+        info(f"wrote {path}")

@@ -1,0 +1,176 @@
+"""The work behind ``vlcli ask``: check the budget, run the model, map the answer's times.
+
+The model is loaded once for the whole run. Each input gets its own prompt and record, unless
+``together`` puts them all into one prompt. Times the model states count seconds from the first
+frame of the clip it was shown (Qwen2/2.5-VL) and are moved to seconds of the source video here;
+Qwen3-VL is shown source timestamps as text, so its times already are source seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MemoryBudgetError
+from .families import ModelSpec
+from .memory import GIB, MemoryEstimate, estimate_memory
+from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
+
+
+@dataclass(frozen=True)
+class AskSettings:
+    question: str
+    task: str = "qa"
+    system: str | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    force: bool = False
+    evidence_dir: str | None = None
+
+
+@dataclass
+class AskResult:
+    """One answered prompt: what ``--json`` prints and what the subtitles are made of."""
+
+    paths: list[str]
+    plans: list[VideoPlan | ImagePlan]
+    question: str
+    answer: str
+    times: list[Any]  # vlcli.times.TimeSpan, mapped to source seconds
+    prompt_tokens: int
+    generated_tokens: int
+    model: str
+    timings: dict[str, float]
+    evidence: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": self.paths[0] if len(self.paths) == 1 else self.paths,
+            "question": self.question,
+            "answer": self.answer,
+            "times": [t.to_dict() for t in self.times],
+            "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
+            "visual_tokens": sum(p.visual_tokens for p in self.plans),
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "model": self.model,
+            "timings": self.timings,
+        }
+        if self.evidence:
+            d["evidence"] = self.evidence
+        return d
+
+
+def _fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
+    fps = options.fps if options.fps is not None else 2.0
+    tokens = sum(p.visual_tokens for p in plans)
+    return (
+        f"{tokens} visual tokens; lower --fps (now {fps:g}, e.g. --fps {fps / 2:g}), "
+        "--max-pixels or --total-pixels, cut the clip with --start/--end, or pass --force"
+    )
+
+
+def check_memory(
+    spec: ModelSpec,
+    plans: list[VideoPlan | ImagePlan],
+    prompt_tokens: int,
+    settings: AskSettings,
+    options: SamplingOptions,
+    free_bytes: int | None,
+    dtype: str,
+) -> MemoryEstimate | None:
+    """Stop before decoding when the prompt cannot fit in the free device memory (weights loaded)."""
+    est = estimate_memory(spec, plans, prompt_tokens, settings.max_new_tokens, dtype)
+    if est is None or free_bytes is None or settings.force:
+        return est
+    need = est.total_bytes - est.weights_bytes  # the weights are already on the device
+    if need > free_bytes:
+        raise MemoryBudgetError(
+            f"this prompt needs about {need / GIB:.1f} GiB beyond the weights and the GPU has "
+            f"{free_bytes / GIB:.1f} GiB free: {_fit_hint(plans, options)}"
+        )
+    return est
+
+
+def map_answer_times(answer: str, plans: list[VideoPlan | ImagePlan], family: str) -> list[Any]:
+    """Parse the times the answer states and move them to seconds of the source video."""
+    from .times import map_times, parse_times
+
+    spans = parse_times(answer)
+    videos = [p for p in plans if isinstance(p, VideoPlan)]
+    if not spans or not videos:
+        return spans if not videos else []
+    first = videos[0]
+    if family == "qwen3_vl":  # the model was shown source timestamps
+        return map_times(spans, clip_start_s=0.0, clip_end_s=first.clip_end_s)
+    end = first.clip_end_s - first.clip_start_s + 1.0 / first.source_fps
+    mapped = map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=first.clip_start_s + end)
+    return mapped
+
+
+def save_evidence(path: str, spans: list[Any], folder: str) -> list[str]:
+    """Save the frame shown at each stated time (start, and end of a range) as PNG files."""
+    from .media import frame_at
+    from .times import format_hms
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[str] = []
+    seconds: list[float] = []
+    for span in spans:
+        for s in (span.source_start_s, span.source_end_s):
+            if s not in seconds:
+                seconds.append(s)
+    for s in seconds:
+        target = out / f"{Path(path).stem}_{format_hms(s).replace(':', '-')}.png"
+        frame_at(path, s).save(target)
+        saved.append(str(target))
+    return saved
+
+
+def ask_one(
+    runner: Any,
+    paths: list[str],
+    plans: list[VideoPlan | ImagePlan],
+    settings: AskSettings,
+    options: SamplingOptions,
+    on_text: Callable[[str], None] | None = None,
+) -> AskResult:
+    """One prompt over ``paths`` (one input, or all of them with --together)."""
+    from .prompts import build_prompt
+
+    prompt = build_prompt(settings.task, settings.question)
+    tokens = estimate_prompt_tokens(plans, prompt, settings.system)
+    check_memory(runner.spec, plans, tokens, settings, options, runner.free_memory_bytes(), runner.dtype_name)
+    try:
+        answer = runner.ask(
+            list(zip(paths, plans, strict=True)),
+            prompt,
+            system=settings.system,
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            on_text=on_text,
+        )
+    except Exception as exc:  # CUDA out of memory is reported like a failed budget check
+        if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+            raise MemoryBudgetError(f"the GPU ran out of memory: {_fit_hint(plans, options)}") from exc
+        raise
+    times = map_answer_times(answer.text, plans, runner.spec.family.name)
+    result = AskResult(
+        paths=paths,
+        plans=plans,
+        question=settings.question,
+        answer=answer.text,
+        times=times,
+        prompt_tokens=answer.prompt_tokens,
+        generated_tokens=answer.generated_tokens,
+        model=runner.spec.model,
+        timings=answer.timings,
+    )
+    if settings.evidence_dir and times:
+        video_paths = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
+        if video_paths:
+            result.evidence = save_evidence(video_paths[0], times, settings.evidence_dir)
+    return result
