@@ -1,0 +1,542 @@
+"""Parsing the times of Qwen answers, mapping them to the source video, formatting them."""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from vlcli import prompts, subtitles, times
+from vlcli.times import TimeSpan, format_hms, map_times, parse_time_value, parse_times
+
+# --------------------------------------------------------------------------------------------
+# parse_times: one form at a time. (answer, [(start_s, end_s), ...])
+# --------------------------------------------------------------------------------------------
+
+FORMS = [
+    # seconds with a unit
+    ("The dog jumps at 12.5 seconds.", [(12.5, 12.5)]),
+    ("The dog jumps at 12.5s.", [(12.5, 12.5)]),
+    ("The dog jumps at 12.5 sec.", [(12.5, 12.5)]),
+    ("The dog jumps at 12.5 secs.", [(12.5, 12.5)]),
+    ("The dog jumps at 12.5 s, then barks.", [(12.5, 12.5)]),
+    ("at 3 seconds", [(3.0, 3.0)]),
+    ("At 1 second the screen goes dark.", [(1.0, 1.0)]),
+    ("A car passes at 7 Seconds.", [(7.0, 7.0)]),
+    ("The goal is scored at the 12.5-second mark.", [(12.5, 12.5)]),
+    ("The goal is scored at around ~42s.", [(42.0, 42.0)]),
+    ("It happens 12.5 seconds after the start.", [(12.5, 12.5)]),
+    ("It is visible at **8.0 seconds**.", [(8.0, 8.0)]),
+    # minutes and hours
+    ("At 1 minute 5 seconds the singer bows.", [(65.0, 65.0)]),
+    ("At 2 minutes the lights go out.", [(120.0, 120.0)]),
+    ("At 1 hour, 2 minutes and 3.5 seconds it ends.", [(3723.5, 3723.5)]),
+    ("The cut comes at 1m30s.", [(90.0, 90.0)]),
+    # ranges of seconds
+    ("The dog jumps from 12.5 to 20.0 seconds.", [(12.5, 20.0)]),
+    ("The dog jumps from 12.5 seconds to 20.0 seconds.", [(12.5, 20.0)]),
+    ("The dog jumps between 3 and 5 seconds.", [(3.0, 5.0)]),
+    ("The dog jumps between 3 seconds and 5 seconds.", [(3.0, 5.0)]),
+    ("The dog jumps 12.5 - 20.0 seconds.", [(12.5, 20.0)]),
+    ("The dog jumps 12.5-20.0s.", [(12.5, 20.0)]),
+    ("The dog jumps 12.5s-20.0s.", [(12.5, 20.0)]),
+    ("The dog jumps 12.5 – 20.0 seconds.", [(12.5, 20.0)]),
+    ("The dog jumps 12.5 — 20.0 sec.", [(12.5, 20.0)]),
+    ("The dog jumps 12.5 to 20.0 seconds into the video.", [(12.5, 20.0)]),
+    ("It occurs from about 3 until about 7 seconds.", [(3.0, 7.0)]),
+    ("It lies in the 12.5-20.0 second range.", [(12.5, 20.0)]),
+    ("The event takes place from 12 to 20 seconds.", [(12.0, 20.0)]),
+    ("The event spans 12 to 20 seconds.", [(12.0, 20.0)]),
+    ("The clip is at [12.5s, 20.0s].", [(12.5, 20.0)]),
+    # a unit implied by context
+    ("The timestamps are 12.5 – 20.0.", [(12.5, 20.0)]),
+    ("Time range: 12.5 - 20.0", [(12.5, 20.0)]),
+    ("The time range is [12.5, 20.0].", [(12.5, 20.0)]),
+    ("From 3 to 5, the man runs (timestamps in seconds).", [(3.0, 5.0)]),
+    # clock times
+    ("The dog jumps at 00:12.", [(12.0, 12.0)]),
+    ("The dog jumps at 1:05.", [(65.0, 65.0)]),
+    ("The dog jumps at 00:12.50.", [(12.5, 12.5)]),
+    ("The dog jumps at 01:02:03.", [(3723.0, 3723.0)]),
+    ("The dog jumps at 01:02:03.250.", [(3723.25, 3723.25)]),
+    ("The dog jumps at 75:30.", [(4530.0, 4530.0)]),
+    ("The dog jumps 00:12 - 00:20.", [(12.0, 20.0)]),
+    ("The dog jumps 00:12-00:20.", [(12.0, 20.0)]),
+    ("The dog jumps from 1:05 to 1:10.", [(65.0, 70.0)]),
+    ("The dog jumps between 00:01:05.5 and 00:01:10.", [(65.5, 70.0)]),
+    ("Cue 00:00:12.500 --> 00:00:20.000", [(12.5, 20.0)]),
+    # Qwen3-VL timestamp tokens echoed back
+    ("The dog jumps at <12.5 seconds>.", [(12.5, 12.5)]),
+    ("The dog jumps from <3.0 seconds> to <5.0 seconds>.", [(3.0, 5.0)]),
+    ("<3.0 seconds> - <5.0 seconds>: a dog jumps.", [(3.0, 5.0)]),
+    # a start and an end stated apart
+    ("The man starts walking at 3.2 seconds and stops at 7.8 seconds.", [(3.2, 7.8)]),
+    ("Start time: 00:12, end time: 00:20.", [(12.0, 20.0)]),
+    ("It begins at 4 s and ends at 9 s.", [(4.0, 9.0)]),
+    # a time and its own restatement count once
+    ("He leaves at 75 seconds (01:15).", [(75.0, 75.0)]),
+    ("He leaves at 01:15 (75 s).", [(75.0, 75.0)]),
+    # several in a sentence, in order
+    ("A man enters at 3 seconds, sits at 0:07 and leaves at 12s.", [(3, 3), (7, 7), (12, 12)]),
+    ("A ball at 5s; 1920x1080 footage; 3 players from 10 to 12 s.", [(5, 5), (10, 12)]),
+    ("Event A: 2.5s ~ 4.0s", [(2.5, 4.0)]),
+    ("The woman speaks (00:05-00:09) then leaves.", [(5.0, 9.0)]),
+    ("from 0 to 3.5 seconds and from 4 to 7 seconds", [(0.0, 3.5), (4.0, 7.0)]),
+    ("The aspect ratio is 3:2; at 5s it pans.", [(5.0, 5.0)]),
+    # Chinese answers (to a prompt written in Chinese)
+    ("在12.5秒到20.0秒之间，狗在跳。然后在25秒它停下。", [(12.5, 20.0), (25.0, 25.0)]),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), FORMS)
+def test_parse_forms(answer: str, expected: list[tuple[float, float]]) -> None:
+    spans = parse_times(answer)
+    assert [(round(s.start_s, 6), round(s.end_s, 6)) for s in spans] == expected
+    for span in spans:
+        assert not span.mapped and not span.clipped and not span.outside
+
+
+# --------------------------------------------------------------------------------------------
+# Bare numbers, durations, dates, clock times of day: not times.
+# --------------------------------------------------------------------------------------------
+
+NEGATIVES = [
+    "There are 3 people in the video.",
+    "This is version 2.5 of the app.",
+    "The resolution is 1920x1080.",
+    "The video is 1920 x 1080 at 30 fps.",
+    "The meeting starts at 4:30 PM.",
+    "The clock shows 10:15 a.m. on the wall.",
+    "The aspect ratio is 16:9.",
+    "3-5 people walk by.",
+    "Between 3 and 5 cars pass.",
+    "The score went from 3 to 5.",
+    "The score is 12.5 – 20.0.",
+    "The box reads [1920, 1080].",
+    "He bought 1,234 apples for $12.50.",
+    "Version 1.2.3 is installed.",
+    "The date 2023-05-12 is shown.",
+    "Chapter 12, page 20.",
+    "5 sheep and 2 goats graze.",
+    "The video is 30 seconds long.",
+    "The whole clip lasts 45 seconds.",
+    "He waits for 3 seconds.",
+    "He waits for about 3 to 5 seconds.",
+    "It repeats every 2 seconds.",
+    "It has a duration of 90 seconds.",
+    "A 30-second clip of a cat.",
+    "He jumps 2 seconds after she sits.",
+    "Five seconds later, 2 seconds before the end, it stops.",
+    "Music from the 1990s plays.",
+    '{"answer": "3 people", "confidence": 0.9}',
+    "[1, 2, 3]",
+    "",
+    "No time is mentioned here.",
+]
+
+
+@pytest.mark.parametrize("answer", NEGATIVES)
+def test_not_times(answer: str) -> None:
+    assert parse_times(answer) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("12.5 - 20.0", [(12.5, 20.0)]),
+        ("12.5 – 20.0.", [(12.5, 20.0)]),
+        ("[12.5, 20.0]", [(12.5, 20.0)]),
+        ("The event occurs from 12.5 to 20.0.", [(12.5, 20.0)]),
+        ("The event occurs from 12.5 to 20.0 in the video.", [(12.5, 20.0)]),
+        ("3 to 5 people", []),  # a word follows: a count, not a range
+        ("12.5", []),  # a single bare number is never a time
+    ],
+)
+def test_assume_seconds(answer: str, expected: list[tuple[float, float]]) -> None:
+    assert [(s.start_s, s.end_s) for s in parse_times(answer, assume_seconds=True)] == expected
+    assert parse_times(answer) == []  # nothing in these sentences says "seconds"
+
+
+# --------------------------------------------------------------------------------------------
+# Realistic whole answers: times, texts and order.
+# --------------------------------------------------------------------------------------------
+
+PROSE_ANSWER = """The video begins in a kitchen. At 0:03, a woman takes a bowl from the shelf.
+She cracks two eggs into it between 5.5 and 9 seconds. The whisking lasts for 10 seconds.
+Then, from 00:21 to 00:34, she pours it into a pan; there are 3 pans on the stove.
+- The omelette is flipped at the 41-second mark.
+- It is served at 52.0s."""
+
+FENCED_JSON_ANSWER = """```json
+[
+    {"start_time": "00:00.00", "end_time": "00:15.20", "description": "A man walks in."},
+    {"start_time": "00:15.20", "end_time": "00:34.80", "description": "He enters a grand hall."},
+    {"start_time": "00:34.80", "end_time": "01:02.00", "description": "He climbs the stairs."}
+]
+```
+These events summarize the video; the man is visible for 62 seconds."""
+
+JSON_TRAILING_ANSWER = """[{"start_time": 0.0, "end_time": 4.5, "description": "A dog sleeps."},
+{"start_time": "4.5", "end_time": "9.0 seconds", "description": "The dog wakes up."},
+{"start": 9, "end": 12, "caption": "It runs away."}] The dog is a golden retriever."""
+
+QWEN3_ANSWER = (
+    'Here are the events.\n{"timestamp": [2.0, 6.5], "description": "A cyclist appears."}\n'
+    '{"timestamp": "<8.0 seconds> - <11.5 seconds>", "description": "He turns left."}\n'
+    "After that, at <14.0 seconds>, he stops."
+)
+
+LOOSE_ANSWER = (
+    "Sure! [{'start_time': 1.0, 'end_time': 3.5, 'description': 'A man, waving'},\n"
+    " {'start_time': 3.5, 'end_time': 6, 'description': 'He sits',},\n"
+    " {'start_time': 6, 'end_"  # cut off by the token limit
+)
+
+GROUNDING_ANSWERS = [
+    ("The event happens in 12.5 - 20.0 seconds.", (12.5, 20.0)),
+    ("The described content occurs from 3.2 to 7.9 seconds.", (3.2, 7.9)),
+    ("The man opens the door between 00:05 and 00:08.", (5.0, 8.0)),
+    ("The event occurs from 1:05 to 1:10 in the video.", (65.0, 70.0)),
+    ('{"start_time": 12.5, "end_time": 20.0}', (12.5, 20.0)),
+    ("The dog jumps at <6.5 seconds> and lands at <7.0 seconds>.", None),
+]
+
+
+def test_prose_answer() -> None:
+    spans = parse_times(PROSE_ANSWER)
+    assert [(s.start_s, s.end_s) for s in spans] == [
+        (3.0, 3.0),
+        (5.5, 9.0),
+        (21.0, 34.0),
+        (41.0, 41.0),
+        (52.0, 52.0),
+    ]
+    assert [s.text for s in spans] == [
+        "At 0:03, a woman takes a bowl from the shelf.",
+        "She cracks two eggs into it between 5.5 and 9 seconds.",
+        "Then, from 00:21 to 00:34, she pours it into a pan; there are 3 pans on the stove.",
+        "The omelette is flipped at the 41-second mark.",
+        "It is served at 52.0s.",
+    ]
+    assert [s.raw for s in spans] == [
+        "0:03",
+        "5.5 and 9 seconds",
+        "00:21 to 00:34",
+        "41-second",
+        "52.0s",
+    ]
+
+
+def test_fenced_json_with_trailing_prose() -> None:
+    spans = parse_times(FENCED_JSON_ANSWER)
+    assert [(s.start_s, s.end_s, s.text) for s in spans] == [
+        (0.0, 15.2, "A man walks in."),
+        (15.2, 34.8, "He enters a grand hall."),
+        (34.8, 62.0, "He climbs the stairs."),
+    ]  # "visible for 62 seconds" is a duration
+    assert spans[0].raw.startswith('{"start_time": "00:00.00"')
+
+
+def test_json_with_trailing_text_and_mixed_values() -> None:
+    spans = parse_times(JSON_TRAILING_ANSWER)
+    assert [(s.start_s, s.end_s, s.text) for s in spans] == [
+        (0.0, 4.5, "A dog sleeps."),
+        (4.5, 9.0, "The dog wakes up."),
+        (9.0, 12.0, "It runs away."),
+    ]
+
+
+def test_qwen3_answer_json_lines_and_tokens() -> None:
+    spans = parse_times(QWEN3_ANSWER)
+    assert [(s.start_s, s.end_s, s.text) for s in spans] == [
+        (2.0, 6.5, "A cyclist appears."),
+        (8.0, 11.5, "He turns left."),
+        (14.0, 14.0, "After that, at <14.0 seconds>, he stops."),
+    ]
+
+
+def test_loose_and_truncated_json() -> None:
+    spans = parse_times(LOOSE_ANSWER)
+    assert [(s.start_s, s.end_s, s.text) for s in spans] == [
+        (1.0, 3.5, "A man, waving"),
+        (3.5, 6.0, "He sits"),
+    ]
+
+
+@pytest.mark.parametrize(("answer", "expected"), GROUNDING_ANSWERS)
+def test_grounding_answers(answer: str, expected: tuple[float, float] | None) -> None:
+    spans = parse_times(answer)
+    if expected is None:  # "at A and lands at B": two instants, no start/end words
+        assert [(s.start_s, s.end_s) for s in spans] == [(6.5, 6.5), (7.0, 7.0)]
+    else:
+        assert [(s.start_s, s.end_s) for s in spans] == [expected]
+
+
+JSON_FORMS = [
+    ('[{"start": 1, "end": 2, "event": "a"}]', [(1.0, 2.0, "a")]),
+    ('{"events": [{"start_time": 1, "end_time": 2, "description": "a"}]}', [(1.0, 2.0, "a")]),
+    ('[{"timestamp": [3, 5], "caption": "a"}]', [(3.0, 5.0, "a")]),
+    ('[{"timestamp": 7.5, "description": "a"}]', [(7.5, 7.5, "a")]),
+    ('[{"timestamp": "00:12 - 00:20", "description": "a"}]', [(12.0, 20.0, "a")]),
+    ('[{"timestamp": "12.5-20", "description": "a"}]', [(12.5, 20.0, "a")]),
+    ('[{"time": "1:05", "text": "a"}]', [(65.0, 65.0, "a")]),
+    ('[{"timestamps": [[1, 2], [4, 6]], "description": "a"}]', [(1, 2, "a"), (4, 6, "a")]),
+    ('[{"start_time": "12.5 seconds", "end_time": null, "description": "a"}]', [(12.5, 12.5, "a")]),
+    ('[{"Start Time": "0:01", "End Time": "0:02", "Description": "a"}]', [(1.0, 2.0, "a")]),
+    (
+        '[{"start_time": "<1.0 seconds>", "end_time": "<2.0 seconds>", "action": "a"}]',
+        [(1, 2, "a")],
+    ),
+    (
+        '{"00:05": "a man enters", "00:10 - 00:20": "he sits"}',
+        [(5, 5, "a man enters"), (10, 20, "he sits")],
+    ),
+    ('[{"start_time": 1, "end_time": 2, "who": "a man"}]', [(1.0, 2.0, "a man")]),
+    ('[{"start_time": true, "end_time": "soon", "description": "a"}]', []),
+    ('{"1": "first", "2": "second"}', []),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), JSON_FORMS)
+def test_json_forms(answer: str, expected: list[tuple[float, float, str]]) -> None:
+    assert [(s.start_s, s.end_s, s.text) for s in parse_times(answer)] == expected
+
+
+def test_prose_and_json_keep_order_of_appearance() -> None:
+    answer = (
+        "First, at 2 seconds, a bell rings.\n"
+        '```json\n[{"start_time": 5, "end_time": 8, "description": "A door opens."}]\n```\n'
+        "Finally the bell rings again at 00:30."
+    )
+    assert [(s.start_s, s.text) for s in parse_times(answer)] == [
+        (2.0, "First, at 2 seconds, a bell rings."),
+        (5.0, "A door opens."),
+        (30.0, "Finally the bell rings again at 00:30."),
+    ]
+
+
+def test_numbered_list_with_label_colons() -> None:
+    answer = "1. 0:00-0:05: Intro\n2. 0:05-0:30: Setup\n3. 0:30-1:00: Demo"
+    assert [(s.start_s, s.end_s, s.text) for s in parse_times(answer)] == [
+        (0.0, 5.0, "0:00-0:05: Intro"),
+        (5.0, 30.0, "0:05-0:30: Setup"),
+        (30.0, 60.0, "0:30-1:00: Demo"),
+    ]
+
+
+def test_windows_line_endings_and_abbreviations() -> None:
+    answer = "He waves at approx. 4 seconds.\r\nShe waves at 6s."
+    assert [(s.start_s, s.text) for s in parse_times(answer)] == [
+        (4.0, "He waves at approx. 4 seconds."),
+        (6.0, "She waves at 6s."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("[" * 5000 + "{" * 5000 + " at 5 s", [(5.0, 5.0)]),  # too deep for the JSON decoder
+        ("[" * 3000 + "]" * 3000 + " at 5 s", [(5.0, 5.0)]),
+        ("[[1, 2], [3, 4]] at 5s", [(5.0, 5.0)]),
+        ('{"a": [1, {"b": "c"}]} and at 00:07', [(7.0, 7.0)]),
+    ],
+)
+def test_nested_brackets(answer: str, expected: list[tuple[float, float]]) -> None:
+    assert [(s.start_s, s.end_s) for s in parse_times(answer)] == expected
+
+
+def test_long_looping_answer_stays_fast() -> None:
+    # A model caught in a loop: one "sentence" of 20,000 times (this was quadratic once).
+    answer = "0.5 seconds, 3-4 people, from 1 to 2 seconds, " * 20000
+    begin = time.perf_counter()
+    spans = parse_times(answer)
+    assert len(spans) == 40000
+    assert time.perf_counter() - begin < 10  # about 0.5 s; generous for slow CI machines
+
+
+# --------------------------------------------------------------------------------------------
+# map_times
+# --------------------------------------------------------------------------------------------
+
+MAPPING = [
+    # (model start, model end, clip_start_s, clip_end_s) -> (source start, end, clipped, outside)
+    ((5, 8, 0.0, None), (5.0, 8.0, False, False)),
+    ((5, 8, 100.0, None), (105.0, 108.0, False, False)),
+    ((5, 8, 100.0, 130.0), (105.0, 108.0, False, False)),
+    ((0, 30, 100.0, 130.0), (100.0, 130.0, False, False)),  # exactly the clip
+    ((30, 30, 100.0, 130.0), (130.0, 130.0, False, False)),  # on the end bound: inside
+    ((25, 40, 100.0, 130.0), (125.0, 130.0, True, False)),  # end clipped
+    ((40, 50, 100.0, 130.0), (130.0, 130.0, True, True)),  # wholly after the clip
+    ((70, 70, 100.0, 130.0), (130.0, 130.0, True, True)),  # an instant after the clip
+    ((-2, 3, 10.0, None), (10.0, 13.0, True, False)),  # start before the clip
+    ((-5, -2, 10.0, None), (10.0, 10.0, True, True)),  # wholly before the clip
+    ((9, 6, 100.0, 130.0), (106.0, 109.0, False, False)),  # swapped, no flag
+    ((12.5, 20.0, 100.1, None), (112.6, 120.1, False, False)),  # no float noise
+    ((0.1, 0.2, 0.2, None), (0.3, 0.4, False, False)),
+    ((0, 0, 0.0, 0.0), (0.0, 0.0, False, False)),
+    ((3723.25, 3725.5, 3600.0, 7200.0), (7200.0, 7200.0, True, True)),
+]
+
+
+@pytest.mark.parametrize(("given", "expected"), MAPPING)
+def test_map_times(given: tuple, expected: tuple) -> None:
+    start, end, clip_start, clip_end = given
+    span = TimeSpan(start, end, text="t", raw="r")
+    (mapped,) = map_times([span], clip_start_s=clip_start, clip_end_s=clip_end)
+    assert (mapped.source_start_s, mapped.source_end_s, mapped.clipped, mapped.outside) == expected
+    assert mapped.start_s == min(start, end) and mapped.end_s == max(start, end)
+    assert (mapped.text, mapped.raw) == ("t", "r")
+    assert mapped.mapped
+
+
+def test_map_times_keeps_order_and_maps_afresh() -> None:
+    spans = parse_times("At 20 seconds a bird lands. At 5 seconds it sang.")
+    once = map_times(spans, clip_start_s=60)
+    assert [s.source_start_s for s in once] == [80.0, 65.0]
+    again = map_times(once, clip_start_s=10, clip_end_s=20)
+    assert [(s.source_start_s, s.clipped) for s in again] == [(20.0, True), (15.0, False)]
+    assert map_times([]) == []
+
+
+@pytest.mark.parametrize(
+    ("clip_start", "clip_end"),
+    [(-1.0, None), (10.0, 5.0), (math.nan, None), (0.0, math.inf), (math.inf, None)],
+)
+def test_map_times_rejects_bad_bounds(clip_start: float, clip_end: float | None) -> None:
+    with pytest.raises(ValueError):
+        map_times([TimeSpan(1, 2)], clip_start_s=clip_start, clip_end_s=clip_end)
+
+
+def test_to_dict_uses_source_seconds() -> None:
+    (span,) = map_times(parse_times("The goal is at 00:12.25."), clip_start_s=3600)
+    assert span.to_dict() == {
+        "start_s": 3612.25,
+        "end_s": 3612.25,
+        "start_hms": "01:00:12.3",
+        "end_hms": "01:00:12.3",
+        "text": "The goal is at 00:12.25.",
+        "raw": "00:12.25",
+        "model_start_s": 12.25,
+        "model_end_s": 12.25,
+        "mapped": True,
+        "clipped": False,
+        "outside": False,
+    }
+
+
+def test_to_dict_before_mapping_uses_model_seconds() -> None:
+    d = TimeSpan(1.0, 2.0, "x", "1-2s").to_dict()
+    assert (d["start_s"], d["end_s"], d["start_hms"], d["mapped"]) == (
+        1.0,
+        2.0,
+        "00:00:01.0",
+        False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# format_hms: tenths, halves up (on the printed decimal), carrying.
+# --------------------------------------------------------------------------------------------
+
+HMS = [
+    (0, "00:00:00.0"),
+    (0.04, "00:00:00.0"),
+    (0.05, "00:00:00.1"),
+    (0.25, "00:00:00.3"),  # half up, not to even
+    (0.35, "00:00:00.4"),  # the float is 0.34999..., its decimal 0.35 rounds up
+    (1.45, "00:00:01.5"),
+    (12.5, "00:00:12.5"),
+    (59.94, "00:00:59.9"),
+    (59.95, "00:01:00.0"),
+    (59.96, "00:01:00.0"),
+    (90, "00:01:30.0"),
+    (3599.95, "01:00:00.0"),
+    (3725.25, "01:02:05.3"),
+    (86399.99, "24:00:00.0"),
+    (360000, "100:00:00.0"),
+    (-1.25, "-00:00:01.3"),
+    (-0.04, "00:00:00.0"),
+]
+
+
+@pytest.mark.parametrize(("seconds", "expected"), HMS)
+def test_format_hms(seconds: float, expected: str) -> None:
+    assert format_hms(seconds) == expected
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_format_hms_rejects_non_finite(bad: float) -> None:
+    with pytest.raises(ValueError):
+        format_hms(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# parse_time_value (also --start / --end)
+# --------------------------------------------------------------------------------------------
+
+VALUES = [
+    ("90", 90.0),
+    ("90.5", 90.5),
+    ("0", 0.0),
+    (".5", 0.5),
+    ("1:30", 90.0),
+    ("01:30", 90.0),
+    ("90:00", 5400.0),
+    ("00:12.50", 12.5),
+    ("00:01:30.5", 90.5),
+    ("1:02:05.5", 3725.5),
+    ("00:00:12,500", 12.5),
+    ("12.5s", 12.5),
+    ("12.5 s", 12.5),
+    ("12.5 sec", 12.5),
+    ("12.5 seconds", 12.5),
+    ("12.5 Seconds", 12.5),
+    ("  12.5  ", 12.5),
+    ("<12.5 seconds>", 12.5),
+    ("1m30s", 90.0),
+    ("1h2m3s", 3723.0),
+    ("2 minutes", 120.0),
+    ("1 minute 5 seconds", 65.0),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), VALUES)
+def test_parse_time_value(text: str, expected: float) -> None:
+    assert parse_time_value(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", " ", "abc", "-5", "1:75", "1:60:00", "1:2", "12.5.3", "nan", "inf", "1e3",
+     "5m", "12.5 m", "12 parsecs", "1:30 PM", "12.5 - 20.0", "three"],
+)  # fmt: skip
+def test_parse_time_value_rejects_junk(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time_value(text)
+
+
+# --------------------------------------------------------------------------------------------
+# The modules stay pure, and their documented examples hold.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [times, subtitles, prompts])
+def test_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize("name", ["times.py", "subtitles.py", "prompts.py"])
+def test_no_heavy_imports(name: str) -> None:
+    source = (Path(times.__file__).parent / name).read_text(encoding="utf-8")
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"torch", "transformers", "torchvision", "torchcodec", "numpy"}

@@ -1,0 +1,806 @@
+"""The times a Qwen answer states, and where they fall in the source video.
+
+A Qwen2.5-VL or Qwen3-VL model counts seconds from the first frame of the clip it was shown.
+``vlcli ask --start 90`` shows it the video from second 90, so "at 12.5 seconds" in its answer
+means second 102.5 of the file. This module is pure text and arithmetic (no torch, no
+transformers): :func:`parse_times` finds the times an answer states, :func:`map_times` moves them
+to source seconds and clips them to the range that was shown, :func:`format_hms` writes
+``hh:mm:ss.s`` and :func:`parse_time_value` reads one time value (it also reads ``--start`` and
+``--end``).
+
+>>> spans = map_times(parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=90)
+>>> [(s.source_start_s, s.source_end_s) for s in spans]
+[(102.5, 110.0)]
+>>> spans[0].to_dict()["start_hms"]
+'00:01:42.5'
+
+What :func:`parse_times` reads
+------------------------------
+*Prose*, sentence by sentence:
+
+- seconds with a unit: ``12.5 seconds``, ``12.5s``, ``12.5 sec``, ``at 3 seconds``,
+  ``the 12.5-second mark``; minutes and hours in words: ``1 minute 5 seconds``, ``2 minutes``,
+  ``1m30s``;
+- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff`` (not ``4:30 PM``);
+- Qwen3-VL timestamp tokens echoed back: ``<12.5 seconds>``;
+- ranges of any of these: ``from 12.5 to 20.0 seconds``, ``between 3 and 5 seconds``,
+  ``12.5 - 20.0 seconds``, ``12.5-20.0s``, ``00:12 - 00:20``, ``from 1:05 to 1:10``,
+  ``[12.5s, 20.0s]``; a unit on either end is enough;
+- a start and an end stated apart in one sentence: "it *starts* at 3 s and *ends* at 7 s".
+
+A range of two bare numbers (``12.5 – 20.0``, ``from 3 to 5``, ``[12.5, 20.0]``) is taken only
+when the unit is implied: nothing word-like follows it (``3 to 5 people`` is not a time) and the
+sentence speaks of time (``seconds``, ``sec``, ``timestamp``, ``time``...), or the caller passes
+``assume_seconds=True`` (the answer to a grounding prompt that asked for seconds). A single bare
+number is never a time: ``3 people``, ``version 2.5``, ``1920x1080``.
+
+Durations are not times: ``for 3 seconds``, ``lasts 10 seconds``, ``30 seconds long``,
+``a 30-second clip``, ``5 seconds later``, ``every 2 seconds``, ``2 seconds after he sits`` are
+skipped.
+
+*JSON*, anywhere in the answer (a ```` ```json ```` fence, trailing prose and Python-style
+quotes are fine; a list cut off by the token limit still gives its complete objects): every
+object with ``start_time``/``end_time`` (or ``start``/``end``, ``begin``/``stop``...), or with
+``timestamp`` (or ``time``, ``timestamps``) holding one time, ``[start, end]`` or a range string,
+and a ``description`` (or ``caption``, ``event``, ``text``...). Values may be numbers, numeric
+strings, ``"12.5 seconds"``, ``"mm:ss.ff"``. An object whose keys are times
+(``{"00:05": "a man enters"}``) gives one span per key.
+
+Each span's ``text`` is the JSON description, or the sentence the time came from (list bullets
+removed); its ``raw`` is the matched time expression (for JSON, the object as compact JSON).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+__all__ = [
+    "TimeSpan",
+    "format_hms",
+    "map_times",
+    "parse_time_value",
+    "parse_times",
+]
+
+# Source seconds are rounded to this many decimals after mapping, so that 12.5 + 100.1 prints as
+# 112.6 and not 112.60000000000001 (a microsecond is far below a frame).
+_SOURCE_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    """One time or time range stated in an answer.
+
+    ``start_s``/``end_s`` are the seconds the model stated, counted from the start of the clip it
+    saw (``end_s == start_s`` for an instant). :func:`map_times` fills the ``source_*`` fields:
+    the same times in seconds of the source video, clipped to the range that was shown
+    (``clipped`` when a bound moved, ``outside`` when the whole span lay outside that range).
+
+    >>> span = TimeSpan(3.0, 3.0, text="A man enters.", raw="3 seconds")
+    >>> span.is_instant, span.mapped
+    (True, False)
+    """
+
+    start_s: float
+    end_s: float
+    text: str = ""
+    raw: str = ""
+    source_start_s: float | None = None
+    source_end_s: float | None = None
+    clipped: bool = False
+    outside: bool = False
+
+    @property
+    def is_instant(self) -> bool:
+        """True when the span is one moment, not a range."""
+        return self.start_s == self.end_s
+
+    @property
+    def mapped(self) -> bool:
+        """True once :func:`map_times` has given the span source seconds."""
+        return self.source_start_s is not None and self.source_end_s is not None
+
+    @property
+    def display_start_s(self) -> float:
+        """Source seconds when mapped, else the seconds the model stated."""
+        return self.source_start_s if self.source_start_s is not None else self.start_s
+
+    @property
+    def display_end_s(self) -> float:
+        """Source seconds when mapped, else the seconds the model stated."""
+        return self.source_end_s if self.source_end_s is not None else self.end_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``start_s``/``end_s`` are source seconds once mapped.
+
+        ``model_start_s``/``model_end_s`` keep the seconds as the model stated them.
+
+        >>> span = map_times([TimeSpan(12.5, 20.0, "A dog jumps.", "12.5-20s")], clip_start_s=60)[0]
+        >>> d = span.to_dict()
+        >>> d["start_s"], d["end_s"], d["start_hms"], d["end_hms"], d["model_start_s"]
+        (72.5, 80.0, '00:01:12.5', '00:01:20.0', 12.5)
+        """
+        start, end = self.display_start_s, self.display_end_s
+        return {
+            "start_s": start,
+            "end_s": end,
+            "start_hms": format_hms(start),
+            "end_hms": format_hms(end),
+            "text": self.text,
+            "raw": self.raw,
+            "model_start_s": self.start_s,
+            "model_end_s": self.end_s,
+            "mapped": self.mapped,
+            "clipped": self.clipped,
+            "outside": self.outside,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting and single values
+# --------------------------------------------------------------------------------------------
+
+
+def format_hms(seconds: float) -> str:
+    """Seconds as ``hh:mm:ss.s``, rounded to the nearest tenth, halves up.
+
+    The rounding is done on the decimal value as Python prints the float (``repr``), so
+    ``1.45`` gives ``.5`` even though the binary float is a hair below 1.45; it carries into the
+    seconds, minutes and hours. Hours grow past two digits when needed; a negative value gets a
+    ``-`` sign (a value that rounds to zero gets none).
+
+    >>> format_hms(3725.25)
+    '01:02:05.3'
+    >>> format_hms(59.96)
+    '00:01:00.0'
+    >>> format_hms(0.04)
+    '00:00:00.0'
+    """
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite number of seconds: {seconds!r}")
+    tenths = int(
+        Decimal(repr(abs(float(seconds)))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP) * 10
+    )
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    secs, tenth = divmod(rest, 10)
+    sign = "-" if seconds < 0 and tenths else ""
+    return f"{sign}{hours:02d}:{minutes:02d}:{secs:02d}.{tenth}"
+
+
+_NUM = r"\d+(?:\.\d+)?"
+_UNIT_S = r"(?:(?:seconds?|secs?|s)(?![a-z])|秒钟?)"
+_UNIT_M = r"(?:minutes?|mins?)(?![a-z])"
+_UNIT_H = r"(?:hours?|hrs?)(?![a-z])"
+_AND = r"(?:\s*,?\s*(?:and\s+)?)"
+# "1 hour 2 minutes 5 seconds", "1 minute and 5.5 seconds", "2 minutes" (it must start with
+# hours or minutes; plain seconds are the number-and-unit form).
+_WORDY = (
+    rf"\d+\s*{_UNIT_H}(?:{_AND}\d+\s*{_UNIT_M})?(?:{_AND}{_NUM}\s*(?:seconds?|secs?)(?![a-z]))?"
+    rf"|\d+\s*{_UNIT_M}(?:{_AND}{_NUM}\s*(?:seconds?|secs?)(?![a-z]))?"
+)
+# "1h2m3s", "1h30s", "1m30s", "1m30.5s" (a lone "5m" could be metres: not taken).
+_COMPACT = (
+    r"\d+h(?:\d{1,2}m(?:\d{1,2}(?:\.\d+)?s)?|\d{1,2}(?:\.\d+)?s)(?![a-z\d])"
+    r"|\d+m\d{1,2}(?:\.\d+)?s(?![a-z\d])"
+)
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)", re.I)
+_CLOCK_VALUE = re.compile(
+    r"(?:(?P<h>\d+):(?P<m>\d{1,2})|(?P<mm>\d+)):(?P<s>\d{2})(?:[.,](?P<f>\d+))?", re.I
+)
+_NUMBER_VALUE = re.compile(rf"(?P<n>{_NUM}|\.\d+)\s*(?:{_UNIT_S})?\.?", re.I)
+_WORDY_VALUE = re.compile(rf"(?:{_WORDY}|{_COMPACT})", re.I)
+
+
+def _clock_seconds(text: str) -> float | None:
+    """``[h:]mm:ss[.fff]`` to seconds; None when a field is out of range."""
+    m = _CLOCK_VALUE.fullmatch(text)
+    if m is None:
+        return None
+    secs = float(f"{m['s']}.{m['f'] or 0}")
+    if secs >= 60:
+        return None
+    if m["h"] is not None:
+        minutes = int(m["m"])
+        if minutes >= 60:
+            return None
+        return int(m["h"]) * 3600 + minutes * 60 + secs
+    return int(m["mm"]) * 60 + secs
+
+
+def _parts_seconds(text: str) -> float:
+    """Sum of "N hours / N minutes / N seconds" parts (words or the compact 1h2m3s)."""
+    total = 0.0
+    for number, unit in _PART.findall(text):
+        u = unit.lower()
+        scale = 3600 if u.startswith("h") else 60 if u.startswith("m") else 1
+        total += float(number) * scale
+    return total
+
+
+def parse_time_value(text: str) -> float:
+    """Read one time value and return it in seconds.
+
+    Accepted: plain seconds (``90``, ``12.5``), seconds with a unit (``12.5s``, ``12.5 sec``,
+    ``12.5 seconds``), clock times (``1:30``, ``01:30.25``, ``1:02:05.5``, ``00:01:30,500``;
+    seconds below 60, and minutes below 60 when hours are given), hours and minutes
+    (``1m30s``, ``1h2m3s``, ``2 minutes``, ``1 minute 5 seconds``), and a Qwen3-VL timestamp
+    token (``<12.5 seconds>``). Surrounding blanks are ignored. Anything else, negative values
+    included, raises ``ValueError``.
+
+    >>> parse_time_value("1:02:05.5"), parse_time_value("12.5"), parse_time_value("12.5s")
+    (3725.5, 12.5, 12.5)
+    >>> parse_time_value("00:01:30.5"), parse_time_value("1:30"), parse_time_value("90")
+    (90.5, 90.0, 90.0)
+    >>> parse_time_value("soon")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a time: 'soon' (expected seconds such as 90 or 12.5s, or mm:ss, hh:mm:ss.fff)
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {text!r}")
+    value = text.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1].strip()
+    if ":" in value:
+        seconds = _clock_seconds(value)
+        if seconds is not None:
+            return seconds
+    elif _NUMBER_VALUE.fullmatch(value):
+        number = _NUMBER_VALUE.fullmatch(value)
+        assert number is not None
+        return float(number["n"])
+    elif _WORDY_VALUE.fullmatch(value):
+        return _parts_seconds(value)
+    raise ValueError(
+        f"not a time: {text!r} (expected seconds such as 90 or 12.5s, or mm:ss, hh:mm:ss.fff)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Prose
+# --------------------------------------------------------------------------------------------
+
+# Not glued to a (Latin) word or number, a decimal point, a clock colon or an apostrophe ('80s),
+# and not the tail of a thousands group (1,234).
+_BEFORE = r"(?<![A-Za-z0-9_.:'’])(?<!\d,)"
+_CLOCK = r"(?:\d{1,2}:[0-5]\d:[0-5]\d|\d{1,3}:[0-5]\d)(?:\.\d+)?"
+
+
+def _value(p: str) -> str:
+    """Regex for one time value; its named groups are prefixed with ``p``."""
+    return (
+        rf"(?:<\s*(?P<{p}tok>{_NUM})\s*{_UNIT_S}\s*>"
+        rf"|{_BEFORE}(?P<{p}clk>{_CLOCK})(?!\d)(?!:\d)(?!\.\d)(?!\s*[ap]\.?m\b)"
+        rf"|{_BEFORE}(?P<{p}wordy>{_WORDY}|{_COMPACT})"
+        rf"|{_BEFORE}(?P<{p}num>{_NUM})(?!\d)(?!:\d)(?!\.\d)"
+        rf"(?:(?P<{p}sep>-|[ \t]*)(?P<{p}unit>{_UNIT_S}))?)"
+    )
+
+
+_MOD = r"(?:(?:the|about|around|approximately|approx\.|roughly|nearly|almost|~)\s*)*"
+_MARK = r"(?:\s+mark)?"
+_CONN = r"(?:\s*(?:-->|->|[-–—~到至])\s*|\s+(?:to|until|till|through|thru)\s+)"
+_CONN_KW = r"(?:\s*(?:-->|->|[-–—~到至])\s*|\s+(?:to|until|till|through|thru|and)\s+)"
+
+_FROM_RE = re.compile(
+    rf"\b(?:from|between)\s+{_MOD}{_value('a')}{_MARK}{_CONN_KW}{_MOD}{_value('b')}", re.I
+)
+_BRACKET_RE = re.compile(rf"[\[(]\s*{_value('a')}\s*,\s*{_value('b')}\s*[\])]", re.I)
+_DASH_RE = re.compile(rf"{_value('a')}{_MARK}{_CONN}{_MOD}{_value('b')}", re.I)
+_INSTANT_RE = re.compile(_value("a"), re.I)
+
+# The sentence speaks of time: a bare-number range in it may be read as seconds.
+_TIME_WORD = re.compile(
+    r"\b(?:seconds?|secs?|timestamps?|time[\s_-]*stamps?|time(?:\s+(?:range|span|interval|"
+    r"period|segment|window))?|start_time|end_time)\b",
+    re.I,
+)
+_WORD_AFTER = re.compile(r"\s*[^\W\d_]")
+_VIDEO_AFTER = re.compile(r"\s*(?:in|of|into|within)\s+(?:the\s+)?(?:video|clip|footage)\b", re.I)
+_DATE_AFTER = re.compile(r"[-–/.]\d")
+_DATE_BEFORE = re.compile(r"\d[-–/.]$")
+
+# Durations, not positions: "for 3 seconds", "lasts about 10 seconds", "every 2 seconds".
+_DURATION_BEFORE = re.compile(
+    r"\b(?:for|lasts?|lasting|lasted|takes?|took|taking|every|each|duration|length)\b"
+    r"(?:\s+(?:of|is|was))?[\s:]*"
+    r"(?:(?:about|around|approximately|approx\.|roughly|nearly|almost|over|under|less\s+than|"
+    r"more\s+than|at\s+least|at\s+most|up\s+to|only|just|another|a\s+further|a|an|~)\s*)*$",
+    re.I,
+)
+# ... "30 seconds long", "5 seconds later", "10 seconds in length".
+_DURATION_AFTER = re.compile(
+    r"\s*(?:-\s*)?(?:long|later|earlier|apart|ago|each|in\s+(?:length|duration|total)|"
+    r"of\s+(?:footage|video|content|the\s+video))\b",
+    re.I,
+)
+# ... "2 seconds after he sits" (relative), unless it reads "at 2 seconds after the start".
+_RELATIVE_AFTER = re.compile(
+    r"\s*(?:before|after)\b(?!\s+the\s+(?:start|beginning|video\s+(?:starts|begins)))", re.I
+)
+_AT_BEFORE = re.compile(r"\b(?:at|by)\s+(?:(?:about|around|approximately|roughly|~)\s*)?$", re.I)
+# "the 12.5-second mark" is a time; "a 30-second clip" is a length.
+_MARK_AFTER = re.compile(r"\s*(?:mark|point|timestamp|time|position|moment|frame)\b", re.I)
+
+_START_WORD = re.compile(r"\b(?:start(?:s|ed|ing)?|begin(?:s|ning)?|began|onset)\b", re.I)
+_END_WORD = re.compile(
+    r"\b(?:end(?:s|ed|ing)?|stop(?:s|ped|ping)?|finish(?:es|ed|ing)?|conclude[sd]?|until|till)\b",
+    re.I,
+)
+_PAREN_BETWEEN = re.compile(r"\s*[(\[]\s*")
+
+_ABBREVIATION_END = re.compile(r"\b(?:approx|e\.g|i\.e|vs|mr|mrs|dr|ca|fig|cf)\.$", re.I)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
+_BULLET = re.compile(r"^(?:[-*•·]\s+|#+\s+)")
+
+
+@dataclass(frozen=True)
+class _Value:
+    seconds: float
+    has_unit: bool
+    sep: str | None
+    unit: str | None
+    number: str | None
+
+
+def _read_value(m: re.Match[str], p: str) -> _Value | None:
+    if m[f"{p}tok"] is not None:
+        return _Value(float(m[f"{p}tok"]), True, None, None, None)
+    if m[f"{p}clk"] is not None:
+        seconds = _clock_seconds(m[f"{p}clk"])
+        return None if seconds is None else _Value(seconds, True, None, None, None)
+    if m[f"{p}wordy"] is not None:
+        return _Value(_parts_seconds(m[f"{p}wordy"]), True, None, None, None)
+    number = m[f"{p}num"]
+    unit = m[f"{p}unit"]
+    return _Value(float(number), unit is not None, m[f"{p}sep"], unit, number)
+
+
+def _sentences(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, sentence) pairs: lines, each split after ``.``, ``!`` or ``?`` and a blank."""
+    for line in re.finditer(r"[^\n]+", text):
+        start = 0
+        for brk in _SENTENCE_BREAK.finditer(line.group()):
+            if _ABBREVIATION_END.search(line.group()[start : brk.start()]):
+                continue
+            yield line.start() + start, line.group()[start : brk.start()]
+            start = brk.end()
+        yield line.start() + start, line.group()[start:]
+
+
+def _clean_sentence(sentence: str) -> str:
+    return " ".join(_BULLET.sub("", sentence.strip()).split())
+
+
+@dataclass
+class _Found:
+    start: int
+    end: int
+    t0: float
+    t1: float
+    raw: str
+    instant: bool
+    keep: bool = True  # False: a duration; it holds its text so no part of it is read as a time
+
+
+# Context is read from at most this many characters before a match (and matched in place after
+# it), so that a long run-on answer stays linear.
+_LOOKBACK = 80
+
+
+def _is_duration(sentence: str, start: int, end: int) -> bool:
+    lo = max(0, start - _LOOKBACK)
+    if _DURATION_BEFORE.search(sentence, lo, start) or _DURATION_AFTER.match(sentence, end):
+        return True
+    return bool(_RELATIVE_AFTER.match(sentence, end)) and not _AT_BEFORE.search(sentence, lo, start)
+
+
+def _plausible_value(v: _Value, sentence: str, end: int) -> bool:
+    """Reject "a 30-second clip" (a length) and "the 1990s" (a decade)."""
+    if v.sep == "-" and not _MARK_AFTER.match(sentence, end):
+        return False
+    if v.unit is not None and v.unit.lower() == "s" and not v.sep and v.number is not None:
+        if re.fullmatch(r"1\d{3}|20\d{2}", v.number):
+            return False
+    return True
+
+
+def _unit_implied(sentence: str, start: int, end: int, time_context: bool) -> bool:
+    """May a range of two bare numbers be read as seconds here?
+
+    ``time_context``: the caller assumes seconds, or the sentence speaks of time.
+    """
+    if _WORD_AFTER.match(sentence, end) and not _VIDEO_AFTER.match(sentence, end):
+        return False  # "3 to 5 people"
+    if _DATE_AFTER.match(sentence, end) or _DATE_BEFORE.search(sentence, max(0, start - 2), start):
+        return False  # "2023-05-12"
+    return time_context
+
+
+def _candidate(kind: str, m: re.Match[str], sentence: str, time_context: bool) -> _Found | None:
+    start, end = m.start(), m.end()
+    a = _read_value(m, "a")
+    if a is None:
+        return None
+    if kind == "instant":
+        if not a.has_unit or not _plausible_value(a, sentence, end):
+            return None
+        keep = not _is_duration(sentence, start, end)
+        return _Found(start, end, a.seconds, a.seconds, m.group().strip(), True, keep)
+    b = _read_value(m, "b")
+    if b is None or not _plausible_value(b, sentence, end):
+        return None
+    if not (a.has_unit or b.has_unit) and not _unit_implied(sentence, start, end, time_context):
+        return None
+    raw = m.group().strip()
+    if kind == "from":
+        raw = raw.split(None, 1)[1]  # drop "from" / "between"
+    return _Found(
+        start, end, a.seconds, b.seconds, raw, False, not _is_duration(sentence, start, end)
+    )
+
+
+_PATTERNS = (
+    ("from", _FROM_RE),
+    ("bracket", _BRACKET_RE),
+    ("dash", _DASH_RE),
+    ("instant", _INSTANT_RE),
+)
+
+
+def _find_in_sentence(sentence: str, assume_seconds: bool) -> list[_Found]:
+    time_context = assume_seconds or bool(_TIME_WORD.search(sentence))
+    found: list[_Found] = []  # sorted by start, never overlapping
+    starts: list[int] = []
+    for kind, pattern in _PATTERNS:  # ranges first: an instant inside a range is not another
+        pos = 0
+        while (m := pattern.search(sentence, pos)) is not None:
+            cand = _candidate(kind, m, sentence, time_context)
+            k = bisect.bisect_left(starts, m.start())
+            if (
+                cand is not None
+                and (k == 0 or found[k - 1].end <= cand.start)
+                and (k == len(found) or cand.end <= found[k].start)
+            ):
+                found.insert(k, cand)
+                starts.insert(k, cand.start)
+                pos = m.end()
+            else:
+                pos = m.start() + 1
+    return _pair_and_dedupe(sentence, [f for f in found if f.keep])
+
+
+def _pair_and_dedupe(sentence: str, found: list[_Found]) -> list[_Found]:
+    """Join "starts at A ... ends at B" into one range; drop "75 s (01:15)" repeats."""
+    out: list[_Found] = []
+    i = 0
+    while i < len(found):
+        cur = found[i]
+        prev_end = out[-1].end if out else 0
+        if i + 1 < len(found):
+            nxt = found[i + 1]
+            lead = sentence[prev_end : cur.start]
+            between = sentence[cur.end : nxt.start]
+            if (
+                cur.instant
+                and nxt.instant
+                and _START_WORD.search(lead)
+                and _END_WORD.search(between)
+                and not _START_WORD.search(between)
+            ):
+                out.append(
+                    _Found(cur.start, nxt.end, cur.t0, nxt.t0, sentence[cur.start : nxt.end], False)
+                )
+                i += 2
+                continue
+        if (
+            out
+            and abs(out[-1].t0 - cur.t0) < 0.05
+            and abs(out[-1].t1 - cur.t1) < 0.05
+            and _PAREN_BETWEEN.fullmatch(sentence[out[-1].end : cur.start])
+        ):
+            i += 1
+            continue
+        out.append(cur)
+        i += 1
+    return out
+
+
+def _prose_spans(text: str, assume_seconds: bool) -> list[tuple[int, TimeSpan]]:
+    spans: list[tuple[int, TimeSpan]] = []
+    for offset, sentence in _sentences(text):
+        found = _find_in_sentence(sentence, assume_seconds)
+        if not found:
+            continue
+        clean = _clean_sentence(sentence)
+        for f in found:
+            spans.append((offset + f.start, TimeSpan(f.t0, f.t1, text=clean, raw=f.raw)))
+    return spans
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------
+
+_START_KEYS = (
+    "start_time", "start", "start_s", "start_sec", "start_seconds", "start_timestamp",
+    "begin", "begin_time", "from",
+)  # fmt: skip
+_END_KEYS = (
+    "end_time", "end", "end_s", "end_sec", "end_seconds", "end_timestamp",
+    "stop", "stop_time", "to",
+)  # fmt: skip
+_TS_KEYS = (
+    "timestamp", "timestamps", "time", "times", "time_range", "timerange", "time_span",
+    "span", "segment", "interval", "seconds", "at",
+)  # fmt: skip
+_DESC_KEYS = (
+    "description", "caption", "event", "text", "label", "action", "activity", "content",
+    "desc", "summary", "sentence", "query", "name", "title",
+)  # fmt: skip
+
+_DECODER = json.JSONDecoder()
+_LOOSE_OBJECT = re.compile(r"\{[^{}]*\}")
+_LOOSE_PAIR = re.compile(
+    r"""(?:^|[{,])\s*["']?(?P<key>[A-Za-z_][\w \-]*?)["']?\s*:\s*"""
+    r"""(?P<val>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\[[^\]]*\]|[^,}\n]+)"""
+)
+
+
+def _json_time(value: Any) -> float | None:
+    """One JSON time value in seconds, or None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) and value >= 0 else None
+    if isinstance(value, str):
+        try:
+            return parse_time_value(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _json_pairs(value: Any) -> list[tuple[float, float]]:
+    """A ``timestamp`` value: one time, ``[s, e]``, ``[[s, e], ...]``, "s - e", {start, end}."""
+    single = _json_time(value)
+    if single is not None:
+        return [(single, single)]
+    if isinstance(value, str):
+        inner = _prose_spans(value, assume_seconds=True)
+        return [(inner[0][1].start_s, inner[0][1].end_s)] if inner else []
+    if isinstance(value, dict):
+        span = _span_from_dict(value)
+        return [(span[0].start_s, span[0].end_s)] if span else []
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(v, list | tuple | dict) for v in value):
+            return [pair for v in value for pair in _json_pairs(v)]
+        times = [_json_time(v) for v in value]
+        if len(times) in (1, 2) and all(t is not None for t in times):
+            first, last = times[0], times[-1]
+            assert first is not None and last is not None
+            return [(first, last)]
+    return []
+
+
+def _span_from_dict(obj: dict[Any, Any], raw: str | None = None) -> list[TimeSpan]:
+    """The spans one JSON object states, or [] when it states none."""
+    norm: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(key, str):
+            norm.setdefault(re.sub(r"[\s\-]+", "_", key.strip().lower()), value)
+    raw_text = raw if raw is not None else json.dumps(obj, ensure_ascii=False)
+
+    def first(keys: tuple[str, ...]) -> tuple[str | None, Any]:
+        for k in keys:
+            if k in norm and norm[k] is not None and norm[k] != "":
+                return k, norm[k]
+        return None, None
+
+    start_key, start_v = first(_START_KEYS)
+    end_key, end_v = first(_END_KEYS)
+    ts_key, ts_v = first(_TS_KEYS)
+    start, end = _json_time(start_v), _json_time(end_v)
+    pairs: list[tuple[float, float]] = []
+    if start is not None or end is not None:
+        a = start if start is not None else end
+        b = end if end is not None else start
+        assert a is not None and b is not None
+        pairs = [(a, b)]
+    elif ts_v is not None:
+        pairs = _json_pairs(ts_v)
+    used = {start_key, end_key, ts_key}
+
+    if not pairs:
+        # {"00:05": "a man enters", "00:12 - 00:20": "he sits"}: the keys are the times.
+        keyed: list[TimeSpan] = []
+        for key, value in obj.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                return []
+            if not re.search(r"\d", key) or not re.search(r"[:a-z]", key, re.I):
+                return []  # "1": "..." is an index, not a time
+            key_pairs = _json_pairs(key)
+            if not key_pairs:
+                return []
+            for a, b in key_pairs:
+                keyed.append(TimeSpan(a, b, text=value.strip(), raw=f"{key}: {value}"[:200]))
+        return keyed
+
+    _, desc = first(_DESC_KEYS)
+    if not isinstance(desc, str):
+        desc = next(
+            (
+                v
+                for k, v in norm.items()
+                if k not in used and isinstance(v, str) and _json_time(v) is None
+            ),
+            "",
+        )
+    return [TimeSpan(a, b, text=str(desc).strip(), raw=raw_text) for a, b in pairs]
+
+
+def _walk_json(obj: Any, out: list[TimeSpan]) -> None:
+    if isinstance(obj, dict):
+        spans = _span_from_dict(obj)
+        if spans:
+            out.extend(spans)
+            return
+        for value in obj.values():
+            _walk_json(value, out)
+    elif isinstance(obj, list):
+        for value in obj:
+            _walk_json(value, out)
+
+
+def _loose_value(text: str) -> Any:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    if text.startswith("["):
+        return [_loose_value(part) for part in text.strip("[]").split(",") if part.strip()]
+    return text
+
+
+def _json_spans(text: str) -> tuple[list[tuple[int, int, list[TimeSpan]]], str]:
+    """Spans from JSON in ``text``: (regions with their spans, text with regions blanked)."""
+    regions: list[tuple[int, int, list[TimeSpan]]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] not in "[{":
+            i += 1
+            continue
+        try:
+            obj, end = _DECODER.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        except RecursionError:  # "[[[[..." from a model caught in a loop: skip the run
+            while i < n and text[i] in "[{ \n":
+                i += 1
+            continue
+        spans: list[TimeSpan] = []
+        _walk_json(obj, spans)
+        if spans:
+            regions.append((i, end, spans))
+        # Without spans, nothing nested in it has any either; its text still goes through the
+        # prose pass (a list of numbers may be a bracketed range).
+        i = end
+    # Objects strict JSON could not read: single quotes, trailing commas, a cut-off list.
+    blanked = _blank(text, regions)
+    for m in _LOOSE_OBJECT.finditer(blanked):
+        pairs = {p["key"]: _loose_value(p["val"]) for p in _LOOSE_PAIR.finditer(m.group())}
+        if not pairs:
+            continue
+        spans = _span_from_dict(pairs, raw=" ".join(m.group().split()))
+        if spans:
+            regions.append((m.start(), m.end(), spans))
+    regions.sort(key=lambda r: r[0])
+    return regions, _blank(text, regions)
+
+
+def _blank(text: str, regions: list[tuple[int, int, list[TimeSpan]]]) -> str:
+    """``text`` with the JSON regions replaced by line breaks (offsets kept)."""
+    chars = list(text)
+    for start, end, _ in regions:
+        chars[start:end] = "\n" * (end - start)
+    return "".join(chars)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def parse_times(answer: str, *, assume_seconds: bool = False) -> list[TimeSpan]:
+    """Every time and time range an answer states, in order of appearance.
+
+    See the module documentation for the forms read. ``assume_seconds=True`` also reads a range
+    of two bare numbers (``12.5 - 20.0``, ``[12.5, 20.0]``) as seconds when the sentence does
+    not say so, as long as no word follows it (``3 to 5 people`` never counts); use it for the
+    answer to a prompt that asked for seconds. A single bare number is never a time. The spans
+    carry the model's seconds; pass them to :func:`map_times` for source seconds.
+
+    >>> answer = "A man enters at 3 seconds and sits from 00:05 to 00:09.5."
+    >>> [(s.start_s, s.end_s) for s in parse_times(answer)]
+    [(3.0, 3.0), (5.0, 9.5)]
+    >>> answer = '[{"start_time": "00:01.50", "end_time": 4, "description": "A cat jumps."}]'
+    >>> [(s.start_s, s.end_s, s.text) for s in parse_times(answer)]
+    [(1.5, 4.0, 'A cat jumps.')]
+    >>> parse_times("There are 3 people; the video is 1920x1080, version 2.5.")
+    []
+    """
+    if not answer:
+        return []
+    regions, prose = _json_spans(answer.replace("\r\n", "\n").replace("\r", "\n"))
+    ordered: list[tuple[int, int, TimeSpan]] = []
+    for start, _end, spans in regions:
+        ordered.extend((start, k, span) for k, span in enumerate(spans))
+    ordered.extend((pos, 0, span) for pos, span in _prose_spans(prose, assume_seconds))
+    ordered.sort(key=lambda item: (item[0], item[1]))
+    return [span for _, _, span in ordered]
+
+
+def _round(seconds: float) -> float:
+    return round(seconds, _SOURCE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def map_times(
+    spans: Iterable[TimeSpan], *, clip_start_s: float = 0.0, clip_end_s: float | None = None
+) -> list[TimeSpan]:
+    """Give each span its seconds in the source video, clipped to the clip the model saw.
+
+    The model counts from the start of its clip, so ``clip_start_s`` (the ``--start`` offset) is
+    added; the result is clamped to ``[clip_start_s, clip_end_s]`` (no upper bound when
+    ``clip_end_s`` is None) and ``clipped`` is set when a bound moved. A span lying entirely
+    outside the clip is kept, clamped to the nearer bound, with ``outside`` (and ``clipped``)
+    set. A span whose end comes before its start is swapped, with no flag. Source seconds are
+    rounded to microseconds. The spans' own ``start_s``/``end_s`` stay the model's seconds, so
+    mapping again with other bounds starts afresh.
+
+    >>> spans = [TimeSpan(5, 8), TimeSpan(25, 40), TimeSpan(70, 70), TimeSpan(9, 6)]
+    >>> for s in map_times(spans, clip_start_s=100, clip_end_s=130):
+    ...     print(s.source_start_s, s.source_end_s, s.clipped, s.outside)
+    105.0 108.0 False False
+    125.0 130.0 True False
+    130.0 130.0 True True
+    106.0 109.0 False False
+    """
+    if not math.isfinite(clip_start_s) or clip_start_s < 0:
+        raise ValueError(f"clip_start_s must be a finite number >= 0, not {clip_start_s!r}")
+    if clip_end_s is not None and (not math.isfinite(clip_end_s) or clip_end_s < clip_start_s):
+        raise ValueError(
+            f"clip_end_s must be a finite number >= clip_start_s ({clip_start_s}), "
+            f"not {clip_end_s!r}"
+        )
+    lo = _round(clip_start_s)
+    hi = None if clip_end_s is None else _round(clip_end_s)
+    out: list[TimeSpan] = []
+    for span in spans:
+        a, b = span.start_s, span.end_s
+        if b < a:
+            a, b = b, a
+        src_a, src_b = _round(a + clip_start_s), _round(b + clip_start_s)
+        outside = src_b < lo or (hi is not None and src_a > hi)
+        new_a, new_b = max(src_a, lo), max(src_b, lo)
+        if hi is not None:
+            new_a, new_b = min(new_a, hi), min(new_b, hi)
+        out.append(
+            replace(
+                span,
+                start_s=a,
+                end_s=b,
+                source_start_s=new_a,
+                source_end_s=new_b,
+                clipped=(new_a, new_b) != (src_a, src_b),
+                outside=outside,
+            )
+        )
+    return out
