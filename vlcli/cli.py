@@ -52,7 +52,7 @@ def _seconds(value: str | None) -> float | None:
     try:
         return parse_time_value(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)") from None
+        raise UsageError(f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)") from None
 
 
 Media = Annotated[list[str], typer.Argument(help="Files, folders, glob patterns, or - to read paths from standard input.", show_default=False)]
@@ -183,12 +183,21 @@ def budget(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point: click's usage errors also become one line and status 2."""
+    import click
+
     try:
-        app()
+        status = app(standalone_mode=False)
+    except click.ClickException as exc:
+        render.error(exc.format_message())
+        sys.exit(ExitStatus.USAGE)
+    except (click.Abort, KeyboardInterrupt):
+        render.error("interrupted")
+        sys.exit(130)
     except BrokenPipeError:  # `vlcli budget ... | head`: the reader left, nothing to report
         sys.stderr.close()
         sys.exit(0)
+    sys.exit(status or 0)
 
 
 @app.command()

@@ -18,15 +18,10 @@ from .errors import VlcliError
 from .memory import GIB, MemoryEstimate
 from .plan import ImagePlan, VideoPlan
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-
-
-def reset_consoles() -> None:
-    """Rebind the consoles to the current sys.stdout/sys.stderr (CLI tests swap them)."""
-    global out, err
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-    err = Console(file=sys.stderr, stderr=True, highlight=False)
+# Not a terminal: no colour (rich's own rule) and no wrapping at 80 columns, so that a line a
+# script reads is one line.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def json_line(obj: dict[str, Any]) -> None:
@@ -58,32 +53,67 @@ def _s(x: float) -> str:
 # ---------------------------------------------------------------- probe
 
 
+PROBE_COLUMNS = (
+    "path",
+    "kind",
+    "container",
+    "codec",
+    "size",
+    "rotation",
+    "duration",
+    "fps",
+    "frames",
+    "pix_fmt",
+    "audio",
+)
+
+
 def probe_table(rows: list[dict[str, Any]]) -> None:
+    """A table on a terminal; tab-separated lines with a header row elsewhere."""
+    cells = [_probe_cells(r) for r in rows]
+    if not out.is_terminal:
+        sys.stdout.write("\t".join(PROBE_COLUMNS) + "\n")
+        sys.stdout.write("".join("\t".join(c) + "\n" for c in cells))
+        return
     table = Table(title="media", title_justify="left")
-    for col in ("path", "kind", "container", "codec", "size", "rot", "duration", "fps", "frames", "pix_fmt", "audio"):
+    for col in PROBE_COLUMNS:
         table.add_column(col, overflow="fold")
-    for r in rows:
-        frames = "" if r.get("frames") is None else f"{r['frames']}{'' if r.get('frames_counted') else ' (est.)'}"
-        table.add_row(
-            escape(str(r["path"])),
-            r["kind"],
-            str(r.get("container") or ""),
-            str(r.get("codec") or ""),
-            f"{r['width']}x{r['height']}",
-            str(r.get("rotation") or 0),
-            "" if r.get("duration_s") is None else f"{r['duration_s']:.3f}s",
-            "" if r.get("fps") is None else f"{r['fps']:.3f}",
-            frames,
-            str(r.get("pixel_format") or ""),
-            "yes" if r.get("audio") else "no",
-        )
+    for c in cells:
+        table.add_row(escape(c[0]), *c[1:])
     out.print(table)
+
+
+def _probe_cells(r: dict[str, Any]) -> list[str]:
+    frames = (
+        ""
+        if r.get("frames") is None
+        else f"{r['frames']}{'' if r.get('frames_counted') else ' (est.)'}"
+    )
+    return [
+        str(r["path"]),
+        r["kind"],
+        str(r.get("container") or ""),
+        str(r.get("codec") or ""),
+        f"{r['width']}x{r['height']}",
+        str(r.get("rotation") or 0),
+        "" if r.get("duration_s") is None else f"{r['duration_s']:.3f}s",
+        "" if r.get("fps") is None else f"{r['fps']:.3f}",
+        frames,
+        str(r.get("pixel_format") or ""),
+        "yes" if r.get("audio") else "no",
+    ]
 
 
 # ---------------------------------------------------------------- budget
 
 
-def budget_dict(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem: MemoryEstimate | None, model: str) -> dict[str, Any]:
+def budget_dict(
+    path: str,
+    plan: VideoPlan | ImagePlan,
+    prompt_tokens: int,
+    mem: MemoryEstimate | None,
+    model: str,
+) -> dict[str, Any]:
     d: dict[str, Any] = {"path": path, **plan.to_dict()}
     d["prompt_tokens"] = prompt_tokens
     d["model"] = model
@@ -91,18 +121,33 @@ def budget_dict(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem:
     return d
 
 
-def budget_view(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem: MemoryEstimate | None, model: str) -> None:
+def budget_view(
+    path: str,
+    plan: VideoPlan | ImagePlan,
+    prompt_tokens: int,
+    mem: MemoryEstimate | None,
+    model: str,
+) -> None:
     out.print(f"[bold]{escape(path)}[/]")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="dim")
     summary.add_column()
     if isinstance(plan, VideoPlan):
-        summary.add_row("source", f"{plan.source_width}x{plan.source_height}, {plan.source_frames} frames at {plan.source_fps:.3f} fps, {plan.duration_s:.3f}s")
-        summary.add_row("clip", f"frames {plan.start_frame}..{plan.end_frame}, {_s(plan.clip_start_s)}s to {_s(plan.clip_end_s)}s")
+        summary.add_row(
+            "source",
+            f"{plan.source_width}x{plan.source_height}, {plan.source_frames} frames at {plan.source_fps:.3f} fps, {plan.duration_s:.3f}s",
+        )
+        summary.add_row(
+            "clip",
+            f"frames {plan.start_frame}..{plan.end_frame}, {_s(plan.clip_start_s)}s to {_s(plan.clip_end_s)}s",
+        )
         summary.add_row("sampled", f"{plan.frames} frames at {plan.sample_fps:.4f} fps")
         summary.add_row("second_per_grid_t", f"{plan.second_per_grid_t:.4f} s per temporal patch")
         if plan.tokens_per_second:
-            summary.add_row("tokens_per_second", f"{plan.tokens_per_second:g} (temporal position = seconds x {plan.tokens_per_second:g})")
+            summary.add_row(
+                "tokens_per_second",
+                f"{plan.tokens_per_second:g} (temporal position = seconds x {plan.tokens_per_second:g})",
+            )
     else:
         summary.add_row("source", f"{plan.source_width}x{plan.source_height} image")
     summary.add_row("resized", f"{plan.resized_width}x{plan.resized_height} (w x h)")
@@ -116,11 +161,20 @@ def budget_view(path: str, plan: VideoPlan | ImagePlan, prompt_tokens: int, mem:
             f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, overhead {_gib(mem.overhead_bytes)}",
         )
     else:
-        summary.add_row("GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)")
+        summary.add_row(
+            "GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)"
+        )
     out.print(summary)
     if isinstance(plan, VideoPlan):
         t = Table(show_edge=False, pad_edge=False)
-        for col in ("patch", "frames", "frame times (s)", "position t", "model second", "source second"):
+        for col in (
+            "patch",
+            "frames",
+            "frame times (s)",
+            "position t",
+            "model second",
+            "source second",
+        ):
             t.add_column(col, justify="right")
         step = plan.frames // plan.grid_thw[0] if plan.grid_thw[0] else 2
         for g, pos in enumerate(plan.temporal_positions):

@@ -1,0 +1,160 @@
+"""The CLI as a user meets it: standard output and standard error checked apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vlcli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_media"
+
+
+def invoke(*args: str, stdin: str | None = None):
+    """In-process run with typer's CliRunner; stdout and stderr come back apart."""
+    return CliRunner().invoke(app, list(args), input=stdin)
+
+
+def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vlcli", *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_probe_json_one_line_per_input(clip_landscape, clip_rotated):
+    r = _run("probe", str(clip_landscape), str(clip_rotated), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [Path(x["path"]).name for x in rows] == [Path(clip_landscape).name, Path(clip_rotated).name]
+    assert rows[0]["kind"] == "video" and rows[0]["width"] == 320 and rows[0]["height"] == 180
+    assert rows[1]["rotation"] in (90, -90, 270)
+    assert rows[1]["width"] < rows[1]["height"]  # displayed portrait
+    assert r.stderr == ""
+
+
+def test_probe_table_for_a_person(clip_landscape):
+    r = _run("probe", str(clip_landscape))
+    assert r.returncode == 0
+    assert Path(clip_landscape).name in r.stdout and "320x180" in r.stdout
+    assert "\x1b[" not in r.stdout  # no colour codes when stdout is not a terminal
+
+
+def test_budget_json_keys_and_values(clip_landscape):
+    r = _run("budget", str(clip_landscape), "--json")
+    assert r.returncode == 0, r.stderr
+    (row,) = [json.loads(line) for line in r.stdout.splitlines()]
+    for key in ("path", "kind", "frames", "frame_indices", "frame_times_s", "sample_fps", "second_per_grid_t",
+                "resized_height", "resized_width", "grid_thw", "visual_tokens", "temporal_positions", "memory"):
+        assert key in row
+    # 4 s at 25 fps, sampled at 2 fps: 8 frames, linspace(0, 99, 8) rounded
+    assert row["frames"] == 8
+    assert row["frame_indices"] == [0, 14, 28, 42, 57, 71, 85, 99]
+    assert row["frame_times_s"][1] == pytest.approx(14 / 25)
+    assert row["second_per_grid_t"] == pytest.approx(2 / row["sample_fps"])
+    assert row["grid_thw"][0] == 4 and row["temporal_positions"] == [0, 2, 4, 6]
+    assert row["memory"]["weights_bytes"] > 15 * 2**30
+
+
+def test_budget_human_view_shows_positions(clip_landscape):
+    r = _run("budget", str(clip_landscape), "--fps", "1")
+    assert r.returncode == 0, r.stderr
+    assert "second_per_grid_t" in r.stdout and "position" in r.stdout and "GPU memory" in r.stdout
+
+
+def test_budget_from_stdin_and_bad_inputs(clip_landscape, not_media, empty_file, tmp_path):
+    missing = tmp_path / "nope.mp4"
+    stdin = "\n".join([str(clip_landscape), str(not_media), str(missing), str(empty_file)]) + "\n"
+    r = _run("budget", "-", "--json", stdin=stdin)
+    assert r.returncode == 3
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 4
+    assert "visual_tokens" in rows[0]
+    assert all("error" in x for x in rows[1:])
+    errs = r.stderr.strip().splitlines()
+    assert len(errs) == 3 and all(line.startswith("vlcli:") for line in errs)
+    assert "Traceback" not in r.stderr
+    assert str(missing) in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["--start", "99"], 3, "outside the video"),
+        (["--nframes", "500"], 3, "too few frames"),
+        (["--fps", "1", "--nframes", "4"], 2, "exclude each other"),
+        (["--start", "soon"], 2, "not a time"),
+    ],
+)
+def test_budget_errors_are_one_line(clip_landscape, args, status, message):
+    r = _run("budget", str(clip_landscape), *args)
+    assert r.returncode == status, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2  # usage errors may add click's hint line
+
+
+def test_budget_tall_image_error(tall_image):
+    r = _run("budget", str(tall_image), "--json")
+    assert r.returncode == 3
+    assert "aspect ratio" in json.loads(r.stdout)["error"]
+
+
+def test_budget_start_accepts_clock_times(clip_landscape):
+    r = _run("budget", str(clip_landscape), "--start", "0:01", "--end", "00:00:03", "--json")
+    row = json.loads(r.stdout)
+    assert row["clip_start_s"] == pytest.approx(1.0) and row["clip_end_s"] == pytest.approx(3.0)
+
+
+def test_budget_does_not_import_torch(clip_landscape):
+    code = (
+        "import sys; from vlcli.cli import main; sys.argv=['vlcli','budget',%r,'--json'];\n"
+        "try:\n main()\nexcept SystemExit: pass\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
+    ) % str(clip_landscape)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+def test_budget_sample_media_folder():
+    r = _run("budget", str(SAMPLES), "--json")
+    assert r.returncode == 0, r.stderr
+    kinds = sorted(json.loads(line)["kind"] for line in r.stdout.splitlines())
+    assert kinds.count("video") >= 3 and kinds.count("image") >= 1
+
+
+def test_budget_throughput_over_many_files(clip_landscape, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(60):
+        (folder / f"c{i:03d}.mp4").symlink_to(Path(clip_landscape))
+    t0 = time.perf_counter()
+    r = _run("budget", str(folder), "--json")
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0
+    assert len(r.stdout.splitlines()) == 60
+    assert 60 / elapsed > 10, f"{60 / elapsed:.1f} files/s"
+
+
+def test_help_lists_commands():
+    r = _run("--help")
+    assert r.returncode == 0 and "probe" in r.stdout and "budget" in r.stdout and "ask" in r.stdout
+
+
+def test_cli_runner_separates_streams(clip_landscape, not_media):
+    r = invoke("budget", str(clip_landscape), str(not_media), "--json")
+    assert r.exit_code == 3
+    assert [json.loads(x).get("error") is None for x in r.stdout.splitlines()] == [True, False]
+    assert r.stderr.count("vlcli:") == 1 and Path(not_media).name in r.stderr
+
+
+def test_cli_runner_probe_missing_file(tmp_path):
+    r = invoke("probe", str(tmp_path / "missing.mp4"))
+    assert r.exit_code == 3
+    assert r.stdout == ""
+    assert "missing.mp4" in r.stderr
