@@ -403,12 +403,31 @@ def test_map_times_keeps_order_and_maps_afresh() -> None:
 
 
 @pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (95.0, 100.0, (95.0, 100.0, False, False)),  # source seconds already
+        (80.0, 95.0, (90.0, 95.0, True, False)),  # starts before --start 90
+        (10.0, 20.0, (90.0, 90.0, True, True)),  # wholly before the clip
+        (125.0, 140.0, (125.0, 130.0, True, False)),
+    ],
+)
+def test_map_times_offset_apart_from_clip_start(
+    start: float, end: float, expected: tuple[float, float, bool, bool]
+) -> None:
+    # A model shown source timestamps (offset 0) over the clip --start 90 --end 130.
+    (s,) = map_times([TimeSpan(start, end)], clip_start_s=90, clip_end_s=130, offset_s=0)
+    assert (s.source_start_s, s.source_end_s, s.clipped, s.outside) == expected
+
+
+@pytest.mark.parametrize(
     ("clip_start", "clip_end"),
     [(-1.0, None), (10.0, 5.0), (math.nan, None), (0.0, math.inf), (math.inf, None)],
 )
 def test_map_times_rejects_bad_bounds(clip_start: float, clip_end: float | None) -> None:
     with pytest.raises(ValueError):
         map_times([TimeSpan(1, 2)], clip_start_s=clip_start, clip_end_s=clip_end)
+    with pytest.raises(ValueError):
+        map_times([TimeSpan(1, 2)], offset_s=math.nan)
 
 
 def test_to_dict_uses_source_seconds() -> None:

@@ -753,17 +753,23 @@ def _round(seconds: float) -> float:
 
 
 def map_times(
-    spans: Iterable[TimeSpan], *, clip_start_s: float = 0.0, clip_end_s: float | None = None
+    spans: Iterable[TimeSpan],
+    *,
+    clip_start_s: float = 0.0,
+    clip_end_s: float | None = None,
+    offset_s: float | None = None,
 ) -> list[TimeSpan]:
     """Give each span its seconds in the source video, clipped to the clip the model saw.
 
     The model counts from the start of its clip, so ``clip_start_s`` (the ``--start`` offset) is
-    added; the result is clamped to ``[clip_start_s, clip_end_s]`` (no upper bound when
-    ``clip_end_s`` is None) and ``clipped`` is set when a bound moved. A span lying entirely
-    outside the clip is kept, clamped to the nearer bound, with ``outside`` (and ``clipped``)
-    set. A span whose end comes before its start is swapped, with no flag. Source seconds are
-    rounded to microseconds. The spans' own ``start_s``/``end_s`` stay the model's seconds, so
-    mapping again with other bounds starts afresh.
+    added; ``offset_s`` overrides what is added when that differs from the clip start (a model
+    shown source timestamps, as Qwen3-VL can be, needs ``offset_s=0``). The result is clamped
+    to ``[clip_start_s, clip_end_s]`` (no upper bound when ``clip_end_s`` is None) and
+    ``clipped`` is set when a bound moved. A span lying entirely outside the clip is kept,
+    clamped to the nearer bound, with ``outside`` (and ``clipped``) set. A span whose end comes
+    before its start is swapped, with no flag. Source seconds are rounded to microseconds. The
+    spans' own ``start_s``/``end_s`` stay the model's seconds, so mapping again with other
+    bounds starts afresh.
 
     >>> spans = [TimeSpan(5, 8), TimeSpan(25, 40), TimeSpan(70, 70), TimeSpan(9, 6)]
     >>> for s in map_times(spans, clip_start_s=100, clip_end_s=130):
@@ -780,6 +786,9 @@ def map_times(
             f"clip_end_s must be a finite number >= clip_start_s ({clip_start_s}), "
             f"not {clip_end_s!r}"
         )
+    offset = clip_start_s if offset_s is None else offset_s
+    if not math.isfinite(offset):
+        raise ValueError(f"offset_s must be a finite number, not {offset_s!r}")
     lo = _round(clip_start_s)
     hi = None if clip_end_s is None else _round(clip_end_s)
     out: list[TimeSpan] = []
@@ -787,7 +796,7 @@ def map_times(
         a, b = span.start_s, span.end_s
         if b < a:
             a, b = b, a
-        src_a, src_b = _round(a + clip_start_s), _round(b + clip_start_s)
+        src_a, src_b = _round(a + offset), _round(b + offset)
         outside = src_b < lo or (hi is not None and src_a > hi)
         new_a, new_b = max(src_a, lo), max(src_b, lo)
         if hi is not None:
