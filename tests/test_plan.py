@@ -152,3 +152,25 @@ def test_tokens_per_second_comes_from_the_checkpoint(tmp_path):
     assert spec.source == "local config" and spec.family.tokens_per_second == 3
     p = plan_video(VideoFacts(320, 240, 100, 25.0), SamplingOptions(), spec.family)
     assert p.temporal_positions == (0, 3, 6, 9)
+
+
+def test_source_seconds_follow_the_patch_table():
+    # 12 s at 30 fps: 24 frames at linspace(0, 359, 24); patch g starts at frame round(g*2*359/23)
+    facts = VideoFacts(640, 360, 360, 30.0, tuple(i / 30 for i in range(360)))
+    p = plan_video(facts, SamplingOptions(), QWEN2_5_VL)
+    assert p.second_per_grid_t == pytest.approx(1.0)
+    assert p.source_seconds(0) == 0.0
+    assert p.source_seconds(11) == pytest.approx(343 / 30)  # what patch 11 showed, not 11.0
+    assert p.source_seconds(5.5) == pytest.approx((156 + 187) / 2 / 30)  # halfway from patch 5 to 6
+    q = plan_video(facts, SamplingOptions(start=3.0), QWEN2_5_VL)
+    assert q.source_seconds(0) == pytest.approx(3.0)
+
+
+def test_source_seconds_in_variable_frame_rate_video():
+    # 10 frames at 0.1 s, then 10 frames at 0.5 s: uniform indices are not uniform in time
+    times = tuple([i * 0.1 for i in range(10)] + [1.0 + i * 0.5 for i in range(10)])
+    facts = VideoFacts(320, 240, 20, 20 / 5.5, times)
+    p = plan_video(facts, SamplingOptions(nframes=4), QWEN2_5_VL)
+    assert p.frame_indices == (0, 6, 13, 19)
+    assert p.patch_times_s == (0.0, times[13])
+    assert p.source_seconds(p.second_per_grid_t) == pytest.approx(times[13])

@@ -94,20 +94,26 @@ def check_memory(
     return est
 
 
-def map_answer_times(answer: str, plans: list[VideoPlan | ImagePlan], family: str) -> list[Any]:
-    """Parse the times the answer states and move them to seconds of the source video."""
+def map_answer_times(answer: str, plans: list[VideoPlan | ImagePlan], family: str, task: str = "qa") -> list[Any]:
+    """Parse the times the answer states and move them to seconds of the source video.
+
+    Qwen2/2.5-VL count seconds from the first frame of the clip they were shown: a stated second
+    goes through the plan's patch table (:meth:`VideoPlan.source_seconds`). Qwen3-VL was shown
+    source timestamps as text, so its seconds are source seconds already. Either way the result
+    is clipped to the clip and flagged when it falls outside. With no video there is no clip:
+    the spans are returned unmapped.
+    """
     from .times import map_times, parse_times
 
-    spans = parse_times(answer)
+    spans = parse_times(answer, assume_seconds=(task == "ground"))
     videos = [p for p in plans if isinstance(p, VideoPlan)]
     if not spans or not videos:
-        return spans if not videos else []
+        return spans
     first = videos[0]
-    if family == "qwen3_vl":  # the model was shown source timestamps
-        return map_times(spans, clip_start_s=0.0, clip_end_s=first.clip_end_s)
-    end = first.clip_end_s - first.clip_start_s + 1.0 / first.source_fps
-    mapped = map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=first.clip_start_s + end)
-    return mapped
+    end = first.clip_end_s + 1.0 / first.source_fps  # the last frame is shown for one frame time
+    if family == "qwen3_vl":
+        return map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=end, offset_s=0.0)
+    return map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=end, to_source=first.source_seconds)
 
 
 def save_evidence(path: str, spans: list[Any], folder: str) -> list[str]:
@@ -157,7 +163,7 @@ def ask_one(
         if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
             raise MemoryBudgetError(f"the GPU ran out of memory: {_fit_hint(plans, options)}") from exc
         raise
-    times = map_answer_times(answer.text, plans, runner.spec.family.name)
+    times = map_answer_times(answer.text, plans, runner.spec.family.name, settings.task)
     result = AskResult(
         paths=paths,
         plans=plans,
@@ -169,7 +175,7 @@ def ask_one(
         model=runner.spec.model,
         timings=answer.timings,
     )
-    if settings.evidence_dir and times:
+    if settings.evidence_dir and any(t.mapped for t in times):
         video_paths = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
         if video_paths:
             result.evidence = save_evidence(video_paths[0], times, settings.evidence_dir)

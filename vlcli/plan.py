@@ -290,6 +290,22 @@ class VideoPlan:
                 d[k] = list(v)
         return d
 
+    def source_seconds(self, model_seconds: float) -> float:
+        """The source second the model means when it says ``model_seconds``.
+
+        The model counts ``g * second_per_grid_t`` seconds at temporal patch ``g``; patch ``g``
+        shows the frame at ``patch_times_s[g]``. Between patches the mapping is linear, and
+        beyond the last patch it goes on with the last patch's slope. For constant frame rate
+        this is the clip start plus the stated seconds, up to the sampling's rounding; for
+        variable frame rate it follows the frames that were really shown.
+        """
+        spg, times = self.second_per_grid_t, self.patch_times_s
+        if len(times) < 2 or spg <= 0:
+            return self.clip_start_s + model_seconds
+        g = model_seconds / spg
+        k = min(max(int(math.floor(g)), 0), len(times) - 2)
+        return times[k] + (g - k) * (times[k + 1] - times[k])
+
     def position_seconds(self, position: int) -> float:
         """The second of the clip that a temporal position stands for, as the model reads it."""
         if self.tokens_per_second:

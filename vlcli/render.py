@@ -213,10 +213,10 @@ def answer_view(result: Any) -> None:
         for span in result.times:
             flag = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
             t.add_row(
-                f"{span.source_start_s:.1f}",
-                f"{span.source_end_s:.1f}",
-                format_hms(span.source_start_s),
-                format_hms(span.source_end_s),
+                f"{span.display_start_s:.1f}",
+                f"{span.display_end_s:.1f}",
+                format_hms(span.display_start_s),
+                format_hms(span.display_end_s),
                 flag,
                 escape(span.text),
             )

@@ -56,7 +56,7 @@ import bisect
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -758,6 +758,7 @@ def map_times(
     clip_start_s: float = 0.0,
     clip_end_s: float | None = None,
     offset_s: float | None = None,
+    to_source: Callable[[float], float] | None = None,
 ) -> list[TimeSpan]:
     """Give each span its seconds in the source video, clipped to the clip the model saw.
 
@@ -769,7 +770,9 @@ def map_times(
     clamped to the nearer bound, with ``outside`` (and ``clipped``) set. A span whose end comes
     before its start is swapped, with no flag. Source seconds are rounded to microseconds. The
     spans' own ``start_s``/``end_s`` stay the model's seconds, so mapping again with other
-    bounds starts afresh.
+    bounds starts afresh. ``to_source``, when given, replaces the offset: it maps a second the
+    model states to a source second (vlcli passes the plan's table of what each temporal patch
+    showed, so that times follow the frames the model saw, also in variable-frame-rate video).
 
     >>> spans = [TimeSpan(5, 8), TimeSpan(25, 40), TimeSpan(70, 70), TimeSpan(9, 6)]
     >>> for s in map_times(spans, clip_start_s=100, clip_end_s=130):
@@ -796,7 +799,10 @@ def map_times(
         a, b = span.start_s, span.end_s
         if b < a:
             a, b = b, a
-        src_a, src_b = _round(a + offset), _round(b + offset)
+        if to_source is not None:
+            src_a, src_b = _round(to_source(a)), _round(to_source(b))
+        else:
+            src_a, src_b = _round(a + offset), _round(b + offset)
         outside = src_b < lo or (hi is not None and src_a > hi)
         new_a, new_b = max(src_a, lo), max(src_b, lo)
         if hi is not None:
