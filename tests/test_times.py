@@ -559,3 +559,11 @@ def test_no_heavy_imports(name: str) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert not imported & {"torch", "transformers", "torchvision", "torchcodec", "numpy"}
+
+
+def test_public_api_from_the_package():
+    import vlcli
+
+    spans = vlcli.map_times(vlcli.parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=30.0)
+    assert (spans[0].source_start_s, spans[0].source_end_s) == (42.5, 50.0)
+    assert vlcli.format_hms(spans[0].source_start_s) == "00:00:42.5"
