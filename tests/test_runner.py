@@ -1,0 +1,221 @@
+"""ModelRunner: real loading code on tiny saved models, answers, streaming, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlcli.errors import ExitStatus, ModelError, UsageError, VlcliError
+from vlcli.media import probe
+from vlcli.plan import SamplingOptions, plan_image, plan_video
+from vlcli.runner import Answer, ModelRunner
+
+pytest_plugins = ("conftest_models",)
+
+QUESTION = "What happens in this clip, and when?"
+TIMINGS = {"decode_s", "preprocess_s", "prefill_s", "generate_s"}
+
+
+def _video_plan(runner: ModelRunner, clip: str, options: SamplingOptions | None = None):  # type: ignore[no-untyped-def]
+    return plan_video(probe(clip).video_facts(), options or SamplingOptions(), runner.family)
+
+
+def _image_plan(runner: ModelRunner, image: str):  # type: ignore[no-untyped-def]
+    info = probe(image)
+    return plan_image(info.width, info.height, SamplingOptions(), runner.family)
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def test_loads_with_the_cpu_defaults(tiny_qwen25_path: Path) -> None:
+    warnings: list[str] = []
+    runner = ModelRunner(str(tiny_qwen25_path), warn=warnings.append)
+    assert runner.spec.family.name == "qwen2_5_vl" and runner.spec.model == str(tiny_qwen25_path)
+    assert runner.family.tokens_per_second == 2
+    if not torch.cuda.is_available():
+        assert runner.device.type == "cpu" and runner.dtype == torch.float32
+        assert runner.dtype_name == "float32"
+        assert runner.free_memory_bytes() is None
+        assert any("slow" in w for w in warnings)
+    assert runner.model.config._attn_implementation == "sdpa"
+    assert getattr(runner.model.model.get_rope_index, "vlcli_reference", False)
+
+
+def test_ask_video(qwen25_runner: ModelRunner, tiny_clip: str) -> None:
+    plan = _video_plan(qwen25_runner, tiny_clip)
+    inputs, stats = qwen25_runner.prepare([(tiny_clip, plan)], QUESTION)
+    pieces: list[str] = []
+    answer = qwen25_runner.ask(
+        [(tiny_clip, plan)], QUESTION, max_new_tokens=8, on_text=pieces.append
+    )
+    assert isinstance(answer, Answer) and isinstance(answer.text, str)
+    assert answer.prompt_tokens == inputs["input_ids"].shape[1] == stats.prompt_tokens
+    cfg = qwen25_runner.model.config
+    assert (
+        int((inputs["input_ids"] == cfg.video_token_id).sum())
+        == plan.visual_tokens
+        == answer.visual_tokens
+    )
+    assert 1 <= answer.generated_tokens <= 8
+    assert "".join(pieces) == answer.text
+    assert set(answer.timings) == TIMINGS and all(v >= 0 for v in answer.timings.values())
+    assert answer.timings["prefill_s"] <= answer.timings["generate_s"]
+    d = answer.to_dict()
+    assert d["text"] == answer.text and d["timings"] == answer.timings
+
+
+def test_ask_image(qwen25_runner: ModelRunner, tiny_image: str) -> None:
+    plan = _image_plan(qwen25_runner, tiny_image)
+    answer = qwen25_runner.ask([(tiny_image, plan)], "Describe the picture.", max_new_tokens=4)
+    assert isinstance(answer.text, str) and answer.visual_tokens == plan.visual_tokens
+    assert 1 <= answer.generated_tokens <= 4
+
+
+def test_media_go_into_one_user_turn(
+    qwen25_runner: ModelRunner, tiny_clip: str, tiny_image: str
+) -> None:
+    media = [
+        (tiny_clip, _video_plan(qwen25_runner, tiny_clip)),
+        (tiny_image, _image_plan(qwen25_runner, tiny_image)),
+    ]
+    inputs, stats = qwen25_runner.prepare(media, QUESTION, system="Answer in seconds.")
+    text = qwen25_runner.processor.tokenizer.decode(inputs["input_ids"][0])
+    assert text.count("<|im_start|>user") == 1 and text.count("<|im_start|>") == 3
+    assert "<|im_start|>system\nAnswer in seconds.<|im_end|>" in text
+    assert text.index("<|video_pad|>") < text.index("<|image_pad|>") < text.index(QUESTION)
+    assert text.endswith("<|im_start|>assistant\n")
+    assert stats.visual_tokens == sum(p.visual_tokens for _, p in media)
+    types = inputs["mm_token_type_ids"][0]
+    assert (
+        int((types == 2).sum()) == media[0][1].visual_tokens
+        and int((types == 1).sum()) == media[1][1].visual_tokens
+    )
+    assert inputs["pixel_values_videos"].dtype == qwen25_runner.dtype
+    assert inputs["video_grid_thw"].tolist() == [list(media[0][1].grid_thw)]
+    assert inputs["second_per_grid_ts"].tolist() == pytest.approx([media[0][1].second_per_grid_t])
+
+
+def test_streaming_matches_the_answer_when_sampling(
+    qwen25_runner: ModelRunner, tiny_clip: str
+) -> None:
+    plan = _video_plan(qwen25_runner, tiny_clip, SamplingOptions(nframes=4))
+    pieces: list[str] = []
+    torch.manual_seed(7)
+    answer = qwen25_runner.ask(
+        [(tiny_clip, plan)], QUESTION, max_new_tokens=24, temperature=1.5, on_text=pieces.append
+    )
+    assert "".join(pieces) == answer.text
+    assert len(pieces) > 1 and len(set(answer.text)) > 1  # streamed piece by piece, varied text
+
+
+def test_chunks_are_whole_temporal_patches(
+    qwen25_runner: ModelRunner, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of a chunk are contiguous (temporal patch outermost): any even chunk size gives the
+    same tensor as one chunk holding the whole video."""
+    import vlcli.inputs
+
+    plan = _video_plan(qwen25_runner, tiny_clip, SamplingOptions(nframes=12))
+    results = []
+    for frames in (2, 6, 12):
+        monkeypatch.setattr(vlcli.inputs, "CHUNK_FRAMES", frames)
+        inputs, _ = qwen25_runner.prepare([(tiny_clip, plan)], QUESTION)
+        results.append(inputs["pixel_values_videos"])
+    assert torch.equal(results[0], results[2]) and torch.equal(results[1], results[2])
+
+
+def test_refuses_a_plan_made_for_another_family(qwen25_runner: ModelRunner, tiny_clip: str) -> None:
+    from vlcli.families import QWEN3_VL
+
+    plan = plan_video(probe(tiny_clip).video_facts(), SamplingOptions(), QWEN3_VL)
+    with pytest.raises(UsageError, match="qwen3_vl"):
+        qwen25_runner.prepare([(tiny_clip, plan)], QUESTION)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen2_path", "tiny_qwen3_path"])
+def test_other_families_load_and_answer(
+    fixture: str, request: pytest.FixtureRequest, tiny_clip: str, tiny_image: str
+) -> None:
+    path = request.getfixturevalue(fixture)
+    runner = ModelRunner(str(path), device="cpu", warn=_quiet)
+    video, image = _video_plan(runner, tiny_clip), _image_plan(runner, tiny_image)
+    pieces: list[str] = []
+    answer = runner.ask(
+        [(tiny_clip, video), (tiny_image, image)], QUESTION, max_new_tokens=5, on_text=pieces.append
+    )
+    assert isinstance(answer.text, str) and "".join(pieces) == answer.text
+    assert answer.visual_tokens == video.visual_tokens + image.visual_tokens
+    assert 1 <= answer.generated_tokens <= 5
+    hooked = getattr(runner.model.model.get_rope_index, "vlcli_reference", False)
+    assert hooked == (runner.family.name == "qwen2_vl")  # Qwen3-VL keeps transformers' positions
+    if runner.family.name == "qwen3_vl":  # the timestamps are text before each temporal patch
+        inputs, _ = runner.prepare([(tiny_clip, video)], QUESTION)
+        text = runner.processor.tokenizer.decode(inputs["input_ids"][0])
+        assert text.count(" seconds>") == video.grid_thw[0]
+    else:
+        assert "second_per_grid_ts" not in runner.prepare([(tiny_clip, video)], QUESTION)[0]
+
+
+# ---------------------------------------------------------------- finding the model
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="--model PATH") as info:
+        ModelRunner(str(tmp_path / "no-such-model"), warn=_quiet)
+    assert info.value.status == ExitStatus.MODEL and "\n" not in str(info.value)
+
+
+def test_folder_without_config(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="config.json"):
+        ModelRunner(str(tmp_path), warn=_quiet)
+
+
+def test_uncached_hub_id_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelError, match="--model PATH") as info:
+        ModelRunner("Qwen/Qwen2.5-VL-7B-Instruct", warn=_quiet)
+    assert "\n" not in str(info.value)
+
+
+def test_hub_id_from_the_local_cache(
+    tiny_qwen25_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = tmp_path / "hub" / "models--tiny-org--Tiny-Qwen2.5-VL" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_qwen25_path, snapshot)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    runner = ModelRunner("tiny-org/Tiny-Qwen2.5-VL", device="cpu", warn=_quiet)
+    assert runner.spec.model == "tiny-org/Tiny-Qwen2.5-VL" and runner.spec.local_path == str(
+        snapshot
+    )
+    assert runner.family.name == "qwen2_5_vl"
+
+
+def test_bad_options(tiny_qwen25_path: Path) -> None:
+    with pytest.raises(UsageError, match="--dtype"):
+        ModelRunner(str(tiny_qwen25_path), dtype="int3", warn=_quiet)
+    with pytest.raises(UsageError, match="--attn"):
+        ModelRunner(str(tiny_qwen25_path), attn="magic", warn=_quiet)
+    with pytest.raises(UsageError, match="--device"):
+        ModelRunner(str(tiny_qwen25_path), device="nonsense", warn=_quiet)
+
+
+def test_eager_attention(tiny_qwen25_path: Path) -> None:
+    runner = ModelRunner(str(tiny_qwen25_path), device="cpu", attn="eager", warn=_quiet)
+    assert runner.model.config._attn_implementation == "eager"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed"
+)
+def test_flash_attention_needs_its_package(tiny_qwen25_path: Path) -> None:
+    with pytest.raises(VlcliError, match="flash-attn") as info:
+        ModelRunner(str(tiny_qwen25_path), attn="flash_attention_2", warn=_quiet)
+    assert info.value.status == ExitStatus.MISSING_DEPENDENCY

@@ -1,0 +1,266 @@
+"""The model's inputs for one prompt, built chunk by chunk from the plans.
+
+The reference (qwen-vl-utils, then the transformers processor over the whole decoded video)
+holds every sampled frame as float32 at once. Here each video is decoded ``CHUNK_FRAMES``
+frames at a time (:func:`vlcli.media.iter_video_chunks`), each chunk goes through the processor's
+own video processor, and its rows are copied into one ``pixel_values_videos`` tensor allocated
+up front in the model's dtype on the model's device. That is exact because the processor's
+patch layout puts the temporal patch outermost: the rows of temporal patch ``g`` are
+``g * grid_h * grid_w`` to ``(g + 1) * grid_h * grid_w``, and a chunk of an even number of
+frames is a whole number of temporal patches. The grids and ``second_per_grid_ts`` come from the
+plan (``temporal_patch_size / sampled fps``; transformers 5.24 computes it from the video
+metadata's ``sampled_fps``, which is 24 fps when no metadata is passed, not from the ``fps``
+argument the Qwen2.5-VL README passes).
+
+The text is the processor's chat template with each ``<|video_pad|>`` / ``<|image_pad|>``
+expanded here to ``grid.prod() // merge**2`` pad tokens, as the processor does; Qwen3-VL's
+video placeholder is expanded to one ``<t seconds><|vision_start|>pads<|vision_end|>`` group per
+temporal patch, with the timestamps the processor computes (source frame index / source fps,
+averaged over the frames of the patch). ``mm_token_type_ids`` come from the processor's own
+``create_mm_token_type_ids``.
+
+This module imports torch but not transformers: the processor is passed in.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .errors import ModelError, UsageError
+from .families import Family
+from .plan import ImagePlan, VideoPlan
+
+CHUNK_FRAMES = 16  # frames decoded and preprocessed at a time (even: whole temporal patches)
+IMAGE_PAD = "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+
+Media = list[tuple[str, VideoPlan | ImagePlan]]
+
+
+@dataclass(frozen=True)
+class PrepareStats:
+    prompt_tokens: int
+    visual_tokens: int
+    decode_s: float  # decoding media files (and the reference resize of the frames)
+    preprocess_s: float  # the processor (resize, normalise, patches), the template, tokenizing
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_messages(media: Media, question: str, system: str | None = None) -> list[dict[str, Any]]:
+    """One user turn: every media item in order, then the question."""
+    content: list[dict[str, Any]] = [{"type": plan.kind} for _, plan in media]
+    content.append({"type": "text", "text": question})
+    messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def qwen3_timestamps(plan: VideoPlan, temporal_patch_size: int) -> list[float]:
+    """Seconds of the source shown before each temporal patch (Qwen3-VL's processor formula)."""
+    indices = list(plan.frame_indices)
+    while len(indices) % temporal_patch_size:
+        indices.append(indices[-1])
+    seconds = [i / plan.source_fps for i in indices]
+    return [
+        (seconds[g] + seconds[g + temporal_patch_size - 1]) / 2
+        for g in range(0, len(seconds), temporal_patch_size)
+    ]
+
+
+def placeholder(plan: VideoPlan | ImagePlan, family: Family) -> str:
+    """The text one media item's pad token is replaced with."""
+    merge = family.spatial_merge_size**2
+    t, h, w = plan.grid_thw
+    if isinstance(plan, ImagePlan):
+        return IMAGE_PAD * (t * h * w // merge)
+    if family.name != "qwen3_vl":
+        return VIDEO_PAD * (t * h * w // merge)
+    per_patch = VISION_START + VIDEO_PAD * (h * w // merge) + VISION_END
+    return "".join(
+        f"<{s:.1f} seconds>" + per_patch for s in qwen3_timestamps(plan, family.temporal_patch_size)
+    )
+
+
+def expand_text(text: str, media: Media, family: Family) -> str:
+    """Replace the template's pad tokens, in order, with each item's placeholder."""
+    pads = re.findall(f"{re.escape(IMAGE_PAD)}|{re.escape(VIDEO_PAD)}", text)
+    kinds = [IMAGE_PAD if isinstance(p, ImagePlan) else VIDEO_PAD for _, p in media]
+    if pads != kinds:
+        raise UsageError(
+            "the prompt holds media tokens that are not the inputs' (does the question or the "
+            f"system prompt contain {IMAGE_PAD} or {VIDEO_PAD}?)"
+        )
+    items = iter(media)
+    return re.sub(
+        f"{re.escape(IMAGE_PAD)}|{re.escape(VIDEO_PAD)}",
+        lambda _m: placeholder(next(items)[1], family),
+        text,
+    )
+
+
+def _resize_frames(frames: torch.Tensor, height: int, width: int, resample: Any) -> torch.Tensor:
+    """The processor's resize (torchvision, antialiased) of float frames to the plan's size."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2.functional import resize
+
+    modes = {2: InterpolationMode.BILINEAR, 3: InterpolationMode.BICUBIC}
+    mode = resample if isinstance(resample, InterpolationMode) else modes.get(int(resample))
+    if mode is None:
+        raise ModelError(f"the video processor's resample mode {resample!r} is not supported")
+    # qwen-vl-utils hands the processor float frames: resize them as float, unclamped.
+    return resize(frames.float(), [height, width], interpolation=mode, antialias=True)
+
+
+def video_pixels(
+    processor: Any, path: str, plan: VideoPlan, family: Family, out: torch.Tensor
+) -> float:
+    """Write the ``pixel_values_videos`` rows of one video into ``out``; return decoding seconds.
+
+    ``out`` has exactly ``grid_t * grid_h * grid_w`` rows (a view into the prompt's one tensor).
+    """
+    from .media import iter_video_chunks
+
+    vp = processor.video_processor
+    _, h, w = plan.grid_thw
+    tp = family.temporal_patch_size
+    resize = (plan.frame_height, plan.frame_width) != (plan.resized_height, plan.resized_width)
+    row = 0
+    decode_s = 0.0
+    chunks = iter_video_chunks(path, plan, chunk_frames=CHUNK_FRAMES)
+    while True:
+        started = time.perf_counter()
+        chunk = next(chunks, None)
+        decode_s += time.perf_counter() - started
+        if chunk is None:
+            break
+        frames = (
+            _resize_frames(chunk, plan.resized_height, plan.resized_width, vp.resample)
+            if resize
+            else chunk
+        )
+        feat = vp(
+            videos=[frames],
+            do_resize=False,
+            do_sample_frames=False,
+            cap_pixels_per_frame=False,
+            return_tensors="pt",
+        )
+        rows = feat["pixel_values_videos"]
+        gt, gh, gw = (int(x) for x in feat["video_grid_thw"][0])
+        if (gh, gw) != (h, w) or gt != -(-chunk.shape[0] // tp) or rows.shape[1] != out.shape[1]:
+            raise ModelError(
+                f"the model's video processor makes a {gh}x{gw} patch grid of this video, "
+                f"the plan a {h}x{w} one: the plan was made for another model"
+            )
+        if row + rows.shape[0] > out.shape[0]:
+            raise ModelError(f"{path}: the decoder returned more frames than the plan has")
+        out[row : row + rows.shape[0]].copy_(rows)
+        row += rows.shape[0]
+    if row != out.shape[0]:
+        raise ModelError(f"{path}: the decoder returned fewer frames than the plan has")
+    return decode_s
+
+
+def image_pixels(
+    processor: Any, path: str, plan: ImagePlan, dtype: torch.dtype, device: torch.device | str
+) -> tuple[torch.Tensor, float]:
+    """``pixel_values`` rows of one image, and the seconds spent decoding it."""
+    from .media import load_image
+
+    started = time.perf_counter()
+    image = load_image(path, plan)
+    decode_s = time.perf_counter() - started
+    feat = processor.image_processor(images=[image], do_resize=False, return_tensors="pt")
+    if tuple(int(x) for x in feat["image_grid_thw"][0]) != tuple(plan.grid_thw):
+        raise ModelError(
+            "the model's image processor makes another patch grid than the plan: "
+            "the plan was made for another model"
+        )
+    return feat["pixel_values"].to(device=device, dtype=dtype), decode_s
+
+
+def build_inputs(
+    processor: Any,
+    family: Family,
+    media: Media,
+    question: str,
+    *,
+    system: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, torch.Tensor], PrepareStats]:
+    """Everything ``generate`` needs for one prompt (a batch of one), and what it cost."""
+    started = time.perf_counter()
+    for path, plan in media:
+        if plan.family != family.name:
+            raise UsageError(f"{path}: planned for {plan.family}, but the model is {family.name}")
+    video_plans = [p for _, p in media if isinstance(p, VideoPlan)]
+    image_plans = [p for _, p in media if isinstance(p, ImagePlan)]
+    decode_s = 0.0
+    # One tensor for the rows of every video of the prompt, in the model's dtype, on its device.
+    video_rows = [p.grid_thw[0] * p.grid_thw[1] * p.grid_thw[2] for p in video_plans]
+    patch_dim = 3 * family.temporal_patch_size * family.patch_size**2
+    pixel_values_videos = (
+        torch.empty((sum(video_rows), patch_dim), dtype=dtype, device=device)
+        if video_plans
+        else None
+    )
+    images: list[torch.Tensor] = []
+    offset = 0
+    for path, plan in media:
+        if isinstance(plan, VideoPlan):
+            assert pixel_values_videos is not None
+            rows = plan.grid_thw[0] * plan.grid_thw[1] * plan.grid_thw[2]
+            decode_s += video_pixels(
+                processor, path, plan, family, pixel_values_videos[offset : offset + rows]
+            )
+            offset += rows
+        else:
+            pixels, spent = image_pixels(processor, path, plan, dtype, device)
+            images.append(pixels)
+            decode_s += spent
+
+    template = processor.apply_chat_template(
+        build_messages(media, question, system), tokenize=False, add_generation_prompt=True
+    )
+    text = expand_text(template, media, family)
+    encoded = processor.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
+    input_ids = encoded["input_ids"]
+    inputs: dict[str, torch.Tensor] = {
+        "input_ids": input_ids.to(device),
+        "attention_mask": encoded["attention_mask"].to(device),
+        "mm_token_type_ids": torch.tensor(
+            processor.create_mm_token_type_ids(input_ids), dtype=torch.long
+        ).to(device),
+    }
+    if images:
+        inputs["pixel_values"] = images[0] if len(images) == 1 else torch.cat(images)
+        inputs["image_grid_thw"] = torch.tensor(
+            [p.grid_thw for p in image_plans], dtype=torch.long
+        ).to(device)
+    if pixel_values_videos is not None:
+        inputs["pixel_values_videos"] = pixel_values_videos
+        inputs["video_grid_thw"] = torch.tensor(
+            [p.grid_thw for p in video_plans], dtype=torch.long
+        ).to(device)
+        if family.name == "qwen2_5_vl":
+            inputs["second_per_grid_ts"] = torch.tensor(
+                [p.second_per_grid_t for p in video_plans], dtype=torch.float32
+            ).to(device)
+    stats = PrepareStats(
+        prompt_tokens=int(input_ids.shape[1]),
+        visual_tokens=sum(p.visual_tokens for _, p in media),
+        decode_s=decode_s,
+        preprocess_s=time.perf_counter() - started - decode_s,
+    )
+    return inputs, stats
