@@ -24,7 +24,12 @@ def invoke(*args: str, stdin: str | None = None):
 
 def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vlcli", *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-m", "vlcli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 
@@ -32,7 +37,10 @@ def test_probe_json_one_line_per_input(clip_landscape, clip_rotated):
     r = _run("probe", str(clip_landscape), str(clip_rotated), "--json")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [Path(x["path"]).name for x in rows] == [Path(clip_landscape).name, Path(clip_rotated).name]
+    assert [Path(x["path"]).name for x in rows] == [
+        Path(clip_landscape).name,
+        Path(clip_rotated).name,
+    ]
     assert rows[0]["kind"] == "video" and rows[0]["width"] == 320 and rows[0]["height"] == 180
     assert rows[1]["rotation"] in (90, -90, 270)
     assert rows[1]["width"] < rows[1]["height"]  # displayed portrait
@@ -50,8 +58,21 @@ def test_budget_json_keys_and_values(clip_landscape):
     r = _run("budget", str(clip_landscape), "--json")
     assert r.returncode == 0, r.stderr
     (row,) = [json.loads(line) for line in r.stdout.splitlines()]
-    for key in ("path", "kind", "frames", "frame_indices", "frame_times_s", "sample_fps", "second_per_grid_t",
-                "resized_height", "resized_width", "grid_thw", "visual_tokens", "temporal_positions", "memory"):
+    for key in (
+        "path",
+        "kind",
+        "frames",
+        "frame_indices",
+        "frame_times_s",
+        "sample_fps",
+        "second_per_grid_t",
+        "resized_height",
+        "resized_width",
+        "grid_thw",
+        "visual_tokens",
+        "temporal_positions",
+        "memory",
+    ):
         assert key in row
     # 4 s at 25 fps, sampled at 2 fps: 8 frames, linspace(0, 99, 8) rounded
     assert row["frames"] == 8
@@ -113,10 +134,12 @@ def test_budget_start_accepts_clock_times(clip_landscape):
 
 def test_budget_does_not_import_torch(clip_landscape):
     code = (
-        "import sys; from vlcli.cli import main; sys.argv=['vlcli','budget',%r,'--json'];\n"
+        "import sys; from vlcli.cli import main; sys.argv=['vlcli','budget',"
+        + repr(str(clip_landscape))
+        + ",'--json'];\n"
         "try:\n main()\nexcept SystemExit: pass\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
-    ) % str(clip_landscape)
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
 

@@ -121,14 +121,12 @@ def test_video_inputs_equal_the_reference(
     case: str, qwen25_runner: ModelRunner, tiny_clip: str, tiny_image: str
 ) -> None:
     element, options = CASES[case]
-    with_image = case != "processor_resizes"  # images there: see the xfail below
-    image = tiny_image if with_image else None
-    ref = reference_inputs(qwen25_runner.processor, _messages(tiny_clip, image, element))
-    ours = vlcli_inputs(qwen25_runner, tiny_clip, image, options)
+    ref = reference_inputs(qwen25_runner.processor, _messages(tiny_clip, tiny_image, element))
+    ours = vlcli_inputs(qwen25_runner, tiny_clip, tiny_image, options)
     keys = (
         EXACT
         + ["pixel_values_videos", "second_per_grid_ts"]
-        + (["pixel_values"] if with_image else [])
+        + ["pixel_values"]
     )
     assert_same(ours, ref, [k for k in keys if k in ref or k in ours])
     assert set(ours) == set(ref)
@@ -165,20 +163,14 @@ def test_second_per_grid_ts_and_the_fps_pitfall(qwen25_runner: ModelRunner, tiny
     assert torch.equal(readme["input_ids"], ours["input_ids"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="vlcli.media.load_image resizes straight to the processor's size; the reference resizes "
-    "to qwen-vl-utils' size first and the processor resizes again (ImagePlan lacks that size)",
-)
 def test_image_the_processor_resizes_again(
     qwen25_runner: ModelRunner, tiny_clip: str, tiny_image: str
 ) -> None:
     element, options = CASES["processor_resizes"]
     ref = reference_inputs(qwen25_runner.processor, _messages(tiny_clip, tiny_image, element))
     ours = vlcli_inputs(qwen25_runner, tiny_clip, tiny_image, options)
-    assert_same(ours, ref, ["image_grid_thw", "input_ids"])  # the sizes and the text agree...
-    assert_same(ours, ref, ["pixel_values"])  # ...the pixels do not (max difference about 0.54)
+    # qwen-vl-utils' size first, then the processor's own resize, as in the reference
+    assert_same(ours, ref, ["image_grid_thw", "input_ids", "pixel_values"])
 
 
 @pytest.fixture(scope="module")
@@ -210,12 +202,6 @@ def test_qwen3_video_inputs_equal_the_reference(
     assert set(ours) == set(ref)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Qwen3-VL's image processor has a 65536-pixel minimum: it resizes qwen-vl-utils' image "
-    "again, which vlcli.media.load_image does not reproduce (see above)",
-)
 def test_qwen3_small_image(qwen3_runner: ModelRunner, tiny_clip: str, tiny_image: str) -> None:
     ref = reference_inputs(
         qwen3_runner.processor, _messages(tiny_clip, tiny_image, {}), image_patch_size=16

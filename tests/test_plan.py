@@ -101,7 +101,11 @@ def test_sample_count(frames, fps, options, expected):
         (VideoFacts(320, 240, 100, 25.0), SamplingOptions(nframes=200), "too few frames"),
         (VideoFacts(320, 240, 1, 25.0), SamplingOptions(), "too few frames"),
         (VideoFacts(3, 700, 100, 25.0), SamplingOptions(), "aspect ratio"),
-        (VideoFacts(320, 240, 100, 25.0), SamplingOptions(start=1.0, end=1.02), "fewer than two frames"),
+        (
+            VideoFacts(320, 240, 100, 25.0),
+            SamplingOptions(start=1.0, end=1.02),
+            "fewer than two frames",
+        ),
     ],
 )
 def test_plan_errors(facts, options, message):
@@ -111,7 +115,13 @@ def test_plan_errors(facts, options, message):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(fps=1.0, nframes=4), dict(fps=-1.0), dict(start=3.0, end=2.0), dict(min_pixels=10, max_pixels=5), dict(start=-1.0)],
+    [
+        dict(fps=1.0, nframes=4),
+        dict(fps=-1.0),
+        dict(start=3.0, end=2.0),
+        dict(min_pixels=10, max_pixels=5),
+        dict(start=-1.0),
+    ],
 )
 def test_bad_options(kwargs):
     with pytest.raises(UsageError):
@@ -143,10 +153,24 @@ def test_memory_estimate_7b():
 def test_tokens_per_second_comes_from_the_checkpoint(tmp_path):
     import json
 
-    cfg = {"model_type": "qwen2_5_vl", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-           "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000,
-           "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                             "out_hidden_size": 64, "patch_size": 14, "tokens_per_second": 3}}
+    cfg = {
+        "model_type": "qwen2_5_vl",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "vocab_size": 1000,
+        "vision_config": {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "patch_size": 14,
+            "tokens_per_second": 3,
+        },
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     spec = resolve_model(str(tmp_path))
     assert spec.source == "local config" and spec.family.tokens_per_second == 3
@@ -174,3 +198,20 @@ def test_source_seconds_in_variable_frame_rate_video():
     assert p.frame_indices == (0, 6, 13, 19)
     assert p.patch_times_s == (0.0, times[13])
     assert p.source_seconds(p.second_per_grid_t) == pytest.approx(times[13])
+
+
+def test_max_pixels_below_the_video_minimum_is_a_usage_error():
+    # the reference stops on an assertion; vlcli says which flag to change
+    with pytest.raises(UsageError, match="--min-pixels"):
+        plan_video(HD60, SamplingOptions(max_pixels=31360), QWEN2_5_VL)
+    p = plan_video(HD60, SamplingOptions(max_pixels=31360, min_pixels=3136), QWEN2_5_VL)
+    assert p.resized_height * p.resized_width <= 31360
+
+
+def test_image_plan_keeps_both_sizes():
+    # Qwen3-VL's processor has a 65536-pixel minimum: a small image is resized twice
+    from vlcli.families import QWEN3_VL
+
+    p = plan_image(100, 80, SamplingOptions(), QWEN3_VL)
+    assert (p.frame_height, p.frame_width) == (64, 96)  # round(80/32) = 2 (half to even), round(100/32) = 3
+    assert p.resized_height * p.resized_width >= 65536

@@ -46,11 +46,15 @@ def reference_video(monkeypatch, facts: VideoFacts, options: SamplingOptions, pa
 
     class FakeDecoder:
         def __init__(self, path, num_ffmpeg_threads=0, **kw):
-            self.metadata = SimpleNamespace(average_fps=facts.average_fps, num_frames=facts.num_frames)
+            self.metadata = SimpleNamespace(
+                average_fps=facts.average_fps, num_frames=facts.num_frames
+            )
 
         def get_frames_at(self, indices):
             calls["indices"] = list(indices)
-            return SimpleNamespace(data=torch.zeros(1, 3, 1, 1).expand(len(indices), 3, facts.height, facts.width))
+            return SimpleNamespace(
+                data=torch.zeros(1, 3, 1, 1).expand(len(indices), 3, facts.height, facts.width)
+            )
 
     def fake_resize(video, size, interpolation, antialias):
         calls["size"] = tuple(size)
@@ -61,18 +65,45 @@ def reference_video(monkeypatch, facts: VideoFacts, options: SamplingOptions, pa
     monkeypatch.setattr(ref, "get_video_reader_backend", lambda: "torchcodec")
     ele = {"video": "fake.mp4"}
     for ours, theirs in (
-        ("fps", "fps"), ("nframes", "nframes"), ("min_frames", "min_frames"), ("max_frames", "max_frames"),
-        ("min_pixels", "min_pixels"), ("max_pixels", "max_pixels"), ("total_pixels", "total_pixels"),
-        ("start", "video_start"), ("end", "video_end"),
+        ("fps", "fps"),
+        ("nframes", "nframes"),
+        ("min_frames", "min_frames"),
+        ("max_frames", "max_frames"),
+        ("min_pixels", "min_pixels"),
+        ("max_pixels", "max_pixels"),
+        ("total_pixels", "total_pixels"),
+        ("start", "video_start"),
+        ("end", "video_end"),
     ):
         if getattr(options, ours) is not None:
             ele[theirs] = getattr(options, ours)
-    (video, meta), sample_fps = ref.fetch_video(ele, image_patch_size=patch, return_video_sample_fps=True, return_video_metadata=True)
+    (video, meta), sample_fps = ref.fetch_video(
+        ele, image_patch_size=patch, return_video_sample_fps=True, return_video_metadata=True
+    )
     return calls["indices"], sample_fps, calls["size"]
 
 
-SHAPES = [(1920, 1080), (1080, 1920), (640, 360), (320, 240), (3840, 2160), (100, 2000), (56, 56), (30, 30), (1280, 536)]
-RATES = [(25.0, 100), (30.0, 1800), (29.97002997, 719), (60.0, 7200), (24.0, 48), (10.0, 31), (1.0, 600), (30.0, 23040)]
+SHAPES = [
+    (1920, 1080),
+    (1080, 1920),
+    (640, 360),
+    (320, 240),
+    (3840, 2160),
+    (100, 2000),
+    (56, 56),
+    (30, 30),
+    (1280, 536),
+]
+RATES = [
+    (25.0, 100),
+    (30.0, 1800),
+    (29.97002997, 719),
+    (60.0, 7200),
+    (24.0, 48),
+    (10.0, 31),
+    (1.0, 600),
+    (30.0, 23040),
+]
 OPTIONS = [
     SamplingOptions(),
     SamplingOptions(fps=1.0),
@@ -113,7 +144,10 @@ def test_video_plan_matches_qwen_vl_utils(monkeypatch, shape, rate, options):
     # The transformers processor's own pass over the reference-sized frames:
     fam = QWEN2_5_VL
     assert (plan.resized_height, plan.resized_width) == tf_smart_resize(
-        *size, factor=28, min_pixels=fam.processor_video_min_pixels, max_pixels=fam.processor_video_max_pixels
+        *size,
+        factor=28,
+        min_pixels=fam.processor_video_min_pixels,
+        max_pixels=fam.processor_video_max_pixels,
     )
     assert plan.grid_thw == (plan.frames // 2, plan.resized_height // 14, plan.resized_width // 14)
     assert plan.visual_tokens == plan.grid_thw[0] * plan.grid_thw[1] * plan.grid_thw[2] // 4
@@ -130,8 +164,12 @@ def test_qwen3_factor_32_matches_reference(monkeypatch, shape, options):
     assert plan.frame_height % 32 == 0 and plan.frame_width % 32 == 0
 
 
-@pytest.mark.parametrize(("w", "h"), [(1920, 1080), (640, 480), (28, 28), (10, 10), (5000, 4000), (4, 700), (123, 457)])
-@pytest.mark.parametrize("limits", [(None, None), (256 * 28 * 28, 1280 * 28 * 28), (3136, 3136 * 4)])
+@pytest.mark.parametrize(
+    ("w", "h"), [(1920, 1080), (640, 480), (28, 28), (10, 10), (5000, 4000), (4, 700), (123, 457)]
+)
+@pytest.mark.parametrize(
+    "limits", [(None, None), (256 * 28 * 28, 1280 * 28 * 28), (3136, 3136 * 4)]
+)
 def test_image_plan_matches_reference(w, h, limits):
     from PIL import Image
 
@@ -152,7 +190,13 @@ def test_image_plan_matches_reference(w, h, limits):
 
 @pytest.mark.parametrize(
     ("h", "w", "lo", "hi"),
-    [(1080, 1920, 3136, 602112), (7, 9, 3136, 602112), (2000, 10, 100, 10**9), (500, 500, 3136 * 4, 3136 * 5), (31, 3000, 3136, 100352)],
+    [
+        (1080, 1920, 3136, 602112),
+        (7, 9, 3136, 602112),
+        (2000, 10, 100, 10**9),
+        (500, 500, 3136 * 4, 3136 * 5),
+        (31, 3000, 3136, 100352),
+    ],
 )
 def test_resize_functions_match_their_sources(h, w, lo, hi):
     assert reference_resize(h, w, 28, lo, hi) == ref.smart_resize(h, w, 28, lo, hi)

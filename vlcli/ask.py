@@ -94,7 +94,9 @@ def check_memory(
     return est
 
 
-def map_answer_times(answer: str, plans: list[VideoPlan | ImagePlan], family: str, task: str = "qa") -> list[Any]:
+def map_answer_times(
+    answer: str, plans: list[VideoPlan | ImagePlan], family: str, task: str = "qa"
+) -> list[Any]:
     """Parse the times the answer states and move them to seconds of the source video.
 
     Qwen2/2.5-VL count seconds from the first frame of the clip they were shown: a stated second
@@ -113,7 +115,9 @@ def map_answer_times(answer: str, plans: list[VideoPlan | ImagePlan], family: st
     end = first.clip_end_s + 1.0 / first.source_fps  # the last frame is shown for one frame time
     if family == "qwen3_vl":
         return map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=end, offset_s=0.0)
-    return map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=end, to_source=first.source_seconds)
+    return map_times(
+        spans, clip_start_s=first.clip_start_s, clip_end_s=end, to_source=first.source_seconds
+    )
 
 
 def save_evidence(path: str, spans: list[Any], folder: str) -> list[str]:
@@ -149,7 +153,9 @@ def ask_one(
 
     prompt = build_prompt(settings.task, settings.question)
     tokens = estimate_prompt_tokens(plans, prompt, settings.system)
-    check_memory(runner.spec, plans, tokens, settings, options, runner.free_memory_bytes(), runner.dtype_name)
+    check_memory(
+        runner.spec, plans, tokens, settings, options, runner.free_memory_bytes(), runner.dtype_name
+    )
     try:
         answer = runner.ask(
             list(zip(paths, plans, strict=True)),
@@ -161,7 +167,9 @@ def ask_one(
         )
     except Exception as exc:  # CUDA out of memory is reported like a failed budget check
         if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
-            raise MemoryBudgetError(f"the GPU ran out of memory: {_fit_hint(plans, options)}") from exc
+            raise MemoryBudgetError(
+                f"the GPU ran out of memory: {_fit_hint(plans, options)}"
+            ) from exc
         raise
     times = map_answer_times(answer.text, plans, runner.spec.family.name, settings.task)
     result = AskResult(

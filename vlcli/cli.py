@@ -52,26 +52,106 @@ def _seconds(value: str | None) -> float | None:
     try:
         return parse_time_value(value)
     except ValueError:
-        raise UsageError(f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)") from None
+        raise UsageError(
+            f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)"
+        ) from None
 
 
-Media = Annotated[list[str], typer.Argument(help="Files, folders, glob patterns, or - to read paths from standard input.", show_default=False)]
+Media = Annotated[
+    list[str],
+    typer.Argument(
+        help="Files, folders, glob patterns, or - to read paths from standard input.",
+        show_default=False,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per input, one per line.")]
-Fps = Annotated[float | None, typer.Option("--fps", help="Frames to sample per second of video [default: 2.0].", rich_help_panel="Sampling")]
-NFrames = Annotated[int | None, typer.Option("--nframes", help="Sample exactly this many frames (rounded to a multiple of 2); excludes --fps.", rich_help_panel="Sampling")]
-MinFrames = Annotated[int | None, typer.Option("--min-frames", help="Least frames to sample with --fps [default: 4].", rich_help_panel="Sampling")]
-MaxFrames = Annotated[int | None, typer.Option("--max-frames", help="Most frames to sample with --fps [default: 768].", rich_help_panel="Sampling")]
-MinPixels = Annotated[int | None, typer.Option("--min-pixels", help="Least pixels per frame [default: video 128*28*28, image 4*28*28].", rich_help_panel="Sampling")]
-MaxPixels = Annotated[int | None, typer.Option("--max-pixels", help="Most pixels per frame [default: video 768*28*28, image 16384*28*28].", rich_help_panel="Sampling")]
-TotalPixels = Annotated[int | None, typer.Option("--total-pixels", help="Pixel budget of the whole video; caps each frame at total/frames*2 [default: 128000*28*28*0.9].", rich_help_panel="Sampling")]
-Start = Annotated[str | None, typer.Option("--start", help="Start of the clip to analyse (seconds, mm:ss or hh:mm:ss).", rich_help_panel="Sampling")]
-End = Annotated[str | None, typer.Option("--end", help="End of the clip to analyse (seconds, mm:ss or hh:mm:ss).", rich_help_panel="Sampling")]
-Model = Annotated[str, typer.Option("--model", help="Hugging Face model id or local folder; selects the family's constants.")]
-MaxNew = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Most tokens the answer may have.")]
+Fps = Annotated[
+    float | None,
+    typer.Option(
+        "--fps",
+        help="Frames to sample per second of video [default: 2.0].",
+        rich_help_panel="Sampling",
+    ),
+]
+NFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--nframes",
+        help="Sample exactly this many frames (rounded to a multiple of 2); excludes --fps.",
+        rich_help_panel="Sampling",
+    ),
+]
+MinFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--min-frames",
+        help="Least frames to sample with --fps [default: 4].",
+        rich_help_panel="Sampling",
+    ),
+]
+MaxFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--max-frames",
+        help="Most frames to sample with --fps [default: 768].",
+        rich_help_panel="Sampling",
+    ),
+]
+MinPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--min-pixels",
+        help="Least pixels per frame [default: video 128*28*28, image 4*28*28].",
+        rich_help_panel="Sampling",
+    ),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        help="Most pixels per frame [default: video 768*28*28, image 16384*28*28].",
+        rich_help_panel="Sampling",
+    ),
+]
+TotalPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--total-pixels",
+        help="Pixel budget of the whole video; caps each frame at total/frames*2 [default: 128000*28*28*0.9].",
+        rich_help_panel="Sampling",
+    ),
+]
+Start = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        help="Start of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
+        rich_help_panel="Sampling",
+    ),
+]
+End = Annotated[
+    str | None,
+    typer.Option(
+        "--end",
+        help="End of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
+        rich_help_panel="Sampling",
+    ),
+]
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model", help="Hugging Face model id or local folder; selects the family's constants."
+    ),
+]
+MaxNew = Annotated[
+    int, typer.Option("--max-new-tokens", min=1, help="Most tokens the answer may have.")
+]
 Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
 
 
-def _options(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end) -> SamplingOptions:  # type: ignore[no-untyped-def]
+def _options(
+    fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
+) -> SamplingOptions:  # type: ignore[no-untyped-def]
     return SamplingOptions(
         fps=fps,
         nframes=nframes,
@@ -139,8 +219,15 @@ def budget(
     end: End = None,
     model: Model = DEFAULT_MODEL,
     max_new_tokens: MaxNew = 512,
-    dtype: Annotated[str, typer.Option("--dtype", help="Weights dtype for the memory estimate: bfloat16, float16 or float32.")] = "bfloat16",
-    question: Annotated[str, typer.Option("--question", help="The question, to count its tokens.")] = "",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype", help="Weights dtype for the memory estimate: bfloat16, float16 or float32."
+        ),
+    ] = "bfloat16",
+    question: Annotated[
+        str, typer.Option("--question", help="The question, to count its tokens.")
+    ] = "",
     together: Together = False,
     json_out: Json = False,
 ) -> None:
@@ -148,7 +235,9 @@ def budget(
     from .core import plan_inputs
     from .memory import estimate_memory
 
-    options = _options(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end)
+    options = _options(
+        fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
+    )
     spec = resolve_model(model)
     failed = False
     done = []
@@ -177,7 +266,9 @@ def budget(
             else:
                 render.budget_view(i.path, i.plan, tokens, mem, model)
         if not json_out:
-            render.out.print(f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens")
+            render.out.print(
+                f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"
+            )
     if failed:
         raise typer.Exit(ExitStatus.INPUT)
 
@@ -203,7 +294,14 @@ def main() -> None:
 @app.command()
 @reports_errors
 def ask(
-    media_and_question: Annotated[list[str], typer.Argument(metavar="MEDIA... QUESTION", help="Files, folders, globs or -, then the question (the last argument).", show_default=False)],
+    media_and_question: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="MEDIA... QUESTION",
+            help="Files, folders, globs or -, then the question (the last argument).",
+            show_default=False,
+        ),
+    ],
     fps: Fps = None,
     nframes: NFrames = None,
     min_frames: MinFrames = None,
@@ -214,19 +312,78 @@ def ask(
     start: Start = None,
     end: End = None,
     model: Model = DEFAULT_MODEL,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when available, else CPU), cuda, cuda:N or cpu.", rich_help_panel="Model")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on a GPU that has it), bfloat16, float16 or float32.", rich_help_panel="Model")] = "auto",
-    attn: Annotated[str, typer.Option("--attn", help="Attention kernel: sdpa, flash_attention_2 or eager.", rich_help_panel="Model")] = "sdpa",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="auto (CUDA when available, else CPU), cuda, cuda:N or cpu.",
+            rich_help_panel="Model",
+        ),
+    ] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype",
+            help="auto (bf16 on a GPU that has it), bfloat16, float16 or float32.",
+            rich_help_panel="Model",
+        ),
+    ] = "auto",
+    attn: Annotated[
+        str,
+        typer.Option(
+            "--attn",
+            help="Attention kernel: sdpa, flash_attention_2 or eager.",
+            rich_help_panel="Model",
+        ),
+    ] = "sdpa",
     max_new_tokens: MaxNew = 512,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 is greedy decoding.", rich_help_panel="Model")] = 0.0,
-    system: Annotated[str | None, typer.Option("--system", help="System prompt [default: the model's own].", rich_help_panel="Model")] = None,
-    task: Annotated[str, typer.Option("--task", help="qa (plain question), ground (when does it happen) or caption (dense captions with times).")] = "qa",
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature", min=0.0, help="0 is greedy decoding.", rich_help_panel="Model"
+        ),
+    ] = 0.0,
+    system: Annotated[
+        str | None,
+        typer.Option(
+            "--system", help="System prompt [default: the model's own].", rich_help_panel="Model"
+        ),
+    ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+        ),
+    ] = "qa",
     together: Together = False,
-    force: Annotated[bool, typer.Option("--force", help="Run even when the memory estimate says the prompt does not fit.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Run even when the memory estimate says the prompt does not fit."
+        ),
+    ] = False,
     json_out: Json = False,
-    srt: Annotated[str | None, typer.Option("--srt", help="Write the answer's time spans as SubRip subtitles to this file (a folder for several inputs).")] = None,
-    vtt: Annotated[str | None, typer.Option("--vtt", help="Write the time spans as WebVTT subtitles to this file (a folder for several inputs).")] = None,
-    evidence: Annotated[str | None, typer.Option("--evidence", help="Save the frame at each stated time as a PNG in this folder.")] = None,
+    srt: Annotated[
+        str | None,
+        typer.Option(
+            "--srt",
+            help="Write the answer's time spans as SubRip subtitles to this file (a folder for several inputs).",
+        ),
+    ] = None,
+    vtt: Annotated[
+        str | None,
+        typer.Option(
+            "--vtt",
+            help="Write the time spans as WebVTT subtitles to this file (a folder for several inputs).",
+        ),
+    ] = None,
+    evidence: Annotated[
+        str | None,
+        typer.Option(
+            "--evidence", help="Save the frame at each stated time as a PNG in this folder."
+        ),
+    ] = None,
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
     from .ask import AskSettings, ask_one
@@ -238,7 +395,9 @@ def ask(
     *media, question = media_and_question
     if task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}")
-    options = _options(fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end)
+    options = _options(
+        fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
+    )
     spec = resolve_model(model)
     settings = AskSettings(question, task, system, max_new_tokens, temperature, force, evidence)
     failed = False

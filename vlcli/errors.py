@@ -25,7 +25,9 @@ class ExitStatus(IntEnum):
 class VlcliError(Exception):
     """A failure with a message meant for the user and the exit status it maps to."""
 
-    def __init__(self, message: str, status: ExitStatus = ExitStatus.INPUT, path: str | None = None):
+    def __init__(
+        self, message: str, status: ExitStatus = ExitStatus.INPUT, path: str | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.status = status

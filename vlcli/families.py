@@ -80,7 +80,9 @@ class ModelDims:
         text = self.num_layers * (attn + mlp + 2 * h) + h
         text += self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
         vh, vi = self.vision_hidden, self.vision_intermediate
-        vmlp = (3 if self.vision_gated_mlp else 2) * vh * vi + (2 * vi + vh if not self.vision_gated_mlp else 0)
+        vmlp = (3 if self.vision_gated_mlp else 2) * vh * vi + (
+            2 * vi + vh if not self.vision_gated_mlp else 0
+        )
         block = (vh * 3 * vh + 3 * vh) + (vh * vh + vh) + vmlp + 4 * vh
         merged = vh * merge * merge
         merger = vh + merged * merged + merged + merged * self.vision_out + self.vision_out
@@ -125,15 +127,136 @@ QWEN3_VL = Family(
 )
 FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
-_QWEN25_VISION = dict(vision_hidden=1280, vision_depth=32, vision_heads=16)
 _PRESETS: dict[str, tuple[Family, ModelDims]] = {
-    "qwen/qwen2.5-vl-3b-instruct": (QWEN2_5_VL, ModelDims(2048, 36, 16, 2, 128, 11008, 151936, True, vision_intermediate=3420, vision_out=2048, **_QWEN25_VISION)),
-    "qwen/qwen2.5-vl-7b-instruct": (QWEN2_5_VL, ModelDims(3584, 28, 28, 4, 128, 18944, 152064, False, vision_intermediate=3420, vision_out=3584, **_QWEN25_VISION)),
-    "qwen/qwen2.5-vl-32b-instruct": (QWEN2_5_VL, ModelDims(5120, 64, 40, 8, 128, 27648, 152064, False, vision_intermediate=3456, vision_out=5120, **_QWEN25_VISION)),
-    "qwen/qwen2.5-vl-72b-instruct": (QWEN2_5_VL, ModelDims(8192, 80, 64, 8, 128, 29568, 152064, False, vision_intermediate=3456, vision_out=8192, **_QWEN25_VISION)),
-    "qwen/qwen2-vl-2b-instruct": (QWEN2_VL, ModelDims(1536, 28, 12, 2, 128, 8960, 151936, True, 1280, 32, 5120, 16, 1536, vision_gated_mlp=False)),
-    "qwen/qwen2-vl-7b-instruct": (QWEN2_VL, ModelDims(3584, 28, 28, 4, 128, 18944, 152064, False, 1280, 32, 5120, 16, 3584, vision_gated_mlp=False)),
-    "qwen/qwen3-vl-8b-instruct": (QWEN3_VL, ModelDims(4096, 36, 32, 8, 128, 12288, 151936, False, 1152, 27, 4304, 16, 4096, vision_gated_mlp=False)),
+    "qwen/qwen2.5-vl-3b-instruct": (
+        QWEN2_5_VL,
+        ModelDims(
+            2048,
+            36,
+            16,
+            2,
+            128,
+            11008,
+            151936,
+            True,
+            vision_intermediate=3420,
+            vision_out=2048,
+            vision_hidden=1280,
+            vision_depth=32,
+            vision_heads=16,
+        ),
+    ),
+    "qwen/qwen2.5-vl-7b-instruct": (
+        QWEN2_5_VL,
+        ModelDims(
+            3584,
+            28,
+            28,
+            4,
+            128,
+            18944,
+            152064,
+            False,
+            vision_intermediate=3420,
+            vision_out=3584,
+            vision_hidden=1280,
+            vision_depth=32,
+            vision_heads=16,
+        ),
+    ),
+    "qwen/qwen2.5-vl-32b-instruct": (
+        QWEN2_5_VL,
+        ModelDims(
+            5120,
+            64,
+            40,
+            8,
+            128,
+            27648,
+            152064,
+            False,
+            vision_intermediate=3456,
+            vision_out=5120,
+            vision_hidden=1280,
+            vision_depth=32,
+            vision_heads=16,
+        ),
+    ),
+    "qwen/qwen2.5-vl-72b-instruct": (
+        QWEN2_5_VL,
+        ModelDims(
+            8192,
+            80,
+            64,
+            8,
+            128,
+            29568,
+            152064,
+            False,
+            vision_intermediate=3456,
+            vision_out=8192,
+            vision_hidden=1280,
+            vision_depth=32,
+            vision_heads=16,
+        ),
+    ),
+    "qwen/qwen2-vl-2b-instruct": (
+        QWEN2_VL,
+        ModelDims(
+            1536,
+            28,
+            12,
+            2,
+            128,
+            8960,
+            151936,
+            True,
+            1280,
+            32,
+            5120,
+            16,
+            1536,
+            vision_gated_mlp=False,
+        ),
+    ),
+    "qwen/qwen2-vl-7b-instruct": (
+        QWEN2_VL,
+        ModelDims(
+            3584,
+            28,
+            28,
+            4,
+            128,
+            18944,
+            152064,
+            False,
+            1280,
+            32,
+            5120,
+            16,
+            3584,
+            vision_gated_mlp=False,
+        ),
+    ),
+    "qwen/qwen3-vl-8b-instruct": (
+        QWEN3_VL,
+        ModelDims(
+            4096,
+            36,
+            32,
+            8,
+            128,
+            12288,
+            151936,
+            False,
+            1152,
+            27,
+            4304,
+            16,
+            4096,
+            vision_gated_mlp=False,
+        ),
+    ),
 }
 
 _MODEL_TYPES = {
@@ -159,7 +282,10 @@ def hf_cache_snapshot(model_id: str) -> Path | None:
     """The newest local snapshot of a hub model id in the Hugging Face cache, if any."""
     if "/" not in model_id or Path(model_id).exists():
         return None
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    hub = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
     snaps = hub / ("models--" + model_id.replace("/", "--")) / "snapshots"
     if not snaps.is_dir():
         return None
@@ -197,7 +323,9 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
             head_dim=int(text.get("head_dim") or hidden // heads),
             intermediate_size=int(text["intermediate_size"]),
             vocab_size=int(text.get("vocab_size", cfg.get("vocab_size", 0))),
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+            tie_word_embeddings=bool(
+                cfg.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
+            ),
             vision_hidden=vhidden,
             vision_depth=int(vision.get("depth", 0)),
             vision_intermediate=vinter,
@@ -211,8 +339,10 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
 
 def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
     model_type = str(cfg.get("model_type", ""))
-    base = _MODEL_TYPES.get(model_type) or family_from_name(str(folder)) or family_from_name(
-        " ".join(map(str, cfg.get("architectures", [])))
+    base = (
+        _MODEL_TYPES.get(model_type)
+        or family_from_name(str(folder))
+        or family_from_name(" ".join(map(str, cfg.get("architectures", []))))
     )
     if base is None:
         raise UsageError(
@@ -226,7 +356,10 @@ def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
     if base.time_encoding == "absolute-mrope":
         # Released checkpoints say 2; transformers' class default is 4, so never fall back to it.
         changes["tokens_per_second"] = vision.get("tokens_per_second", base.tokens_per_second)
-    for fname, prefix in (("video_preprocessor_config.json", "video"), ("preprocessor_config.json", "image")):
+    for fname, prefix in (
+        ("video_preprocessor_config.json", "video"),
+        ("preprocessor_config.json", "image"),
+    ):
         pre = _read_json(folder / fname)
         size = pre.get("size") or {}
         lo = pre.get("min_pixels", size.get("shortest_edge"))
@@ -251,7 +384,13 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
         cfg = _read_json(folder / "config.json")
         if not cfg:
             raise UsageError(f"{model}: no readable config.json in this folder")
-        return ModelSpec(model, _family_from_folder(folder, cfg), _dims_from_config(cfg), "local config", str(folder))
+        return ModelSpec(
+            model,
+            _family_from_folder(folder, cfg),
+            _dims_from_config(cfg),
+            "local config",
+            str(folder),
+        )
     key = model.lower()
     if key in _PRESETS:
         fam, dims = _PRESETS[key]

@@ -92,10 +92,9 @@ def iter_video_chunks(path: str, plan: VideoPlan, chunk_frames: int = 16) -> Ite
 
 
 def load_image(path: str, plan: ImagePlan) -> Image.Image:
-    """The image as the reference's ``fetch_image`` makes it: RGB, resized to the plan's size.
+    """The image as the reference's ``fetch_image`` makes it: RGB, resized to the plan's frame size.
 
-    (The plan's size is the processor's; it differs from the reference's own resize only when
-    ``--max-pixels`` is above the processor's limit, where the processor would resize again.)
+    The model's processor may resize it once more, to ``plan.resized_*`` (see ``vlcli.inputs``).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -116,7 +115,7 @@ def load_image(path: str, plan: ImagePlan) -> Image.Image:
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"truncated or corrupt image: {exc}", path) from None
-    return rgb.resize((plan.resized_width, plan.resized_height))
+    return rgb.resize((plan.frame_width, plan.frame_height))
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -180,7 +180,10 @@ def image_pixels(
     started = time.perf_counter()
     image = load_image(path, plan)
     decode_s = time.perf_counter() - started
-    feat = processor.image_processor(images=[image], do_resize=False, return_tensors="pt")
+    if (plan.frame_height, plan.frame_width) == (plan.resized_height, plan.resized_width):
+        feat = processor.image_processor(images=[image], do_resize=False, return_tensors="pt")
+    else:  # the processor's own second resize, as in the reference; the grid check below holds it to the plan
+        feat = processor.image_processor(images=[image], return_tensors="pt")
     if tuple(int(x) for x in feat["image_grid_thw"][0]) != tuple(plan.grid_thw):
         raise ModelError(
             "the model's image processor makes another patch grid than the plan: "

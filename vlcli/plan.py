@@ -60,7 +60,15 @@ class SamplingOptions:
     def __post_init__(self) -> None:
         if self.fps is not None and self.nframes is not None:
             raise UsageError("--fps and --nframes exclude each other: give one")
-        for name in ("fps", "nframes", "min_frames", "max_frames", "min_pixels", "max_pixels", "total_pixels"):
+        for name in (
+            "fps",
+            "nframes",
+            "min_frames",
+            "max_frames",
+            "min_pixels",
+            "max_pixels",
+            "total_pixels",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -124,7 +132,9 @@ def linspace_f32(start: float, end: float, steps: int) -> list[float]:
     s, e = _f32(start), _f32(end)
     step = _f32(_f32(e - s) / (steps - 1))
     half = steps // 2
-    return [_f32(s + step * i) if i < half else _f32(e - step * (steps - i - 1)) for i in range(steps)]
+    return [
+        _f32(s + step * i) if i < half else _f32(e - step * (steps - i - 1)) for i in range(steps)
+    ]
 
 
 # ---------------------------------------------------------------- resizing
@@ -138,7 +148,9 @@ def check_aspect(height: int, width: int) -> None:
         raise InputError(f"aspect ratio {ratio:.0f}:1 is over the model's limit of {MAX_RATIO}:1")
 
 
-def reference_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+def reference_resize(
+    height: int, width: int, factor: int, min_pixels: float, max_pixels: float
+) -> tuple[int, int]:
     """qwen-vl-utils' ``smart_resize``. Guarantees:
 
     1. both sides are multiples of ``factor`` (and at least ``factor``);
@@ -164,7 +176,9 @@ def reference_resize(height: int, width: int, factor: int, min_pixels: int, max_
     return h_bar, w_bar
 
 
-def processor_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+def processor_resize(
+    height: int, width: int, factor: int, min_pixels: float, max_pixels: float
+) -> tuple[int, int]:
     """The transformers processor's ``smart_resize`` (it keeps the ``factor`` floor elsewhere)."""
     check_aspect(height, width)
     h_bar = round(height / factor) * factor
@@ -182,9 +196,18 @@ def processor_resize(height: int, width: int, factor: int, min_pixels: int, max_
 
 def video_pixel_limits(options: SamplingOptions, frames: int, factor: int) -> tuple[int, float]:
     """Per-frame ``(min_pixels, max_pixels)`` for a video of ``frames`` sampled frames."""
-    min_pixels = options.min_pixels if options.min_pixels is not None else VIDEO_MIN_TOKENS * factor * factor
-    total = options.total_pixels if options.total_pixels is not None else MODEL_SEQ_LEN * factor * factor * 0.9
-    cap = max(min(VIDEO_MAX_TOKENS * factor * factor, total / frames * FRAME_FACTOR), int(min_pixels * 1.05))
+    min_pixels = (
+        options.min_pixels if options.min_pixels is not None else VIDEO_MIN_TOKENS * factor * factor
+    )
+    total = (
+        options.total_pixels
+        if options.total_pixels is not None
+        else MODEL_SEQ_LEN * factor * factor * 0.9
+    )
+    cap = max(
+        min(VIDEO_MAX_TOKENS * factor * factor, total / frames * FRAME_FACTOR),
+        int(min_pixels * 1.05),
+    )
     max_pixels = min(options.max_pixels, cap) if options.max_pixels is not None else cap
     return min_pixels, max_pixels
 
@@ -200,8 +223,12 @@ def frame_range(options: SamplingOptions, total_frames: int, fps: float) -> tupl
         return 0, total_frames - 1
     duration = total_frames / fps
     if options.start is not None and options.start >= duration:
-        raise InputError(f"clip range outside the video: --start {options.start:g}s, the video is {duration:.3f}s long")
-    first = math.ceil(max(0.0, min(options.start, duration)) * fps) if options.start is not None else 0
+        raise InputError(
+            f"clip range outside the video: --start {options.start:g}s, the video is {duration:.3f}s long"
+        )
+    first = (
+        math.ceil(max(0.0, min(options.start, duration)) * fps) if options.start is not None else 0
+    )
     if options.end is not None:
         last = min(math.floor(max(0.0, min(options.end, duration)) * fps), total_frames - 1)
     else:
@@ -220,11 +247,17 @@ def sample_count(options: SamplingOptions, frames_in_range: int, fps: float) -> 
         n = round_by_factor(options.nframes, FRAME_FACTOR)
     else:
         target_fps = options.fps if options.fps is not None else DEFAULT_FPS
-        min_frames = ceil_by_factor(options.min_frames if options.min_frames is not None else MIN_FRAMES, FRAME_FACTOR)
+        min_frames = ceil_by_factor(
+            options.min_frames if options.min_frames is not None else MIN_FRAMES, FRAME_FACTOR
+        )
         max_default = min(MAX_FRAMES, frames_in_range)
-        max_frames = floor_by_factor(options.max_frames if options.max_frames is not None else max_default, FRAME_FACTOR)
+        max_frames = floor_by_factor(
+            options.max_frames if options.max_frames is not None else max_default, FRAME_FACTOR
+        )
         wanted = frames_in_range / fps * target_fps
-        n = floor_by_factor(min(min(max(wanted, min_frames), max_frames), frames_in_range), FRAME_FACTOR)
+        n = floor_by_factor(
+            min(min(max(wanted, min_frames), max_frames), frames_in_range), FRAME_FACTOR
+        )
     if not FRAME_FACTOR <= n <= frames_in_range:
         raise InputError(
             f"too few frames for the request: {n} sampled frames asked, the clip has {frames_in_range} "
@@ -320,7 +353,9 @@ class ImagePlan:
     family: str
     source_width: int
     source_height: int
-    resized_height: int
+    frame_height: int  # qwen-vl-utils resizes the image to this size...
+    frame_width: int
+    resized_height: int  # ...and the processor to this one (usually the same): the model's input
     resized_width: int
     grid_thw: tuple[int, int, int]
     visual_tokens: int
@@ -347,6 +382,11 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
     indices = tuple(round(x) for x in linspace_f32(first, last, n))
     sample_fps = n / max(in_range, 1e-6) * fps
     min_px, max_px = video_pixel_limits(options, n, family.factor)
+    if max_px < min_px:  # the reference stops on an assertion here
+        raise UsageError(
+            f"--max-pixels {options.max_pixels} is below the per-frame minimum of {min_px} pixels: "
+            "lower --min-pixels as well"
+        )
     h1, w1 = reference_resize(facts.height, facts.width, family.factor, min_px, max_px)
     height, width = processor_resize(
         h1, w1, family.factor, family.processor_video_min_pixels, family.processor_video_max_pixels
@@ -361,9 +401,11 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
         frame_times = tuple(i / fps for i in indices)
         clip_start, clip_end = first / fps, last / fps
     duration = facts.num_frames / fps
-    notes = ()
+    notes: tuple[str, ...] = ()
     if options.end is not None and options.end > duration:
-        notes = (f"--end {options.end:g}s is past the end of the video ({duration:.3f}s): clipped to the end",)
+        notes = (
+            f"--end {options.end:g}s is past the end of the video ({duration:.3f}s): clipped to the end",
+        )
     positions = temporal_positions(family, grid[0], spg)
     patch_times = tuple(frame_times[g * family.temporal_patch_size] for g in range(grid[0]))
     return VideoPlan(
@@ -382,7 +424,9 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
         frame_times_s=frame_times,
         sample_fps=sample_fps,
         second_per_grid_t=spg,
-        tokens_per_second=family.tokens_per_second if family.time_encoding == "absolute-mrope" else None,
+        tokens_per_second=family.tokens_per_second
+        if family.time_encoding == "absolute-mrope"
+        else None,
         min_pixels=min_px,
         max_pixels=max_px,
         frame_height=h1,
@@ -403,11 +447,15 @@ def plan_image(width: int, height: int, options: SamplingOptions, family: Family
     min_px = options.min_pixels if options.min_pixels is not None else IMAGE_MIN_TOKENS * f * f
     max_px = options.max_pixels if options.max_pixels is not None else IMAGE_MAX_TOKENS * f * f
     if max_px < min_px:
-        raise UsageError("--max-pixels must be at least --min-pixels")
+        raise UsageError(
+            f"--max-pixels {max_px} is below the per-image minimum of {min_px} pixels: lower --min-pixels as well"
+        )
     h1, w1 = reference_resize(height, width, f, min_px, max_px)
-    h2, w2 = processor_resize(h1, w1, f, family.processor_image_min_pixels, family.processor_image_max_pixels)
+    h2, w2 = processor_resize(
+        h1, w1, f, family.processor_image_min_pixels, family.processor_image_max_pixels
+    )
     grid, tokens = _grid(family, family.temporal_patch_size, h2, w2)
-    return ImagePlan(family.name, width, height, h2, w2, (1, grid[1], grid[2]), tokens)
+    return ImagePlan(family.name, width, height, h1, w1, h2, w2, (1, grid[1], grid[2]), tokens)
 
 
 Plan = VideoPlan | ImagePlan
@@ -421,7 +469,9 @@ MEDIA_WRAP_TOKENS = 2  # <|vision_start|> and <|vision_end|> around each item
 QWEN3_TIMESTAMP_TOKENS = 6  # "<12.3 seconds>" before each temporal patch (Qwen3-VL)
 
 
-def estimate_prompt_tokens(plans: list[VideoPlan | ImagePlan], question: str, system: str | None = None) -> int:
+def estimate_prompt_tokens(
+    plans: list[VideoPlan | ImagePlan], question: str, system: str | None = None
+) -> int:
     """Prompt length: visual tokens exactly, text estimated at one token per four characters."""
     text = len(question) + (len(system) - len("You are a helpful assistant.") if system else 0)
     total = TEMPLATE_TOKENS + math.ceil(max(text, 0) / 4)

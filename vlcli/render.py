@@ -135,7 +135,8 @@ def budget_view(
     if isinstance(plan, VideoPlan):
         summary.add_row(
             "source",
-            f"{plan.source_width}x{plan.source_height}, {plan.source_frames} frames at {plan.source_fps:.3f} fps, {plan.duration_s:.3f}s",
+            f"{plan.source_width}x{plan.source_height}, {plan.source_frames} frames "
+            f"at {plan.source_fps:.3f} fps, {plan.duration_s:.3f}s",
         )
         summary.add_row(
             "clip",
@@ -157,8 +158,10 @@ def budget_view(
     if mem is not None:
         summary.add_row(
             "GPU memory",
-            f"{_gib(mem.total_bytes)} ({mem.dtype}): weights {_gib(mem.weights_bytes)}, KV cache {_gib(mem.kv_cache_bytes)}, "
-            f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, overhead {_gib(mem.overhead_bytes)}",
+            f"{_gib(mem.total_bytes)} ({mem.dtype}): weights {_gib(mem.weights_bytes)}, "
+            f"KV cache {_gib(mem.kv_cache_bytes)}, "
+            f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, "
+            f"overhead {_gib(mem.overhead_bytes)}",
         )
     else:
         summary.add_row(

@@ -1,0 +1,305 @@
+"""End to end on a GPU: vlcli's pipeline against the reference pipeline, same model, same clip.
+
+Not collected by the test run. Nothing is downloaded: ``--size 7b`` builds the full-size
+Qwen2.5-VL-7B architecture (the released config.json's shapes, tokens_per_second 2) with random
+bf16 weights and the tiny test tokenizer (the real special tokens and chat template), saves it as
+safetensors, and both pipelines load that folder. ``--size tiny`` does the same with the tiny test
+model, to check the script on a CPU.
+
+Each pipeline runs in its own process (so peak memory is its own), after a warm-up answer:
+
+* reference: qwen_vl_utils.process_vision_info (torchcodec when importable, else it falls back as
+  it does itself) + the transformers processor (with the video metadata, so the fps is right) +
+  ``model.generate``;
+* vlcli: ``ModelRunner.ask`` (planned frames decoded in chunks, reference mRoPE positions).
+
+Figures: decode+preprocess seconds, time to first token (from the start of preprocessing), prefill
+tokens per second, decode tokens per second, peak GPU memory, and vlcli's memory estimate beside
+the measured peak. Random weights answer nonsense, so every run generates exactly
+``--new-tokens`` tokens (min_new_tokens = max_new_tokens).
+
+    python tests/benchmarks/bench_gpu.py --size 7b --clip .bench/h264_1080p_60s.mp4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+QWEN25_7B = dict(  # Qwen/Qwen2.5-VL-7B-Instruct config.json
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    vocab_size=152064,
+    max_position_embeddings=128000,
+    rope_theta=1000000.0,
+    mrope_section=[16, 24, 24],
+    vision=dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=3584,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        tokens_per_second=2,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+    ),
+)
+
+
+def build_7b(folder: Path, device: str) -> None:
+    import torch
+    from tinymodels import build_config, build_processor, build_tokenizer
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    tok = build_tokenizer()
+    config = build_config("qwen2_5_vl", tok)
+    d = QWEN25_7B
+    text = config.text_config
+    for key in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "max_position_embeddings",
+    ):
+        setattr(text, key, d[key])
+    text.head_dim = d["hidden_size"] // d["num_attention_heads"]
+    text.rope_parameters = {
+        "rope_type": "default",
+        "rope_theta": d["rope_theta"],
+        "mrope_section": d["mrope_section"],
+    }
+    text.layer_types = ["full_attention"] * d["num_hidden_layers"]
+    for key, value in d["vision"].items():
+        setattr(config.vision_config, key, value)
+    config.vocab_size = d["vocab_size"]
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder, safe_serialization=True)
+    build_processor("qwen2_5_vl", tok).save_pretrained(folder)
+
+
+def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> dict[str, float]:
+    import torch
+
+    question = "Describe what happens in this video, with times."
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    if which == "vlcli":
+        from vlcli.media import probe
+        from vlcli.memory import estimate_memory
+        from vlcli.plan import SamplingOptions, estimate_prompt_tokens, plan_video
+        from vlcli.runner import ModelRunner
+
+        runner = ModelRunner(folder, device=device, dtype="auto")
+        plan = plan_video(probe(clip).video_facts(), SamplingOptions(), runner.family)
+
+        def run() -> dict[str, float]:
+            cfg = runner._generation_config(new_tokens, 0.0)
+            cfg.min_new_tokens = new_tokens
+            t0 = time.perf_counter()
+            inputs, stats = runner.prepare([(clip, plan)], question)
+            sync()
+            t1 = time.perf_counter()
+            first: list[float] = []
+
+            class Mark:
+                def put(self, value):  # noqa: ANN001
+                    if len(first) < 2:
+                        sync()
+                        first.append(time.perf_counter())
+
+                def end(self) -> None:
+                    pass
+
+            with torch.inference_mode():
+                out = runner.model.generate(**inputs, generation_config=cfg, streamer=Mark())
+            sync()
+            t2 = time.perf_counter()
+            n = out.shape[1] - stats.prompt_tokens
+            return {
+                "preprocess_s": t1 - t0,
+                "ttft_s": first[1] - t0,
+                "prefill_tok_s": stats.prompt_tokens / (first[1] - t1),
+                "decode_tok_s": (n - 1) / (t2 - first[1]),
+                "prompt_tokens": stats.prompt_tokens,
+                "new_tokens": n,
+            }
+
+        tokens = estimate_prompt_tokens([plan], question)
+        est = estimate_memory(runner.spec, [plan], tokens, new_tokens, runner.dtype_name)
+    else:
+        from qwen_vl_utils import process_vision_info
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        dtype = torch.bfloat16 if cuda else torch.float32
+        processor = AutoProcessor.from_pretrained(folder)
+        model = (
+            Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype=dtype)
+            .to(device)
+            .eval()
+        )
+        est = None
+
+        def run() -> dict[str, float]:
+            from transformers import GenerationConfig
+
+            t0 = time.perf_counter()
+            messages = [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "video", "video": clip},
+                        {"type": "text", "text": question},
+                    ],
+                }
+            ]
+            text = processor.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+            _, videos, kw = process_vision_info(
+                messages, return_video_kwargs=True, return_video_metadata=True
+            )
+            frames, metadata = zip(*videos, strict=True)
+            inputs = processor(
+                text=[text],
+                videos=list(frames),
+                video_metadata=list(metadata),
+                padding=True,
+                return_tensors="pt",
+                **kw,
+            ).to(device)
+            sync()
+            t1 = time.perf_counter()
+            first: list[float] = []
+
+            class Mark:
+                def put(self, value):  # noqa: ANN001
+                    if len(first) < 2:
+                        sync()
+                        first.append(time.perf_counter())
+
+                def end(self) -> None:
+                    pass
+
+            cfg = GenerationConfig(
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=processor.tokenizer.pad_token_id,
+            )
+            with torch.inference_mode():
+                out = model.generate(**inputs, generation_config=cfg, streamer=Mark())
+            sync()
+            t2 = time.perf_counter()
+            p = inputs["input_ids"].shape[1]
+            n = out.shape[1] - p
+            return {
+                "preprocess_s": t1 - t0,
+                "ttft_s": first[1] - t0,
+                "prefill_tok_s": p / (first[1] - t1),
+                "decode_tok_s": (n - 1) / (t2 - first[1]),
+                "prompt_tokens": p,
+                "new_tokens": n,
+            }
+
+    run()  # warm-up: kernels, allocator, decoder libraries
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    result = run()
+    if cuda:
+        result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    if est is not None:
+        result["estimate_gib"] = est.total_bytes / 2**30
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=["7b", "tiny"], default="7b")
+    ap.add_argument("--clip", required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument(
+        "--folder",
+        default=None,
+        help="where to save the random model (default /tmp/vlcli-bench-SIZE)",
+    )
+    ap.add_argument("--child", choices=["reference", "vlcli"])
+    args = ap.parse_args()
+    folder = Path(args.folder or f"/tmp/vlcli-bench-{args.size}")
+    if args.child:
+        print(json.dumps(child(args.child, str(folder), args.clip, args.new_tokens, args.device)))
+        return
+    if not (folder / "config.json").exists():
+        if args.size == "7b":
+            build_7b(folder, args.device)
+        else:
+            from tinymodels import save_tiny_model
+
+            save_tiny_model("qwen2_5_vl", folder)
+    results = {}
+    for which in ("reference", "vlcli"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                which,
+                "--clip",
+                args.clip,
+                "--size",
+                args.size,
+                "--device",
+                args.device,
+                "--new-tokens",
+                str(args.new_tokens),
+                "--folder",
+                str(folder),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{which} failed")
+        results[which] = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = sorted({k for r in results.values() for k in r})
+    print(f"{'figure':<16} {'reference':>12} {'vlcli':>12}")
+    for k in keys:
+        row = [results[w].get(k) for w in ("reference", "vlcli")]
+        print(
+            f"{k:<16} "
+            + " ".join(f"{x:>12.3f}" if isinstance(x, float) else f"{str(x):>12}" for x in row)
+        )
+    print(
+        json.dumps(
+            {"size": args.size, "device": args.device, "clip": args.clip, "results": results}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
