@@ -69,7 +69,7 @@ Fps = Annotated[
     float | None,
     typer.Option(
         "--fps",
-        help="Frames to sample per second of video [default: 2.0].",
+        help="Frames to sample per second of video (default: 2.0).",
         rich_help_panel="Sampling",
     ),
 ]
@@ -85,7 +85,7 @@ MinFrames = Annotated[
     int | None,
     typer.Option(
         "--min-frames",
-        help="Least frames to sample with --fps [default: 4].",
+        help="Least frames to sample with --fps (default: 4).",
         rich_help_panel="Sampling",
     ),
 ]
@@ -93,7 +93,7 @@ MaxFrames = Annotated[
     int | None,
     typer.Option(
         "--max-frames",
-        help="Most frames to sample with --fps [default: 768].",
+        help="Most frames to sample with --fps (default: 768).",
         rich_help_panel="Sampling",
     ),
 ]
@@ -101,7 +101,7 @@ MinPixels = Annotated[
     int | None,
     typer.Option(
         "--min-pixels",
-        help="Least pixels per frame [default: video 128*28*28, image 4*28*28].",
+        help="Least pixels per frame (default: video 128*28*28, image 4*28*28).",
         rich_help_panel="Sampling",
     ),
 ]
@@ -109,7 +109,7 @@ MaxPixels = Annotated[
     int | None,
     typer.Option(
         "--max-pixels",
-        help="Most pixels per frame [default: video 768*28*28, image 16384*28*28].",
+        help="Most pixels per frame (default: video 768*28*28, image 16384*28*28).",
         rich_help_panel="Sampling",
     ),
 ]
@@ -117,7 +117,7 @@ TotalPixels = Annotated[
     int | None,
     typer.Option(
         "--total-pixels",
-        help="Pixel budget of the whole video; caps each frame at total/frames*2 [default: 128000*28*28*0.9].",
+        help="Pixel budget of the whole video; caps each frame at total/frames*2 (default: 128000*28*28*0.9).",
         rich_help_panel="Sampling",
     ),
 ]
@@ -346,7 +346,7 @@ def ask(
     system: Annotated[
         str | None,
         typer.Option(
-            "--system", help="System prompt [default: the model's own].", rich_help_panel="Model"
+            "--system", help="System prompt (default: the model's own).", rich_help_panel="Model"
         ),
     ] = None,
     task: Annotated[
