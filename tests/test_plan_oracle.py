@@ -4,22 +4,33 @@ The reference's own torchcodec reader and ``fetch_video`` run for real; only the
 pixel resize are replaced by stand-ins that record what they were asked for (the frame indices
 and the target size), so hundreds of shapes, frame rates and option sets run in a second.
 Decoding itself is compared bit for bit in test_media.py.
+
+The transformers processor's second resize is checked the same way: for Qwen3-VL the real
+``Qwen3VLVideoProcessor`` is called (its public ``__call__``, so its own defaults, kwargs and
+``_preprocess``) on a stand-in video of qwen-vl-utils' frame count and size that takes no memory,
+and only the final pixel resize is replaced by one that reports the size it was asked for.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import random
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torchcodec.decoders
 from qwen_vl_utils import vision_process as ref
+from transformers import AutoVideoProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize as tf_smart_resize
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+from transformers.video_processing_utils import BaseVideoProcessor
 
 from vlcli.errors import InputError
-from vlcli.families import QWEN2_5_VL, QWEN3_VL
+from vlcli.families import QWEN2_5_VL, QWEN3_VL, Family, resolve_model
 from vlcli.plan import (
     SamplingOptions,
     VideoFacts,
@@ -27,6 +38,7 @@ from vlcli.plan import (
     plan_image,
     plan_video,
     processor_resize,
+    qwen3_video_resize,
     reference_resize,
 )
 
@@ -162,6 +174,157 @@ def test_qwen3_factor_32_matches_reference(monkeypatch, shape, options):
     assert list(plan.frame_indices) == indices
     assert (plan.frame_height, plan.frame_width) == size
     assert plan.frame_height % 32 == 0 and plan.frame_width % 32 == 0
+
+
+# ---------------------------------------------------------------- Qwen3-VL's video processor pass
+
+# The released checkpoints' video_preprocessor_config.json (see vlcli.families.QWEN3_VL).
+RELEASED_QWEN3_VIDEO = {"size": {"shortest_edge": 4096, "longest_edge": 25165824}}
+QWEN3_PROCESSORS = {
+    "class-defaults": {},  # size 131072 / 786432, cap unset (off), 768 tokens
+    "released": RELEASED_QWEN3_VIDEO,
+    "released-capped": {**RELEASED_QWEN3_VIDEO, "cap_pixels_per_frame": True},
+    "capped-64-tokens": {
+        **RELEASED_QWEN3_VIDEO,
+        "cap_pixels_per_frame": True,
+        "max_video_tokens": 64,
+    },
+}
+
+
+class _Target(Exception):
+    """Raised by the stand-in pixel resize, carrying the size the processor asked for."""
+
+
+def qwen3_processor_size(monkeypatch, vp, frames: int, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) the real Qwen3-VL video processor resizes these frames to.
+
+    Called as the reference calls it (``do_sample_frames=False``, nothing else), on ``frames``
+    frames of ``height`` x ``width`` that are one zero broadcast; raises what the processor raises.
+    """
+
+    def record(self, image, size, resample=None, **kwargs):
+        raise _Target((size.height, size.width))
+
+    monkeypatch.setattr(BaseVideoProcessor, "resize", record)
+    video = torch.zeros(1, 1, 1, 1).expand(frames, 3, height, width)
+    try:
+        vp(videos=[video], do_sample_frames=False, return_tensors="pt")
+    except _Target as target:
+        return target.args[0]
+    raise AssertionError("the processor did not resize")
+
+
+def family_for(vp) -> Family:
+    """QWEN3_VL with this processor's video settings (what vlcli reads from its config file)."""
+    return replace(
+        QWEN3_VL,
+        processor_video_min_pixels=vp.size.shortest_edge,
+        processor_video_max_pixels=vp.size.longest_edge,
+        processor_video_cap_pixels_per_frame=bool(vp.cap_pixels_per_frame),
+        processor_video_max_tokens=vp.max_video_tokens,
+    )
+
+
+def test_qwen3_preset_is_the_released_video_processor():
+    vp = Qwen3VLVideoProcessor(**RELEASED_QWEN3_VIDEO)
+    assert family_for(vp) == QWEN3_VL
+    assert (vp.patch_size * vp.merge_size, vp.temporal_patch_size) == (QWEN3_VL.factor, 2)
+
+
+@pytest.mark.parametrize("config", list(QWEN3_PROCESSORS))
+@pytest.mark.parametrize(("shape", "rate", "options"), _cases())
+def test_qwen3_video_plan_matches_the_processor(monkeypatch, config, shape, rate, options):
+    """qwen-vl-utils (image_patch_size=16), then the Qwen3-VL processor: the plan's final size."""
+    (w, h), (fps, n) = shape, rate
+    facts = VideoFacts(width=w, height=h, num_frames=n, average_fps=fps)
+    vp = Qwen3VLVideoProcessor(**QWEN3_PROCESSORS[config])
+    family = family_for(vp)
+    try:
+        indices, _, size = reference_video(monkeypatch, facts, options, patch=16)
+        final = qwen3_processor_size(monkeypatch, vp, len(indices), *size)
+    except (ValueError, AssertionError):
+        with pytest.raises(InputError):
+            plan_video(facts, options, family)
+        return
+    plan = plan_video(facts, options, family)
+    assert (plan.frames, plan.frame_height, plan.frame_width) == (len(indices), *size)
+    assert (plan.resized_height, plan.resized_width) == final
+    assert plan.grid_thw == (math.ceil(plan.frames / 2), final[0] // 16, final[1] // 16)
+    assert plan.visual_tokens == math.prod(plan.grid_thw) // 4
+
+
+def test_qwen3_the_processor_pass_matters(monkeypatch):
+    """60 frames at qwen-vl-utils' 1080p size are over the released 25165824-pixel clip budget."""
+    facts = VideoFacts(width=1920, height=1080, num_frames=900, average_fps=30.0)
+    plan = plan_video(facts, SamplingOptions(), QWEN3_VL)
+    assert plan.frames == 60
+    assert (plan.frame_height, plan.frame_width) == (640, 1152)  # qwen-vl-utils: 720 tokens a frame
+    assert (plan.resized_height, plan.resized_width) == (480, 864)  # the processor: 405 a frame
+    vp = Qwen3VLVideoProcessor(**RELEASED_QWEN3_VIDEO)
+    assert qwen3_processor_size(monkeypatch, vp, 60, 640, 1152) == (480, 864)
+    assert plan.visual_tokens == 30 * 15 * 27
+
+
+@pytest.mark.parametrize("config", list(QWEN3_PROCESSORS))
+def test_qwen3_video_resize_equals_the_processor(monkeypatch, config):
+    """Odd frame counts, sides below the factor, extreme aspect ratios, and random sizes."""
+    vp = Qwen3VLVideoProcessor(**QWEN3_PROCESSORS[config])
+    fam = family_for(vp)
+    edge = [(1, 64, 64), (2, 32, 32), (3, 64, 96), (5, 1080, 1920), (7, 10, 700), (4, 20, 20)]
+    edge += [(2, 33, 6600), (768, 128, 224), (60, 640, 1184), (2, 7, 9), (9, 4096, 4096)]
+    rng = random.Random(11)
+    rand = [(rng.randint(1, 800), rng.randint(1, 2500), rng.randint(1, 2500)) for _ in range(1500)]
+    for frames, h, w in edge + rand:
+        args = (frames, h, w, 32, 2, fam.processor_video_min_pixels, fam.processor_video_max_pixels)
+        kwargs = {
+            "cap_pixels_per_frame": fam.processor_video_cap_pixels_per_frame,
+            "max_video_tokens": fam.processor_video_max_tokens,
+        }
+        try:
+            theirs = qwen3_processor_size(monkeypatch, vp, frames, h, w)
+        except ValueError:
+            with pytest.raises(InputError):
+                qwen3_video_resize(*args, **kwargs)
+            continue
+        ours = qwen3_video_resize(*args, **kwargs)
+        assert ours == theirs, (frames, h, w)
+        assert ours[0] % 32 == 0 and ours[1] % 32 == 0 and min(ours) >= 32
+        rounded = frames * round(h / 32) * 32 * round(w / 32) * 32
+        budget = fam.processor_video_max_pixels
+        if not kwargs["cap_pixels_per_frame"] and frames % 2 == 0 and min(h, w) >= 32:
+            if rounded > budget:  # it shrinks: within the budget unless a side is at the floor
+                assert frames * ours[0] * ours[1] <= budget or min(ours) == 32, (frames, h, w)
+
+
+def test_qwen3_plan_grid_equals_the_processor_output():
+    """The real processor on real frames (a small clip budget, so that it resizes)."""
+    vp = Qwen3VLVideoProcessor(size={"shortest_edge": 4096, "longest_edge": 200_000})
+    facts = VideoFacts(width=320, height=240, num_frames=31, average_fps=10.0)
+    plan = plan_video(facts, SamplingOptions(nframes=8, min_pixels=4096), family_for(vp))
+    assert (plan.frame_height, plan.frame_width) == (256, 320)
+    assert (plan.resized_height, plan.resized_width) == (128, 160)
+    frames = torch.rand(plan.frames, 3, plan.frame_height, plan.frame_width) * 255
+    out = vp(videos=[frames], do_sample_frames=False, return_tensors="pt")
+    assert out["video_grid_thw"].tolist() == [list(plan.grid_thw)]
+    assert out["pixel_values_videos"].shape[0] == math.prod(plan.grid_thw)
+
+
+@pytest.mark.parametrize("config", ["released", "capped-64-tokens"])
+def test_qwen3_settings_come_from_the_checkpoint_folder(monkeypatch, tmp_path, config):
+    """vlcli reads the folder's video_preprocessor_config.json as transformers loads it."""
+    cfg = {"model_type": "qwen3_vl", "vision_config": {"patch_size": 16, "spatial_merge_size": 2}}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    Qwen3VLVideoProcessor(**QWEN3_PROCESSORS[config]).save_pretrained(tmp_path)
+    vp = AutoVideoProcessor.from_pretrained(tmp_path)
+    family = resolve_model(str(tmp_path)).family
+    assert family == family_for(vp)
+    facts = VideoFacts(width=1280, height=720, num_frames=1800, average_fps=30.0)
+    for options in OPTIONS:
+        _, _, size = reference_video(monkeypatch, facts, options, patch=16)
+        plan = plan_video(facts, options, family)
+        final = qwen3_processor_size(monkeypatch, vp, plan.frames, *size)
+        assert (plan.resized_height, plan.resized_width) == final, options
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,11 @@ class Family:
     processor_video_max_pixels: int = 12845056
     processor_image_min_pixels: int = 3136
     processor_image_max_pixels: int = 12845056
+    # Qwen3-VL's video processor only (see plan.qwen3_video_resize): whether it caps each frame's
+    # pixels before its whole-clip budget (``cap_pixels_per_frame``; unset means off in
+    # transformers 5.24) and the per-frame token ceiling of that cap (``max_video_tokens``).
+    processor_video_cap_pixels_per_frame: bool = False
+    processor_video_max_tokens: int = 768
 
     @property
     def factor(self) -> int:
@@ -115,6 +120,16 @@ class ModelSpec:
 
 QWEN2_VL = Family("qwen2_vl", "Qwen2-VL", patch_size=14, time_encoding="frame-index")
 QWEN2_5_VL = Family("qwen2_5_vl", "Qwen2.5-VL", patch_size=14, tokens_per_second=2)
+# Qwen3-VL's processors take ``size`` = {shortest_edge, longest_edge}. The released checkpoints'
+# video_preprocessor_config.json says size {"shortest_edge": 4096, "longest_edge": 25165824} and
+# sets neither cap_pixels_per_frame nor max_video_tokens (so: cap off, 768), preprocessor_config.json
+# (images) {"shortest_edge": 65536, "longest_edge": 16777216}. Checked against what public copies
+# show: notes quoting huggingface.co/Qwen/Qwen3-VL-8B-Instruct/blob/main/video_preprocessor_config.json
+# (size.longest_edge=25165824, described there as the clip's T x H x W pixel budget); a printed
+# AutoProcessor.from_pretrained("Qwen/Qwen3-VL-2B-Instruct") (video 4096 / 25165824, image
+# 65536 / 16777216, no cap keys); github.com/QwenLM/Qwen3-VL/issues/1836, quoting the 8B model's
+# preprocessor_config.json (65536 / 16777216). For video both limits count the whole clip's
+# pixels (frames x height x width), not one frame's.
 QWEN3_VL = Family(
     "qwen3_vl",
     "Qwen3-VL",
@@ -371,6 +386,13 @@ def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
                 # transformers builds the video processor from preprocessor_config.json then.
                 changes["processor_video_min_pixels"] = int(lo)
                 changes["processor_video_max_pixels"] = int(hi)
+    if base.name == "qwen3_vl":
+        # (Qwen2-VL's video processor has a max_video_tokens too, meaning something else.)
+        video = _read_json(folder / "video_preprocessor_config.json")
+        changes["processor_video_cap_pixels_per_frame"] = bool(video.get("cap_pixels_per_frame"))
+        tokens = video.get("max_video_tokens")
+        if tokens:
+            changes["processor_video_max_tokens"] = int(tokens)
     return replace(base, **changes)
 
 

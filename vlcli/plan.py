@@ -13,8 +13,11 @@ for step, so that a plan made here and the tensors the reference makes agree exa
    the same float32 arithmetic torch uses, so every index equals torch's.
 4. ``video_pixel_limits`` and ``reference_resize``: the per-frame pixel range, capped by
    ``total_pixels / frames * 2``, then ``smart_resize`` (sides multiples of the factor).
-5. ``processor_resize``: the transformers processor resizes once more, with its own limits and its
-   own rounding; usually this changes nothing, but where it does the model sees its result.
+5. ``processor_video_resize``: the transformers processor resizes once more, with its own limits
+   and its own rounding; the model sees its result. Qwen2-VL/Qwen2.5-VL bound each frame
+   (``processor_resize``), usually changing nothing; Qwen3-VL bounds the whole clip, frames x
+   height x width (``qwen3_video_resize``): with the released settings, clips of more than 32
+   frames at qwen-vl-utils' largest size (768 tokens a frame) are made smaller.
 6. ``temporal_positions``: the position the language model gives each temporal patch. For
    Qwen2.5-VL it is ``floor(g * second_per_grid_t * tokens_per_second)``, so a position counts
    seconds (times ``tokens_per_second``) from the first frame of the clip.
@@ -192,6 +195,83 @@ def processor_resize(
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
+
+
+def qwen3_video_resize(
+    frames: int,
+    height: int,
+    width: int,
+    factor: int,
+    temporal_factor: int,
+    min_pixels: int,
+    max_pixels: int,
+    *,
+    cap_pixels_per_frame: bool = False,
+    max_video_tokens: int = 768,
+) -> tuple[int, int]:
+    """The Qwen3-VL video processor's resize of ``frames`` frames of ``height`` x ``width``.
+
+    transformers 5.24's ``Qwen3VLVideoProcessor.resize`` and the ``smart_resize`` of its module, with
+    ``min_pixels``/``max_pixels`` its ``size["shortest_edge"]``/``size["longest_edge"]``. Unlike
+    the Qwen2-VL processor's, these limits count the pixels of the whole clip::
+
+        budget = max_pixels, or with cap_pixels_per_frame:
+                 frames * max(min(max_video_tokens * factor**2, max_pixels // frames),
+                              int(min_pixels * 1.05))
+        (sides below factor are first scaled up so the smaller one is factor, truncated)
+        h, w = round(height / factor) * factor, round(width / factor) * factor
+        t = round(frames / temporal_factor) * temporal_factor
+        if t*h*w > budget:       beta = sqrt(frames*height*width / budget)
+                                 h, w = max(factor, floor(height / beta / factor) * factor), ...
+        elif t*h*w < min_pixels: beta = sqrt(min_pixels / (frames*height*width))
+                                 h, w = ceil(height * beta / factor) * factor, ...
+
+    Guarantees: (1) the size transformers computes for the same arguments, by the same operations
+    in the same order (so the same float rounding); (2) both sides are multiples of ``factor`` and
+    at least ``factor``; (3) when it shrinks, ``frames * h * w`` is at most the budget, unless a
+    side had to be raised to ``factor``; (4) :class:`InputError` where transformers raises
+    (fewer than ``temporal_factor`` frames, aspect ratio over 200:1).
+    """
+    if frames < temporal_factor:
+        raise InputError(f"{frames} frames are fewer than the model's {temporal_factor} per patch")
+    budget = max_pixels
+    if cap_pixels_per_frame:
+        per_frame = min(max_video_tokens * factor * factor, max_pixels // frames)
+        budget = max(per_frame, int(min_pixels * 1.05)) * frames
+    if height < factor or width < factor:
+        scale = max(factor / height, factor / width)
+        height, width = int(height * scale), int(width * scale)
+    check_aspect(height, width)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = round(frames / temporal_factor) * temporal_factor
+    if t_bar * h_bar * w_bar > budget:
+        beta = math.sqrt((frames * height * width) / budget)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (frames * height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def processor_video_resize(family: Family, frames: int, height: int, width: int) -> tuple[int, int]:
+    """The size the family's transformers video processor gives ``frames`` frames of this size."""
+    lo, hi = family.processor_video_min_pixels, family.processor_video_max_pixels
+    if family.name == "qwen3_vl":
+        return qwen3_video_resize(
+            frames,
+            height,
+            width,
+            family.factor,
+            family.temporal_patch_size,
+            lo,
+            hi,
+            cap_pixels_per_frame=family.processor_video_cap_pixels_per_frame,
+            max_video_tokens=family.processor_video_max_tokens,
+        )
+    return processor_resize(height, width, family.factor, lo, hi)
 
 
 def video_pixel_limits(options: SamplingOptions, frames: int, factor: int) -> tuple[int, float]:
@@ -388,9 +468,7 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
             "lower --min-pixels as well"
         )
     h1, w1 = reference_resize(facts.height, facts.width, family.factor, min_px, max_px)
-    height, width = processor_resize(
-        h1, w1, family.factor, family.processor_video_min_pixels, family.processor_video_max_pixels
-    )
+    height, width = processor_video_resize(family, n, h1, w1)
     grid, tokens = _grid(family, n, height, width)
     spg = family.temporal_patch_size / sample_fps
     times = facts.frame_times_s
