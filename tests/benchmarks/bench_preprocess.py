@@ -10,7 +10,8 @@ constants as the released checkpoints), then runs each pipeline in a fresh proce
   transformers processor over the whole video, as the Qwen2.5-VL README does;
 * vlcli: ``vlcli.media.probe`` + ``vlcli.plan.plan_video`` + ``vlcli.inputs.build_inputs``
   (decode the planned frames 16 at a time, resize, normalise and patch each chunk into one
-  preallocated tensor).
+  preallocated tensor, in ``--dtype``: float32 as ``ask`` on the CPU, bfloat16 as on a GPU,
+  where that tensor then lives on the GPU).
 
 Measured per run, after the imports: wall seconds of the work, peak resident memory of the
 process (``ru_maxrss``) and that peak less the resident memory before the work. Prints a table
@@ -76,7 +77,8 @@ def make_processor(folder: Path) -> None:
     save_tiny_model("qwen2_5_vl", folder)
 
 
-def child(which: str, clip: str, model: str) -> dict[str, float]:
+def child(which: str, clip: str, model: str, dtype: str = "float32") -> dict[str, float]:
+    import torch
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model)
@@ -114,7 +116,9 @@ def child(which: str, clip: str, model: str) -> dict[str, float]:
     else:
         family = resolve_model(model).family
         plan = plan_video(probe(clip).video_facts(), SamplingOptions(), family)
-        inputs, _ = build_inputs(processor, family, [(clip, plan)], question)
+        inputs, _ = build_inputs(
+            processor, family, [(clip, plan)], question, dtype=getattr(torch, dtype)
+        )
         rows = inputs["pixel_values_videos"].shape[0]
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -133,9 +137,14 @@ def main() -> None:
     ap.add_argument("--child", choices=["reference", "vlcli"])
     ap.add_argument("--clip")
     ap.add_argument("--model")
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        help="vlcli's pixel values: float32 (ask on the CPU) or bfloat16 (ask on a GPU)",
+    )
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.clip, args.model)))
+        print(json.dumps(child(args.child, args.clip, args.model, args.dtype)))
         return
     clip = BENCH / f"h264_1080p_{args.seconds}s.mp4"
     model = BENCH / "tiny_qwen25"
