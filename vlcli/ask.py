@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import MemoryBudgetError
+from .errors import MemoryBudgetError, VlcliError
 from .families import ModelSpec
 from .memory import GIB, MemoryEstimate, estimate_memory
 from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
@@ -43,12 +43,14 @@ class AskResult:
     generated_tokens: int
     model: str
     timings: dict[str, float]
+    task: str = "qa"
     evidence: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "path": self.paths[0] if len(self.paths) == 1 else self.paths,
             "question": self.question,
+            "task": self.task,
             "answer": self.answer,
             "times": [t.to_dict() for t in self.times],
             "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
@@ -64,11 +66,15 @@ class AskResult:
 
 
 def _fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
-    fps = options.fps if options.fps is not None else 2.0
     tokens = sum(p.visual_tokens for p in plans)
+    if options.nframes is not None:
+        fewer = f"lower --nframes (now {options.nframes})"
+    else:
+        fps = options.fps if options.fps is not None else 2.0
+        fewer = f"lower --fps (now {fps:g}, e.g. --fps {fps / 2:g})"
     return (
-        f"{tokens} visual tokens; lower --fps (now {fps:g}, e.g. --fps {fps / 2:g}), "
-        "--max-pixels or --total-pixels, cut the clip with --start/--end, or pass --force"
+        f"{tokens} visual tokens; {fewer}, --max-pixels or --total-pixels, "
+        "cut the clip with --start/--end, or pass --force"
     )
 
 
@@ -120,22 +126,42 @@ def map_answer_times(
     )
 
 
+def _evidence_name(stem: str, seconds: float) -> str:
+    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows)."""
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
+
+
 def save_evidence(path: str, spans: list[Any], folder: str) -> list[str]:
-    """Save the frame shown at each stated time (start, and end of a range) as PNG files."""
-    from .media import frame_at
-    from .times import format_hms
+    """Save the frame shown at each stated time (start, and end of a range) as PNG files.
+
+    Times are source seconds, each saved once; a span that lies outside the clip is skipped
+    (its clamped time shows the clip's edge, not what the answer describes). Files are named
+    after the input and the time to the millisecond, so that two times never share a file.
+    """
+    from .media import frames_at
 
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    saved: list[str] = []
     seconds: list[float] = []
     for span in spans:
+        if not span.mapped or span.outside:
+            continue
         for s in (span.source_start_s, span.source_end_s):
             if s not in seconds:
                 seconds.append(s)
-    for s in seconds:
-        target = out / f"{Path(path).stem}_{format_hms(s).replace(':', '-')}.png"
-        frame_at(path, s).save(target)
+    if not seconds:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(path).stem
+    saved: list[str] = []
+    for s, image in zip(seconds, frames_at(path, seconds), strict=True):
+        target = out / _evidence_name(stem, s)
+        if str(target) in saved:
+            continue
+        image.save(target)
         saved.append(str(target))
     return saved
 
@@ -147,8 +173,13 @@ def ask_one(
     settings: AskSettings,
     options: SamplingOptions,
     on_text: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> AskResult:
-    """One prompt over ``paths`` (one input, or all of them with --together)."""
+    """One prompt over ``paths`` (one input, or all of them with --together).
+
+    The memory check runs before anything is decoded. Saving evidence frames is an extra: when
+    it fails, ``warn`` says so and the answer is still returned.
+    """
     from .prompts import build_prompt
 
     prompt = build_prompt(settings.task, settings.question)
@@ -167,6 +198,7 @@ def ask_one(
         )
     except Exception as exc:  # CUDA out of memory is reported like a failed budget check
         if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+            _release_cuda_memory()  # so that the next input of the run has the memory back
             raise MemoryBudgetError(
                 f"the GPU ran out of memory: {_fit_hint(plans, options)}"
             ) from exc
@@ -182,9 +214,21 @@ def ask_one(
         generated_tokens=answer.generated_tokens,
         model=runner.spec.model,
         timings=answer.timings,
+        task=settings.task,
     )
     if settings.evidence_dir and any(t.mapped for t in times):
         video_paths = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
         if video_paths:
-            result.evidence = save_evidence(video_paths[0], times, settings.evidence_dir)
+            try:
+                result.evidence = save_evidence(video_paths[0], times, settings.evidence_dir)
+            except (VlcliError, OSError) as exc:
+                if warn is not None:
+                    warn(f"{video_paths[0]}: evidence frames not saved: {exc}")
     return result
+
+
+def _release_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

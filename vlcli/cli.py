@@ -6,15 +6,17 @@ a :class:`~vlcli.errors.VlcliError`, reported in one place (:func:`main`) as one
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from . import render
-from .errors import ExitStatus, InputError, UsageError, VlcliError
+from .errors import ExitStatus, InputError, ModelError, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
 from .plan import SamplingOptions, VideoPlan, estimate_prompt_tokens
 
@@ -388,23 +390,33 @@ def ask(
     """Ask the model about each input; print the answer with its times in seconds of the source."""
     from .ask import AskSettings, ask_one
     from .core import plan_inputs
-    from .prompts import TASKS
 
-    if len(media_and_question) < 2:
-        raise UsageError("give at least one media input and then the question")
-    *media, question = media_and_question
-    if task not in TASKS:
-        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    media, question = _media_and_question(media_and_question, task)
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
-    spec = resolve_model(model)
     settings = AskSettings(question, task, system, max_new_tokens, temperature, force, evidence)
-    failed = False
+    paths = _paths(media)
+    subtitles = [(fmt, target) for fmt, target in (("srt", srt), ("vtt", vtt)) if target]
+    groups_expected = 1 if together else len(paths)
+    for fmt, target in subtitles:
+        if groups_expected > 1 and Path(target).is_file():
+            raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
+
+    # The model first: a missing model fails in a second, and the plans use its own files.
+    from .runner import ModelRunner, locate_model
+
+    folder = locate_model(model, render.warning)
+    try:
+        spec = dataclasses.replace(resolve_model(folder), model=model)
+    except UsageError as exc:
+        raise ModelError(f"{model}: {exc.message}") from None
+
+    failed: ExitStatus | None = None
     planned = []
-    for item in plan_inputs(_paths(media), options, spec):
+    for item in plan_inputs(paths, options, spec):
         if item.error is not None or item.plan is None:
-            failed = True
+            failed = ExitStatus.INPUT
             _report(item.path, item.error or InputError("unreadable", item.path), json_out)
             continue
         if isinstance(item.plan, VideoPlan):
@@ -414,33 +426,69 @@ def ask(
     if not planned:
         raise typer.Exit(ExitStatus.INPUT)
 
-    from .runner import ModelRunner
-
     runner = ModelRunner(model, device=device, dtype=dtype, attn=attn, warn=render.warning)
     groups = [planned] if together else [[item] for item in planned]
-    results = []
+    folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
+    # Progress goes to stderr; when both streams are the same terminal, the header says it.
+    progress = json_out or not (render.out.is_terminal and render.err.is_terminal)
     for n, group in enumerate(groups, 1):
-        paths = [i.path for i in group]
+        paths_n = [i.path for i in group]
         plans = [i.plan for i in group if i.plan is not None]
         if len(groups) > 1:
-            render.info(f"[{n}/{len(groups)}] {paths[0]}")
+            if progress:
+                render.info(f"[{n}/{len(groups)}] {paths_n[0]}")
+            if not json_out:
+                render.answer_header(paths_n)
         stream = None if json_out else render.stream_text
         try:
-            result = ask_one(runner, paths, plans, settings, options, on_text=stream)
+            result = ask_one(
+                runner, paths_n, plans, settings, options, on_text=stream, warn=render.warning
+            )
         except VlcliError as exc:
-            if exc.status != ExitStatus.INPUT:
+            if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):
                 raise
-            failed = True
-            exc.path = exc.path or paths[0]
-            _report(paths[0], exc, json_out)
+            # This input (too big, or undecodable) is reported; the others still run.
+            failed = ExitStatus.MEMORY if exc.status == ExitStatus.MEMORY else failed or exc.status
+            if len(paths_n) == 1:
+                exc.path = exc.path or paths_n[0]
+                _report(paths_n[0], exc, json_out)
+            else:
+                if json_out:
+                    render.json_line({"path": paths_n, "error": exc.message})
+                render.error(exc)
             continue
-        results.append(result)
         if json_out:
             render.json_line(result.to_dict())
         else:
             render.answer_view(result)
-    for flag, fmt in (("--srt", srt), ("--vtt", vtt)):
-        if fmt:
-            render.write_subtitles(results, fmt, "srt" if flag == "--srt" else "vtt")
-    if failed:
-        raise typer.Exit(ExitStatus.INPUT)
+        for fmt, target in subtitles:
+            render.write_subtitles(result, target, fmt, folder_form[fmt])
+    if failed is not None:
+        raise typer.Exit(int(failed))
+
+
+def _media_and_question(args: list[str], task: str) -> tuple[list[str], str]:
+    """Split ``MEDIA... QUESTION``; check the question makes a prompt for ``task``.
+
+    ``--task caption`` needs no question: when the last argument names an existing file or
+    folder, every argument is media.
+    """
+    from .prompts import TASKS, build_prompt
+
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    if task == "caption" and args and (len(args) == 1 or Path(args[-1]).exists()):
+        media, question = list(args), ""
+    elif len(args) < 2:
+        raise UsageError("give at least one media input and then the question")
+    else:
+        *media, question = args
+        if Path(question).is_file():
+            raise UsageError(
+                f"the last argument, {question!r}, is a file: give the question after the media"
+            )
+    try:
+        build_prompt(task, question)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (the last argument)") from None
+    return media, question

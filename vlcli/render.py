@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import VlcliError
+from .errors import ExitStatus, VlcliError
 from .memory import GIB, MemoryEstimate
 from .plan import ImagePlan, VideoPlan
 
@@ -204,11 +204,21 @@ def stream_text(piece: str) -> None:
     sys.stdout.flush()
 
 
+def answer_header(paths: list[str]) -> None:
+    """Before a streamed answer, when a run has several: which input(s) it is about."""
+    out.print(f"[bold]{escape(', '.join(paths))}[/]")
+
+
 def answer_view(result: Any) -> None:
-    """After the streamed answer: its time spans in source seconds, evidence files, figures."""
+    """After the streamed answer: its time spans in source seconds, evidence files; figures.
+
+    The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
+    clock time to the tenth, both rounded from the same value.
+    """
     from .times import format_hms
 
     sys.stdout.write("\n")
+    sys.stdout.flush()
     if result.times:
         t = Table(title="times in the source video", title_justify="left", show_edge=False)
         for col in ("start s", "end s", "start", "end", "", "text"):
@@ -216,8 +226,8 @@ def answer_view(result: Any) -> None:
         for span in result.times:
             flag = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
             t.add_row(
-                f"{span.display_start_s:.1f}",
-                f"{span.display_end_s:.1f}",
+                _s(span.display_start_s),
+                _s(span.display_end_s),
                 format_hms(span.display_start_s),
                 format_hms(span.display_end_s),
                 flag,
@@ -233,20 +243,30 @@ def answer_view(result: Any) -> None:
     )
 
 
-def write_subtitles(results: list[Any], target: str, fmt: str) -> None:
-    """One subtitle file, or one per input inside a folder when there are several results."""
+def subtitle_path(target: str, result: Any, fmt: str, folder: bool) -> Any:
+    """Where one answer's subtitles go: ``target`` itself, or ``target/<input name>.<fmt>``."""
     from pathlib import Path
 
+    if not folder:
+        return Path(target)
+    return Path(target) / f"{Path(result.paths[0]).stem}.{fmt}"
+
+
+def write_subtitles(result: Any, target: str, fmt: str, folder: bool) -> None:
+    """One answer's time spans as a SubRip (``srt``) or WebVTT (``vtt``) file.
+
+    ``folder`` (a run with several answers, or ``target`` an existing folder): the file goes into
+    the folder ``target``, named after the input. Written as soon as the answer is in, so that an
+    interrupted run keeps what it has.
+    """
     from .subtitles import to_srt, to_vtt
 
-    render_fn = to_srt if fmt == "srt" else to_vtt
-    if len(results) == 1:
-        files = [(Path(target), results[0])]
-    else:
-        folder = Path(target)
-        folder.mkdir(parents=True, exist_ok=True)
-        files = [(folder / f"{Path(r.paths[0]).stem}.{fmt}", r) for r in results]
-    for path, result in files:
+    path = subtitle_path(target, result, fmt, folder)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_fn(result.times), encoding="utf-8")
-        info(f"wrote {path}")
+        path.write_text((to_srt if fmt == "srt" else to_vtt)(result.times), encoding="utf-8")
+    except OSError as exc:
+        raise VlcliError(
+            f"cannot write --{fmt} {path}: {exc.strerror or exc}", ExitStatus.USAGE
+        ) from None
+    info(f"wrote {path}" + ("" if result.times else " (the answer states no times)"))

@@ -42,6 +42,7 @@ DTYPES = {
 }
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_TIMEOUT_S = 5.0  # seconds to wait for the Hugging Face hub before giving up on a download
 # Files a checkpoint needs; weights only as safetensors.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
 
@@ -66,8 +67,11 @@ class Answer:
         return dataclasses.asdict(self)
 
 
-def locate_model(model: str) -> str:
-    """The local folder of ``model``: a folder, a cached hub snapshot, or a fresh download."""
+def locate_model(model: str, warn: Callable[[str], None] = _stderr) -> str:
+    """The local folder of ``model``: a folder, a cached hub snapshot, or a fresh download.
+
+    A download is tried only when the hub answers within :data:`HUB_TIMEOUT_S` seconds.
+    """
     folder = Path(model).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
@@ -91,13 +95,49 @@ def locate_model(model: str) -> str:
     try:
         from huggingface_hub import snapshot_download
 
+        hub_answers(model, HUB_TIMEOUT_S)
+        warn(f"{model}: not in the local Hugging Face cache: downloading it")
         return str(snapshot_download(model, allow_patterns=_DOWNLOAD_PATTERNS))
     except Exception as exc:  # no network, unknown repo, gated repo, disk full...
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:160] if text else type(exc).__name__
+        if "timeout" in type(exc).__name__.lower() or text.lower() == "timed out":
+            reason = f"the hub did not answer within {HUB_TIMEOUT_S:g} s"
         raise ModelError(
             f"{model}: not in the local Hugging Face cache and the download failed ({reason}): "
             "pass --model PATH to a local checkpoint folder"
         ) from None
+
+
+def hub_answers(model: str, timeout_s: float) -> None:
+    """Return when the Hugging Face hub tells about ``model`` within ``timeout_s``; else raise.
+
+    huggingface_hub's first request of a download (the repo's file list) has no read timeout,
+    and it retries: a hub that accepts the connection and never answers (a proxy, a filtering
+    firewall) would hang a download for good. This asks for the model's info on a daemon thread
+    and waits at most ``timeout_s``: ``TimeoutError`` then, the hub's own error when it answers
+    with one (unknown or gated repo, no network).
+    """
+    import threading
+
+    from huggingface_hub import HfApi
+
+    outcome: list[BaseException | None] = []
+
+    def check() -> None:
+        try:
+            HfApi().model_info(model, timeout=timeout_s)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=check, name="vlcli-hub-check", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise TimeoutError(f"the hub did not answer within {timeout_s:g} s")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def pick_device(device: str, warn: Callable[[str], None]) -> torch.device:
@@ -220,7 +260,7 @@ class ModelRunner:
         warn: Callable[[str], None] = _stderr,
     ):
         self.warn = warn
-        folder = locate_model(model)
+        folder = locate_model(model, warn)
         try:
             spec = resolve_model(folder)
         except UsageError as exc:
