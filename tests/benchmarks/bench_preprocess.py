@@ -9,7 +9,7 @@ constants as the released checkpoints), then runs each pipeline in a fresh proce
 * reference: ``qwen_vl_utils.process_vision_info`` (torchcodec backend) and then the
   transformers processor over the whole video, as the Qwen2.5-VL README does;
 * vlcli: ``vlcli.media.probe`` + ``vlcli.plan.plan_video`` + ``vlcli.inputs.build_inputs``
-  (decode the planned frames 16 at a time, resize, normalise and patch each chunk into one
+  (decode the planned frames 8 at a time, resize, normalise and patch each chunk into one
   preallocated tensor, in ``--dtype``: float32 as ``ask`` on the CPU, bfloat16 as on a GPU,
   where that tensor then lives on the GPU).
 
