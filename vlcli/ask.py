@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import MemoryBudgetError, VlcliError
+from .errors import ExitStatus, MemoryBudgetError, VlcliError
 from .families import ModelSpec
 from .memory import GIB, MemoryEstimate, estimate_memory
 from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
@@ -225,6 +225,51 @@ def ask_one(
                 if warn is not None:
                     warn(f"{video_paths[0]}: evidence frames not saved: {exc}")
     return result
+
+
+class AskView(Protocol):
+    """What :func:`answer_all` reports to (``vlcli.render.AskOutput`` prints it)."""
+
+    def start(self, n: int, total: int, paths: list[str]) -> Callable[[str], None] | None: ...
+    def result(self, result: AskResult) -> None: ...
+    def failure(self, paths: list[str], exc: VlcliError) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+def answer_all(
+    runner: Any,
+    groups: list[list[tuple[str, Any]]],
+    settings: AskSettings,
+    options: SamplingOptions,
+    view: AskView,
+) -> ExitStatus | None:
+    """Answer each group of ``(path, plan)`` (one input each, or all together) with one model.
+
+    An input that does not fit in memory or cannot be decoded is reported and the others still
+    run; the worst such status is returned (None when every group was answered).
+    """
+    worst: ExitStatus | None = None
+    for n, group in enumerate(groups, 1):
+        paths = [p for p, _ in group]
+        stream = view.start(n, len(groups), paths)
+        try:
+            result = ask_one(
+                runner,
+                paths,
+                [plan for _, plan in group],
+                settings,
+                options,
+                on_text=stream,
+                warn=view.warn,
+            )
+        except VlcliError as exc:
+            if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):
+                raise
+            worst = max(worst or exc.status, exc.status)
+            view.failure(paths, exc)
+            continue
+        view.result(result)
+    return worst
 
 
 def _release_cuda_memory() -> None:

@@ -388,7 +388,7 @@ def ask(
     ] = None,
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
-    from .ask import AskSettings, ask_one
+    from .ask import AskSettings, answer_all
     from .core import plan_inputs
 
     media, question = _media_and_question(media_and_question, task)
@@ -427,44 +427,14 @@ def ask(
         raise typer.Exit(ExitStatus.INPUT)
 
     runner = ModelRunner(model, device=device, dtype=dtype, attn=attn, warn=render.warning)
-    groups = [planned] if together else [[item] for item in planned]
+    groups = (
+        [[(i.path, i.plan) for i in planned]] if together else [[(i.path, i.plan)] for i in planned]
+    )
     folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
-    # Progress goes to stderr; when both streams are the same terminal, the header says it.
-    progress = json_out or not (render.out.is_terminal and render.err.is_terminal)
-    for n, group in enumerate(groups, 1):
-        paths_n = [i.path for i in group]
-        plans = [i.plan for i in group if i.plan is not None]
-        if len(groups) > 1:
-            if progress:
-                render.info(f"[{n}/{len(groups)}] {paths_n[0]}")
-            if not json_out:
-                render.answer_header(paths_n)
-        stream = None if json_out else render.stream_text
-        try:
-            result = ask_one(
-                runner, paths_n, plans, settings, options, on_text=stream, warn=render.warning
-            )
-        except VlcliError as exc:
-            if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):
-                raise
-            # This input (too big, or undecodable) is reported; the others still run.
-            failed = ExitStatus.MEMORY if exc.status == ExitStatus.MEMORY else failed or exc.status
-            if len(paths_n) == 1:
-                exc.path = exc.path or paths_n[0]
-                _report(paths_n[0], exc, json_out)
-            else:
-                if json_out:
-                    render.json_line({"path": paths_n, "error": exc.message})
-                render.error(exc)
-            continue
-        if json_out:
-            render.json_line(result.to_dict())
-        else:
-            render.answer_view(result)
-        for fmt, target in subtitles:
-            render.write_subtitles(result, target, fmt, folder_form[fmt])
-    if failed is not None:
-        raise typer.Exit(int(failed))
+    view = render.AskOutput(json_out, subtitles, folder_form)
+    worst = answer_all(runner, groups, settings, options, view)
+    if worst is not None or failed is not None:
+        raise typer.Exit(int(max(worst or 0, failed or 0)))
 
 
 def _media_and_question(args: list[str], task: str) -> tuple[list[str], str]:

@@ -204,6 +204,48 @@ def stream_text(piece: str) -> None:
     sys.stdout.flush()
 
 
+class AskOutput:
+    """How ``vlcli ask`` shows its answers: streamed text and tables, or JSON lines; subtitles.
+
+    Progress ("[2/5] clip.mp4") goes to stderr; when several answers share a terminal, each is
+    headed by its input's name on stdout instead.
+    """
+
+    def __init__(
+        self, json_out: bool, subtitles: list[tuple[str, str]], folder_form: dict[str, bool]
+    ):
+        self.json_out = json_out
+        self.subtitles = subtitles
+        self.folder_form = folder_form
+        self.progress = json_out or not (out.is_terminal and err.is_terminal)
+
+    def start(self, n: int, total: int, paths: list[str]) -> Any:
+        if total > 1:
+            if self.progress:
+                info(f"[{n}/{total}] {paths[0]}")
+            if not self.json_out:
+                answer_header(paths)
+        return None if self.json_out else stream_text
+
+    def result(self, result: Any) -> None:
+        if self.json_out:
+            json_line(result.to_dict())
+        else:
+            answer_view(result)
+        for fmt, target in self.subtitles:
+            write_subtitles(result, target, fmt, self.folder_form[fmt])
+
+    def failure(self, paths: list[str], exc: VlcliError) -> None:
+        if len(paths) == 1:
+            exc.path = exc.path or paths[0]
+        if self.json_out:
+            json_line({"path": paths[0] if len(paths) == 1 else paths, "error": exc.message})
+        error(exc)
+
+    def warn(self, message: str) -> None:
+        warning(message)
+
+
 def answer_header(paths: list[str]) -> None:
     """Before a streamed answer, when a run has several: which input(s) it is about."""
     out.print(f"[bold]{escape(', '.join(paths))}[/]")
