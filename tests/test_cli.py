@@ -181,3 +181,11 @@ def test_cli_runner_probe_missing_file(tmp_path):
     assert r.exit_code == 3
     assert r.stdout == ""
     assert "missing.mp4" in r.stderr
+
+
+def test_budget_end_past_the_video_is_clipped_with_a_warning(clip_landscape):
+    r = _run("budget", str(clip_landscape), "--end", "99", "--json")
+    assert r.returncode == 0
+    row = json.loads(r.stdout)
+    assert row["end_frame"] == 99 and row["notes"]
+    assert "past the end" in r.stderr and r.stderr.startswith("vlcli: warning:")

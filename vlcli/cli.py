@@ -248,6 +248,9 @@ def budget(
             failed = True
             _report(item.path, item.error or InputError("unreadable", item.path), json_out)
             continue
+        if isinstance(item.plan, VideoPlan):
+            for note in item.plan.notes:
+                render.warning(f"{item.path}: {note}")
         if together:
             done.append(item)
             continue
