@@ -142,137 +142,28 @@ QWEN3_VL = Family(
 )
 FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
+def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, gated):  # type: ignore[no-untyped-def]
+    return ModelDims(
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
+        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
+        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        vision_gated_mlp=gated,
+    )
+
+
+# From the released Qwen/<name>-Instruct checkpoints' config.json. Columns: text hidden, layers, heads, kv heads,
+# MLP width, vocabulary, tied embeddings; vision width, depth, MLP width, output width, gated MLP.
+# fmt: off
 _PRESETS: dict[str, tuple[Family, ModelDims]] = {
-    "qwen/qwen2.5-vl-3b-instruct": (
-        QWEN2_5_VL,
-        ModelDims(
-            2048,
-            36,
-            16,
-            2,
-            128,
-            11008,
-            151936,
-            True,
-            vision_intermediate=3420,
-            vision_out=2048,
-            vision_hidden=1280,
-            vision_depth=32,
-            vision_heads=16,
-        ),
-    ),
-    "qwen/qwen2.5-vl-7b-instruct": (
-        QWEN2_5_VL,
-        ModelDims(
-            3584,
-            28,
-            28,
-            4,
-            128,
-            18944,
-            152064,
-            False,
-            vision_intermediate=3420,
-            vision_out=3584,
-            vision_hidden=1280,
-            vision_depth=32,
-            vision_heads=16,
-        ),
-    ),
-    "qwen/qwen2.5-vl-32b-instruct": (
-        QWEN2_5_VL,
-        ModelDims(
-            5120,
-            64,
-            40,
-            8,
-            128,
-            27648,
-            152064,
-            False,
-            vision_intermediate=3456,
-            vision_out=5120,
-            vision_hidden=1280,
-            vision_depth=32,
-            vision_heads=16,
-        ),
-    ),
-    "qwen/qwen2.5-vl-72b-instruct": (
-        QWEN2_5_VL,
-        ModelDims(
-            8192,
-            80,
-            64,
-            8,
-            128,
-            29568,
-            152064,
-            False,
-            vision_intermediate=3456,
-            vision_out=8192,
-            vision_hidden=1280,
-            vision_depth=32,
-            vision_heads=16,
-        ),
-    ),
-    "qwen/qwen2-vl-2b-instruct": (
-        QWEN2_VL,
-        ModelDims(
-            1536,
-            28,
-            12,
-            2,
-            128,
-            8960,
-            151936,
-            True,
-            1280,
-            32,
-            5120,
-            16,
-            1536,
-            vision_gated_mlp=False,
-        ),
-    ),
-    "qwen/qwen2-vl-7b-instruct": (
-        QWEN2_VL,
-        ModelDims(
-            3584,
-            28,
-            28,
-            4,
-            128,
-            18944,
-            152064,
-            False,
-            1280,
-            32,
-            5120,
-            16,
-            3584,
-            vision_gated_mlp=False,
-        ),
-    ),
-    "qwen/qwen3-vl-8b-instruct": (
-        QWEN3_VL,
-        ModelDims(
-            4096,
-            36,
-            32,
-            8,
-            128,
-            12288,
-            151936,
-            False,
-            1152,
-            27,
-            4304,
-            16,
-            4096,
-            vision_gated_mlp=False,
-        ),
-    ),
+    "qwen2.5-vl-3b": (QWEN2_5_VL, _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, True)),
+    "qwen2.5-vl-7b": (QWEN2_5_VL, _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, True)),
+    "qwen2.5-vl-32b": (QWEN2_5_VL, _dims(5120, 64, 40, 8, 27648, 152064, False, 1280, 32, 3456, 5120, True)),
+    "qwen2.5-vl-72b": (QWEN2_5_VL, _dims(8192, 80, 64, 8, 29568, 152064, False, 1280, 32, 3456, 8192, True)),
+    "qwen2-vl-2b": (QWEN2_VL,   _dims(1536, 28, 12, 2,  8960, 151936, True,  1280, 32, 5120, 1536, False)),
+    "qwen2-vl-7b": (QWEN2_VL,   _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, False)),
+    "qwen3-vl-8b": (QWEN3_VL,   _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, False)),
 }
+# fmt: on
 
 _MODEL_TYPES = {
     "qwen2_vl": QWEN2_VL,
@@ -413,8 +304,8 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
             "local config",
             str(folder),
         )
-    key = model.lower()
-    if key in _PRESETS:
+    key = model.lower().removeprefix("qwen/").removesuffix("-instruct")
+    if model.lower().startswith("qwen/") and model.lower().endswith("-instruct") and key in _PRESETS:
         fam, dims = _PRESETS[key]
         return ModelSpec(model, fam, dims, "built-in preset")
     fam_guess = family_from_name(model)
