@@ -189,3 +189,24 @@ def test_budget_end_past_the_video_is_clipped_with_a_warning(clip_landscape):
     row = json.loads(r.stdout)
     assert row["end_frame"] == 99 and row["notes"]
     assert "past the end" in r.stderr and r.stderr.startswith("vlcli: warning:")
+
+
+@pytest.mark.parametrize("json_flag", [["--json"], []])
+def test_budget_into_a_reader_that_leaves_early(clip_landscape, tmp_path, json_flag):
+    """`vlcli budget ... | head -1`: the reader's leaving is not a failure (status 0, quiet)."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"c{i:03d}.mp4").symlink_to(Path(clip_landscape))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlcli", "budget", str(folder), *json_flag],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""

@@ -42,6 +42,8 @@ def reports_errors(command: F) -> F:
         except VlcliError as exc:
             render.error(exc)
             raise typer.Exit(int(exc.status)) from None
+        except BrokenPipeError:  # `vlcli budget ... | head`: the reader left
+            render.reader_gone()
 
     return wrapper  # type: ignore[return-value]
 
@@ -290,8 +292,7 @@ def main() -> None:
     except (click.Abort, KeyboardInterrupt):
         render.error("interrupted")
         sys.exit(130)
-    except BrokenPipeError:  # `vlcli budget ... | head`: the reader left, nothing to report
-        sys.stderr.close()
+    except render.ReaderGone:  # `vlcli budget ... | head`: the reader left, nothing to report
         sys.exit(0)
     sys.exit(status or 0)
 

@@ -7,8 +7,9 @@ Colour and boxes only where the stream is a terminal: rich turns them off by its
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,9 +19,35 @@ from .errors import ExitStatus, VlcliError
 from .memory import GIB, MemoryEstimate
 from .plan import ImagePlan, VideoPlan
 
+
+class ReaderGone(Exception):
+    """Standard output's reader has gone (``vlcli budget ... | head -1``): stop quietly.
+
+    Not an ``OSError``, so that click does not turn it into exit status 1 on the way out;
+    :func:`vlcli.cli.main` ends the run with status 0.
+    """
+
+
+def reader_gone() -> NoReturn:
+    """Send what is still to be written to standard output nowhere, and raise :class:`ReaderGone`."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stream)
+        pass
+    raise ReaderGone
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own handler exits with status 1
+        self.quiet = True
+        reader_gone()
+
+
 # Not a terminal: no colour (rich's own rule) and no wrapping at 80 columns, so that a line a
 # script reads is one line.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
+out = _Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
