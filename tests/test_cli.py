@@ -210,3 +210,11 @@ def test_budget_into_a_reader_that_leaves_early(clip_landscape, tmp_path, json_f
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert err == ""
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_budget_non_finite_fps_is_a_usage_error(clip_landscape, value):
+    r = _run("budget", str(clip_landscape), "--fps", value)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "--fps" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

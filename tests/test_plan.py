@@ -215,3 +215,19 @@ def test_image_plan_keeps_both_sizes():
     p = plan_image(100, 80, SamplingOptions(), QWEN3_VL)
     assert (p.frame_height, p.frame_width) == (64, 96)  # round(80/32) = 2 (half to even), round(100/32) = 3
     assert p.resized_height * p.resized_width >= 65536
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"fps": float("nan")},
+        {"fps": float("inf")},
+        {"max_pixels": float("nan")},
+        {"total_pixels": float("inf")},
+        {"start": float("nan")},
+        {"end": float("inf")},
+    ],
+)
+def test_non_finite_options_are_usage_errors(kwargs):
+    with pytest.raises(UsageError):
+        SamplingOptions(**kwargs)

@@ -73,11 +73,13 @@ class SamplingOptions:
             "total_pixels",
         ):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            if value is not None and not (0 < value < math.inf):  # also catches nan
+                raise UsageError(
+                    f"--{name.replace('_', '-')} must be a positive finite number, got {value}"
+                )
         for name in ("start", "end"):
             value = getattr(self, name)
-            if value is not None and value < 0:
+            if value is not None and not (0 <= value < math.inf):
                 raise UsageError(f"--{name} must be zero or more seconds, got {value}")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise UsageError(f"--end ({self.end}) must be after --start ({self.start})")
