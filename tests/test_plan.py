@@ -231,3 +231,11 @@ def test_image_plan_keeps_both_sizes():
 def test_non_finite_options_are_usage_errors(kwargs):
     with pytest.raises(UsageError):
         SamplingOptions(**kwargs)
+
+
+@pytest.mark.parametrize("options", [SamplingOptions(), SamplingOptions(nframes=2)])
+def test_a_one_frame_video_says_so(options):
+    one = VideoFacts(width=160, height=90, num_frames=1, average_fps=10.0)
+    with pytest.raises(InputError) as info:
+        plan_video(one, options, QWEN2_5_VL)
+    assert "has 1 frame" in str(info.value) and "0 sampled" not in str(info.value)

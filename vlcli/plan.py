@@ -325,6 +325,11 @@ def frame_range(options: SamplingOptions, total_frames: int, fps: float) -> tupl
 
 def sample_count(options: SamplingOptions, frames_in_range: int, fps: float) -> int:
     """Number of frames to sample (qwen-vl-utils' ``smart_nframes``)."""
+    if frames_in_range < FRAME_FACTOR:  # a one-frame video: whatever was asked, it cannot be met
+        raise InputError(
+            f"too few frames: the clip has {frames_in_range} frame and the model needs at least "
+            f"{FRAME_FACTOR} (a still picture works as an image file)"
+        )
     if options.nframes is not None:
         n = round_by_factor(options.nframes, FRAME_FACTOR)
     else:
