@@ -218,3 +218,11 @@ def test_budget_non_finite_fps_is_a_usage_error(clip_landscape, value):
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and "--fps" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_budget_dtype_is_checked_and_takes_ask_names(clip_landscape):
+    bad = _run("budget", str(clip_landscape), "--dtype", "foo")
+    assert bad.returncode == 2 and "--dtype" in bad.stderr and bad.stdout == ""
+    fp16 = _run("budget", str(clip_landscape), "--dtype", "fp16", "--json")
+    assert fp16.returncode == 0, fp16.stderr
+    assert json.loads(fp16.stdout)["memory"]["dtype"] == "float16"

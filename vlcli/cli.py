@@ -237,11 +237,12 @@ def budget(
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs
-    from .memory import estimate_memory
+    from .memory import canonical_dtype, estimate_memory
 
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
+    dtype = canonical_dtype(dtype)
     spec = resolve_model(model)
     failed = False
     done = []

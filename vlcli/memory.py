@@ -22,12 +22,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .errors import UsageError
 from .families import ModelSpec
 from .plan import ImagePlan, VideoPlan
 
 GIB = 1024**3
 OVERHEAD_BYTES = GIB // 2
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+# The names --dtype takes (``budget`` and ``ask``), each to its canonical (torch) name.
+DTYPE_ALIASES = {
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+}
+
+
+def canonical_dtype(name: str) -> str:
+    """``bfloat16``, ``float16`` or ``float32`` for a --dtype value; UsageError for others."""
+    try:
+        return DTYPE_ALIASES[name.strip().lower()]
+    except KeyError:
+        raise UsageError(f"--dtype {name!r}: use bfloat16, float16 or float32") from None
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,8 @@ def estimate_memory(
     dims = spec.dims
     if dims is None:
         return None
-    b = DTYPE_BYTES.get(dtype, 2)
+    dtype = canonical_dtype(dtype)
+    b = DTYPE_BYTES[dtype]
     fam = spec.family
     params = dims.parameter_count(fam.patch_size, fam.temporal_patch_size, fam.spatial_merge_size)
     tokens = prompt_tokens + max_new_tokens

@@ -29,17 +29,9 @@ import torch
 from .errors import ExitStatus, ModelError, UsageError, VlcliError
 from .families import ModelSpec, hf_cache_snapshot, resolve_model
 from .inputs import Media, PrepareStats, build_inputs
+from .memory import canonical_dtype
 from .positions import REFERENCE_FAMILIES, use_reference_positions
 
-DTYPES = {
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "float32": torch.float32,
-    "fp32": torch.float32,
-}
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_TIMEOUT_S = 5.0  # seconds to wait for the Hugging Face hub before giving up on a download
@@ -167,9 +159,11 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    if dtype.lower() not in DTYPES:
-        raise UsageError(f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32")
-    return DTYPES[dtype.lower()]
+    try:
+        name = canonical_dtype(dtype)
+    except UsageError:
+        raise UsageError(f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
 def check_attention(attn: str, device: torch.device, dtype: torch.dtype) -> None:
