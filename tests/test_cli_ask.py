@@ -363,6 +363,35 @@ def test_subtitles_for_several_inputs_go_into_a_folder(
         assert cue.replace(",", ".") in (out / f"{stem}.vtt").read_text()
 
 
+def test_inputs_with_the_same_name_keep_their_own_subtitles_and_evidence(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path
+) -> None:
+    """x/a.mp4 and y/a.mp4: the second answer's files do not overwrite the first's."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    first, second = tmp_path / "x" / "a.mp4", tmp_path / "y" / "a.mp4"
+    shutil.copy(two_clips / "a.mp4", first)
+    shutil.copy(two_clips / "b.mp4", second)
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    out, ev = tmp_path / "subs", tmp_path / "ev"
+    r = invoke(
+        "ask", first, second, "What moves?", "--model", tiny_qwen25_path, *NEW,
+        "--srt", out, "--evidence", ev, "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a-2.srt", "a.srt"]
+    recs = records(r.stdout)
+    assert [Path(rec["path"]) for rec in recs] == [first, second]
+    for rec, name in zip(recs, ["a", "a-2"], strict=True):
+        (span,) = rec["times"]
+        cue = f"{srt_time(span['start_s'])} --> {srt_time(span['end_s'])}"
+        assert (out / f"{name}.srt").read_text() == f"1\n{cue}\n{spy.fixed}\n"
+        assert rec["evidence"] and all(Path(p).name.startswith(f"{name}_") for p in rec["evidence"])
+    saved = sorted(p.name for p in ev.iterdir())
+    assert saved == sorted(Path(p).name for rec in recs for p in rec["evidence"])
+    assert len(saved) == 4
+
+
 def test_subtitles_for_several_inputs_refuse_a_file(
     spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path
 ) -> None:

@@ -45,6 +45,7 @@ class AskResult:
     timings: dict[str, float]
     task: str = "qa"
     evidence: list[str] = field(default_factory=list)
+    name: str = ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -135,12 +136,33 @@ def _evidence_name(stem: str, seconds: float) -> str:
     return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
 
 
-def save_evidence(path: str, spans: list[Any], folder: str) -> list[str]:
+def output_names(paths: list[str]) -> list[str]:
+    """A file-name stem for the outputs of each path (subtitles, evidence), unique in the run.
+
+    The input's name less its extension; a later input whose stem is taken (``a/clip.mp4`` and
+    ``b/clip.mp4``, or ``clip.mp4`` and ``clip.mov``) gets ``clip-2``, ``clip-3``..., so that one
+    answer's files never overwrite another's. Compared without case, for file systems that
+    ignore it.
+    """
+    names: list[str] = []
+    used: set[str] = set()
+    for path in paths:
+        stem = Path(path).stem or "input"
+        name, k = stem, 2
+        while name.lower() in used:
+            name, k = f"{stem}-{k}", k + 1
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+def save_evidence(path: str, spans: list[Any], folder: str, stem: str | None = None) -> list[str]:
     """Save the frame shown at each stated time (start, and end of a range) as PNG files.
 
     Times are source seconds, each saved once; a span that lies outside the clip is skipped
     (its clamped time shows the clip's edge, not what the answer describes). Files are named
-    after the input and the time to the millisecond, so that two times never share a file.
+    after the input (``stem``, by default the file's name less its extension) and the time to
+    the millisecond, so that two times never share a file.
     """
     from .media import frames_at
 
@@ -155,7 +177,7 @@ def save_evidence(path: str, spans: list[Any], folder: str) -> list[str]:
     if not seconds:
         return []
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(path).stem
+    stem = stem or Path(path).stem
     saved: list[str] = []
     for s, image in zip(seconds, frames_at(path, seconds), strict=True):
         target = out / _evidence_name(stem, s)
@@ -174,11 +196,13 @@ def ask_one(
     options: SamplingOptions,
     on_text: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    name: str | None = None,
 ) -> AskResult:
     """One prompt over ``paths`` (one input, or all of them with --together).
 
     The memory check runs before anything is decoded. Saving evidence frames is an extra: when
-    it fails, ``warn`` says so and the answer is still returned.
+    it fails, ``warn`` says so and the answer is still returned. ``name`` is the stem of the
+    answer's output files (see :func:`output_names`; by default the first input's).
     """
     from .prompts import build_prompt
 
@@ -215,12 +239,16 @@ def ask_one(
         model=runner.spec.model,
         timings=answer.timings,
         task=settings.task,
+        name=name or Path(paths[0]).stem,
     )
     if settings.evidence_dir and any(t.mapped for t in times):
         video_paths = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
         if video_paths:
             try:
-                result.evidence = save_evidence(video_paths[0], times, settings.evidence_dir)
+                stem = result.name if video_paths[0] == paths[0] else None
+                result.evidence = save_evidence(
+                    video_paths[0], times, settings.evidence_dir, stem
+                )
             except (VlcliError, OSError) as exc:
                 if warn is not None:
                     warn(f"{video_paths[0]}: evidence frames not saved: {exc}")
@@ -249,6 +277,7 @@ def answer_all(
     run; the worst such status is returned (None when every group was answered).
     """
     worst: ExitStatus | None = None
+    names = output_names([group[0][0] for group in groups])
     for n, group in enumerate(groups, 1):
         paths = [p for p, _ in group]
         stream = view.start(n, len(groups), paths)
@@ -261,6 +290,7 @@ def answer_all(
                 options,
                 on_text=stream,
                 warn=view.warn,
+                name=names[n - 1],
             )
         except VlcliError as exc:
             if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):

@@ -313,12 +313,15 @@ def answer_view(result: Any) -> None:
 
 
 def subtitle_path(target: str, result: Any, fmt: str, folder: bool) -> Any:
-    """Where one answer's subtitles go: ``target`` itself, or ``target/<input name>.<fmt>``."""
+    """Where one answer's subtitles go: ``target`` itself, or ``target/<name>.<fmt>``.
+
+    ``name`` is the answer's output stem: the input's name, made unique in the run.
+    """
     from pathlib import Path
 
     if not folder:
         return Path(target)
-    return Path(target) / f"{Path(result.paths[0]).stem}.{fmt}"
+    return Path(target) / f"{result.name or Path(result.paths[0]).stem}.{fmt}"
 
 
 def write_subtitles(result: Any, target: str, fmt: str, folder: bool) -> None:
