@@ -226,3 +226,29 @@ def test_budget_dtype_is_checked_and_takes_ask_names(clip_landscape):
     fp16 = _run("budget", str(clip_landscape), "--dtype", "fp16", "--json")
     assert fp16.returncode == 0, fp16.stderr
     assert json.loads(fp16.stdout)["memory"]["dtype"] == "float16"
+
+
+def _run_with_a_bug(clip: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys, vlcli.core\n"
+        "def broken(*a, **k): raise RuntimeError('boom\\nsecond line')\n"
+        "vlcli.core.plan_for = broken\n"
+        "from vlcli.cli import main\n"
+        f"sys.argv = ['vlcli', 'budget', {clip!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+
+
+def test_a_bug_is_one_line_and_status_1(clip_landscape):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "VLCLI_DEBUG"}
+    r = _run_with_a_bug(str(clip_landscape), env)
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("vlcli: unexpected error (RuntimeError: boom)") and "report" in line
+    debug = _run_with_a_bug(str(clip_landscape), {**env, "VLCLI_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

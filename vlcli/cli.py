@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -282,7 +283,11 @@ def budget(
 
 
 def main() -> None:
-    """Console entry point: click's usage errors also become one line and status 2."""
+    """Console entry point: click's usage errors also become one line and status 2.
+
+    Anything else that escapes is a bug: one line and status 1, or the traceback with
+    ``VLCLI_DEBUG=1``.
+    """
     import click
 
     try:
@@ -295,6 +300,16 @@ def main() -> None:
         sys.exit(130)
     except render.ReaderGone:  # `vlcli budget ... | head`: the reader left, nothing to report
         sys.exit(0)
+    except Exception as exc:  # a bug: one line, status 1; the traceback when asked for
+        if os.environ.get("VLCLI_DEBUG"):
+            raise
+        text = str(exc).strip()
+        reason = f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+        render.error(
+            f"unexpected error ({reason}): a bug, please report it "
+            "(VLCLI_DEBUG=1 shows the traceback)"
+        )
+        sys.exit(ExitStatus.ERROR)
     sys.exit(status or 0)
 
 
