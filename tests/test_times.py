@@ -567,3 +567,14 @@ def test_public_api_from_the_package():
     spans = vlcli.map_times(vlcli.parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=30.0)
     assert (spans[0].source_start_s, spans[0].source_end_s) == (42.5, 50.0)
     assert vlcli.format_hms(spans[0].source_start_s) == "00:00:42.5"
+
+
+def test_numbers_too_long_for_a_float_are_not_times():
+    huge = "1" + "0" * 400
+    spans = parse_times(f"It happens at {huge} seconds, then from 2 to {huge} seconds, then at 3 s.")
+    assert [(s.start_s, s.end_s) for s in spans] == [(3.0, 3.0)]
+    assert [s.to_dict()["start_hms"] for s in spans] == ["00:00:03.0"]
+    cut = parse_times(f'[{{"start_time": "{huge}", "end_time": 5, "description": "x"}}]')
+    assert all(math.isfinite(s.start_s) and math.isfinite(s.end_s) for s in cut)
+    with pytest.raises(ValueError):
+        parse_time_value(huge)

@@ -249,16 +249,17 @@ def parse_time_value(text: str) -> float:
     value = text.strip()
     if value.startswith("<") and value.endswith(">"):
         value = value[1:-1].strip()
+    seconds: float | None = None
     if ":" in value:
         seconds = _clock_seconds(value)
-        if seconds is not None:
-            return seconds
     elif _NUMBER_VALUE.fullmatch(value):
         number = _NUMBER_VALUE.fullmatch(value)
         assert number is not None
-        return float(number["n"])
+        seconds = float(number["n"])
     elif _WORDY_VALUE.fullmatch(value):
-        return _parts_seconds(value)
+        seconds = _parts_seconds(value)
+    if seconds is not None and math.isfinite(seconds):  # 400 digits make an infinite float
+        return seconds
     raise ValueError(
         f"not a time: {text!r} (expected seconds such as 90 or 12.5s, or mm:ss, hh:mm:ss.fff)"
     )
@@ -745,7 +746,12 @@ def parse_times(answer: str, *, assume_seconds: bool = False) -> list[TimeSpan]:
         ordered.extend((start, k, span) for k, span in enumerate(spans))
     ordered.extend((pos, 0, span) for pos, span in _prose_spans(prose, assume_seconds))
     ordered.sort(key=lambda item: (item[0], item[1]))
-    return [span for _, _, span in ordered]
+    # A number too long for a float (a model repeating digits) is infinite: not a time.
+    return [
+        span
+        for _, _, span in ordered
+        if math.isfinite(span.start_s) and math.isfinite(span.end_s)
+    ]
 
 
 def _round(seconds: float) -> float:
