@@ -249,6 +249,10 @@ def test_a_bug_is_one_line_and_status_1(clip_landscape):
     r = _run_with_a_bug(str(clip_landscape), env)
     assert r.returncode == 1
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("vlcli: unexpected error (RuntimeError: boom)") and "report" in line
+    # the bug is reported against the input it was met on; other inputs would still run
+    assert (
+        line.startswith(f"vlcli: {clip_landscape}: unexpected error (RuntimeError: boom)")
+        and "report" in line
+    )
     debug = _run_with_a_bug(str(clip_landscape), {**env, "VLCLI_DEBUG": "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr

@@ -239,3 +239,20 @@ def test_a_one_frame_video_says_so(options):
     with pytest.raises(InputError) as info:
         plan_video(one, options, QWEN2_5_VL)
     assert "has 1 frame" in str(info.value) and "0 sampled" not in str(info.value)
+
+
+def test_a_bug_on_one_input_does_not_stop_the_others(monkeypatch, tmp_path):
+    import vlcli.core as core
+    from vlcli.errors import ExitStatus
+    from vlcli.media import MediaInfo
+
+    def fake_probe(path):
+        if path.endswith("bad.mp4"):
+            raise RuntimeError("boom")
+        return MediaInfo(path, "image", "png", "png", 64, 64, 0, None, None, None, False, "RGB", False)
+
+    monkeypatch.setattr(core, "probe", fake_probe)
+    spec = resolve_model("Qwen/Qwen2.5-VL-7B-Instruct")
+    out = list(core.plan_inputs(["a.png", "bad.mp4", "c.png"], SamplingOptions(), spec))
+    assert [o.plan is not None for o in out] == [True, False, True]
+    assert out[1].error.status == ExitStatus.ERROR and "RuntimeError: boom" in out[1].error.message

@@ -6,7 +6,6 @@ a :class:`~vlcli.errors.VlcliError`, reported in one place (:func:`main`) as one
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import sys
@@ -17,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import render
-from .errors import ExitStatus, InputError, ModelError, UsageError, VlcliError
+from .errors import ExitStatus, InputError, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
 from .plan import SamplingOptions, VideoPlan, estimate_prompt_tokens
 
@@ -179,6 +178,13 @@ def _paths(media: list[str]) -> list[str]:
     return paths
 
 
+def _failure_status(errors: list[VlcliError]) -> ExitStatus:
+    """Status 1 when a bug was met on some input, else 3 (an input could not be used)."""
+    return (
+        ExitStatus.ERROR if any(e.status == ExitStatus.ERROR for e in errors) else ExitStatus.INPUT
+    )
+
+
 def _report(path: str, exc: VlcliError, json_out: bool) -> None:
     if json_out:
         render.json_line({"path": path, "error": exc.message})
@@ -191,12 +197,12 @@ def probe(media: Media, json_out: Json = False) -> None:
     """Tell what each media file is, from its container, without decoding it."""
     from .core import plan_inputs
 
-    failed = False
+    errors: list[VlcliError] = []
     rows = []
     for item in plan_inputs(_paths(media), SamplingOptions(), None):
         if item.error is not None or item.info is None:
-            failed = True
-            _report(item.path, item.error or InputError("unreadable", item.path), json_out)
+            errors.append(item.error or InputError("unreadable", item.path))
+            _report(item.path, errors[-1], json_out)
             continue
         row = item.info.to_dict()
         if json_out:
@@ -205,8 +211,8 @@ def probe(media: Media, json_out: Json = False) -> None:
             rows.append(row)
     if rows:
         render.probe_table(rows)
-    if failed:
-        raise typer.Exit(ExitStatus.INPUT)
+    if errors:
+        raise typer.Exit(_failure_status(errors))
 
 
 @app.command()
@@ -245,12 +251,12 @@ def budget(
     )
     dtype = canonical_dtype(dtype)
     spec = resolve_model(model)
-    failed = False
+    errors: list[VlcliError] = []
     done = []
     for item in plan_inputs(_paths(media), options, spec):
         if item.error is not None or item.plan is None:
-            failed = True
-            _report(item.path, item.error or InputError("unreadable", item.path), json_out)
+            errors.append(item.error or InputError("unreadable", item.path))
+            _report(item.path, errors[-1], json_out)
             continue
         if isinstance(item.plan, VideoPlan):
             for note in item.plan.notes:
@@ -278,8 +284,8 @@ def budget(
             render.out.print(
                 f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"
             )
-    if failed:
-        raise typer.Exit(ExitStatus.INPUT)
+    if errors:
+        raise typer.Exit(_failure_status(errors))
 
 
 def main() -> None:
@@ -304,7 +310,9 @@ def main() -> None:
         if os.environ.get("VLCLI_DEBUG"):
             raise
         text = str(exc).strip()
-        reason = f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+        reason = (
+            f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+        )
         render.error(
             f"unexpected error ({reason}): a bug, please report it "
             "(VLCLI_DEBUG=1 shows the traceback)"
@@ -424,37 +432,36 @@ def ask(
             raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
 
     # The model first: a missing model fails in a second, and the plans use its own files.
-    from .runner import ModelRunner, locate_model
+    from .runner import ModelRunner, locate_spec
 
-    folder = locate_model(model, render.warning)
-    try:
-        spec = dataclasses.replace(resolve_model(folder), model=model)
-    except UsageError as exc:
-        raise ModelError(f"{model}: {exc.message}") from None
+    located = locate_spec(model, render.warning)
+    spec = located[1]
 
-    failed: ExitStatus | None = None
+    errors: list[VlcliError] = []
     planned = []
     for item in plan_inputs(paths, options, spec):
         if item.error is not None or item.plan is None:
-            failed = ExitStatus.INPUT
-            _report(item.path, item.error or InputError("unreadable", item.path), json_out)
+            errors.append(item.error or InputError("unreadable", item.path))
+            _report(item.path, errors[-1], json_out)
             continue
         if isinstance(item.plan, VideoPlan):
             for note in item.plan.notes:
                 render.warning(f"{item.path}: {note}")
         planned.append(item)
     if not planned:
-        raise typer.Exit(ExitStatus.INPUT)
+        raise typer.Exit(_failure_status(errors))
 
-    runner = ModelRunner(model, device=device, dtype=dtype, attn=attn, warn=render.warning)
+    runner = ModelRunner(
+        model, device=device, dtype=dtype, attn=attn, warn=render.warning, located=located
+    )
     groups = (
         [[(i.path, i.plan) for i in planned]] if together else [[(i.path, i.plan)] for i in planned]
     )
     folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
     view = render.AskOutput(json_out, subtitles, folder_form)
     worst = answer_all(runner, groups, settings, options, view)
-    if worst is not None or failed is not None:
-        raise typer.Exit(int(max(worst or 0, failed or 0)))
+    if worst is not None or errors:
+        raise typer.Exit(int(max(worst or 0, _failure_status(errors) if errors else 0)))
 
 
 def _media_and_question(args: list[str], task: str) -> tuple[list[str], str]:

@@ -6,11 +6,12 @@ few threads, since probing waits on ``ffprobe``; results come back in input orde
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .errors import InputError, VlcliError
+from .errors import ExitStatus, InputError, VlcliError
 from .families import ModelSpec
 from .media import MediaInfo, probe
 from .plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
@@ -43,6 +44,18 @@ def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned
     except InputError as exc:
         exc.path = exc.path or path
         return Planned(path, error=exc)
+    except Exception as exc:  # a bug met on one input: report it there, let the others run
+        if os.environ.get("VLCLI_DEBUG"):
+            raise
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Planned(
+            path,
+            error=VlcliError(
+                f"unexpected error ({type(exc).__name__}: {line}): a bug, please report it",
+                ExitStatus.ERROR,
+                path,
+            ),
+        )
 
 
 def plan_inputs(

@@ -241,8 +241,21 @@ class _TextStream:
         self._emit(self._decode())
 
 
+def locate_spec(model: str, warn: Callable[[str], None] = _stderr) -> tuple[str, ModelSpec]:
+    """The model's local folder and what its own files say of it (family, constants, shapes)."""
+    folder = locate_model(model, warn)
+    try:
+        spec = resolve_model(folder)
+    except UsageError as exc:
+        raise ModelError(f"{model}: {exc.message}") from None
+    return folder, dataclasses.replace(spec, model=model)
+
+
 class ModelRunner:
-    """One loaded model: :meth:`prepare` builds a prompt's inputs, :meth:`ask` answers it."""
+    """One loaded model: :meth:`prepare` builds a prompt's inputs, :meth:`ask` answers it.
+
+    ``located`` (from :func:`locate_spec`) skips finding the model again when the caller has.
+    """
 
     def __init__(
         self,
@@ -252,14 +265,10 @@ class ModelRunner:
         dtype: str = "auto",
         attn: str = "sdpa",
         warn: Callable[[str], None] = _stderr,
+        located: tuple[str, ModelSpec] | None = None,
     ):
         self.warn = warn
-        folder = locate_model(model, warn)
-        try:
-            spec = resolve_model(folder)
-        except UsageError as exc:
-            raise ModelError(f"{model}: {exc.message}") from None
-        self.spec: ModelSpec = dataclasses.replace(spec, model=model)
+        folder, self.spec = located if located is not None else locate_spec(model, warn)
         self.family = self.spec.family
         self.device = pick_device(device, warn)
         self.dtype: torch.dtype = pick_dtype(dtype, self.device)
@@ -350,7 +359,7 @@ class ModelRunner:
         """Answer ``question`` about ``media`` (one user turn); stream the text to ``on_text``."""
         if max_new_tokens < 1:
             raise UsageError("--max-new-tokens must be at least 1")
-        if temperature < 0:
+        if not temperature >= 0:  # also refuses nan
             raise UsageError("--temperature must be zero or more")
         inputs, stats = self.prepare(media, question, system)
         stream = _TextStream(self.processor.tokenizer, on_text)
