@@ -77,7 +77,12 @@ class ModelDims:
     vision_gated_mlp: bool = True
 
     def parameter_count(self, patch_size: int, temporal_patch_size: int, merge: int) -> int:
-        """Parameters of the whole model, counted from its shapes (biases and norms included)."""
+        """Parameters of the whole model, counted from its shapes (biases and norms included).
+
+        Exact for Qwen2-VL and Qwen2.5-VL (a test builds both on the meta device and counts);
+        Qwen3-VL's vision tower has parts this leaves out (position embedding, deepstack
+        mergers), so its count is a little low.
+        """
         h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
         q = self.num_heads * self.head_dim
         attn = h * q + q + 2 * (h * kv + kv) + q * h
@@ -85,12 +90,13 @@ class ModelDims:
         text = self.num_layers * (attn + mlp + 2 * h) + h
         text += self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
         vh, vi = self.vision_hidden, self.vision_intermediate
-        vmlp = (3 if self.vision_gated_mlp else 2) * vh * vi + (
-            2 * vi + vh if not self.vision_gated_mlp else 0
-        )
-        block = (vh * 3 * vh + 3 * vh) + (vh * vh + vh) + vmlp + 4 * vh
+        if self.vision_gated_mlp:  # Qwen2.5-VL: gate/up/down with biases, RMSNorm (weight only)
+            vmlp, norm = 3 * vh * vi + 2 * vi + vh, vh
+        else:  # Qwen2-VL: fc1/fc2 with biases, LayerNorm (weight and bias)
+            vmlp, norm = 2 * vh * vi + vi + vh, 2 * vh
+        block = (vh * 3 * vh + 3 * vh) + (vh * vh + vh) + vmlp + 2 * norm
         merged = vh * merge * merge
-        merger = vh + merged * merged + merged + merged * self.vision_out + self.vision_out
+        merger = norm + merged * merged + merged + merged * self.vision_out + self.vision_out
         patch = 3 * temporal_patch_size * patch_size * patch_size * vh
         return text + self.vision_depth * block + merger + patch
 

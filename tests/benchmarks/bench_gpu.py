@@ -61,12 +61,10 @@ QWEN25_7B = dict(  # Qwen/Qwen2.5-VL-7B-Instruct config.json
 )
 
 
-def build_7b(folder: Path, device: str) -> None:
-    import torch
-    from tinymodels import build_config, build_processor, build_tokenizer
-    from transformers import Qwen2_5_VLForConditionalGeneration
+def config_7b(tok):  # noqa: ANN001, ANN201
+    """The Qwen2.5-VL-7B-Instruct architecture, with the tiny tokenizer's special-token ids."""
+    from tinymodels import build_config
 
-    tok = build_tokenizer()
     config = build_config("qwen2_5_vl", tok)
     d = QWEN25_7B
     text = config.text_config
@@ -90,10 +88,58 @@ def build_7b(folder: Path, device: str) -> None:
     for key, value in d["vision"].items():
         setattr(config.vision_config, key, value)
     config.vocab_size = d["vocab_size"]
+    config.tie_word_embeddings = False  # the 7B has its own lm_head
+    text.tie_word_embeddings = False
+    return config
+
+
+def build_7b(folder: Path, device: str) -> None:
+    import torch
+    from tinymodels import build_processor, build_tokenizer
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    tok = build_tokenizer()
     with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(
+            config_7b(tok), dtype=torch.bfloat16
+        )
     model.save_pretrained(folder, safe_serialization=True)
     build_processor("qwen2_5_vl", tok).save_pretrained(folder)
+
+
+def timed(prepare, generate, sync) -> dict[str, float]:  # noqa: ANN001
+    """Time one answer: ``prepare()`` -> (inputs, prompt length); ``generate(inputs, streamer)``.
+
+    transformers' streamer gets the prompt first and then each new token: the second ``put`` marks
+    the first token (time to first token counts from the start of preprocessing).
+    """
+    marks: list[float] = []
+
+    class Mark:
+        def put(self, value):  # noqa: ANN001
+            if len(marks) < 2:
+                sync()
+                marks.append(time.perf_counter())
+
+        def end(self) -> None:
+            pass
+
+    t0 = time.perf_counter()
+    inputs, prompt = prepare()
+    sync()
+    t1 = time.perf_counter()
+    out = generate(inputs, Mark())
+    sync()
+    t2 = time.perf_counter()
+    n = out.shape[1] - prompt
+    return {
+        "preprocess_s": t1 - t0,
+        "ttft_s": marks[1] - t0,
+        "prefill_tok_s": prompt / (marks[1] - t1),
+        "decode_tok_s": (n - 1) / (t2 - marks[1]),
+        "prompt_tokens": prompt,
+        "new_tokens": n,
+    }
 
 
 def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> dict[str, float]:
@@ -114,44 +160,22 @@ def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> d
 
         runner = ModelRunner(folder, device=device, dtype="auto")
         plan = plan_video(probe(clip).video_facts(), SamplingOptions(), runner.family)
+        cfg = runner._generation_config(new_tokens, 0.0)
+        cfg.min_new_tokens = new_tokens
 
-        def run() -> dict[str, float]:
-            cfg = runner._generation_config(new_tokens, 0.0)
-            cfg.min_new_tokens = new_tokens
-            t0 = time.perf_counter()
+        def prepare():  # noqa: ANN202
             inputs, stats = runner.prepare([(clip, plan)], question)
-            sync()
-            t1 = time.perf_counter()
-            first: list[float] = []
+            return inputs, stats.prompt_tokens
 
-            class Mark:
-                def put(self, value):  # noqa: ANN001
-                    if len(first) < 2:
-                        sync()
-                        first.append(time.perf_counter())
-
-                def end(self) -> None:
-                    pass
-
+        def generate(inputs, streamer):  # noqa: ANN001, ANN202
             with torch.inference_mode():
-                out = runner.model.generate(**inputs, generation_config=cfg, streamer=Mark())
-            sync()
-            t2 = time.perf_counter()
-            n = out.shape[1] - stats.prompt_tokens
-            return {
-                "preprocess_s": t1 - t0,
-                "ttft_s": first[1] - t0,
-                "prefill_tok_s": stats.prompt_tokens / (first[1] - t1),
-                "decode_tok_s": (n - 1) / (t2 - first[1]),
-                "prompt_tokens": stats.prompt_tokens,
-                "new_tokens": n,
-            }
+                return runner.model.generate(**inputs, generation_config=cfg, streamer=streamer)
 
         tokens = estimate_prompt_tokens([plan], question)
         est = estimate_memory(runner.spec, [plan], tokens, new_tokens, runner.dtype_name)
     else:
         from qwen_vl_utils import process_vision_info
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
         dtype = torch.bfloat16 if cuda else torch.float32
         processor = AutoProcessor.from_pretrained(folder)
@@ -160,21 +184,17 @@ def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> d
             .to(device)
             .eval()
         )
+        cfg = GenerationConfig(
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=processor.tokenizer.pad_token_id,
+        )
         est = None
 
-        def run() -> dict[str, float]:
-            from transformers import GenerationConfig
-
-            t0 = time.perf_counter()
-            messages = [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "video", "video": clip},
-                        {"type": "text", "text": question},
-                    ],
-                }
-            ]
+        def prepare():  # noqa: ANN202
+            content = [{"type": "video", "video": clip}, {"type": "text", "text": question}]
+            messages = [{"role": "user", "content": content}]
             text = processor.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
@@ -190,39 +210,14 @@ def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> d
                 return_tensors="pt",
                 **kw,
             ).to(device)
-            sync()
-            t1 = time.perf_counter()
-            first: list[float] = []
+            return inputs, inputs["input_ids"].shape[1]
 
-            class Mark:
-                def put(self, value):  # noqa: ANN001
-                    if len(first) < 2:
-                        sync()
-                        first.append(time.perf_counter())
-
-                def end(self) -> None:
-                    pass
-
-            cfg = GenerationConfig(
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                do_sample=False,
-                pad_token_id=processor.tokenizer.pad_token_id,
-            )
+        def generate(inputs, streamer):  # noqa: ANN001, ANN202
             with torch.inference_mode():
-                out = model.generate(**inputs, generation_config=cfg, streamer=Mark())
-            sync()
-            t2 = time.perf_counter()
-            p = inputs["input_ids"].shape[1]
-            n = out.shape[1] - p
-            return {
-                "preprocess_s": t1 - t0,
-                "ttft_s": first[1] - t0,
-                "prefill_tok_s": p / (first[1] - t1),
-                "decode_tok_s": (n - 1) / (t2 - first[1]),
-                "prompt_tokens": p,
-                "new_tokens": n,
-            }
+                return model.generate(**inputs, generation_config=cfg, streamer=streamer)
+
+    def run() -> dict[str, float]:
+        return timed(prepare, generate, sync)
 
     run()  # warm-up: kernels, allocator, decoder libraries
     if cuda:
