@@ -14,6 +14,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 
 
+def meta_parameters(model_class, config) -> int:  # noqa: ANN001
+    """Parameters of ``model_class(config)`` built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        model = model_class._from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
 def test_benchmark_7b_matches_the_preset_parameter_count():
     import bench_gpu
     from tinymodels import build_tokenizer
@@ -21,14 +28,12 @@ def test_benchmark_7b_matches_the_preset_parameter_count():
 
     from vlcli.families import resolve_model
 
-    with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(
-            bench_gpu.config_7b(build_tokenizer())
-        )
-    counted = sum(p.numel() for p in model.parameters())
+    config = bench_gpu.config_7b(build_tokenizer())
+    counted = meta_parameters(Qwen2_5_VLForConditionalGeneration, config)
     spec = resolve_model("Qwen/Qwen2.5-VL-7B-Instruct")
     assert counted == spec.dims.parameter_count(14, 2, 2)
-    assert model.config.vision_config.tokens_per_second == 2
+    assert round(counted / 1e7) == 829  # the release's model card: 8.29 B parameters
+    assert config.vision_config.tokens_per_second == 2
 
 
 def test_parameter_count_of_qwen2_vl_7b_is_exact():
@@ -57,7 +62,6 @@ def test_parameter_count_of_qwen2_vl_7b_is_exact():
         ),
         tie_word_embeddings=False,
     )
-    with torch.device("meta"):
-        model = Qwen2VLForConditionalGeneration._from_config(config)
-    counted = sum(p.numel() for p in model.parameters())
+    counted = meta_parameters(Qwen2VLForConditionalGeneration, config)
+    assert round(counted / 1e7) == 829  # the release's model card: 8.29 B parameters
     assert counted == resolve_model("Qwen/Qwen2-VL-7B-Instruct").dims.parameter_count(14, 2, 2)
