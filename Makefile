@@ -39,7 +39,7 @@ sample-media: ffmpeg
 	bash sample_media/make_samples.sh
 
 bench: setup
-	$(BIN)/python tests/benchmarks/bench_preprocess.py
+	$(BIN)/python tests/benchmarks/bench_preprocess.py --repeat 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

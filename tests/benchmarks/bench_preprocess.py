@@ -164,6 +164,8 @@ def main() -> None:
                     str(clip),
                     "--model",
                     str(model),
+                    "--dtype",
+                    args.dtype,
                 ],
                 capture_output=True,
                 text=True,
