@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -559,6 +560,48 @@ def test_hub_that_never_answers_fails_fast(
     assert r.exit_code == 4
     (line,) = stderr_lines(r)
     assert "did not answer within 0.5 s" in line and "--model PATH" in line
+
+
+def test_download_from_the_hub_then_run_offline(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """A hub id not yet cached: the real huggingface_hub client fetches it from a local stand-in
+    of the hub (HF_ENDPOINT), only the files a model needs; the next run finds it in the cache
+    with the hub gone and HF_HUB_OFFLINE set. Subprocesses, so that huggingface_hub reads its
+    endpoint and cache from the environment as it does for a user."""
+    from helpers_hub import serve_hub
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_qwen25_path, repo)
+    (repo / "pytorch_model.bin").write_bytes(b"pickled weights vlcli must never fetch")
+    (repo / "README.md").write_text("# a model card\n")
+    (repo / "model.safetensors.index.json").unlink(missing_ok=True)
+    repo_id = "tiny-org/Tiny-Qwen2.5-VL"
+    cache = tmp_path / "hf-cache"
+    command = [sys.executable, "-m", "vlcli", "ask", tiny_clip, "What happens?"]
+    command += ["--model", repo_id, *NEW, "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HUB_CACHE=str(cache), HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+
+    with serve_hub(repo_id, repo) as hub:
+        first = subprocess.run(
+            command, capture_output=True, text=True, env={**env, "HF_ENDPOINT": hub.url}
+        )
+    assert first.returncode == 0, first.stderr
+    (record,) = records(first.stdout)
+    assert record["path"] == tiny_clip and record["model"] == repo_id
+    assert f"{repo_id}: not in the local Hugging Face cache: downloading it" in first.stderr
+    fetched = set(hub.downloaded())
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= fetched
+    assert not fetched & {"pytorch_model.bin", "README.md"}
+    snapshot = cache / "models--tiny-org--Tiny-Qwen2.5-VL" / "snapshots"
+    (folder,) = snapshot.iterdir()
+    assert not (folder / "pytorch_model.bin").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert second.returncode == 0, second.stderr
+    assert "downloading" not in second.stderr
+    assert records(second.stdout)[0]["frames"] == record["frames"]
 
 
 def test_bad_inputs_among_good_ones(
