@@ -283,6 +283,44 @@ def test_together_is_one_record(
     assert spy.constructed == 1 and len(spy.questions) == 1
 
 
+def test_together_with_two_videos_leaves_times_unmapped(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tiny_image: str, tmp_path: Path
+) -> None:
+    """Which video a stated second belongs to is unknown: no source seconds, no evidence."""
+    other = make_clip(tmp_path / "other.mp4", size=(128, 96), fps=8, seconds=4)
+    spy.fixed = BALL
+    shots = tmp_path / "shots"
+    r = invoke(
+        "ask", tiny_clip, other, "Where is the ball?", "--together", "--start", "1",
+        "--model", tiny_qwen25_path, *NEW, "--json", "--evidence", shots,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert [(t["start_s"], t["end_s"], t["mapped"]) for t in rec["times"]] == [
+        (0.5, 0.5, False), (1.0, 1.5, False), (9.0, 9.0, False),
+    ]  # fmt: skip
+    assert "evidence" not in rec and not shots.exists()
+    (warning,) = [line for line in stderr_lines(r) if "warning" in line]
+    assert "2 videos in one prompt" in warning and "not mapped" in warning
+
+    r = invoke(
+        "ask", tiny_clip, tiny_image, "Where is the ball?", "--together", "--start", "1",
+        "--model", tiny_qwen25_path, *NEW, "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)  # one video and an image: mapped through the video's plan
+    assert all(t["mapped"] for t in rec["times"]) and rec["times"][0]["start_s"] > 1.0
+    assert not [line for line in stderr_lines(r) if "warning" in line]
+
+    r = invoke(
+        "ask", tiny_clip, other, "Where is the ball?", "--together",
+        "--model", tiny_qwen25_path, *NEW,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "times as the model stated them" in r.stdout
+    assert "times in the source video" not in r.stdout
+
+
 # ---------------------------------------------------------------- times, subtitles, evidence
 
 

@@ -38,7 +38,7 @@ class AskResult:
     plans: list[VideoPlan | ImagePlan]
     question: str
     answer: str
-    times: list[Any]  # vlcli.times.TimeSpan, mapped to source seconds
+    times: list[Any]  # vlcli.times.TimeSpan, mapped to source seconds when one video was shown
     prompt_tokens: int
     generated_tokens: int
     model: str
@@ -109,14 +109,15 @@ def map_answer_times(
     Qwen2/2.5-VL count seconds from the first frame of the clip they were shown: a stated second
     goes through the plan's patch table (:meth:`VideoPlan.source_seconds`). Qwen3-VL was shown
     source timestamps as text, so its seconds are source seconds already. Either way the result
-    is clipped to the clip and flagged when it falls outside. With no video there is no clip:
-    the spans are returned unmapped.
+    is clipped to the clip and flagged when it falls outside. With no video there is no clip,
+    and with several (``--together``) nothing tells which one a time is about (each video's
+    seconds count from its own first frame): the spans are returned unmapped.
     """
     from .times import map_times, parse_times
 
     spans = parse_times(answer, assume_seconds=(task == "ground"))
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if not spans or not videos:
+    if not spans or len(videos) != 1:
         return spans
     first = videos[0]
     end = first.clip_end_s + 1.0 / first.source_fps  # the last frame is shown for one frame time
@@ -228,6 +229,13 @@ def ask_one(
             ) from exc
         raise
     times = map_answer_times(answer.text, plans, runner.spec.family.name, settings.task)
+    videos = sum(isinstance(p, VideoPlan) for p in plans)
+    if times and videos > 1 and warn is not None:
+        warn(
+            f"{videos} videos in one prompt: the answer's times are the model's own seconds, "
+            "counted from the first frame of whichever video it means, and are not mapped to "
+            "source seconds (ask about one video at a time to map them)"
+        )
     result = AskResult(
         paths=paths,
         plans=plans,
@@ -241,17 +249,14 @@ def ask_one(
         task=settings.task,
         name=name or Path(paths[0]).stem,
     )
-    if settings.evidence_dir and any(t.mapped for t in times):
-        video_paths = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
-        if video_paths:
-            try:
-                stem = result.name if video_paths[0] == paths[0] else None
-                result.evidence = save_evidence(
-                    video_paths[0], times, settings.evidence_dir, stem
-                )
-            except (VlcliError, OSError) as exc:
-                if warn is not None:
-                    warn(f"{video_paths[0]}: evidence frames not saved: {exc}")
+    if settings.evidence_dir and any(t.mapped for t in times):  # mapped: exactly one video
+        (video,) = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
+        try:
+            stem = result.name if video == paths[0] else None
+            result.evidence = save_evidence(video, times, settings.evidence_dir, stem)
+        except (VlcliError, OSError) as exc:
+            if warn is not None:
+                warn(f"{video}: evidence frames not saved: {exc}")
     return result
 
 

@@ -289,7 +289,12 @@ def answer_view(result: Any) -> None:
     sys.stdout.write("\n")
     sys.stdout.flush()
     if result.times:
-        t = Table(title="times in the source video", title_justify="left", show_edge=False)
+        title = (
+            "times in the source video"
+            if all(span.mapped for span in result.times)
+            else "times as the model stated them (not mapped to a source video)"
+        )
+        t = Table(title=title, title_justify="left", show_edge=False)
         for col in ("start s", "end s", "start", "end", "", "text"):
             t.add_column(col, overflow="fold")
         for span in result.times:
