@@ -22,6 +22,8 @@ qwen-vl-utils returns (``return_video_metadata=True``).
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,6 +135,26 @@ def test_video_inputs_equal_the_reference(
     assert (
         float((ours["pixel_values_videos"] - ref["pixel_values_videos"]).abs().max()) == 0.0
     )  # measured
+
+
+def test_a_capping_video_processor(tiny_qwen25_path: Path, tmp_path: Path, tiny_clip: str) -> None:
+    """A checkpoint whose video_preprocessor_config.json turns on ``cap_pixels_per_frame`` (with a
+    small ``max_video_tokens``, so that it binds): the processor shrinks qwen-vl-utils' frames
+    once more, and vlcli's plan and inputs follow it."""
+    from transformers import AutoVideoProcessor
+
+    folder = tmp_path / "capped"
+    shutil.copytree(tiny_qwen25_path, folder)
+    vp = AutoVideoProcessor.from_pretrained(folder)
+    vp.cap_pixels_per_frame, vp.max_video_tokens = True, 200
+    vp.save_pretrained(folder)
+    runner = ModelRunner(str(folder), device="cpu", dtype="float32", warn=lambda _m: None)
+    plan = plan_video(probe(tiny_clip).video_facts(), SamplingOptions(), runner.family)
+    assert plan.resized_height * plan.resized_width < plan.frame_height * plan.frame_width
+    ref = reference_inputs(runner.processor, _messages(tiny_clip, None, {}))
+    ours = vlcli_inputs(runner, tiny_clip, None, SamplingOptions())
+    assert ours["video_grid_thw"].tolist() == [list(plan.grid_thw)]
+    assert_same(ours, ref, EXACT[:-1] + ["pixel_values_videos", "second_per_grid_ts"])
 
 
 def test_second_per_grid_ts_and_the_fps_pitfall(qwen25_runner: ModelRunner, tiny_clip: str) -> None:

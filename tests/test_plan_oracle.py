@@ -25,6 +25,7 @@ import torch
 import torchcodec.decoders
 from qwen_vl_utils import vision_process as ref
 from transformers import AutoVideoProcessor
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize as tf_smart_resize
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 from transformers.video_processing_utils import BaseVideoProcessor
@@ -196,8 +197,8 @@ class _Target(Exception):
     """Raised by the stand-in pixel resize, carrying the size the processor asked for."""
 
 
-def qwen3_processor_size(monkeypatch, vp, frames: int, height: int, width: int) -> tuple[int, int]:
-    """The (height, width) the real Qwen3-VL video processor resizes these frames to.
+def processor_size(monkeypatch, vp, frames: int, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) the real video processor ``vp`` resizes these frames to.
 
     Called as the reference calls it (``do_sample_frames=False``, nothing else), on ``frames``
     frames of ``height`` x ``width`` that are one zero broadcast; raises what the processor raises.
@@ -242,7 +243,7 @@ def test_qwen3_video_plan_matches_the_processor(monkeypatch, config, shape, rate
     family = family_for(vp)
     try:
         indices, _, size = reference_video(monkeypatch, facts, options, patch=16)
-        final = qwen3_processor_size(monkeypatch, vp, len(indices), *size)
+        final = processor_size(monkeypatch, vp, len(indices), *size)
     except (ValueError, AssertionError):
         with pytest.raises(InputError):
             plan_video(facts, options, family)
@@ -262,7 +263,7 @@ def test_qwen3_the_processor_pass_matters(monkeypatch):
     assert (plan.frame_height, plan.frame_width) == (640, 1152)  # qwen-vl-utils: 720 tokens a frame
     assert (plan.resized_height, plan.resized_width) == (480, 864)  # the processor: 405 a frame
     vp = Qwen3VLVideoProcessor(**RELEASED_QWEN3_VIDEO)
-    assert qwen3_processor_size(monkeypatch, vp, 60, 640, 1152) == (480, 864)
+    assert processor_size(monkeypatch, vp, 60, 640, 1152) == (480, 864)
     assert plan.visual_tokens == 30 * 15 * 27
 
 
@@ -282,7 +283,7 @@ def test_qwen3_video_resize_equals_the_processor(monkeypatch, config):
             "max_video_tokens": fam.processor_video_max_tokens,
         }
         try:
-            theirs = qwen3_processor_size(monkeypatch, vp, frames, h, w)
+            theirs = processor_size(monkeypatch, vp, frames, h, w)
         except ValueError:
             with pytest.raises(InputError):
                 qwen3_video_resize(*args, **kwargs)
@@ -323,7 +324,97 @@ def test_qwen3_settings_come_from_the_checkpoint_folder(monkeypatch, tmp_path, c
     for options in OPTIONS:
         _, _, size = reference_video(monkeypatch, facts, options, patch=16)
         plan = plan_video(facts, options, family)
-        final = qwen3_processor_size(monkeypatch, vp, plan.frames, *size)
+        final = processor_size(monkeypatch, vp, plan.frames, *size)
+        assert (plan.resized_height, plan.resized_width) == final, options
+
+
+# ---------------------------------------------------------------- Qwen2/2.5-VL's video processor pass
+
+# Qwen2.5-VL's video processor is Qwen2VLVideoProcessor. The released checkpoints' limits
+# (min_pixels 3136, max_pixels 12845056), its class defaults, and cap_pixels_per_frame turned on
+# in a checkpoint's video_preprocessor_config.json, with the default context (128000 tokens, the
+# same total as qwen-vl-utils', so it rarely binds) and a small one (so that it binds).
+RELEASED_QWEN25_VIDEO = {"min_pixels": 3136, "max_pixels": 12845056}
+QWEN2_PROCESSORS = {
+    "class-defaults": {},
+    "released": RELEASED_QWEN25_VIDEO,
+    "released-capped": {**RELEASED_QWEN25_VIDEO, "cap_pixels_per_frame": True},
+    "capped-4000-tokens": {
+        **RELEASED_QWEN25_VIDEO,
+        "cap_pixels_per_frame": True,
+        "max_video_tokens": 4000,
+    },
+}
+
+
+def qwen2_family_for(vp) -> Family:
+    """QWEN2_5_VL with this video processor's settings (what vlcli reads from its config file)."""
+    return replace(
+        QWEN2_5_VL,
+        processor_video_min_pixels=vp.size.shortest_edge,
+        processor_video_max_pixels=vp.size.longest_edge,
+        processor_video_cap_pixels_per_frame=bool(vp.cap_pixels_per_frame),
+        processor_video_max_tokens=vp.max_video_tokens,
+    )
+
+
+def test_qwen25_preset_is_the_released_video_processor():
+    assert qwen2_family_for(Qwen2VLVideoProcessor(**RELEASED_QWEN25_VIDEO)) == QWEN2_5_VL
+
+
+@pytest.mark.parametrize("config", list(QWEN2_PROCESSORS))
+@pytest.mark.parametrize(("shape", "rate", "options"), _cases()[::3])
+def test_qwen25_video_plan_matches_the_processor(monkeypatch, config, shape, rate, options):
+    """qwen-vl-utils, then the Qwen2-VL video processor (cap on or off): the plan's final size."""
+    (w, h), (fps, n) = shape, rate
+    facts = VideoFacts(width=w, height=h, num_frames=n, average_fps=fps)
+    vp = Qwen2VLVideoProcessor(**QWEN2_PROCESSORS[config])
+    family = qwen2_family_for(vp)
+    try:
+        indices, _, size = reference_video(monkeypatch, facts, options)
+        final = processor_size(monkeypatch, vp, len(indices), *size)
+    except (ValueError, AssertionError):
+        with pytest.raises(InputError):
+            plan_video(facts, options, family)
+        return
+    plan = plan_video(facts, options, family)
+    assert (plan.frames, plan.frame_height, plan.frame_width) == (len(indices), *size)
+    assert (plan.resized_height, plan.resized_width) == final
+    assert plan.grid_thw == (plan.frames // 2, final[0] // 14, final[1] // 14)
+
+
+def test_qwen25_the_cap_matters(monkeypatch):
+    """A larger --total-pixels lets qwen-vl-utils keep 1080p frames; a capping processor does not."""
+    facts = VideoFacts(width=1920, height=1080, num_frames=9000, average_fps=30.0)
+    options = SamplingOptions(total_pixels=400_000_000, max_pixels=2_000_000)
+    plain = plan_video(facts, options, QWEN2_5_VL)
+    vp = Qwen2VLVideoProcessor(**RELEASED_QWEN25_VIDEO, cap_pixels_per_frame=True)
+    capped = plan_video(facts, options, qwen2_family_for(vp))
+    assert plain.frames == capped.frames == 600
+    assert (plain.frame_height, plain.frame_width) == (capped.frame_height, capped.frame_width)
+    assert (plain.resized_height, plain.resized_width) == (plain.frame_height, plain.frame_width)
+    size = (capped.frame_height, capped.frame_width)
+    assert (capped.resized_height, capped.resized_width) == processor_size(
+        monkeypatch, vp, 600, *size
+    )
+    assert capped.resized_height * capped.resized_width <= 90316800 * 2 // 600
+    assert capped.visual_tokens < plain.visual_tokens
+
+
+@pytest.mark.parametrize("config", ["released", "capped-4000-tokens"])
+def test_qwen25_settings_come_from_the_checkpoint_folder(monkeypatch, tmp_path, config):
+    """vlcli reads the folder's video_preprocessor_config.json as transformers loads it."""
+    cfg = {"model_type": "qwen2_5_vl", "vision_config": {"tokens_per_second": 2}}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    Qwen2VLVideoProcessor(**QWEN2_PROCESSORS[config]).save_pretrained(tmp_path)
+    vp = AutoVideoProcessor.from_pretrained(tmp_path)
+    family = resolve_model(str(tmp_path)).family
+    assert family == qwen2_family_for(vp)
+    facts = VideoFacts(width=1280, height=720, num_frames=1800, average_fps=30.0)
+    for options in OPTIONS:
+        _, _, size = reference_video(monkeypatch, facts, options)
+        plan = plan_video(facts, options, family)
+        final = processor_size(monkeypatch, vp, plan.frames, *size)
         assert (plan.resized_height, plan.resized_width) == final, options
 
 

@@ -45,9 +45,11 @@ class Family:
     processor_video_max_pixels: int = 12845056
     processor_image_min_pixels: int = 3136
     processor_image_max_pixels: int = 12845056
-    # Qwen3-VL's video processor only (see plan.qwen3_video_resize): whether it caps each frame's
-    # pixels before its whole-clip budget (``cap_pixels_per_frame``; unset means off in
-    # transformers 5.24) and the per-frame token ceiling of that cap (``max_video_tokens``).
+    # The video processor's ``cap_pixels_per_frame`` (unset means off in transformers 5.24) and
+    # its ``max_video_tokens``, which means something else in each processor: for Qwen3-VL (see
+    # plan.qwen3_video_resize) the per-frame token ceiling of the cap (768); for Qwen2/2.5-VL
+    # (see plan.processor_video_resize) the context length whose 90% in pixels, shared evenly
+    # between the frames, caps each frame (128000, as qwen-vl-utils' own total).
     processor_video_cap_pixels_per_frame: bool = False
     processor_video_max_tokens: int = 768
 
@@ -124,8 +126,20 @@ class ModelSpec:
         }
 
 
-QWEN2_VL = Family("qwen2_vl", "Qwen2-VL", patch_size=14, time_encoding="frame-index")
-QWEN2_5_VL = Family("qwen2_5_vl", "Qwen2.5-VL", patch_size=14, tokens_per_second=2)
+QWEN2_VL = Family(
+    "qwen2_vl",
+    "Qwen2-VL",
+    patch_size=14,
+    time_encoding="frame-index",
+    processor_video_max_tokens=128000,
+)
+QWEN2_5_VL = Family(
+    "qwen2_5_vl",
+    "Qwen2.5-VL",
+    patch_size=14,
+    tokens_per_second=2,
+    processor_video_max_tokens=128000,
+)
 # Qwen3-VL's processors take ``size`` = {shortest_edge, longest_edge}. The released checkpoints'
 # video_preprocessor_config.json says size {"shortest_edge": 4096, "longest_edge": 25165824} and
 # sets neither cap_pixels_per_frame nor max_video_tokens (so: cap off, 768), preprocessor_config.json
@@ -283,13 +297,14 @@ def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
                 # transformers builds the video processor from preprocessor_config.json then.
                 changes["processor_video_min_pixels"] = int(lo)
                 changes["processor_video_max_pixels"] = int(hi)
-    if base.name == "qwen3_vl":
-        # (Qwen2-VL's video processor has a max_video_tokens too, meaning something else.)
-        video = _read_json(folder / "video_preprocessor_config.json")
-        changes["processor_video_cap_pixels_per_frame"] = bool(video.get("cap_pixels_per_frame"))
-        tokens = video.get("max_video_tokens")
-        if tokens:
-            changes["processor_video_max_tokens"] = int(tokens)
+    # The video processor is built from preprocessor_config.json when there is no video file.
+    video = _read_json(folder / "video_preprocessor_config.json") or _read_json(
+        folder / "preprocessor_config.json"
+    )
+    changes["processor_video_cap_pixels_per_frame"] = bool(video.get("cap_pixels_per_frame"))
+    tokens = video.get("max_video_tokens")
+    if tokens:
+        changes["processor_video_max_tokens"] = int(tokens)
     return replace(base, **changes)
 
 

@@ -259,8 +259,20 @@ def qwen3_video_resize(
 
 
 def processor_video_resize(family: Family, frames: int, height: int, width: int) -> tuple[int, int]:
-    """The size the family's transformers video processor gives ``frames`` frames of this size."""
+    """The size the family's transformers video processor gives ``frames`` frames of this size.
+
+    Qwen2/2.5-VL (transformers 5.24's ``Qwen2VLVideoProcessor.resize``): ``smart_resize`` within
+    ``min_pixels``/``max_pixels`` per frame; with ``cap_pixels_per_frame`` the per-frame maximum
+    is first lowered to an even share of the clip budget, as qwen-vl-utils does::
+
+        max_pixels = max(min(max_pixels, int(max_video_tokens * factor**2 * 0.9)
+                                         * temporal_patch_size // frames),
+                         int(min_pixels * 1.05))
+    """
     lo, hi = family.processor_video_min_pixels, family.processor_video_max_pixels
+    if family.name != "qwen3_vl" and family.processor_video_cap_pixels_per_frame:
+        total = int(family.processor_video_max_tokens * family.factor * family.factor * 0.9)
+        hi = max(min(hi, total * family.temporal_patch_size // frames), int(lo * 1.05))
     if family.name == "qwen3_vl":
         return qwen3_video_resize(
             frames,
