@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup ffmpeg test lint demo sample-media bench clean
+.PHONY: setup ffmpeg test lint demo sample-media bench device-kit clean
 
 setup: ffmpeg $(STAMP)
 
@@ -40,6 +40,9 @@ sample-media: ffmpeg
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_preprocess.py --repeat 3
+
+device-kit: setup
+	bash tests/benchmarks/device_kit.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

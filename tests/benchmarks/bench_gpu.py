@@ -142,7 +142,23 @@ def timed(prepare, generate, sync) -> dict[str, float]:  # noqa: ANN001
     }
 
 
-def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> dict[str, float]:
+def video_facts(clip: str, facts: str | None):  # noqa: ANN201
+    """The clip's VideoFacts: probed (ffprobe), or read from ``--facts`` where there is no ffprobe."""
+    from vlcli.media import probe
+    from vlcli.plan import VideoFacts
+
+    if facts is None:
+        return probe(clip).video_facts()
+    d = json.loads(Path(facts).read_text())
+    times = d.get("frame_times_s")
+    return VideoFacts(
+        d["width"], d["height"], d["num_frames"], d["average_fps"], tuple(times) if times else None
+    )
+
+
+def child(
+    which: str, folder: str, clip: str, new_tokens: int, device: str, facts: str | None = None
+) -> dict[str, float]:
     import torch
 
     question = "Describe what happens in this video, with times."
@@ -153,13 +169,12 @@ def child(which: str, folder: str, clip: str, new_tokens: int, device: str) -> d
             torch.cuda.synchronize()
 
     if which == "vlcli":
-        from vlcli.media import probe
         from vlcli.memory import estimate_memory
         from vlcli.plan import SamplingOptions, estimate_prompt_tokens, plan_video
         from vlcli.runner import ModelRunner
 
         runner = ModelRunner(folder, device=device, dtype="auto")
-        plan = plan_video(probe(clip).video_facts(), SamplingOptions(), runner.family)
+        plan = plan_video(video_facts(clip, facts), SamplingOptions(), runner.family)
         cfg = runner._generation_config(new_tokens, 0.0)
         cfg.min_new_tokens = new_tokens
 
@@ -241,11 +256,20 @@ def main() -> None:
         default=None,
         help="where to save the random model (default /tmp/vlcli-bench-SIZE)",
     )
+    ap.add_argument(
+        "--facts",
+        default=None,
+        help="the clip's VideoFacts as JSON (tests/benchmarks/device_kit.sh writes it), for a "
+        "machine without ffprobe",
+    )
     ap.add_argument("--child", choices=["reference", "vlcli"])
     args = ap.parse_args()
     folder = Path(args.folder or f"/tmp/vlcli-bench-{args.size}")
     if args.child:
-        print(json.dumps(child(args.child, str(folder), args.clip, args.new_tokens, args.device)))
+        result = child(
+            args.child, str(folder), args.clip, args.new_tokens, args.device, args.facts
+        )
+        print(json.dumps(result))
         return
     if not (folder / "config.json").exists():
         if args.size == "7b":
@@ -272,6 +296,7 @@ def main() -> None:
                 str(args.new_tokens),
                 "--folder",
                 str(folder),
+                *(["--facts", args.facts] if args.facts else []),
             ],
             capture_output=True,
             text=True,
@@ -289,9 +314,29 @@ def main() -> None:
             f"{k:<16} "
             + " ".join(f"{x:>12.3f}" if isinstance(x, float) else f"{str(x):>12}" for x in row)
         )
+    versions = {}
+    try:
+        import torch
+        import transformers
+        from torchcodec._core import ops
+
+        versions = {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "ffmpeg": ops.get_ffmpeg_library_versions().get("ffmpeg_version"),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        }
+    except Exception as exc:  # the figures matter more than the versions
+        versions = {"error": str(exc)}
     print(
         json.dumps(
-            {"size": args.size, "device": args.device, "clip": args.clip, "results": results}
+            {
+                "size": args.size,
+                "device": args.device,
+                "clip": args.clip,
+                "versions": versions,
+                "results": results,
+            }
         )
     )
 
