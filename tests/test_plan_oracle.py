@@ -216,10 +216,10 @@ def processor_size(monkeypatch, vp, frames: int, height: int, width: int) -> tup
     raise AssertionError("the processor did not resize")
 
 
-def family_for(vp) -> Family:
-    """QWEN3_VL with this processor's video settings (what vlcli reads from its config file)."""
+def family_for(vp, base: Family = QWEN3_VL) -> Family:
+    """``base`` with this video processor's settings (what vlcli reads from its config file)."""
     return replace(
-        QWEN3_VL,
+        base,
         processor_video_min_pixels=vp.size.shortest_edge,
         processor_video_max_pixels=vp.size.longest_edge,
         processor_video_cap_pixels_per_frame=bool(vp.cap_pixels_per_frame),
@@ -237,12 +237,17 @@ def test_qwen3_preset_is_the_released_video_processor():
 @pytest.mark.parametrize(("shape", "rate", "options"), _cases())
 def test_qwen3_video_plan_matches_the_processor(monkeypatch, config, shape, rate, options):
     """qwen-vl-utils (image_patch_size=16), then the Qwen3-VL processor: the plan's final size."""
+    vp = Qwen3VLVideoProcessor(**QWEN3_PROCESSORS[config])
+    assert_plan_is_the_processors(monkeypatch, vp, family_for(vp), shape, rate, options)
+
+
+def assert_plan_is_the_processors(monkeypatch, vp, family, shape, rate, options) -> None:
+    """qwen-vl-utils' frames and size, then ``vp``'s resize: the plan's frames, size and grid."""
     (w, h), (fps, n) = shape, rate
     facts = VideoFacts(width=w, height=h, num_frames=n, average_fps=fps)
-    vp = Qwen3VLVideoProcessor(**QWEN3_PROCESSORS[config])
-    family = family_for(vp)
+    patch = family.patch_size
     try:
-        indices, _, size = reference_video(monkeypatch, facts, options, patch=16)
+        indices, _, size = reference_video(monkeypatch, facts, options, patch=patch)
         final = processor_size(monkeypatch, vp, len(indices), *size)
     except (ValueError, AssertionError):
         with pytest.raises(InputError):
@@ -251,7 +256,7 @@ def test_qwen3_video_plan_matches_the_processor(monkeypatch, config, shape, rate
     plan = plan_video(facts, options, family)
     assert (plan.frames, plan.frame_height, plan.frame_width) == (len(indices), *size)
     assert (plan.resized_height, plan.resized_width) == final
-    assert plan.grid_thw == (math.ceil(plan.frames / 2), final[0] // 16, final[1] // 16)
+    assert plan.grid_thw == (math.ceil(plan.frames / 2), final[0] // patch, final[1] // patch)
     assert plan.visual_tokens == math.prod(plan.grid_thw) // 4
 
 
@@ -347,40 +352,18 @@ QWEN2_PROCESSORS = {
 }
 
 
-def qwen2_family_for(vp) -> Family:
-    """QWEN2_5_VL with this video processor's settings (what vlcli reads from its config file)."""
-    return replace(
-        QWEN2_5_VL,
-        processor_video_min_pixels=vp.size.shortest_edge,
-        processor_video_max_pixels=vp.size.longest_edge,
-        processor_video_cap_pixels_per_frame=bool(vp.cap_pixels_per_frame),
-        processor_video_max_tokens=vp.max_video_tokens,
-    )
-
-
 def test_qwen25_preset_is_the_released_video_processor():
-    assert qwen2_family_for(Qwen2VLVideoProcessor(**RELEASED_QWEN25_VIDEO)) == QWEN2_5_VL
+    assert family_for(Qwen2VLVideoProcessor(**RELEASED_QWEN25_VIDEO), QWEN2_5_VL) == QWEN2_5_VL
 
 
 @pytest.mark.parametrize("config", list(QWEN2_PROCESSORS))
 @pytest.mark.parametrize(("shape", "rate", "options"), _cases()[::3])
 def test_qwen25_video_plan_matches_the_processor(monkeypatch, config, shape, rate, options):
     """qwen-vl-utils, then the Qwen2-VL video processor (cap on or off): the plan's final size."""
-    (w, h), (fps, n) = shape, rate
-    facts = VideoFacts(width=w, height=h, num_frames=n, average_fps=fps)
     vp = Qwen2VLVideoProcessor(**QWEN2_PROCESSORS[config])
-    family = qwen2_family_for(vp)
-    try:
-        indices, _, size = reference_video(monkeypatch, facts, options)
-        final = processor_size(monkeypatch, vp, len(indices), *size)
-    except (ValueError, AssertionError):
-        with pytest.raises(InputError):
-            plan_video(facts, options, family)
-        return
-    plan = plan_video(facts, options, family)
-    assert (plan.frames, plan.frame_height, plan.frame_width) == (len(indices), *size)
-    assert (plan.resized_height, plan.resized_width) == final
-    assert plan.grid_thw == (plan.frames // 2, final[0] // 14, final[1] // 14)
+    assert_plan_is_the_processors(
+        monkeypatch, vp, family_for(vp, QWEN2_5_VL), shape, rate, options
+    )
 
 
 def test_qwen25_the_cap_matters(monkeypatch):
@@ -389,7 +372,7 @@ def test_qwen25_the_cap_matters(monkeypatch):
     options = SamplingOptions(total_pixels=400_000_000, max_pixels=2_000_000)
     plain = plan_video(facts, options, QWEN2_5_VL)
     vp = Qwen2VLVideoProcessor(**RELEASED_QWEN25_VIDEO, cap_pixels_per_frame=True)
-    capped = plan_video(facts, options, qwen2_family_for(vp))
+    capped = plan_video(facts, options, family_for(vp, QWEN2_5_VL))
     assert plain.frames == capped.frames == 600
     assert (plain.frame_height, plain.frame_width) == (capped.frame_height, capped.frame_width)
     assert (plain.resized_height, plain.resized_width) == (plain.frame_height, plain.frame_width)
@@ -409,7 +392,7 @@ def test_qwen25_settings_come_from_the_checkpoint_folder(monkeypatch, tmp_path, 
     Qwen2VLVideoProcessor(**QWEN2_PROCESSORS[config]).save_pretrained(tmp_path)
     vp = AutoVideoProcessor.from_pretrained(tmp_path)
     family = resolve_model(str(tmp_path)).family
-    assert family == qwen2_family_for(vp)
+    assert family == family_for(vp, QWEN2_5_VL)
     facts = VideoFacts(width=1280, height=720, num_frames=1800, average_fps=30.0)
     for options in OPTIONS:
         _, _, size = reference_video(monkeypatch, facts, options)
