@@ -2,9 +2,10 @@
 
 The reference (qwen-vl-utils, then the transformers processor over the whole decoded video)
 holds every sampled frame as float32 at once. Here each video is decoded ``CHUNK_FRAMES``
-frames (one temporal patch) at a time (:func:`vlcli.media.iter_video_chunks`), each chunk goes through the processor's
-own video processor, and its rows are copied into one ``pixel_values_videos`` tensor allocated
-up front in the model's dtype on the model's device. That is exact because the processor's
+frames (one temporal patch) at a time (:func:`vlcli.media.iter_video_chunks`), each chunk goes
+through the processor's own video processor, and its rows are copied into one
+``pixel_values_videos`` tensor allocated up front in the model's dtype on the model's device.
+That is exact because the processor's
 patch layout puts the temporal patch outermost: the rows of temporal patch ``g`` are
 ``g * grid_h * grid_w`` to ``(g + 1) * grid_h * grid_w``, and a chunk of an even number of
 frames is a whole number of temporal patches. The grids and ``second_per_grid_ts`` come from the

@@ -270,9 +270,6 @@ def processor_video_resize(family: Family, frames: int, height: int, width: int)
                          int(min_pixels * 1.05))
     """
     lo, hi = family.processor_video_min_pixels, family.processor_video_max_pixels
-    if family.name != "qwen3_vl" and family.processor_video_cap_pixels_per_frame:
-        total = int(family.processor_video_max_tokens * family.factor * family.factor * 0.9)
-        hi = max(min(hi, total * family.temporal_patch_size // frames), int(lo * 1.05))
     if family.name == "qwen3_vl":
         return qwen3_video_resize(
             frames,
@@ -285,6 +282,9 @@ def processor_video_resize(family: Family, frames: int, height: int, width: int)
             cap_pixels_per_frame=family.processor_video_cap_pixels_per_frame,
             max_video_tokens=family.processor_video_max_tokens,
         )
+    if family.processor_video_cap_pixels_per_frame:
+        total = int(family.processor_video_max_tokens * family.factor * family.factor * 0.9)
+        hi = max(min(hi, total * family.temporal_patch_size // frames), int(lo * 1.05))
     return processor_resize(height, width, family.factor, lo, hi)
 
 
