@@ -716,6 +716,30 @@ def test_memory_check_stops_before_decoding(
     assert len(prepared) == 1 and len(records(forced.stdout)) == 1
 
 
+def test_weights_that_do_not_fit_stop_before_loading(
+    tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host (or GPU) has less memory available than the weights take: one line, status 5,
+    nothing loaded; --force loads and answers."""
+    loads: list[str] = []
+    real_load = ModelRunner._load
+    monkeypatch.setattr("vlcli.runner.available_memory_bytes", lambda device: 2**16)  # 64 KiB
+    monkeypatch.setattr(
+        ModelRunner, "_load", lambda self, folder: loads.append(folder) or real_load(self, folder)
+    )
+    r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW)
+    assert r.exit_code == 5 and r.stdout == "" and loads == []
+    (line,) = stderr_lines(r)
+    assert "the model's weights need 745 KiB in float32 and 64 KiB of memory is available" in line
+    assert "--dtype bfloat16 halves it" in line and "--force" in line
+
+    forced = invoke(
+        "ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW, "--force", "--json"
+    )
+    assert forced.exit_code == 0, forced.stderr
+    assert len(loads) == 1 and len(records(forced.stdout)) == 1
+
+
 def test_memory_check_goes_on_with_the_other_inputs(
     spy: Spy, tiny_qwen25_path: Path, two_clips: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

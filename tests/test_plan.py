@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vlcli.errors import InputError, UsageError
+from vlcli.errors import ExitStatus, InputError, MemoryBudgetError, UsageError
 from vlcli.families import QWEN2_5_VL, QWEN2_VL, resolve_model
-from vlcli.memory import estimate_memory
+from vlcli.memory import GIB, check_weights_fit, estimate_memory, weights_bytes
 from vlcli.plan import (
     SamplingOptions,
     VideoFacts,
@@ -256,3 +256,21 @@ def test_a_bug_on_one_input_does_not_stop_the_others(monkeypatch, tmp_path):
     out = list(core.plan_inputs(["a.png", "bad.mp4", "c.png"], SamplingOptions(), spec))
     assert [o.plan is not None for o in out] == [True, False, True]
     assert out[1].error.status == ExitStatus.ERROR and "RuntimeError: boom" in out[1].error.message
+
+
+def test_weights_that_cannot_fit_stop_before_loading() -> None:
+    """Qwen2.5-VL-7B (8.29 B parameters) on a 24 GiB machine: float32 does not fit, bf16 does."""
+    spec = resolve_model("Qwen/Qwen2.5-VL-7B-Instruct")
+    assert weights_bytes(spec, "float32") == 2 * weights_bytes(spec, "bf16") == 4 * 8_292_166_656
+    with pytest.raises(MemoryBudgetError) as err:
+        check_weights_fit(spec, "float32", "cpu", 24 * GIB)
+    assert err.value.status == ExitStatus.MEMORY
+    assert err.value.message == (
+        "the model's weights need 30.9 GiB in float32 and 24.0 GiB of memory is available: "
+        "--dtype bfloat16 halves it (15.4 GiB), or run on a GPU; --force loads it anyway"
+    )
+    check_weights_fit(spec, "bfloat16", "cpu", 24 * GIB)
+    check_weights_fit(spec, "float32", "cpu", 24 * GIB, force=True)
+    check_weights_fit(spec, "float32", "cpu", None)  # unknown: no check
+    with pytest.raises(MemoryBudgetError, match="12.0 GiB of GPU memory is free: use a smaller"):
+        check_weights_fit(spec, "bfloat16", "cuda", 12 * GIB)

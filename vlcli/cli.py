@@ -390,7 +390,8 @@ def ask(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Run even when the memory estimate says the prompt does not fit."
+            "--force",
+            help="Run even when the memory estimate says the weights or the prompt do not fit.",
         ),
     ] = False,
     json_out: Json = False,
@@ -452,7 +453,13 @@ def ask(
         raise typer.Exit(_failure_status(errors))
 
     runner = ModelRunner(
-        model, device=device, dtype=dtype, attn=attn, warn=render.warning, located=located
+        model,
+        device=device,
+        dtype=dtype,
+        attn=attn,
+        warn=render.warning,
+        located=located,
+        force=force,
     )
     groups = (
         [[(i.path, i.plan) for i in planned]] if together else [[(i.path, i.plan)] for i in planned]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import UsageError
+from .errors import MemoryBudgetError, UsageError
 from .families import ModelSpec
 from .plan import ImagePlan, VideoPlan
 
@@ -74,6 +74,49 @@ class MemoryEstimate:
         return d
 
 
+def weights_bytes(spec: ModelSpec, dtype: str) -> int | None:
+    """Bytes of the model's weights in ``dtype``; None when the model's shapes are unknown."""
+    dims = spec.dims
+    if dims is None:
+        return None
+    fam = spec.family
+    params = dims.parameter_count(fam.patch_size, fam.temporal_patch_size, fam.spatial_merge_size)
+    return params * DTYPE_BYTES[canonical_dtype(dtype)]
+
+
+def check_weights_fit(
+    spec: ModelSpec, dtype: str, device: str, available_bytes: int | None, force: bool = False
+) -> None:
+    """Stop before loading weights that cannot fit in the memory ``device`` has available.
+
+    Loading a 7B model in float32 on a machine with less memory ends in the kernel killing the
+    process, with no message; a GPU runs out of memory half-way through loading. ``device`` is
+    ``"cpu"`` or ``"cuda"``; ``available_bytes`` None (unknown) or ``force`` skips the check.
+    """
+    need = weights_bytes(spec, dtype)
+    if need is None or available_bytes is None or force or need <= available_bytes:
+        return
+    dtype = canonical_dtype(dtype)
+    where = "memory is available" if device == "cpu" else "GPU memory is free"
+    hint = (
+        f"--dtype bfloat16 halves it ({_size(need // 2)})"
+        if dtype == "float32"
+        else "use a smaller model"
+    )
+    if device == "cpu":
+        hint += ", or run on a GPU"
+    raise MemoryBudgetError(
+        f"the model's weights need {_size(need)} in {dtype} and {_size(available_bytes)} of "
+        f"{where}: {hint}; --force loads it anyway"
+    )
+
+
+def _size(n: int) -> str:
+    if n >= GIB // 10:
+        return f"{n / GIB:.1f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
 def estimate_memory(
     spec: ModelSpec,
     plans: list[VideoPlan | ImagePlan],
@@ -88,7 +131,7 @@ def estimate_memory(
     dtype = canonical_dtype(dtype)
     b = DTYPE_BYTES[dtype]
     fam = spec.family
-    params = dims.parameter_count(fam.patch_size, fam.temporal_patch_size, fam.spatial_merge_size)
+    weights = weights_bytes(spec, dtype) or 0
     tokens = prompt_tokens + max_new_tokens
     kv = 2 * dims.num_layers * dims.num_kv_heads * dims.head_dim * tokens * b
     merge2 = fam.spatial_merge_size**2
@@ -98,4 +141,4 @@ def estimate_memory(
     vision += dims.vision_heads * group * group * b
     prefill = prompt_tokens * (4 * dims.hidden_size + 3 * dims.intermediate_size) * b
     prefill += prompt_tokens * dims.hidden_size * b
-    return MemoryEstimate(dtype, params * b, kv, vision, prefill, OVERHEAD_BYTES)
+    return MemoryEstimate(dtype, weights, kv, vision, prefill, OVERHEAD_BYTES)

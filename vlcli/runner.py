@@ -29,7 +29,7 @@ import torch
 from .errors import ExitStatus, ModelError, UsageError, VlcliError
 from .families import ModelSpec, hf_cache_snapshot, resolve_model
 from .inputs import Media, PrepareStats, build_inputs
-from .memory import canonical_dtype
+from .memory import canonical_dtype, check_weights_fit
 from .positions import REFERENCE_FAMILIES, use_reference_positions
 
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
@@ -154,6 +154,22 @@ def pick_device(device: str, warn: Callable[[str], None]) -> torch.device:
     return chosen
 
 
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory there is to load weights into: the GPU's free memory, or the host's available
+    memory (``MemAvailable``, Linux) for the CPU; None when it cannot be told."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         if device.type == "cuda":
@@ -255,6 +271,8 @@ class ModelRunner:
     """One loaded model: :meth:`prepare` builds a prompt's inputs, :meth:`ask` answers it.
 
     ``located`` (from :func:`locate_spec`) skips finding the model again when the caller has.
+    Weights that cannot fit in the device's available memory stop it before loading
+    (:class:`MemoryBudgetError`), unless ``force``.
     """
 
     def __init__(
@@ -266,6 +284,7 @@ class ModelRunner:
         attn: str = "sdpa",
         warn: Callable[[str], None] = _stderr,
         located: tuple[str, ModelSpec] | None = None,
+        force: bool = False,
     ):
         self.warn = warn
         folder, self.spec = located if located is not None else locate_spec(model, warn)
@@ -275,6 +294,13 @@ class ModelRunner:
         self.dtype_name = str(self.dtype).removeprefix("torch.")
         check_attention(attn, self.device, self.dtype)
         self.attn = attn
+        check_weights_fit(
+            self.spec,
+            self.dtype_name,
+            self.device.type,
+            available_memory_bytes(self.device),
+            force,
+        )
         self.processor, self.model = self._load(folder)
         if self.family.name in REFERENCE_FAMILIES:
             use_reference_positions(self.model, tokens_per_second=self.family.tokens_per_second)
@@ -311,8 +337,7 @@ class ModelRunner:
         """Free memory of the CUDA device (bytes); ``None`` on the CPU."""
         if self.device.type != "cuda":
             return None
-        free, _total = torch.cuda.mem_get_info(self.device)
-        return int(free)
+        return available_memory_bytes(self.device)
 
     def prepare(
         self, media: Media, question: str, system: str | None = None
