@@ -18,7 +18,7 @@ class ExitStatus(IntEnum):
     USAGE = 2  # bad options or arguments
     INPUT = 3  # at least one input could not be used (missing, not media, corrupt, range...)
     MODEL = 4  # the model could not be found or loaded
-    MEMORY = 5  # the plan does not fit in the device memory (or CUDA ran out of memory)
+    MEMORY = 5  # the weights or the plan do not fit in the device memory (or CUDA ran out of it)
     MISSING_DEPENDENCY = 6  # FFmpeg or another system part is missing
 
 
