@@ -751,6 +751,33 @@ def test_memory_check_goes_on_with_the_other_inputs(
     assert spy.constructed == 1
 
 
+def test_a_failure_while_decoding_wipes_the_progress_line(
+    tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal, the error does not land after a half-written "decoding frames" line."""
+    import io
+
+    from rich.console import Console
+
+    from vlcli import render
+    from vlcli.errors import InputError
+
+    def failing_prepare(self: ModelRunner, media: Any, *args: Any) -> Any:
+        on_frames = args[-1]
+        on_frames(2, 6)
+        raise InputError("the decoder failed (invalid data): is it truncated or corrupt?", media[0][0])
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=True, width=300))
+    monkeypatch.setattr(ModelRunner, "prepare", failing_prepare)
+    r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW)
+    assert r.exit_code == 3
+    shown = buffer.getvalue()
+    progress = shown.index("decoding frames 2/6")
+    wiped = shown.index("\r\x1b[K", progress)
+    assert progress < wiped < shown.index("the decoder failed")
+
+
 def test_cuda_out_of_memory_is_one_line(
     tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

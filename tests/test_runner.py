@@ -130,6 +130,37 @@ def test_chunks_are_whole_temporal_patches(
     assert torch.equal(results[0], results[2]) and torch.equal(results[1], results[2])
 
 
+def test_decoding_progress(qwen25_runner: ModelRunner, tiny_clip: str) -> None:
+    """on_frames hears every chunk of every video of the prompt, up to all of them."""
+    plan = _video_plan(qwen25_runner, tiny_clip, SamplingOptions(nframes=6))
+    heard: list[tuple[int, int]] = []
+    qwen25_runner.prepare(
+        [(tiny_clip, plan), (tiny_clip, plan)], QUESTION, on_frames=lambda *a: heard.append(a)
+    )
+    assert heard == [(n, 12) for n in range(2, 13, 2)]
+
+
+def test_decoding_progress_line_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rewritten in place, wiped when done; nothing when stderr is not a terminal."""
+    import io
+
+    from rich.console import Console
+
+    from vlcli import render
+
+    for terminal, expected in (
+        (True, "\r\x1b[Kdecoding frames 2/6\r\x1b[Kdecoding frames 4/6\r\x1b[K"),
+        (False, ""),
+    ):
+        buffer = io.StringIO()
+        monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=terminal))
+        view = render.AskOutput(False, [], {})
+        for done in (2, 4, 6):
+            view.decoding(done, 6)
+        view.decoding(0, 0)  # what answer_all says after each prompt: nothing left to wipe
+        assert buffer.getvalue() == expected
+
+
 def test_refuses_a_plan_made_for_another_family(qwen25_runner: ModelRunner, tiny_clip: str) -> None:
     from vlcli.families import QWEN3_VL
 

@@ -198,6 +198,7 @@ def ask_one(
     on_text: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
     name: str | None = None,
+    on_frames: Callable[[int, int], None] | None = None,
 ) -> AskResult:
     """One prompt over ``paths`` (one input, or all of them with --together).
 
@@ -220,6 +221,7 @@ def ask_one(
             max_new_tokens=settings.max_new_tokens,
             temperature=settings.temperature,
             on_text=on_text,
+            on_frames=on_frames,
         )
     except Exception as exc:  # CUDA out of memory is reported like a failed budget check
         if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
@@ -264,6 +266,7 @@ class AskView(Protocol):
     """What :func:`answer_all` reports to (``vlcli.render.AskOutput`` prints it)."""
 
     def start(self, n: int, total: int, paths: list[str]) -> Callable[[str], None] | None: ...
+    def decoding(self, done: int, total: int) -> None: ...
     def result(self, result: AskResult) -> None: ...
     def failure(self, paths: list[str], exc: VlcliError) -> None: ...
     def warn(self, message: str) -> None: ...
@@ -287,16 +290,20 @@ def answer_all(
         paths = [p for p, _ in group]
         stream = view.start(n, len(groups), paths)
         try:
-            result = ask_one(
-                runner,
-                paths,
-                [plan for _, plan in group],
-                settings,
-                options,
-                on_text=stream,
-                warn=view.warn,
-                name=names[n - 1],
-            )
+            try:
+                result = ask_one(
+                    runner,
+                    paths,
+                    [plan for _, plan in group],
+                    settings,
+                    options,
+                    on_text=stream,
+                    warn=view.warn,
+                    name=names[n - 1],
+                    on_frames=view.decoding,
+                )
+            finally:
+                view.decoding(0, 0)  # a decoding line a failure left is wiped before any message
         except VlcliError as exc:
             if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):
                 raise

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -124,11 +125,17 @@ def _resize_frames(frames: torch.Tensor, height: int, width: int, resample: Any)
 
 
 def video_pixels(
-    processor: Any, path: str, plan: VideoPlan, family: Family, out: torch.Tensor
+    processor: Any,
+    path: str,
+    plan: VideoPlan,
+    family: Family,
+    out: torch.Tensor,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> float:
     """Write the ``pixel_values_videos`` rows of one video into ``out``; return decoding seconds.
 
     ``out`` has exactly ``grid_t * grid_h * grid_w`` rows (a view into the prompt's one tensor).
+    ``on_chunk`` is told the number of frames of each chunk once it is in.
     """
     from .media import iter_video_chunks
 
@@ -170,6 +177,8 @@ def video_pixels(
             raise ModelError(f"{path}: the decoder returned more frames than the plan has")
         out[row : row + rows.shape[0]].copy_(rows)
         row += rows.shape[0]
+        if on_chunk is not None:
+            on_chunk(int(chunk.shape[0]))
     if row != out.shape[0]:
         raise ModelError(f"{path}: the decoder returned fewer frames than the plan has")
     return decode_s
@@ -205,8 +214,12 @@ def build_inputs(
     system: str | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    on_frames: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
-    """Everything ``generate`` needs for one prompt (a batch of one), and what it cost."""
+    """Everything ``generate`` needs for one prompt (a batch of one), and what it cost.
+
+    ``on_frames(done, total)`` follows the decoding: video frames ready so far, of all videos.
+    """
     started = time.perf_counter()
     for path, plan in media:
         if plan.family != family.name:
@@ -224,12 +237,25 @@ def build_inputs(
     )
     images: list[torch.Tensor] = []
     offset = 0
+    total_frames = sum(p.frames for p in video_plans)
+    done = [0]
+
+    def chunk_done(frames: int) -> None:
+        done[0] += frames
+        if on_frames is not None:
+            on_frames(done[0], total_frames)
+
     for path, plan in media:
         if isinstance(plan, VideoPlan):
             assert pixel_values_videos is not None
             rows = plan.grid_thw[0] * plan.grid_thw[1] * plan.grid_thw[2]
             decode_s += video_pixels(
-                processor, path, plan, family, pixel_values_videos[offset : offset + rows]
+                processor,
+                path,
+                plan,
+                family,
+                pixel_values_videos[offset : offset + rows],
+                on_chunk=chunk_done,
             )
             offset += rows
         else:

@@ -245,6 +245,20 @@ class AskOutput:
         self.subtitles = subtitles
         self.folder_form = folder_form
         self.progress = json_out or not (out.is_terminal and err.is_terminal)
+        self.decoding_shown = False
+
+    def decoding(self, done: int, total: int) -> None:
+        """``decoding frames 24/120`` on one line of a terminal's stderr, rewritten as frames come
+        in and wiped once ``done`` reaches ``total`` (so that the answer starts on a clean line).
+        """
+        if not err.is_terminal:
+            return
+        if done < total:
+            err.file.write(f"\r\033[Kdecoding frames {done}/{total}")
+        elif self.decoding_shown:
+            err.file.write("\r\033[K")
+        err.file.flush()
+        self.decoding_shown = done < total
 
     def start(self, n: int, total: int, paths: list[str]) -> Any:
         if total > 1:

@@ -340,9 +340,16 @@ class ModelRunner:
         return available_memory_bytes(self.device)
 
     def prepare(
-        self, media: Media, question: str, system: str | None = None
+        self,
+        media: Media,
+        question: str,
+        system: str | None = None,
+        on_frames: Callable[[int, int], None] | None = None,
     ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
-        """The model inputs for one prompt (nothing generated), and what building them cost."""
+        """The model inputs for one prompt (nothing generated), and what building them cost.
+
+        ``on_frames(done, total)`` follows the decoding of the prompt's video frames.
+        """
         return build_inputs(
             self.processor,
             self.family,
@@ -351,6 +358,7 @@ class ModelRunner:
             system=system,
             dtype=self.dtype,
             device=self.device,
+            on_frames=on_frames,
         )
 
     def _generation_config(self, max_new_tokens: int, temperature: float) -> Any:
@@ -380,13 +388,17 @@ class ModelRunner:
         max_new_tokens: int = 512,
         temperature: float = 0.0,
         on_text: Callable[[str], None] | None = None,
+        on_frames: Callable[[int, int], None] | None = None,
     ) -> Answer:
-        """Answer ``question`` about ``media`` (one user turn); stream the text to ``on_text``."""
+        """Answer ``question`` about ``media`` (one user turn); stream the text to ``on_text``.
+
+        ``on_frames(done, total)`` follows the decoding of the video frames, before any text.
+        """
         if max_new_tokens < 1:
             raise UsageError("--max-new-tokens must be at least 1")
         if not temperature >= 0:  # also refuses nan
             raise UsageError("--temperature must be zero or more")
-        inputs, stats = self.prepare(media, question, system)
+        inputs, stats = self.prepare(media, question, system, on_frames)
         stream = _TextStream(self.processor.tokenizer, on_text)
         started = time.perf_counter()
         with torch.inference_mode():
