@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers_reference import reference_inputs
 
 from vlcli.media import probe
 from vlcli.plan import SamplingOptions, plan_image, plan_video
@@ -67,31 +68,6 @@ def _messages(clip: str, image: str | None, element: dict[str, Any]) -> list[dic
         )
     content.append({"type": "text", "text": QUESTION})
     return [{"role": "user", "content": content}]
-
-
-def reference_inputs(
-    processor: Any, messages: list[dict[str, Any]], image_patch_size: int = 14
-) -> Any:
-    """The README pipeline, with the video metadata passed so transformers 5.24 knows the fps."""
-    from qwen_vl_utils import process_vision_info
-
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    images, videos, video_kwargs = process_vision_info(
-        messages,
-        return_video_kwargs=True,
-        return_video_metadata=True,
-        image_patch_size=image_patch_size,
-    )
-    frames, metadata = zip(*videos, strict=True)
-    return processor(
-        text=[text],
-        images=images,
-        videos=list(frames),
-        video_metadata=list(metadata),
-        padding=True,
-        return_tensors="pt",
-        **video_kwargs,
-    )
 
 
 def vlcli_inputs(

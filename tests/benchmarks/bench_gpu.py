@@ -8,9 +8,8 @@ model, to check the script on a CPU.
 
 Each pipeline runs in its own process (so peak memory is its own), after a warm-up answer:
 
-* reference: qwen_vl_utils.process_vision_info (torchcodec when importable, else it falls back as
-  it does itself) + the transformers processor (with the video metadata, so the fps is right) +
-  ``model.generate``;
+* reference: tests/helpers_reference.py (qwen_vl_utils.process_vision_info, torchcodec when
+  importable, + the transformers processor with the video metadata) + ``model.generate``;
 * vlcli: ``ModelRunner.ask`` (planned frames decoded in chunks, reference mRoPE positions).
 
 Figures: decode+preprocess seconds, time to first token (from the start of preprocessing), prefill
@@ -189,7 +188,7 @@ def child(
         tokens = estimate_prompt_tokens([plan], question)
         est = estimate_memory(runner.spec, [plan], tokens, new_tokens, runner.dtype_name)
     else:
-        from qwen_vl_utils import process_vision_info
+        from helpers_reference import reference_inputs, video_question
         from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
         dtype = torch.bfloat16 if cuda else torch.float32
@@ -208,23 +207,7 @@ def child(
         est = None
 
         def prepare():  # noqa: ANN202
-            content = [{"type": "video", "video": clip}, {"type": "text", "text": question}]
-            messages = [{"role": "user", "content": content}]
-            text = processor.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-            _, videos, kw = process_vision_info(
-                messages, return_video_kwargs=True, return_video_metadata=True
-            )
-            frames, metadata = zip(*videos, strict=True)
-            inputs = processor(
-                text=[text],
-                videos=list(frames),
-                video_metadata=list(metadata),
-                padding=True,
-                return_tensors="pt",
-                **kw,
-            ).to(device)
+            inputs = reference_inputs(processor, video_question(clip, question)).to(device)
             return inputs, inputs["input_ids"].shape[1]
 
         def generate(inputs, streamer):  # noqa: ANN001, ANN202

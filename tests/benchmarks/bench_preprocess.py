@@ -7,7 +7,8 @@ constants as the released checkpoints), then runs each pipeline in a fresh proce
 ``--repeat`` times:
 
 * reference: ``qwen_vl_utils.process_vision_info`` (torchcodec backend) and then the
-  transformers processor over the whole video, as the Qwen2.5-VL README does;
+  transformers processor over the whole video, as the Qwen2.5-VL README does
+  (tests/helpers_reference.py, the equivalence test's oracle);
 * vlcli: ``vlcli.media.probe`` + ``vlcli.plan.plan_video`` + ``vlcli.inputs.build_inputs``
   (decode the planned frames 8 at a time, resize, normalise and patch each chunk into one
   preallocated tensor, in ``--dtype``: float32 as ``ask`` on the CPU, bfloat16 as on a GPU,
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / ".bench"
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def rss_mb() -> float:
@@ -71,7 +73,6 @@ def make_clip(path: Path, seconds: int = 60) -> None:
 def make_processor(folder: Path) -> None:
     if (folder / "config.json").exists():
         return
-    sys.path.insert(0, str(ROOT / "tests"))
     from tinymodels import save_tiny_model
 
     save_tiny_model("qwen2_5_vl", folder)
@@ -84,7 +85,8 @@ def child(which: str, clip: str, model: str, dtype: str = "float32") -> dict[str
     processor = AutoProcessor.from_pretrained(model)
     question = "What happens in this video?"
     if which == "reference":
-        from qwen_vl_utils import process_vision_info
+        import qwen_vl_utils  # noqa: F401 - imported before the clock starts, as vlcli's modules
+        from helpers_reference import reference_inputs, video_question
     else:
         from vlcli.families import resolve_model
         from vlcli.inputs import build_inputs
@@ -93,25 +95,7 @@ def child(which: str, clip: str, model: str, dtype: str = "float32") -> dict[str
     before = rss_mb()
     start = time.perf_counter()
     if which == "reference":
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "video", "video": clip}, {"type": "text", "text": question}],
-            }
-        ]
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        _, videos, kwargs = process_vision_info(
-            messages, return_video_kwargs=True, return_video_metadata=True
-        )
-        frames, metadata = zip(*videos, strict=True)
-        inputs = processor(
-            text=[text],
-            videos=list(frames),
-            video_metadata=list(metadata),
-            padding=True,
-            return_tensors="pt",
-            **kwargs,
-        )
+        inputs = reference_inputs(processor, video_question(clip, question))
         rows = inputs["pixel_values_videos"].shape[0]
     else:
         family = resolve_model(model).family
