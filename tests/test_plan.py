@@ -183,11 +183,11 @@ def test_source_seconds_follow_the_patch_table():
     facts = VideoFacts(640, 360, 360, 30.0, tuple(i / 30 for i in range(360)))
     p = plan_video(facts, SamplingOptions(), QWEN2_5_VL)
     assert p.second_per_grid_t == pytest.approx(1.0)
-    assert p.source_seconds(0) == 0.0
-    assert p.source_seconds(11) == pytest.approx(343 / 30)  # what patch 11 showed, not 11.0
-    assert p.source_seconds(5.5) == pytest.approx((156 + 187) / 2 / 30)  # halfway from patch 5 to 6
+    assert p.time_axis().source_seconds(0) == 0.0
+    assert p.time_axis().source_seconds(11) == pytest.approx(343 / 30)  # what patch 11 showed, not 11.0
+    assert p.time_axis().source_seconds(5.5) == pytest.approx((156 + 187) / 2 / 30)  # halfway from patch 5 to 6
     q = plan_video(facts, SamplingOptions(start=3.0), QWEN2_5_VL)
-    assert q.source_seconds(0) == pytest.approx(3.0)
+    assert q.time_axis().source_seconds(0) == pytest.approx(3.0)
 
 
 def test_source_seconds_in_variable_frame_rate_video():
@@ -197,7 +197,10 @@ def test_source_seconds_in_variable_frame_rate_video():
     p = plan_video(facts, SamplingOptions(nframes=4), QWEN2_5_VL)
     assert p.frame_indices == (0, 6, 13, 19)
     assert p.patch_times_s == (0.0, times[13])
-    assert p.source_seconds(p.second_per_grid_t) == pytest.approx(times[13])
+    # patch 1 sits at position floor(2.75 * 2) = 5, which the model reads as 2.5 s
+    axis = p.time_axis()
+    assert axis.positions == (0, 5)
+    assert axis.source_seconds(2.5) == pytest.approx(times[13])
 
 
 def test_max_pixels_below_the_video_minimum_is_a_usage_error():

@@ -433,7 +433,7 @@ def ask(
             raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
 
     # The model first: a missing model fails in a second, and the plans use its own files.
-    from .runner import ModelRunner, locate_spec
+    from .locate import locate_spec
 
     located = locate_spec(model, render.warning)
     spec = located[1]
@@ -452,7 +452,9 @@ def ask(
     if not planned:
         raise typer.Exit(_failure_status(errors))
 
-    runner = ModelRunner(
+    from .backends.transformers import TransformersBackend
+
+    backend = TransformersBackend(
         model,
         device=device,
         dtype=dtype,
@@ -466,7 +468,7 @@ def ask(
     )
     folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
     view = render.AskOutput(json_out, subtitles, folder_form)
-    worst = answer_all(runner, groups, settings, options, view)
+    worst = answer_all(backend, groups, settings, options, view)
     if worst is not None or errors:
         raise typer.Exit(int(max(worst or 0, _failure_status(errors) if errors else 0)))
 

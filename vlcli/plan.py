@@ -32,6 +32,7 @@ from typing import Any
 
 from .errors import InputError, UsageError
 from .families import Family
+from .timeaxis import TimeAxis, reference_positions, vllm_positions
 
 # qwen-vl-utils 0.0.14 constants.
 DEFAULT_FPS = 2.0
@@ -368,14 +369,13 @@ def sample_count(options: SamplingOptions, frames_in_range: int, fps: float) -> 
 def temporal_positions(family: Family, groups: int, second_per_grid_t: float) -> list[int]:
     """The language model's temporal position of each temporal patch, from the clip's start.
 
-    Qwen2.5-VL: ``floor(g * second_per_grid_t * tokens_per_second)`` in float32 as the model
-    computes it. Qwen2-VL: ``g``. Qwen3-VL tells the time as text, every group at position 0 of
-    its own block, so ``g`` is reported for order only.
+    Qwen2.5-VL: ``floor(g * second_per_grid_t * tokens_per_second)`` in float32 as the reference
+    computes it (:func:`vlcli.timeaxis.reference_positions`). Qwen2-VL: ``g``. Qwen3-VL tells the
+    time as text, every group at position 0 of its own block, so ``g`` is reported for order only.
     """
     if family.time_encoding == "absolute-mrope":
         tps = family.tokens_per_second if family.tokens_per_second is not None else 2
-        spg = _f32(second_per_grid_t)
-        return [int(_f32(_f32(g * spg) * tps)) for g in range(groups)]
+        return reference_positions(groups, second_per_grid_t, tps)
     return list(range(groups))
 
 
@@ -422,27 +422,37 @@ class VideoPlan:
                 d[k] = list(v)
         return d
 
-    def source_seconds(self, model_seconds: float) -> float:
-        """The source second the model means when it says ``model_seconds``.
+    def time_axis(self, engine: str = "reference") -> TimeAxis:
+        """This plan's time axis as ``engine`` places it (``reference`` or ``vllm``).
 
-        The model counts ``g * second_per_grid_t`` seconds at temporal patch ``g``; patch ``g``
-        shows the frame at ``patch_times_s[g]``. Between patches the mapping is linear, and
-        beyond the last patch it goes on with the last patch's slope. For constant frame rate
-        this is the clip start plus the stated seconds, up to the sampling's rounding; for
-        variable frame rate it follows the frames that were really shown.
+        Qwen2.5-VL's positions depend on the engine's arithmetic (:mod:`vlcli.timeaxis`); the
+        other families' do not. A backend reports the axis the model was really given; this is
+        what ``budget`` shows and what a backend checks its own against.
         """
-        spg, times = self.second_per_grid_t, self.patch_times_s
-        if len(times) < 2 or spg <= 0:
-            return self.clip_start_s + model_seconds
-        g = model_seconds / spg
-        k = min(max(int(math.floor(g)), 0), len(times) - 2)
-        return times[k] + (g - k) * (times[k + 1] - times[k])
+        positions = self.temporal_positions
+        encoding = _ENCODING[self.family]
+        if encoding == "absolute-mrope" and self.tokens_per_second:
+            formula = {"reference": reference_positions, "vllm": vllm_positions}[engine]
+            positions = tuple(formula(len(positions), self.second_per_grid_t, self.tokens_per_second))
+        return TimeAxis(
+            encoding=encoding,
+            positions=tuple(positions),
+            second_per_grid_t=self.second_per_grid_t,
+            tokens_per_second=self.tokens_per_second,
+            patch_times_s=self.patch_times_s,
+            clip_start_s=self.clip_start_s,
+            clip_end_s=self.clip_end_s + 1.0 / self.source_fps,  # the last frame is shown one frame time
+            engine=engine,
+        )
 
     def position_seconds(self, position: int) -> float:
         """The second of the clip that a temporal position stands for, as the model reads it."""
         if self.tokens_per_second:
             return position / self.tokens_per_second
         return position * self.second_per_grid_t
+
+
+_ENCODING = {"qwen2_vl": "frame-index", "qwen2_5_vl": "absolute-mrope", "qwen3_vl": "text-timestamps"}
 
 
 @dataclass(frozen=True)
