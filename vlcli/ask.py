@@ -1,9 +1,9 @@
-"""The work behind ``vlcli ask``: check the budget, run the model, map the answer's times.
+"""One prompt of ``vlcli ask``: check the budget, run the model, map the answer's times.
 
-The model is loaded once for the whole run. Each input gets its own prompt and record, unless
-``together`` puts them all into one prompt. Times the model states count seconds from the first
-frame of the clip it was shown (Qwen2/2.5-VL) and are moved to seconds of the source video here;
-Qwen3-VL is shown source timestamps as text, so its times already are source seconds.
+Times the model states count seconds from the first frame of the clip it was shown
+(Qwen2/2.5-VL) and are moved to seconds of the source video here; Qwen3-VL is shown source
+timestamps as text, so its times already are source seconds. A run over many inputs (records,
+resuming, decoding ahead, windows) is :mod:`vlcli.batch`, built from these pieces.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .errors import DeviceOutOfMemory, ExitStatus, MemoryBudgetError, VlcliError
+from .errors import DeviceOutOfMemory, MemoryBudgetError, VlcliError
 from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
 from .timeaxis import TimeAxis
 
@@ -30,11 +30,16 @@ class AskSettings:
     temperature: float = 0.0
     force: bool = False
     evidence_dir: str | None = None
+    window: tuple[float, float] | None = None  # --window and --overlap, in seconds
 
 
 @dataclass
 class AskResult:
-    """One answered prompt: what ``--json`` prints and what the subtitles are made of."""
+    """One answered prompt: what ``--json`` prints and what the subtitles are made of.
+
+    A video answered in windows has ``windows`` (one summary each) and ``span_windows`` (the
+    window each of ``times`` came from, after the merge).
+    """
 
     paths: list[str]
     plans: list[VideoPlan | ImagePlan]
@@ -49,14 +54,24 @@ class AskResult:
     evidence: list[str] = field(default_factory=list)
     name: str = ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
     axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
+    key: str = ""  # the record's key (vlcli.ledger.record_key)
+    backend: dict[str, Any] = field(default_factory=dict)  # the backend's identity
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    span_windows: list[int] = field(default_factory=list)
+    subtitles: list[str] | None = None  # the subtitle files written, when any were asked for
 
     def to_dict(self) -> dict[str, Any]:
+        times = [t.to_dict() for t in self.times]
+        for t, w in zip(times, self.span_windows, strict=False):
+            t["window"] = w
         d: dict[str, Any] = {
+            "key": self.key,
+            "status": "ok",
             "path": self.paths[0] if len(self.paths) == 1 else self.paths,
             "question": self.question,
             "task": self.task,
             "answer": self.answer,
-            "times": [t.to_dict() for t in self.times],
+            "times": times,
             "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
             "visual_tokens": sum(p.visual_tokens for p in self.plans),
             "prompt_tokens": self.prompt_tokens,
@@ -64,10 +79,16 @@ class AskResult:
             "model": self.model,
             "timings": self.timings,
         }
+        if self.backend:
+            d["backend"] = self.backend
         if self.axes:
             d["time_axes"] = [a.to_dict() if a is not None else None for a in self.axes]
+        if self.windows:
+            d["windows"] = self.windows
         if self.evidence:
             d["evidence"] = self.evidence
+        if self.subtitles is not None:
+            d["subtitles"] = self.subtitles
         return d
 
 
@@ -120,35 +141,24 @@ def _evidence_name(stem: str, seconds: float) -> str:
     return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
 
 
-def output_names(paths: list[str]) -> list[str]:
-    """A file-name stem for the outputs of each path (subtitles, evidence), unique in the run.
-
-    The input's name less its extension; a later input whose stem is taken (``a/clip.mp4`` and
-    ``b/clip.mp4``, or ``clip.mp4`` and ``clip.mov``) gets ``clip-2``, ``clip-3``..., so that one
-    answer's files never overwrite another's. Compared without case, for file systems that
-    ignore it.
-    """
-    names: list[str] = []
-    used: set[str] = set()
-    for path in paths:
-        stem = Path(path).stem or "input"
-        name, k = stem, 2
-        while name.lower() in used:
-            name, k = f"{stem}-{k}", k + 1
-        used.add(name.lower())
-        names.append(name)
-    return names
-
-
-def save_evidence(path: str, spans: list[Any], folder: str, stem: str | None = None) -> list[str]:
+def save_evidence(
+    path: str,
+    spans: list[Any],
+    folder: str,
+    stem: str | None = None,
+    inputs: set[str] | None = None,
+) -> list[str]:
     """Save the frame shown at each stated time (start, and end of a range) as PNG files.
 
     Times are source seconds, each saved once; a span that lies outside the clip is skipped
     (its clamped time shows the clip's edge, not what the answer describes). Files are named
-    after the input (``stem``, by default the file's name less its extension) and the time to
-    the millisecond, so that two times never share a file.
+    after the input (``stem``, by default the file's name less its extension; it may hold
+    sub-folders) and the time to the millisecond, so that two times never share a file. Each
+    file is written whole or not at all (:func:`vlcli.writers.atomic_write`); one that would
+    replace an input (``inputs``: their real paths) is refused.
     """
     from .media import frames_at
+    from .writers import atomic_write, check_not_input, png_bytes
 
     out = Path(folder)
     seconds: list[float] = []
@@ -160,16 +170,78 @@ def save_evidence(path: str, spans: list[Any], folder: str, stem: str | None = N
                 seconds.append(s)
     if not seconds:
         return []
-    out.mkdir(parents=True, exist_ok=True)
     stem = stem or Path(path).stem
     saved: list[str] = []
     for s, image in zip(seconds, frames_at(path, seconds), strict=True):
         target = out / _evidence_name(stem, s)
         if str(target) in saved:
             continue
-        image.save(target)
+        if inputs:
+            check_not_input(target, inputs)
+        atomic_write(target, png_bytes(image))
         saved.append(str(target))
     return saved
+
+
+def make_prompt(paths: list[str], plans: list[VideoPlan | ImagePlan], settings: AskSettings) -> Any:
+    """The :class:`~vlcli.backends.Prompt` of one prompt over ``paths``."""
+    from .backends import Prompt
+    from .prompts import build_prompt
+
+    return Prompt(
+        media=tuple(zip(paths, plans, strict=True)),
+        text=build_prompt(settings.task, settings.question),
+        system=settings.system,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+    )
+
+
+def result_of(
+    answer: Any,
+    paths: list[str],
+    plans: list[VideoPlan | ImagePlan],
+    settings: AskSettings,
+    model: str,
+    warn: Callable[[str], None] | None = None,
+    name: str | None = None,
+) -> AskResult:
+    """An answer with its times parsed and mapped to source seconds (no files written)."""
+    if warn is not None:
+        for note in answer.notes:
+            warn(note)
+    times = map_answer_times(answer.text, plans, answer.axes, settings.task)
+    videos = sum(isinstance(p, VideoPlan) for p in plans)
+    if times and videos > 1 and warn is not None:
+        warn(
+            f"{videos} videos in one prompt: the answer's times are the model's own seconds, "
+            "counted from the first frame of whichever video it means, and are not mapped to "
+            "source seconds (ask about one video at a time to map them)"
+        )
+    return AskResult(
+        paths=paths,
+        plans=plans,
+        question=settings.question,
+        answer=answer.text,
+        times=times,
+        prompt_tokens=answer.prompt_tokens,
+        generated_tokens=answer.generated_tokens,
+        model=model,
+        timings=answer.timings,
+        task=settings.task,
+        name=name or Path(paths[0]).stem,
+        axes=answer.axes,
+    )
+
+
+def evidence_video(result: AskResult) -> tuple[str, str | None] | None:
+    """The one video whose frames are evidence for ``result``'s times, and the stem to use."""
+    if not any(t.mapped for t in result.times):  # mapped: exactly one video
+        return None
+    videos = [p for p, pl in zip(result.paths, result.plans, strict=True) if isinstance(pl, VideoPlan)]
+    if len(videos) != 1:
+        return None
+    return videos[0], (result.name if videos[0] == result.paths[0] else None)
 
 
 def ask_one(
@@ -183,110 +255,25 @@ def ask_one(
     name: str | None = None,
     on_frames: Callable[[int, int], None] | None = None,
 ) -> AskResult:
-    """One prompt over ``paths`` (one input, or all of them with --together).
+    """One prompt over ``paths`` (one input, or all of them with --together), start to end.
 
     The backend's fit check runs before anything is decoded. Saving evidence frames is an extra:
     when it fails, ``warn`` says so and the answer is still returned. ``name`` is the stem of the
-    answer's output files (see :func:`output_names`; by default the first input's).
+    answer's output files (by default the first input's). A run over many inputs goes through
+    :func:`vlcli.batch.run_ask` instead, which prepares the next prompt meanwhile.
     """
-    from .backends import Prompt
-    from .prompts import build_prompt
-
-    prompt = Prompt(
-        media=tuple(zip(paths, plans, strict=True)),
-        text=build_prompt(settings.task, settings.question),
-        system=settings.system,
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-    )
+    prompt = make_prompt(paths, plans, settings)
     backend.check_fit(prompt, estimate_prompt_tokens(plans, prompt.text, settings.system), options)
     try:
         answer = backend.generate(backend.prepare(prompt, on_frames), on_text)
     except DeviceOutOfMemory as exc:  # say what would fit
         raise MemoryBudgetError(f"{exc.message}: {fit_hint(plans, options)}") from exc
-    if warn is not None:
-        for note in answer.notes:
-            warn(note)
-    times = map_answer_times(answer.text, plans, answer.axes, settings.task)
-    videos = sum(isinstance(p, VideoPlan) for p in plans)
-    if times and videos > 1 and warn is not None:
-        warn(
-            f"{videos} videos in one prompt: the answer's times are the model's own seconds, "
-            "counted from the first frame of whichever video it means, and are not mapped to "
-            "source seconds (ask about one video at a time to map them)"
-        )
-    result = AskResult(
-        paths=paths,
-        plans=plans,
-        question=settings.question,
-        answer=answer.text,
-        times=times,
-        prompt_tokens=answer.prompt_tokens,
-        generated_tokens=answer.generated_tokens,
-        model=backend.spec.model,
-        timings=answer.timings,
-        task=settings.task,
-        name=name or Path(paths[0]).stem,
-        axes=answer.axes,
-    )
-    if settings.evidence_dir and any(t.mapped for t in times):  # mapped: exactly one video
-        (video,) = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
+    result = result_of(answer, paths, plans, settings, backend.spec.model, warn, name)
+    video = evidence_video(result)
+    if settings.evidence_dir and video is not None:
         try:
-            stem = result.name if video == paths[0] else None
-            result.evidence = save_evidence(video, times, settings.evidence_dir, stem)
+            result.evidence = save_evidence(video[0], result.times, settings.evidence_dir, video[1])
         except (VlcliError, OSError) as exc:
             if warn is not None:
-                warn(f"{video}: evidence frames not saved: {exc}")
+                warn(f"{video[0]}: evidence frames not saved: {exc}")
     return result
-
-
-class AskView(Protocol):
-    """What :func:`answer_all` reports to (``vlcli.render.AskOutput`` prints it)."""
-
-    def start(self, n: int, total: int, paths: list[str]) -> Callable[[str], None] | None: ...
-    def decoding(self, done: int, total: int) -> None: ...
-    def result(self, result: AskResult) -> None: ...
-    def failure(self, paths: list[str], exc: VlcliError) -> None: ...
-    def warn(self, message: str) -> None: ...
-
-
-def answer_all(
-    backend: Backend,
-    groups: list[list[tuple[str, Any]]],
-    settings: AskSettings,
-    options: SamplingOptions,
-    view: AskView,
-) -> ExitStatus | None:
-    """Answer each group of ``(path, plan)`` (one input each, or all together) with one model.
-
-    An input that does not fit in memory or cannot be decoded is reported and the others still
-    run; the worst such status is returned (None when every group was answered).
-    """
-    worst: ExitStatus | None = None
-    names = output_names([group[0][0] for group in groups])
-    for n, group in enumerate(groups, 1):
-        paths = [p for p, _ in group]
-        stream = view.start(n, len(groups), paths)
-        try:
-            try:
-                result = ask_one(
-                    backend,
-                    paths,
-                    [plan for _, plan in group],
-                    settings,
-                    options,
-                    on_text=stream,
-                    warn=view.warn,
-                    name=names[n - 1],
-                    on_frames=view.decoding,
-                )
-            finally:
-                view.decoding(0, 0)  # a decoding line a failure left is wiped before any message
-        except VlcliError as exc:
-            if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):
-                raise
-            worst = max(worst or exc.status, exc.status)
-            view.failure(paths, exc)
-            continue
-        view.result(result)
-    return worst

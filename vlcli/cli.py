@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import render
-from .errors import ExitStatus, InputError, UsageError, VlcliError
+from .errors import ExitStatus, InputError, Interrupted, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
 from .plan import SamplingOptions, VideoPlan, estimate_prompt_tokens
 
@@ -42,6 +42,12 @@ def reports_errors(command: F) -> F:
         except VlcliError as exc:
             render.error(exc)
             raise typer.Exit(int(exc.status)) from None
+        except Interrupted as exc:  # SIGINT or SIGTERM during a run: 130 or 143
+            render.error(f"interrupted: {exc.detail}" if exc.detail else "interrupted")
+            raise typer.Exit(exc.status) from None
+        except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+            render.error("interrupted")
+            raise typer.Exit(130) from None
         except BrokenPipeError:  # `vlcli budget ... | head`: the reader left
             render.reader_gone()
 
@@ -151,6 +157,22 @@ MaxNew = Annotated[
     int, typer.Option("--max-new-tokens", min=1, help="Most tokens the answer may have.")
 ]
 Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
+Window = Annotated[
+    float | None,
+    typer.Option(
+        "--window",
+        help="Cut a long video into windows of at most this many seconds, each planned like --start/--end.",
+        rich_help_panel="Sampling",
+    ),
+]
+Overlap = Annotated[
+    float | None,
+    typer.Option(
+        "--overlap",
+        help="Seconds that neighbouring windows share (default: 4, at most a quarter of --window).",
+        rich_help_panel="Sampling",
+    ),
+]
 
 
 def _options(
@@ -415,44 +437,70 @@ def ask(
             "--evidence", help="Save the frame at each stated time as a PNG in this folder."
         ),
     ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Append each input's JSON record to this file (JSON Lines) as soon as it is done.",
+            rich_help_panel="Long runs",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Skip the inputs that already have a record in --output; append the rest.",
+            rich_help_panel="Long runs",
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Resume, and try again the inputs whose record in --output is a failure.",
+            rich_help_panel="Long runs",
+        ),
+    ] = False,
+    window: Window = None,
+    overlap: Overlap = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress on standard error (warnings and errors are still shown).",
+            rich_help_panel="Long runs",
+        ),
+    ] = False,
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
-    from .ask import AskSettings, answer_all
-    from .core import plan_inputs
+    from .ask import AskSettings
+    from .batch import RunOptions, run_ask
+    from .windows import check_window
+    from .writers import check_targets, output_stems, subtitle_targets
 
+    # Every option is checked, then the outputs, then the model, before any input is probed.
     media, question = _media_and_question(media_and_question, task)
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
-    settings = AskSettings(question, task, system, max_new_tokens, temperature, force, evidence)
+    windowing = check_window(window, overlap)
+    settings = AskSettings(
+        question, task, system, max_new_tokens, temperature, force, evidence, windowing
+    )
+    run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
+    if run.resume and output is None:
+        raise UsageError("--resume and --retry-failed need -o/--output FILE (the records to resume)")
+    if together and windowing:
+        raise UsageError("--window answers one video in parts: it cannot go with --together")
     paths = _paths(media)
-    subtitles = [(fmt, target) for fmt, target in (("srt", srt), ("vtt", vtt)) if target]
-    groups_expected = 1 if together else len(paths)
-    for fmt, target in subtitles:
-        if groups_expected > 1 and Path(target).is_file():
-            raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
-
-    # The model first: a missing model fails in a second, and the plans use its own files.
-    from .locate import locate_spec
-
-    located = locate_spec(model, render.warning)
-    spec = located[1]
-
-    errors: list[VlcliError] = []
-    planned = []
-    for item in plan_inputs(paths, options, spec):
-        if item.error is not None or item.plan is None:
-            errors.append(item.error or InputError("unreadable", item.path))
-            _report(item.path, errors[-1], json_out)
-            continue
-        if isinstance(item.plan, VideoPlan):
-            for note in item.plan.notes:
-                render.warning(f"{item.path}: {note}")
-        planned.append(item)
-    if not planned:
-        raise typer.Exit(_failure_status(errors))
+    stems = output_stems(media, paths)
+    targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
+    check_targets(paths, stems[:1] if together else stems, targets, output, evidence)
 
     from .backends.transformers import TransformersBackend
+    from .locate import locate_spec
 
     backend = TransformersBackend(
         model,
@@ -460,17 +508,16 @@ def ask(
         dtype=dtype,
         attn=attn,
         warn=render.warning,
-        located=located,
+        located=locate_spec(model, render.warning),
         force=force,
+        load=False,  # loaded once the run knows there is work, while the first input decodes
     )
-    groups = (
-        [[(i.path, i.plan) for i in planned]] if together else [[(i.path, i.plan)] for i in planned]
+    view = render.AskOutput(json_out, quiet)
+    worst = run_ask(
+        backend, paths, stems, settings, options, run, view, output=output, subtitles=targets
     )
-    folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
-    view = render.AskOutput(json_out, subtitles, folder_form)
-    worst = answer_all(backend, groups, settings, options, view)
-    if worst is not None or errors:
-        raise typer.Exit(int(max(worst or 0, _failure_status(errors) if errors else 0)))
+    if worst is not None:
+        raise typer.Exit(int(worst))
 
 
 def _media_and_question(args: list[str], task: str) -> tuple[list[str], str]:

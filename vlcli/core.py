@@ -6,6 +6,7 @@ few threads, since probing waits on ``ffprobe``; results come back in input orde
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +31,20 @@ class Planned:
 
 
 def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> VideoPlan | ImagePlan:
+    """The plan of one probed input; a video sampled sparsely by the frame cap gets a note that
+    names ``--window`` (:func:`vlcli.windows.sparse_note`)."""
+    from .windows import sparse_note
+
     if info.kind == "image":
         return plan_image(info.width, info.height, options, spec.family)
-    return plan_video(info.video_facts(), options, spec.family)
+    plan = plan_video(info.video_facts(), options, spec.family)
+    note = sparse_note(plan, options)
+    return dataclasses.replace(plan, notes=plan.notes + (note,)) if note else plan
+
+
+def plan_one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:
+    """Probe (and, given a model spec, plan) one path; its failure is returned, not raised."""
+    return _one(path, options, spec)
 
 
 def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:

@@ -7,6 +7,7 @@ catches it in one place and prints one line on standard error, never a traceback
 
 from __future__ import annotations
 
+import signal
 from enum import IntEnum
 
 
@@ -61,3 +62,20 @@ class MemoryBudgetError(VlcliError):
 
 class DeviceOutOfMemory(MemoryBudgetError):
     """The device ran out of memory while a backend answered (``vlcli.ask`` adds what would fit)."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: stop, keep what is finished; exit status 128 + the signal.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` takes it for
+    one input's failure.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+        self.detail: str | None = None  # what was done and how to resume, said by the run
+
+    @property
+    def status(self) -> int:
+        return 128 + self.signum

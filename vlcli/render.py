@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import ExitStatus, VlcliError
+from .errors import VlcliError
 from .memory import GIB, MemoryEstimate
 from .plan import ImagePlan, VideoPlan
 
@@ -232,67 +232,128 @@ def stream_text(piece: str) -> None:
 
 
 class AskOutput:
-    """How ``vlcli ask`` shows its answers: streamed text and tables, or JSON lines; subtitles.
+    """How ``vlcli ask`` shows its run: streamed answers and tables, or JSON lines, on standard
+    output; errors, warnings and the progress display (:mod:`vlcli.progress`) on standard error.
 
-    Progress ("[2/5] clip.mp4") goes to stderr; when several answers share a terminal, each is
-    headed by its input's name on stdout instead.
+    When several answers share a terminal, each is headed by its input's name on stdout. When
+    standard output and standard error are the same terminal, the progress display steps aside
+    while an answer is written.
     """
 
-    def __init__(
-        self, json_out: bool, subtitles: list[tuple[str, str]], folder_form: dict[str, bool]
-    ):
+    def __init__(self, json_out: bool, quiet: bool = False):
+        from .progress import Progress, progress_mode
+
         self.json_out = json_out
-        self.subtitles = subtitles
-        self.folder_form = folder_form
-        self.progress = json_out or not (out.is_terminal and err.is_terminal)
-        self.decoding_shown = False
+        self.quiet = quiet
+        self.progress = Progress(err, progress_mode(err, quiet))
+        self.shared_terminal = out.is_terminal and err.is_terminal
+        self._header: list[Any] | None = None  # paths, title, several, shown
+        self._line_open = False  # a streamed answer has not ended its line
+        self._streamed = False  # this record's answer (or a window's) was streamed
 
-    def decoding(self, done: int, total: int) -> None:
-        """``decoding frames 24/120`` on one line of a terminal's stderr, rewritten as frames come
-        in and wiped once ``done`` reaches ``total`` (so that the answer starts on a clean line).
-        """
-        if not err.is_terminal:
-            return
-        if done < total:
-            err.file.write(f"\r\033[Kdecoding frames {done}/{total}")
-        elif self.decoding_shown:
-            err.file.write("\r\033[K")
-        err.file.flush()
-        self.decoding_shown = done < total
+    # ------------------------------------------------------------ progress
 
-    def start(self, n: int, total: int, paths: list[str]) -> Any:
-        if total > 1:
-            if self.progress:
-                info(f"[{n}/{total}] {paths[0]}")
-            if not self.json_out:
-                answer_header(paths)
-        return None if self.json_out else stream_text
+    def begin(self, total: int, done: int) -> None:
+        self.progress.done = done
+        self.progress.start(total)
 
-    def result(self, result: Any) -> None:
+    def stage(self, label: str, stage: str) -> None:
+        self.progress.stage(label, stage)
+
+    def decoding(self, label: str, done: int, total: int) -> None:
+        self.progress.decoding(label, done, total)
+
+    def finished(self, label: str, status: str, seconds: float) -> None:
+        self.progress.finished(label, status, seconds)
+
+    def close(self) -> None:
+        self.progress.close()
+
+    # ------------------------------------------------------------ answers
+
+    def _stdout_begins(self) -> None:
+        if self.shared_terminal:
+            self.progress.pause()
+
+    def _stdout_ends(self) -> None:
+        if self.shared_terminal:
+            self.progress.resume()
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self._line_open = False
+
+    def _show_header(self) -> None:
+        self._end_line()
+        if self._header is not None and not self._header[3]:
+            self._header[3] = True
+            if self._header[2]:
+                answer_header(self._header[0], self._header[1])
+
+    def start(self, paths: list[str], title: str | None, several: bool) -> Any:
+        """Before an answer is generated: a sink for its text (None with ``--json``). The
+        header (the input's name, when the run has several answers) comes with the first text."""
         if self.json_out:
-            json_line(result.to_dict())
-        else:
-            answer_view(result)
-        for fmt, target in self.subtitles:
-            write_subtitles(result, target, fmt, self.folder_form[fmt])
+            return None
+        self._header = [paths, title, several, False]
 
-    def failure(self, paths: list[str], exc: VlcliError) -> None:
+        def sink(piece: str) -> None:
+            self._stdout_begins()
+            self._show_header()
+            stream_text(piece)
+            self._line_open = not piece.endswith("\n")
+            self._streamed = True
+
+        return sink
+
+    def window_answered(self) -> None:
+        """One window of a video is answered (its record comes with the last one)."""
+        self._end_line()
+        self._header = None
+        self._stdout_ends()
+
+    def result(self, record: dict[str, Any], result: Any) -> None:
+        self._stdout_begins()
+        try:
+            if self.json_out:
+                json_line(record)
+            else:
+                if self._header is None:  # not streamed: the header comes now
+                    self._header = [result.paths, None, self.progress.total > 1, False]
+                self._show_header()
+                if not self._streamed:  # answered elsewhere (several requests in flight)
+                    stream_text(result.answer)
+                answer_view(result, figures=not self.quiet)
+        finally:
+            self._line_open = self._streamed = False
+            self._header = None
+            self._stdout_ends()
+
+    def failure(self, paths: list[str], exc: VlcliError, record: dict[str, Any]) -> None:
         if len(paths) == 1:
             exc.path = exc.path or paths[0]
         if self.json_out:
-            json_line({"path": paths[0] if len(paths) == 1 else paths, "error": exc.message})
+            json_line(record)
+        self._header = None
         error(exc)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            info(message)
 
     def warn(self, message: str) -> None:
         warning(message)
 
 
-def answer_header(paths: list[str]) -> None:
-    """Before a streamed answer, when a run has several: which input(s) it is about."""
-    out.print(f"[bold]{escape(', '.join(paths))}[/]")
+def answer_header(paths: list[str], title: str | None = None) -> None:
+    """Before a streamed answer, when a run has several: which input(s) (and window) it is about."""
+    extra = f" [dim]({escape(title)})[/]" if title else ""
+    out.print(f"[bold]{escape(', '.join(paths))}[/]{extra}")
 
 
-def answer_view(result: Any) -> None:
+def answer_view(result: Any, figures: bool = True) -> None:
     """After the streamed answer: its time spans in source seconds, evidence files; figures.
 
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
@@ -309,9 +370,10 @@ def answer_view(result: Any) -> None:
             else "times as the model stated them (not mapped to a source video)"
         )
         t = Table(title=title, title_justify="left", show_edge=False)
-        for col in ("start s", "end s", "start", "end", "", "text"):
+        windows = list(getattr(result, "span_windows", []) or [])
+        for col in ("start s", "end s", "start", "end", "", *(["window"] if windows else []), "text"):
             t.add_column(col, overflow="fold")
-        for span in result.times:
+        for k, span in enumerate(result.times):
             flag = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
             t.add_row(
                 _s(span.display_start_s),
@@ -319,45 +381,16 @@ def answer_view(result: Any) -> None:
                 format_hms(span.display_start_s),
                 format_hms(span.display_end_s),
                 flag,
+                *([str(windows[k] + 1)] if windows else []),
                 escape(span.text),
             )
         out.print(t)
     for path in result.evidence:
         out.print(f"evidence: {escape(path)}")
+    if not figures:
+        return
     tm = result.timings
     info(
         f"{result.prompt_tokens} prompt tokens, {result.generated_tokens} generated; "
         + ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in tm.items())
     )
-
-
-def subtitle_path(target: str, result: Any, fmt: str, folder: bool) -> Any:
-    """Where one answer's subtitles go: ``target`` itself, or ``target/<name>.<fmt>``.
-
-    ``name`` is the answer's output stem: the input's name, made unique in the run.
-    """
-    from pathlib import Path
-
-    if not folder:
-        return Path(target)
-    return Path(target) / f"{result.name or Path(result.paths[0]).stem}.{fmt}"
-
-
-def write_subtitles(result: Any, target: str, fmt: str, folder: bool) -> None:
-    """One answer's time spans as a SubRip (``srt``) or WebVTT (``vtt``) file.
-
-    ``folder`` (a run with several answers, or ``target`` an existing folder): the file goes into
-    the folder ``target``, named after the input. Written as soon as the answer is in, so that an
-    interrupted run keeps what it has.
-    """
-    from .subtitles import to_srt, to_vtt
-
-    path = subtitle_path(target, result, fmt, folder)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text((to_srt if fmt == "srt" else to_vtt)(result.times), encoding="utf-8")
-    except OSError as exc:
-        raise VlcliError(
-            f"cannot write --{fmt} {path}: {exc.strerror or exc}", ExitStatus.USAGE
-        ) from None
-    info(f"wrote {path}" + ("" if result.times else " (the answer states no times)"))

@@ -14,6 +14,14 @@ the model answers this one:
 Before either, :meth:`Backend.check_fit` refuses a prompt that cannot fit (memory, context).
 Everything engine-specific stays in the backend: out-of-memory handling, free-memory queries,
 family quirks.
+
+A backend is made cheaply (options checked, :meth:`Backend.identity` known) and does the heavy
+part in :meth:`Backend.load` (weights, a server), which the run calls once it knows there is
+work to do, while the first input is being decoded. ``concurrency`` says how many
+:meth:`Backend.generate` calls may run at once (transformers: 1; a server: several requests in
+flight); the run (:mod:`vlcli.pipeline`) keeps the records in input order whatever it is and
+prepares at most ``concurrency + 1`` prompts ahead. :meth:`Backend.prepare` runs on another
+thread than :meth:`Backend.generate`.
 """
 
 from __future__ import annotations
@@ -94,9 +102,17 @@ class Backend(Protocol):
 
     name: str  # "transformers", "vllm"
     spec: ModelSpec  # the model's family, constants and shapes, as planned for
+    concurrency: int  # how many generate calls may run at once (transformers: 1)
 
     def identity(self) -> dict[str, Any]:
-        """What decides this backend's answers besides the prompt (for records and keys)."""
+        """What decides this backend's answers besides the prompt (for records and keys).
+
+        Known before :meth:`load`, so that a resumed run can tell what is done without loading.
+        """
+        ...
+
+    def load(self) -> None:
+        """Get ready to answer (load the weights, start or reach a server); once, idempotent."""
         ...
 
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,6 +115,25 @@ def check_attention(attn: str, device: torch.device, dtype: torch.dtype) -> None
             )
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_transformers(family: str) -> tuple[Any, Any]:
+    """``AutoProcessor`` and the model class, imported once, by one thread at a time.
+
+    transformers resolves its names lazily and that is not thread-safe: the worker that
+    prepares the first input and the thread that loads the model would otherwise import it
+    at once ("partially initialized module").
+    """
+    with _IMPORT_LOCK:
+        from transformers import AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        return AutoProcessor, model_class(family)
+
+
 def model_class(family: str) -> Any:
     import transformers
 
@@ -203,10 +223,13 @@ class TransformersBackend:
 
     ``located`` (from :func:`vlcli.locate.locate_spec`) skips finding the model again when the
     caller has. Weights that cannot fit in the device's available memory stop it before loading
-    (:class:`MemoryBudgetError`), unless ``force``.
+    (:class:`MemoryBudgetError`), unless ``force``. With ``load=False`` only the options are
+    checked: the processor is loaded by the first :meth:`prepare` and the model by :meth:`load`
+    (or the first :meth:`generate`), so that a run can decode its first input meanwhile.
     """
 
     name = "transformers"
+    concurrency = 1  # one model in this process answers one prompt at a time
 
     def __init__(
         self,
@@ -218,6 +241,7 @@ class TransformersBackend:
         warn: Callable[[str], None] = _stderr,
         located: tuple[str, ModelSpec] | None = None,
         force: bool = False,
+        load: bool = True,
     ):
         self.warn = warn
         self.folder, self.spec = located if located is not None else locate_spec(model, warn)
@@ -235,23 +259,47 @@ class TransformersBackend:
             available_memory_bytes(self.device),
             force,
         )
-        self.processor, self.model = self._load(self.folder)
-        if self.family.name in REFERENCE_FAMILIES:
-            use_reference_positions(self.model, tokens_per_second=self.family.tokens_per_second)
+        self.processor: Any = None
+        self.model: Any = None
+        self._model_lock = threading.Lock()
+        self._processor_lock = threading.Lock()
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Load the processor and the model (once; later calls return at once)."""
+        with self._model_lock:
+            if self.model is not None:
+                return
+            self.processor, self.model = self._load(self.folder)
+            if self.family.name in REFERENCE_FAMILIES:
+                use_reference_positions(self.model, tokens_per_second=self.family.tokens_per_second)
+
+    def _processor_ready(self) -> Any:
+        with self._processor_lock:
+            if self.processor is None:
+                auto_processor, _ = _import_transformers(self.family.name)
+                try:
+                    self.processor = auto_processor.from_pretrained(
+                        self.folder, trust_remote_code=False
+                    )
+                except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+                    raise self._cannot_load(exc) from None
+            return self.processor
+
+    def _cannot_load(self, exc: BaseException) -> ModelError:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return ModelError(f"{self.spec.model}: cannot load the model ({reason})")
 
     def _load(self, folder: str) -> tuple[Any, Any]:
-        from transformers import AutoProcessor
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        _, model_cls = _import_transformers(self.family.name)
         load: dict[str, Any] = {}
         if self.device.type == "cuda" and importlib.util.find_spec("accelerate") is not None:
             # Straight onto the GPU; without accelerate the weights pass through host memory.
             load["device_map"] = {"": str(self.device)}
+        processor = self._processor_ready()
         try:
-            processor = AutoProcessor.from_pretrained(folder, trust_remote_code=False)
-            model = model_class(self.family.name).from_pretrained(
+            model = model_cls.from_pretrained(
                 folder,
                 dtype=self.dtype,
                 attn_implementation=self.attn,
@@ -260,10 +308,7 @@ class TransformersBackend:
                 **load,
             )
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            reason = (
-                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            )
-            raise ModelError(f"{self.spec.model}: cannot load the model ({reason})") from None
+            raise self._cannot_load(exc) from None
         model = model.to(self.device).eval()
         return processor, model
 
@@ -303,6 +348,7 @@ class TransformersBackend:
 
     def prepare(self, prompt: Prompt, on_frames: FrameProgress | None = None) -> PreparedInputs:
         """The model inputs for one prompt (nothing generated), and what building them cost."""
+        self._processor_ready()
         try:
             inputs, stats = self.inputs_for(
                 list(prompt.media), prompt.text, prompt.system, on_frames
@@ -321,6 +367,7 @@ class TransformersBackend:
             raise UsageError("--max-new-tokens must be at least 1")
         if not prompt.temperature >= 0:  # also refuses nan
             raise UsageError("--temperature must be zero or more")
+        self.load()
         stats: PrepareStats = prepared.stats
         stream = _TextStream(self.processor.tokenizer, on_text)
         config = self._generation_config(prompt.max_new_tokens, prompt.temperature)
@@ -422,7 +469,7 @@ class TransformersBackend:
         ``on_frames(done, total)`` follows the decoding of the prompt's video frames.
         """
         return build_inputs(
-            self.processor,
+            self._processor_ready(),
             self.family,
             media,
             question,
