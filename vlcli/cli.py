@@ -497,7 +497,9 @@ def ask(
     paths = _paths(media)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
-    check_targets(paths, stems[:1] if together else stems, targets, output, evidence)
+    check_targets(
+        paths, stems[:1] if together else stems, targets, output, evidence, run.resume
+    )
 
     from .backends.transformers import TransformersBackend
     from .locate import locate_spec

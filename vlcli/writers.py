@@ -234,12 +234,14 @@ def check_targets(
     subtitles: Iterable[SubtitleTarget],
     output: str | None,
     evidence: str | None,
+    resume: bool = False,
 ) -> None:
     """Refuse, before anything is loaded, outputs that would destroy or clash (status 2).
 
     An output may not be an input or another output (``--srt X --vtt X``, ``-o`` onto a
     subtitle file); an existing subtitle target must be a subtitle file in vlcli's form (it is
-    replaced); ``--evidence`` must be a folder; each target's folder must be writable.
+    replaced); ``--evidence`` must be a folder; each target's folder must be writable; an
+    ``--output`` file that holds records is only continued with ``resume``.
     """
     real_inputs = {_real(p): p for p in inputs if os.path.lexists(p)}
     taken: dict[str, str] = {}
@@ -266,6 +268,11 @@ def check_targets(
                 f"--output {output} is a folder: give a file for the JSON Lines records"
             )
         claim("--output", out)
+        if not resume and out.is_file() and out.stat().st_size > 0:
+            raise UsageError(
+                f"--output {output} already holds records: --resume continues it, "
+                "or remove it (or give another file) to start again"
+            )
     if evidence is not None:
         folder = Path(evidence)
         if folder.exists() and not folder.is_dir():
