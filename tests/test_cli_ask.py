@@ -9,7 +9,9 @@ subtitles, evidence frames) the ``spy`` fixture wraps ``TransformersBackend.gene
 method and then, only when a test sets ``spy.fixed``, replaces the answer's *text* with that
 fixed answer (``dataclasses.replace(answer, text=FIXED)``) and streams it in place of the
 random one. Nothing else of the answer is changed (token counts and timings are the real ones).
-The spy also counts TransformersBackend constructions and records the prompt each call received.
+The spy also counts how many times the model was loaded (``TransformersBackend._load``: a run makes
+its backend before probing anything, to check the options, and loads the model only when an input
+needs it) and records the prompt each call received.
 ``test_json_record_of_a_real_answer`` and ``test_human_output_of_a_real_answer`` patch nothing.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -69,7 +72,7 @@ class Spy:
 
     def __init__(self) -> None:
         self.fixed: str | None = None  # replaces the generated text when set
-        self.constructed = 0
+        self.loaded = 0  # models loaded (TransformersBackend._load calls)
         self.questions: list[str] = []
         self.real_texts: list[str] = []  # what the model generated
         self.streamed: list[str] = []  # what its streamer emitted, joined
@@ -77,13 +80,14 @@ class Spy:
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
-    """Wrap the real TransformersBackend (see the module docstring): count, record, maybe fix the text."""
+    """Wrap the real TransformersBackend (see the module docstring): count loads, record, maybe fix
+    the text."""
     state = Spy()
-    real_init, real_generate = TransformersBackend.__init__, TransformersBackend.generate
+    real_load, real_generate = TransformersBackend._load, TransformersBackend.generate
 
-    def init(self: TransformersBackend, *args: Any, **kwargs: Any) -> None:
-        state.constructed += 1
-        real_init(self, *args, **kwargs)
+    def load(self: TransformersBackend, folder: str) -> Any:
+        state.loaded += 1
+        return real_load(self, folder)
 
     def generate(self: TransformersBackend, prepared: Any, on_text: Any = None) -> Any:
         pieces: list[str] = []
@@ -103,7 +107,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
             on_text(state.fixed)
         return dataclasses.replace(answer, text=state.fixed)
 
-    monkeypatch.setattr(TransformersBackend, "__init__", init)
+    monkeypatch.setattr(TransformersBackend, "_load", load)
     monkeypatch.setattr(TransformersBackend, "generate", generate)
     return state
 
@@ -135,11 +139,17 @@ def plan_of(model: Path, clip: str, **options: Any) -> VideoPlan:
     return plan
 
 
+PROGRESS_LINE = re.compile(r"^vlcli: \[\d+/\d+\] .+: (ok|failed.*) in \d+\.\d s$")
+
+
 def stderr_lines(r: Any) -> list[str]:
+    """Standard error less the CPU warning of every run and the progress line of each input."""
     return [
         line
         for line in r.stderr.splitlines()
-        if line.strip() and "no CUDA GPU found" not in line  # the CPU warning of every run
+        if line.strip()
+        and "no CUDA GPU found" not in line
+        and not PROGRESS_LINE.match(line)
     ]
 
 
@@ -245,7 +255,7 @@ def test_folder_of_two_clips_loads_the_model_once(
     assert r.exit_code == 0, r.stderr
     recs = records(r.stdout)  # stdout holds the records and nothing else
     assert [Path(x["path"]).name for x in recs] == ["a.mp4", "b.mp4"]
-    assert spy.constructed == 1 and len(spy.questions) == 2
+    assert spy.loaded == 1 and len(spy.questions) == 2
     for rec in recs:
         planned = budget(tiny_qwen25_path, rec["path"])
         assert (rec["frames"], rec["visual_tokens"]) == (
@@ -282,7 +292,7 @@ def test_together_is_one_record(
     clip, image = budget(tiny_qwen25_path, tiny_clip), budget(tiny_qwen25_path, tiny_image)
     assert rec["frames"] == clip["frames"]
     assert rec["visual_tokens"] == clip["visual_tokens"] + image["visual_tokens"]
-    assert spy.constructed == 1 and len(spy.questions) == 1
+    assert spy.loaded == 1 and len(spy.questions) == 1
 
 
 def test_together_with_two_videos_leaves_times_unmapped(
@@ -440,7 +450,7 @@ def test_subtitles_for_several_inputs_refuse_a_file(
     target.write_text("mine\n")
     r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, "--srt", target)
     assert r.exit_code == 2 and "folder" in r.stderr
-    assert spy.constructed == 0 and target.read_text() == "mine\n"
+    assert spy.loaded == 0 and target.read_text() == "mine\n"
 
 
 def test_evidence_frames(spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path) -> None:
@@ -566,7 +576,7 @@ def test_missing_model_folder(spy: Spy, tiny_clip: str, tmp_path: Path) -> None:
     assert r.exit_code == 4
     (line,) = stderr_lines(r)
     assert "--model PATH" in line and "no-such-model" in line
-    assert r.stdout == "" and spy.constructed == 0
+    assert r.stdout == "" and spy.loaded == 0
 
 
 def test_hub_id_not_cached_offline(
@@ -580,7 +590,7 @@ def test_hub_id_not_cached_offline(
     assert r.exit_code == 4
     (line,) = stderr_lines(r)
     assert "HF_HUB_OFFLINE" in line and "--model PATH" in line
-    assert spy.constructed == 0
+    assert spy.loaded == 0
 
 
 def test_hub_that_never_answers_fails_fast(
@@ -661,14 +671,14 @@ def test_bad_inputs_among_good_ones(
     assert sorted(x["path"] for x in recs if "error" in x) == sorted([not_media, str(missing)])
     lines = stderr_lines(r)
     assert len(lines) == 2 and all(x.startswith("vlcli:") for x in lines)
-    assert "Traceback" not in r.stderr and spy.constructed == 1
+    assert "Traceback" not in r.stderr and spy.loaded == 1
 
 
 def test_only_bad_inputs_do_not_load_the_model(
     spy: Spy, tiny_qwen25_path: Path, not_media: str
 ) -> None:
     r = invoke("ask", not_media, "What happens?", "--model", tiny_qwen25_path, *NEW)
-    assert r.exit_code == 3 and spy.constructed == 0
+    assert r.exit_code == 3 and spy.loaded == 0
     assert len(stderr_lines(r)) == 1
 
 
@@ -688,7 +698,7 @@ def test_usage_errors(
     r = invoke("ask", *[a.format(clip=tiny_clip) for a in args], "--model", tiny_qwen25_path)
     assert r.exit_code == 2
     assert message in r.stderr and "Traceback" not in r.stderr
-    assert len(stderr_lines(r)) == 1 and spy.constructed == 0 and r.stdout == ""
+    assert len(stderr_lines(r)) == 1 and spy.loaded == 0 and r.stdout == ""
 
 
 # ---------------------------------------------------------------- memory
@@ -756,13 +766,14 @@ def test_memory_check_goes_on_with_the_other_inputs(
     assert r.exit_code == 5
     assert [Path(x["path"]).name for x in records(r.stdout)] == ["a.mp4", "b.mp4"]
     assert all("GiB free" in x["error"] for x in records(r.stdout))
-    assert spy.constructed == 1
+    assert spy.loaded == 1
 
 
 def test_a_failure_while_decoding_wipes_the_progress_line(
     tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a terminal, the error does not land after a half-written "decoding frames" line."""
+    """On a terminal, the progress display shows the decoding, and the error does not land after
+    it: it starts on a line the display has erased, and the display is wiped at the end."""
     import io
 
     from rich.console import Console
@@ -783,8 +794,13 @@ def test_a_failure_while_decoding_wipes_the_progress_line(
     assert r.exit_code == 3
     shown = buffer.getvalue()
     progress = shown.index("decoding frames 2/6")
-    wiped = shown.index("\r\x1b[K", progress)
-    assert progress < wiped < shown.index("the decoder failed")
+    failed = shown.index("the decoder failed")
+    erase = "\x1b[2K"
+    line_start = shown.rindex(erase, progress, failed) + len(erase)
+    before = re.sub(r"\x1b\[[0-9;]*m", "", shown[line_start:failed])  # colours aside
+    assert re.fullmatch(r"(\x1b\[1A\x1b\[2K)*vlcli: [^\n\r\x1b]*", before), before
+    assert shown.rindex(erase) > shown.rindex("decoding frames")  # wiped when the run ends
+    assert r.stdout == ""
 
 
 @pytest.mark.parametrize("where", ["preparing", "generating"])

@@ -151,27 +151,6 @@ def test_decoding_progress(qwen25_runner: TransformersBackend, tiny_clip: str) -
     assert heard == [(n, 12) for n in range(2, 13, 2)]
 
 
-def test_decoding_progress_line_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rewritten in place, wiped when done; nothing when stderr is not a terminal."""
-    import io
-
-    from rich.console import Console
-
-    from vlcli import render
-
-    for terminal, expected in (
-        (True, "\r\x1b[Kdecoding frames 2/6\r\x1b[Kdecoding frames 4/6\r\x1b[K"),
-        (False, ""),
-    ):
-        buffer = io.StringIO()
-        monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=terminal))
-        view = render.AskOutput(False, [], {})
-        for done in (2, 4, 6):
-            view.decoding(done, 6)
-        view.decoding(0, 0)  # what answer_all says after each prompt: nothing left to wipe
-        assert buffer.getvalue() == expected
-
-
 def test_refuses_a_plan_made_for_another_family(
     qwen25_runner: TransformersBackend, tiny_clip: str
 ) -> None:

@@ -55,9 +55,9 @@ class Progress:
         self._lock = threading.Lock()
         self._live: RichProgress | None = None
         self._main: Any = None
-        self._next: Any = None
         self._paused = False
-        self._current = ""
+        self._current = ""  # the input being answered and its stage
+        self._ahead = ""  # the input being decoded, and how far
 
     # ------------------------------------------------------------ lifecycle
 
@@ -77,8 +77,7 @@ class Progress:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._main = self._live.add_task("starting", total=total or None)
-        self._next = self._live.add_task("", total=None, visible=False)
+        self._main = self._live.add_task("starting", total=total or None, completed=self.done)
         self._live.start()
 
     def close(self) -> None:
@@ -102,22 +101,22 @@ class Progress:
 
     # ------------------------------------------------------------ updates
 
-    def stage(self, path: str, stage: str) -> None:
-        """The input being answered and what is happening to it."""
-        self._current = path
+    def _show(self, refresh: bool) -> None:
         if self._live is not None:
-            self._live.update(self._main, description=f"{escape(path)}: {stage}", refresh=True)
+            text = " | ".join(x for x in (self._current, self._ahead) if x) or "starting"
+            self._live.update(self._main, description=text, refresh=refresh)
 
-    def decoding(self, path: str, done: int, total: int, answering: bool = False) -> None:
-        """Frames decoded of an input being prepared (ahead, or the one answered next)."""
-        if self._live is None:
-            return
-        if done >= total:
-            self._live.update(self._next, visible=False)
-            return
-        text = f"{'next: ' if not answering else ''}{escape(path)}: decoding frames {done}/{total}"
-        first = done == 0 or not self._live.tasks[self._next].visible
-        self._live.update(self._next, description=text, visible=True, refresh=first)
+    def stage(self, path: str, stage: str) -> None:
+        """The input being answered (empty: none yet) and what is happening to it."""
+        self._current = f"{escape(path)}: {stage}" if path else stage
+        self._show(refresh=True)
+
+    def decoding(self, path: str, done: int, total: int) -> None:
+        """Frames decoded of the input being prepared (the next one, while one is answered);
+        ``done >= total`` when it is ready."""
+        first = not self._ahead
+        self._ahead = f"{escape(path)}: decoding frames {done}/{total}" if done < total else ""
+        self._show(refresh=first or not self._ahead)
 
     def finished(self, path: str, status: str, seconds: float) -> None:
         """One input done: the count moves on; a log line when standard error is not a terminal."""
