@@ -262,15 +262,21 @@ def budget(
         str, typer.Option("--question", help="The question, to count its tokens.")
     ] = "",
     together: Together = False,
+    window: Window = None,
+    overlap: Overlap = None,
     json_out: Json = False,
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
-    from .core import plan_inputs
+    from .core import plan_inputs, window_budget
     from .memory import canonical_dtype, estimate_memory
+    from .windows import check_window
 
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
+    windowing = check_window(window, overlap)
+    if together and windowing:
+        raise UsageError("--window answers one video in parts: it cannot go with --together")
     dtype = canonical_dtype(dtype)
     spec = resolve_model(model)
     errors: list[VlcliError] = []
@@ -280,6 +286,11 @@ def budget(
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
             continue
+        if windowing and item.info is not None and isinstance(item.plan, VideoPlan):
+            rows = window_budget(item, options, spec, windowing, question, max_new_tokens, dtype)
+            if len(rows) > 1:  # a video longer than one window: each window is its own prompt
+                render.budget_windows(item.path, rows, model, json_out)
+                continue
         if isinstance(item.plan, VideoPlan):
             for note in item.plan.notes:
                 render.warning(f"{item.path}: {note}")

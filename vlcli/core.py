@@ -11,11 +11,19 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ExitStatus, InputError, VlcliError
 from .families import ModelSpec
 from .media import MediaInfo, probe
-from .plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+from .plan import (
+    ImagePlan,
+    SamplingOptions,
+    VideoPlan,
+    estimate_prompt_tokens,
+    plan_image,
+    plan_video,
+)
 
 WORKERS = 4
 
@@ -76,3 +84,25 @@ def plan_inputs(
     """Probe (and, given a model spec, plan) every path, yielding results in input order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(lambda p: _one(p, options, spec), paths)
+
+
+def window_budget(
+    item: Planned,
+    options: SamplingOptions,
+    spec: ModelSpec,
+    windowing: tuple[float, float],
+    question: str,
+    max_new_tokens: int,
+    dtype: str,
+) -> list[tuple[Any, VideoPlan, int, Any]]:
+    """``budget --window``: each window of a probed video with its plan, prompt tokens and
+    memory estimate (the windows ``ask --window`` answers, planned the same way)."""
+    from .memory import estimate_memory
+    from .windows import plan_windows
+
+    assert item.info is not None
+    rows = []
+    for window, plan in plan_windows(item.info.video_facts(), options, spec.family, *windowing):
+        tokens = estimate_prompt_tokens([plan], question)
+        rows.append((window, plan, tokens, estimate_memory(spec, [plan], tokens, max_new_tokens, dtype)))
+    return rows

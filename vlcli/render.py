@@ -222,6 +222,57 @@ def budget_view(
     out.print()
 
 
+def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> None:
+    """``budget --window``: one line (JSON) or one table per video, a row per window, totals.
+
+    Each window is its own prompt: the memory shown is the largest window's.
+    """
+    mems = [mem for *_, mem in rows if mem is not None]
+    peak = max(mems, key=lambda m: m.total_bytes) if mems else None
+    frames = sum(plan.frames for _, plan, _, _ in rows)
+    visual = sum(plan.visual_tokens for _, plan, _, _ in rows)
+    prompt = sum(tokens for _, _, tokens, _ in rows)
+    if json_out:
+        json_line(
+            {
+                "path": path,
+                "kind": "video",
+                "windows": [
+                    {**w.to_dict(), **plan.to_dict(), "prompt_tokens": tokens}
+                    for w, plan, tokens, _ in rows
+                ],
+                "frames": frames,
+                "visual_tokens": visual,
+                "prompt_tokens": prompt,
+                "model": model,
+                "memory": peak.to_dict() if peak else None,
+            }
+        )
+        return
+    from .times import format_hms
+
+    out.print(f"[bold]{escape(path)}[/]: {len(rows)} windows, each its own prompt")
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("window", "from", "to", "frames", "fps", "s per patch", "visual tokens", "prompt tokens"):
+        t.add_column(col, justify="right")
+    for w, plan, tokens, _ in rows:
+        t.add_row(
+            str(w.index + 1),
+            format_hms(plan.clip_start_s),
+            format_hms(plan.clip_end_s),
+            str(plan.frames),
+            f"{plan.sample_fps:.3f}",
+            f"{plan.second_per_grid_t:.3f}",
+            str(plan.visual_tokens),
+            str(tokens),
+        )
+    t.add_row("total", "", "", str(frames), "", "", str(visual), str(prompt))
+    out.print(t)
+    if peak is not None:
+        out.print(f"GPU memory (largest window): {_gib(peak.total_bytes)} ({peak.dtype})")
+    out.print()
+
+
 # ---------------------------------------------------------------- ask
 
 

@@ -1,0 +1,171 @@
+"""Long videos in windows (vlcli.windows): the plans cover the video with no gap, each window's
+times map to the right source seconds (read back from a burned-in clock), and the merge keeps a
+span in an overlap once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+from helpers_clock import make_clock_clip, read_clock
+
+from vlcli.errors import UsageError
+from vlcli.families import QWEN2_5_VL
+from vlcli.media import frames_at, probe
+from vlcli.plan import SamplingOptions, VideoPlan, plan_video
+from vlcli.times import TimeSpan, map_times
+from vlcli.windows import (
+    Window,
+    check_window,
+    merge_spans,
+    plan_windows,
+    shown_range,
+    sparse_note,
+    window_bounds,
+)
+
+FPS = 10
+
+
+@pytest.fixture(scope="session")
+def clock_clip(media_dir: Path) -> str:
+    """95 s at 10 fps (950 frames), each frame showing its own number (helpers_clock)."""
+    return make_clock_clip(media_dir / "clock_95s.mp4", seconds=95, fps=FPS)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "window", "overlap"),
+    [(0, 95, 30, 4), (0, 95, 30, 0), (12.5, 80, 20, 5), (0, 3600, 600, 4), (0, 61, 60, 4)],
+)
+def test_window_bounds_cover_the_clip(
+    start: float, end: float, window: float, overlap: float
+) -> None:
+    ws = window_bounds(start, end, window, overlap)
+    assert ws[0].start_s == start and ws[-1].end_s == end
+    assert [w.index for w in ws] == list(range(len(ws)))
+    lengths = [w.end_s - w.start_s for w in ws]
+    assert max(lengths) <= window + 1e-6
+    assert max(lengths) - min(lengths) < 0.01  # equal windows: no sliver at the end
+    for a, b in zip(ws, ws[1:], strict=False):
+        assert b.start_s <= a.end_s  # no gap
+        assert a.end_s - b.start_s == pytest.approx(overlap, abs=2e-3)
+    assert len(ws) == math.ceil((end - start - overlap) / (window - overlap) - 1e-9)
+    assert window_bounds(0, 25, 30, 4) == [Window(0, 0, 25)]  # fits: one window
+
+
+def test_window_options_are_checked() -> None:
+    assert check_window(None, None) is None
+    assert check_window(60, None) == (60, 4.0)
+    assert check_window(8, None) == (8, 2.0)  # a few seconds, at most a quarter
+    for window, overlap, message in [
+        (None, 2, "--overlap needs --window"),
+        (0, None, "--window"),
+        (10, 10, "--overlap"),
+        (10, -1, "--overlap"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            check_window(window, overlap)
+
+
+def test_window_plans_cover_the_video_and_are_start_end_plans(clock_clip: str) -> None:
+    facts = probe(clock_clip).video_facts()
+    options = SamplingOptions(fps=2.0)
+    planned = plan_windows(facts, options, QWEN2_5_VL, 30, 4)
+    assert len(planned) == 4
+    # each window is exactly the plan --start/--end would make (so budget and ask agree)
+    for k, (w, plan) in enumerate(planned):
+        start = None if k == 0 else w.start_s
+        end = None if k == len(planned) - 1 else w.end_s
+        assert plan == plan_video(
+            facts, dataclasses.replace(options, start=start, end=end), QWEN2_5_VL
+        )
+    # frames: every frame of the video is in some window's range, neighbours overlap
+    assert planned[0][1].start_frame == 0 and planned[-1][1].end_frame == facts.num_frames - 1
+    for (_, a), (_, b) in zip(planned, planned[1:], strict=False):
+        assert b.start_frame <= a.end_frame + 1
+    # seconds: what the windows show covers the whole video with no gap
+    covered = sorted(shown_range(p) for _, p in planned)
+    assert covered[0][0] == 0 and covered[-1][1] == pytest.approx(facts.num_frames / FPS)
+    for (_, hi), (lo, _) in zip(covered, covered[1:], strict=False):
+        assert lo <= hi
+
+
+def test_each_window_maps_its_times_to_the_clock_it_showed(clock_clip: str) -> None:
+    """A second the model states in window k goes through window k's own time axis; the frame
+    at the mapped source second shows that second on its burned-in clock."""
+    facts = probe(clock_clip).video_facts()
+    planned = plan_windows(facts, SamplingOptions(fps=2.0), QWEN2_5_VL, 30, 4)
+    for _, plan in planned:
+        axis = plan.time_axis()
+        stated = [0.0, 3.0, 10.5, plan.position_seconds(plan.temporal_positions[-1])]
+        spans = map_times(
+            [TimeSpan(m, m) for m in stated],
+            clip_start_s=axis.clip_start_s,
+            clip_end_s=axis.clip_end_s,
+            to_source=axis.source_seconds,
+        )
+        seconds = [s.source_start_s for s in spans]
+        assert all(s is not None for s in seconds)
+        clocks = [read_clock(im) / FPS for im in frames_at(clock_clip, seconds)]  # type: ignore[arg-type]
+        for m, source, clock in zip(stated, seconds, clocks, strict=True):
+            # seconds from the window's start (up to one temporal patch: positions are floored)
+            assert source == pytest.approx(plan.clip_start_s + m, abs=plan.second_per_grid_t)
+            assert clock == pytest.approx(source, abs=1 / FPS + 1e-6)  # the frame shows it
+    # and the frames each window's patches showed are where its axis says they are
+    for _, plan in planned:
+        shown = frames_at(clock_clip, list(plan.patch_times_s))
+        assert [read_clock(im) for im in shown] == list(plan.frame_indices[::2])
+
+
+def span(start: float, end: float, text: str) -> TimeSpan:
+    return TimeSpan(start, end, text, source_start_s=start, source_end_s=end)
+
+
+def test_merge_keeps_an_overlap_span_once(clock_clip: str) -> None:
+    facts = probe(clock_clip).video_facts()
+    (w0, p0), (w1, p1), (w2, p2) = plan_windows(facts, SamplingOptions(fps=1.0), QWEN2_5_VL, 35, 5)
+    lo, hi = shown_range(p1)[0], shown_range(p0)[1]  # the overlap of windows 0 and 1
+    assert hi - lo == pytest.approx(5, abs=0.2)
+    late_in_0 = span(lo + 3.6, lo + 4.4, "door opens (seen late in window 0)")
+    early_in_1 = span(lo + 3.2, lo + 4.1, "door opens (seen early in window 1)")
+    only_0 = span(lo + 0.5, lo + 0.5, "a light flickers")  # in the overlap, window 1 missed it
+    merged = merge_spans(
+        [
+            (w0, p0, [span(2, 5, "a man enters"), late_in_0, only_0]),
+            (w1, p1, [early_in_1, span(40, 45, "he sits")]),
+            (w2, p2, [span(80, 82, "he leaves")]),
+        ]
+    )
+    texts = [s.text for _, s in merged]
+    # the door, stated by both windows, once: window 1 holds its middle more centrally
+    assert texts.count("door opens (seen early in window 1)") == 1
+    assert "door opens (seen late in window 0)" not in texts
+    assert "a light flickers" in texts  # stated by one window only: kept
+    assert texts == ["a man enters", "a light flickers", "door opens (seen early in window 1)",
+                     "he sits", "he leaves"]  # fmt: skip
+    assert [w for w, _ in merged] == [0, 0, 1, 1, 2]
+    starts = [s.display_start_s for _, s in merged]
+    assert starts == sorted(starts)
+
+
+def test_sparse_sampling_names_window(media_dir: Path) -> None:
+    """Over 384 s at the default 2 fps the 768-frame cap thins the sampling: below 0.5 fps the
+    plan says so and names --window; asking for a low fps yourself is not warned about."""
+    from helpers_media import make_clip
+
+    long = make_clip(media_dir / "long_1700s.mp4", size=(32, 32), fps=1, seconds=1700,
+                     source="color=c=gray")  # fmt: skip
+    facts = probe(long).video_facts()
+    plan = plan_video(facts, SamplingOptions(), QWEN2_5_VL)
+    assert isinstance(plan, VideoPlan) and plan.frames == 768 and plan.sample_fps < 0.5
+    note = sparse_note(plan, SamplingOptions())
+    assert note is not None and "--window" in note and "2.2 s" in note
+    assert sparse_note(plan, SamplingOptions(fps=0.25)) is None
+    assert (
+        sparse_note(
+            plan_video(facts, SamplingOptions(end=300), QWEN2_5_VL), SamplingOptions(end=300)
+        )
+        is None
+    )
