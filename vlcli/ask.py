@@ -8,12 +8,13 @@ Qwen3-VL is shown source timestamps as text, so its times already are source sec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import DeviceOutOfMemory, ExitStatus, MemoryBudgetError, VlcliError
+from .errors import DeviceOutOfMemory, ExitStatus, MemoryBudgetError, UsageError, VlcliError
 from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
 from .timeaxis import TimeAxis
 
@@ -31,6 +32,14 @@ class AskSettings:
     force: bool = False
     evidence_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 <= self.temperature < math.inf:  # also refuses nan and inf
+            raise UsageError(
+                f"--temperature must be zero or a finite positive number, got {self.temperature}"
+            )
+
 
 @dataclass
 class AskResult:
@@ -47,7 +56,9 @@ class AskResult:
     timings: dict[str, float]
     task: str = "qa"
     evidence: list[str] = field(default_factory=list)
-    name: str = ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    name: str = (
+        ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    )
     axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +118,10 @@ def map_answer_times(
         return spans
     axis = axes[0]
     return map_times(
-        spans, clip_start_s=axis.clip_start_s, clip_end_s=axis.clip_end_s, to_source=axis.source_seconds
+        spans,
+        clip_start_s=axis.clip_start_s,
+        clip_end_s=axis.clip_end_s,
+        to_source=axis.source_seconds,
     )
 
 
