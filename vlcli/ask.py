@@ -115,12 +115,16 @@ def map_answer_times(
     """
     from .times import map_times, parse_times
 
-    spans = parse_times(answer, assume_seconds=(task == "ground"))
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if not spans or len(videos) != 1:
-        return spans
+    if len(videos) != 1:
+        return parse_times(answer, assume_seconds=(task == "ground"))
     first = videos[0]
     end = first.clip_end_s + 1.0 / first.source_fps  # the last frame is shown for one frame time
+    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
+    length = end if family == "qwen3_vl" else end - first.clip_start_s
+    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
+    if not spans:
+        return spans
     if family == "qwen3_vl":
         return map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=end, offset_s=0.0)
     return map_times(
