@@ -112,11 +112,17 @@ def map_answer_times(
     """
     from .times import map_times, parse_times
 
-    spans = parse_times(answer, assume_seconds=(task == "ground"))
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if not spans or len(videos) != 1 or len(axes) != 1 or axes[0] is None:
+    if len(videos) != 1:
+        return parse_times(answer, assume_seconds=(task == "ground"))
+    video = videos[0]
+    axis = axes[0] if len(axes) == 1 else None
+    end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
+    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
+    length = end if video.family == "qwen3_vl" else end - video.clip_start_s  # Qwen3: source s
+    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
+    if not spans or axis is None:
         return spans
-    axis = axes[0]
     return map_times(
         spans,
         clip_start_s=axis.clip_start_s,
