@@ -350,7 +350,11 @@ def test_times_are_source_seconds(spy: Spy, tiny_qwen25_path: Path, tiny_clip: s
     appears, leaves, back = rec["times"]
 
     assert (appears["model_start_s"], appears["model_end_s"]) == (0.5, 0.5)
-    assert appears["start_s"] == appears["end_s"] == pytest.approx(plan.time_axis().source_seconds(0.5))
+    assert (
+        appears["start_s"]
+        == appears["end_s"]
+        == pytest.approx(plan.time_axis().source_seconds(0.5))
+    )
     assert 1.0 < appears["start_s"] < 2.0  # source seconds: after --start, not the model's 0.5
     assert appears["start_hms"] == format_hms(appears["start_s"])
     assert appears["start_hms"] == f"00:00:{appears['start_s'] + 1e-9:04.1f}"
@@ -379,7 +383,10 @@ def test_subtitles_have_the_mapped_times(
     assert r.exit_code == 0, r.stderr
     plan = plan_of(tiny_qwen25_path, tiny_clip, start=1.0, end=3.0)
     a = round(plan.time_axis().source_seconds(0.5), 6)
-    b, c = round(plan.time_axis().source_seconds(1.0), 6), round(plan.time_axis().source_seconds(1.5), 6)
+    b, c = (
+        round(plan.time_axis().source_seconds(1.0), 6),
+        round(plan.time_axis().source_seconds(1.5), 6),
+    )
     end = round(plan.clip_end_s + 1 / plan.source_fps, 6)
     first, second = BALL.split(". ")[0] + ".", BALL.split(". ")[1]
     cues = sorted([(a, a + 2.0, first), (b, c, first), (end, end + 2.0, second)])
@@ -682,13 +689,30 @@ def test_only_bad_inputs_do_not_load_the_model(
     assert len(stderr_lines(r)) == 1
 
 
+def test_media_without_a_question_runs_the_caption_task(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    """`vlcli ask video.mp4`: dense captions with times, said in one stderr line."""
+    r = invoke("ask", tiny_clip, "--model", tiny_qwen25_path, *NEW, "--json")
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert rec["task"] == "caption" and rec["question"] == ""
+    assert spy.questions == [build_prompt("caption", "")]
+    assert any("no question given" in line for line in stderr_lines(r))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["{clip}", "q?", "--task", "bogus"], "--task"),
         (["What is in the video?"], "media"),
         (["{clip}", "  "], "needs a question"),
-        (["{clip}", "{clip}"], "give the question after the media"),
+        (["{clip}", "b.mpp4"], "'b.mpp4', looks like a file name but there is no such file"),
+        (["{clip}", "clips/b.mp4"], "looks like a file name"),
+        (["{clip}", "--task", "ground"], "--task ground needs the question"),
+        (["{clip}", "q?", "--temperature", "inf"], "--temperature must be zero or a finite"),
+        (["{clip}", "q?", "--nframes", "1"], "rounds to 0"),
+        (["{clip}", "q?", "--max-pixels", "100"], "less than one visual token"),
         (["{clip}", "q?", "--start", "soon"], "not a time"),
     ],
 )

@@ -234,6 +234,17 @@ def test_bad_options(tiny_qwen25_path: Path) -> None:
         TransformersBackend(str(tiny_qwen25_path), device="nonsense", warn=_quiet)
 
 
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "cuda:7"])
+def test_a_device_that_is_not_here_names_those_that_are(
+    tiny_qwen25_path: Path, device: str
+) -> None:
+    from vlcli.backends.transformers import devices_here
+
+    with pytest.raises(UsageError, match=f"--device {device}") as caught:
+        TransformersBackend(str(tiny_qwen25_path), device=device, warn=_quiet)
+    assert ", ".join(devices_here()) in caught.value.message and "cpu" in caught.value.message
+
+
 def test_eager_attention(tiny_qwen25_path: Path) -> None:
     runner = TransformersBackend(str(tiny_qwen25_path), device="cpu", attn="eager", warn=_quiet)
     assert runner.model.config._attn_implementation == "eager"
@@ -283,3 +294,47 @@ def test_positions_that_cannot_be_read_back_leave_the_times_unmapped(
     assert answer.axes == (None,) and "left as the model stated them" in answer.notes[0]
     (span,) = map_answer_times("It happens at 1.5 seconds.", [plan], answer.axes)
     assert not span.mapped and span.start_s == 1.5
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_and_cut_weights_are_model_errors(tiny_qwen25_path: Path, tmp_path: Path) -> None:
+    """Found before anything is loaded, with the cause (status 4, not a bug)."""
+    from vlcli.locate import check_weights_files, locate_spec
+
+    assert check_weights_files(tiny_qwen25_path) is None
+    cut = _copy_model(tiny_qwen25_path, tmp_path / "cut")
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    garbage = _copy_model(tiny_qwen25_path, tmp_path / "garbage")
+    (garbage / "model.safetensors").write_bytes(b"\0" * 100)
+    empty = _copy_model(tiny_qwen25_path, tmp_path / "no-weights")
+    (empty / "model.safetensors").unlink()
+    for folder, cause in (
+        (cut, "model.safetensors is corrupt or truncated"),
+        (garbage, "its header is not valid JSON"),
+        (empty, "no weights in safetensors form"),
+    ):
+        with pytest.raises(ModelError, match=cause) as caught:
+            locate_spec(str(folder))
+        assert caught.value.status == ExitStatus.MODEL
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(
+    tiny_qwen25_path: Path, tmp_path: Path
+) -> None:
+    """Even in a folder whose name says Qwen2.5-VL, config.json decides (budget and ask)."""
+    import json
+
+    from vlcli.families import resolve_model
+
+    folder = _copy_model(tiny_qwen25_path, tmp_path / "tiny-Qwen2.5-VL-but-llama")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    with pytest.raises(ModelError, match="not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint"):
+        resolve_model(str(folder))
+    with pytest.raises(ModelError, match="model_type 'llama'"):
+        TransformersBackend(str(folder), device="cpu", warn=_quiet)

@@ -8,12 +8,13 @@ resuming, decoding ahead, windows) is :mod:`vlcli.batch`, built from these piece
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DeviceOutOfMemory, MemoryBudgetError, VlcliError
+from .errors import DeviceOutOfMemory, MemoryBudgetError, UsageError, VlcliError
 from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
 from .timeaxis import TimeAxis
 
@@ -31,6 +32,14 @@ class AskSettings:
     force: bool = False
     evidence_dir: str | None = None
     window: tuple[float, float] | None = None  # --window and --overlap, in seconds
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 <= self.temperature < math.inf:  # also refuses nan and inf
+            raise UsageError(
+                f"--temperature must be zero or a finite positive number, got {self.temperature}"
+            )
 
 
 @dataclass
@@ -52,7 +61,9 @@ class AskResult:
     timings: dict[str, float]
     task: str = "qa"
     evidence: list[str] = field(default_factory=list)
-    name: str = ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    name: str = (
+        ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    )
     axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
     key: str = ""  # the record's key (vlcli.ledger.record_key)
     backend: dict[str, Any] = field(default_factory=dict)  # the backend's identity
@@ -122,13 +133,22 @@ def map_answer_times(
     """
     from .times import map_times, parse_times
 
-    spans = parse_times(answer, assume_seconds=(task == "ground"))
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if not spans or len(videos) != 1 or len(axes) != 1 or axes[0] is None:
+    if len(videos) != 1:
+        return parse_times(answer, assume_seconds=(task == "ground"))
+    video = videos[0]
+    axis = axes[0] if len(axes) == 1 else None
+    end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
+    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
+    length = end if video.family == "qwen3_vl" else end - video.clip_start_s  # Qwen3: source s
+    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
+    if not spans or axis is None:
         return spans
-    axis = axes[0]
     return map_times(
-        spans, clip_start_s=axis.clip_start_s, clip_end_s=axis.clip_end_s, to_source=axis.source_seconds
+        spans,
+        clip_start_s=axis.clip_start_s,
+        clip_end_s=axis.clip_end_s,
+        to_source=axis.source_seconds,
     )
 
 

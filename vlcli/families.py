@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import ModelError
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -162,11 +162,22 @@ QWEN3_VL = Family(
 )
 FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
+
 def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, gated):  # type: ignore[no-untyped-def]
     return ModelDims(
-        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
-        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
-        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=128,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+        vision_hidden=v_hidden,
+        vision_depth=v_depth,
+        vision_intermediate=v_inter,
+        vision_heads=16,
+        vision_out=v_out,
         vision_gated_mlp=gated,
     )
 
@@ -264,16 +275,17 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
 
 
 def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
+    """The family a checkpoint folder's config.json says; its name only when it says none."""
     model_type = str(cfg.get("model_type", ""))
-    base = (
-        _MODEL_TYPES.get(model_type)
-        or family_from_name(str(folder))
-        or family_from_name(" ".join(map(str, cfg.get("architectures", []))))
-    )
-    if base is None:
-        raise UsageError(
-            f"{folder}: model_type {model_type!r} is not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model"
+    if model_type:
+        base = _MODEL_TYPES.get(model_type)
+    else:
+        base = family_from_name(str(folder)) or family_from_name(
+            " ".join(map(str, cfg.get("architectures", [])))
         )
+    if base is None:
+        said = f"its config.json says model_type {model_type!r}" if model_type else "no model_type"
+        raise ModelError(f"{folder}: not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint ({said})")
     vision = cfg.get("vision_config") or {}
     changes: dict[str, Any] = {}
     for key in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
@@ -317,7 +329,7 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
     if folder.is_dir():
         cfg = _read_json(folder / "config.json")
         if not cfg:
-            raise UsageError(f"{model}: no readable config.json in this folder")
+            raise ModelError(f"{model}: no readable config.json in this folder")
         return ModelSpec(
             model,
             _family_from_folder(folder, cfg),
@@ -326,12 +338,16 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
             str(folder),
         )
     key = model.lower().removeprefix("qwen/").removesuffix("-instruct")
-    if model.lower().startswith("qwen/") and model.lower().endswith("-instruct") and key in _PRESETS:
+    if (
+        model.lower().startswith("qwen/")
+        and model.lower().endswith("-instruct")
+        and key in _PRESETS
+    ):
         fam, dims = _PRESETS[key]
         return ModelSpec(model, fam, dims, "built-in preset")
     fam_guess = family_from_name(model)
     if fam_guess is None:
-        raise UsageError(
+        raise ModelError(
             f"{model}: not a known Qwen2-VL, Qwen2.5-VL or Qwen3-VL model and not a local folder "
             "(pass --model PATH to a downloaded checkpoint)"
         )

@@ -7,13 +7,14 @@ reported in a moment, before anything heavy is loaded or any input is probed.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ModelError, UsageError
+from .errors import ModelError
 from .families import ModelSpec, hf_cache_snapshot, resolve_model
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -100,10 +101,74 @@ def hub_answers(model: str, timeout_s: float) -> None:
 
 
 def locate_spec(model: str, warn: Callable[[str], None] = _stderr) -> tuple[str, ModelSpec]:
-    """The model's local folder and what its own files say of it (family, constants, shapes)."""
+    """The model's local folder and what its own files say of it (family, constants, shapes).
+
+    Its weights files are checked too (:func:`check_weights_files`), so that a corrupt or cut
+    checkpoint is reported now, before anything is loaded or any input is read.
+    """
     folder = locate_model(model, warn)
     try:
         spec = resolve_model(folder)
-    except UsageError as exc:
-        raise ModelError(f"{model}: {exc.message}") from None
+    except ModelError as exc:
+        raise ModelError(f"{model}: {exc.message.removeprefix(folder + ': ')}") from None
+    problem = check_weights_files(Path(folder))
+    if problem is not None:
+        raise ModelError(f"{model}: cannot load the model: {problem}")
     return folder, dataclasses.replace(spec, model=model)
+
+
+def check_weights_files(folder: Path) -> str | None:
+    """What is wrong with a checkpoint's safetensors files, or None when they look whole.
+
+    Reads each file's header only: an 8-byte little-endian length, then that much JSON naming
+    every tensor's byte range. A whole file is exactly as long as the header says; a download
+    cut short, or a file that is not safetensors at all, is not.
+    """
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            return f"{index.name} is not a readable safetensors index"
+        files = [folder / name for name in names]
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return "no weights in safetensors form in this folder (.safetensors files)"
+    for path in files:
+        problem = _safetensors_problem(path)
+        if problem is not None:
+            return f"{path.name} is corrupt or truncated ({problem})"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, too short for a header"
+            length = int.from_bytes(head, "little")
+            if length > size - 8:
+                return f"its header says {length} bytes, the file holds {size}"
+            header = json.loads(fh.read(length))
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except ValueError:
+        return "its header is not valid JSON"
+    if not isinstance(header, dict):
+        return "its header is not a table of tensors"
+    end = 0
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            end = max(end, int(tensor["data_offsets"][1]))
+        except (TypeError, KeyError, IndexError, ValueError):
+            return f"tensor {name!r} has no byte range"
+    if 8 + length + end != size:
+        return f"{8 + length + end} bytes expected, {size} found"
+    return None

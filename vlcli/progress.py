@@ -34,12 +34,16 @@ from rich.progress import Progress as RichProgress
 MODES = ("live", "lines", "off")
 
 
-def progress_mode(console: Console, quiet: bool) -> str:
+def progress_mode(console: Console, quiet: bool, rewrite: bool | None = None) -> str:
+    """``off`` when quiet; ``live`` where lines can be redrawn (``rewrite``: by default a
+    terminal that is not ``TERM=dumb``; vlcli also says no under ``NO_COLOR``); else ``lines``."""
     if quiet:
         return "off"
-    if console.is_terminal and not console.is_dumb_terminal and os.environ.get("TERM") != "dumb":
-        return "live"
-    return "lines"
+    if rewrite is None:
+        rewrite = (
+            console.is_terminal and not console.is_dumb_terminal and os.environ.get("TERM") != "dumb"
+        )
+    return "live" if rewrite else "lines"
 
 
 class Progress:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -28,15 +29,42 @@ class ReaderGone(Exception):
     """
 
 
-def reader_gone() -> NoReturn:
-    """Send what is still to be written to standard output nowhere, and raise :class:`ReaderGone`."""
+class OutputFailed(Exception):
+    """Standard output cannot be written for another reason than a reader leaving (a full disk,
+    an I/O error): :func:`vlcli.cli.main` says so in one line, status 1."""
+
+
+def _detach_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that nothing fails again on the way out."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):  # no real file descriptor (a test's captured stream)
         pass
+
+
+def reader_gone() -> NoReturn:
+    """Send what is still to be written to standard output nowhere, and raise :class:`ReaderGone`."""
+    _detach_stdout()
     raise ReaderGone
+
+
+def output_failed(exc: OSError) -> NoReturn:
+    """Standard output could not be written: a closed pipe ends quietly, anything else is said."""
+    if isinstance(exc, BrokenPipeError):
+        reader_gone()
+    _detach_stdout()
+    raise OutputFailed(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+def write_out(text: str) -> None:
+    """Write ``text`` to standard output now (flushed), reporting a failure as such."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        output_failed(exc)
 
 
 class _Console(Console):
@@ -44,17 +72,81 @@ class _Console(Console):
         self.quiet = True
         reader_gone()
 
+    def _check_buffer(self) -> None:  # rich handles a broken pipe only
+        try:
+            super()._check_buffer()
+        except OSError as exc:
+            self.quiet = True
+            output_failed(exc)
 
+
+def plain_terminal() -> bool:
+    """``NO_COLOR`` (https://no-color.org) or ``TERM=dumb``: no colour, no bold, no cursor moves."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM", "") == "dumb"
+
+
+_COLORS: Any = None if plain_terminal() else "auto"
 # Not a terminal: no colour (rich's own rule) and no wrapping at 80 columns, so that a line a
 # script reads is one line.
-out = _Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = _Console(
+    highlight=False,
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 1000,
+    color_system=_COLORS,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True, color_system=_COLORS)
+
+
+def can_rewrite_line(console: Console) -> bool:
+    """A line that is rewritten in place (``\r``, erase) only on a real, capable terminal."""
+    return console.is_terminal and not console.is_dumb_terminal and not plain_terminal()
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def json_text(obj: dict[str, Any]) -> str:
+    """One JSON object as one line of text.
+
+    A file name that is not valid UTF-8 reaches Python with each undecodable byte ``0xNN`` as
+    the lone surrogate ``U+DCNN`` (``surrogateescape``); it is written as the JSON escape
+    ``\\udcNN``, which loses nothing: ``os.fsencode(name)`` gives back the original bytes.
+    """
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def json_line(obj: dict[str, Any]) -> None:
     """One JSON object on one line of standard output."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
-    sys.stdout.flush()
+    write_out(json_text(obj) + "\n")
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Control characters (but newline and tab) shown as escapes, for a terminal: an answer
+    must not ring the bell, move the cursor or change colours."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def tsv_cell(text: str) -> str:
+    """A cell of a tab-separated line: backslash, tab, newline and carriage return escaped as
+    ``\\\\``, ``\\t``, ``\\n``, ``\\r``, so that one input is always one line."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def print_out(renderable: Any) -> None:
+    """A table or text on standard output: as rich draws it on a terminal; elsewhere without
+    box-drawing lines and without the spaces that pad the ends of lines."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    if isinstance(renderable, Table):
+        renderable.box = None
+    with out.capture() as captured:
+        out.print(renderable)
+    write_out("\n".join(line.rstrip() for line in captured.get().split("\n")))
 
 
 def error(exc: VlcliError | str) -> None:
@@ -99,14 +191,14 @@ def probe_table(rows: list[dict[str, Any]]) -> None:
     """A table on a terminal; tab-separated lines with a header row elsewhere."""
     cells = [_probe_cells(r) for r in rows]
     if not out.is_terminal:
-        sys.stdout.write("\t".join(PROBE_COLUMNS) + "\n")
-        sys.stdout.write("".join("\t".join(c) + "\n" for c in cells))
+        lines = ["\t".join(PROBE_COLUMNS)] + ["\t".join(tsv_cell(x) for x in c) for c in cells]
+        write_out("".join(line + "\n" for line in lines))
         return
     table = Table(title="media", title_justify="left")
     for col in PROBE_COLUMNS:
         table.add_column(col, overflow="fold")
     for c in cells:
-        table.add_row(escape(c[0]), *c[1:])
+        table.add_row(escape(visible(c[0])), *c[1:])
     out.print(table)
 
 
@@ -154,8 +246,9 @@ def budget_view(
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
+    engine: str = "reference",
 ) -> None:
-    out.print(f"[bold]{escape(path)}[/]")
+    print_out(f"[bold]{escape(visible(path))}[/]")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="dim")
     summary.add_column()
@@ -194,7 +287,7 @@ def budget_view(
         summary.add_row(
             "GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)"
         )
-    out.print(summary)
+    print_out(summary)
     if isinstance(plan, VideoPlan):
         t = Table(show_edge=False, pad_edge=False)
         for col in (
@@ -207,7 +300,8 @@ def budget_view(
         ):
             t.add_column(col, justify="right")
         step = plan.frames // plan.grid_thw[0] if plan.grid_thw[0] else 2
-        for g, pos in enumerate(plan.temporal_positions):
+        axis = plan.time_axis(engine)
+        for g, pos in enumerate(axis.positions):
             idx = plan.frame_indices[g * step : (g + 1) * step]
             times = plan.frame_times_s[g * step : (g + 1) * step]
             t.add_row(
@@ -215,11 +309,11 @@ def budget_view(
                 ",".join(map(str, idx)),
                 ", ".join(_s(x) for x in times),
                 str(pos),
-                _s(plan.position_seconds(pos)),
+                _s(axis.position_seconds(pos)),
                 _s(plan.patch_times_s[g]),
             )
-        out.print(t)
-    out.print()
+        print_out(t)
+    write_out("\n")
 
 
 def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> None:
@@ -251,7 +345,7 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
         return
     from .times import format_hms
 
-    out.print(f"[bold]{escape(path)}[/]: {len(rows)} windows, each its own prompt")
+    print_out(f"[bold]{escape(visible(path))}[/]: {len(rows)} windows, each its own prompt")
     t = Table(show_edge=False, pad_edge=False)
     for col in ("window", "from", "to", "frames", "fps", "s per patch", "visual tokens", "prompt tokens"):
         t.add_column(col, justify="right")
@@ -267,19 +361,19 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
             str(tokens),
         )
     t.add_row("total", "", "", str(frames), "", "", str(visual), str(prompt))
-    out.print(t)
+    print_out(t)
     if peak is not None:
-        out.print(f"GPU memory (largest window): {_gib(peak.total_bytes)} ({peak.dtype})")
-    out.print()
+        print_out(f"GPU memory (largest window): {_gib(peak.total_bytes)} ({peak.dtype})")
+    write_out("\n")
 
 
 # ---------------------------------------------------------------- ask
 
 
 def stream_text(piece: str) -> None:
-    """Print answer text as the model generates it."""
-    sys.stdout.write(piece)
-    sys.stdout.flush()
+    """Print answer text as the model generates it (control characters made visible on a
+    terminal; a pipe gets the text as it is)."""
+    write_out(visible(piece) if out.is_terminal else piece)
 
 
 class AskOutput:
@@ -296,7 +390,7 @@ class AskOutput:
 
         self.json_out = json_out
         self.quiet = quiet
-        self.progress = Progress(err, progress_mode(err, quiet))
+        self.progress = Progress(err, progress_mode(err, quiet, can_rewrite_line(err)))
         self.shared_terminal = out.is_terminal and err.is_terminal
         self._header: list[Any] | None = None  # paths, title, several, shown
         self._line_open = False  # a streamed answer has not ended its line
@@ -332,8 +426,7 @@ class AskOutput:
 
     def _end_line(self) -> None:
         if self._line_open:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+            write_out("\n")
             self._line_open = False
 
     def _show_header(self) -> None:
@@ -400,8 +493,8 @@ class AskOutput:
 
 def answer_header(paths: list[str], title: str | None = None) -> None:
     """Before a streamed answer, when a run has several: which input(s) (and window) it is about."""
-    extra = f" [dim]({escape(title)})[/]" if title else ""
-    out.print(f"[bold]{escape(', '.join(paths))}[/]{extra}")
+    extra = f" [dim]({escape(visible(title))})[/]" if title else ""
+    print_out(f"[bold]{escape(visible(', '.join(paths)))}[/]{extra}")
 
 
 def answer_view(result: Any, figures: bool = True) -> None:
@@ -412,8 +505,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
     """
     from .times import format_hms
 
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    write_out("\n")
     if result.times:
         title = (
             "times in the source video"
@@ -433,11 +525,11 @@ def answer_view(result: Any, figures: bool = True) -> None:
                 format_hms(span.display_end_s),
                 flag,
                 *([str(windows[k] + 1)] if windows else []),
-                escape(span.text),
+                escape(visible(span.text)),
             )
-        out.print(t)
+        print_out(t)
     for path in result.evidence:
-        out.print(f"evidence: {escape(path)}")
+        print_out(f"evidence: {escape(visible(path))}")
     if not figures:
         return
     tm = result.timings

@@ -49,25 +49,32 @@ def _stderr(message: str) -> None:
     print(f"vlcli: warning: {message}", file=sys.stderr)
 
 
+def devices_here() -> list[str]:
+    """The devices vlcli can run on here: the CPU and each CUDA GPU."""
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu"] + [f"cuda:{i}" for i in range(cuda)]
+
+
 def pick_device(device: str, warn: Callable[[str], None]) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         warn("no CUDA GPU found: running on the CPU, which is slow (minutes per video)")
         return torch.device("cpu")
+    here = ", ".join(devices_here())
     try:
         chosen = torch.device(device)
     except RuntimeError:
         raise UsageError(
-            f"--device {device!r} is not a device: use auto, cuda, cuda:N or cpu"
+            f"--device {device!r} is not a device: use auto, or one of {here}"
         ) from None
+    if chosen.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: vlcli runs on the CPU or CUDA GPUs; here: {here}")
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA GPU is available (use --device cpu)")
+            raise UsageError(f"--device {device}: no CUDA GPU is available here ({here})")
         if chosen.index is not None and chosen.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices"
-            )
+            raise UsageError(f"--device {device}: there is no such GPU here ({here})")
     return chosen
 
 
@@ -289,6 +296,8 @@ class TransformersBackend:
 
     def _cannot_load(self, exc: BaseException) -> ModelError:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if type(exc).__name__ == "SafetensorError":
+            reason = f"a weights file is corrupt or truncated: {reason}"
         return ModelError(f"{self.spec.model}: cannot load the model ({reason})")
 
     def _load(self, folder: str) -> tuple[Any, Any]:
@@ -307,7 +316,7 @@ class TransformersBackend:
                 use_safetensors=True,
                 **load,
             )
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except Exception as exc:  # OSError, ValueError, safetensors' own error...: the files
             raise self._cannot_load(exc) from None
         model = model.to(self.device).eval()
         return processor, model

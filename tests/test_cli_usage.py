@@ -1,0 +1,146 @@
+"""What a user meets at the command line: parser mistakes, help, version, output that cannot be
+written, terminals without colour, and names and answers that are not plain text.
+
+Every run here is a real subprocess (``python -m vlcli``), so that the whole entry point
+(:func:`vlcli.cli.main`) is what is tested, with stdout and stderr apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlcli import __version__
+from vlcli.render import json_text, tsv_cell, visible
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_media"
+CLIP = str(SAMPLES / "landscape.mp4")
+
+
+def run(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def, type-arg]
+    return subprocess.run(
+        [sys.executable, "-m", "vlcli", *args],
+        capture_output=True,
+        cwd=kwargs.pop("cwd", ROOT),
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["budget"], "Missing argument 'MEDIA...'. Try 'vlcli budget -h' for help."),
+        (["ask"], "Missing argument 'MEDIA... QUESTION'. Try 'vlcli ask -h' for help."),
+        (["probe"], "Missing argument 'MEDIA...'."),
+        (["budget", CLIP, "--bogus"], "No such option: --bogus. Try 'vlcli budget -h' for help."),
+        (["budget", CLIP, "--fps", "abc"], "Invalid value for '--fps'"),
+        (["ask", CLIP, "q?", "--max-new-tokens", "0"], "Invalid value for '--max-new-tokens'"),
+        (["ask", CLIP, "q?", "--temperature", "-1"], "Invalid value for '--temperature'"),
+        (["nosuch"], "No such command 'nosuch'. Try 'vlcli -h' for help."),
+        (["budget", CLIP, "--nframes", "1"], "--nframes 1 rounds to 0"),
+        (["budget", CLIP, "--min-frames", "100", "--max-frames", "10"], "--max-frames 10 is below"),
+        (["budget", CLIP, "--max-pixels", "700"], "--max-pixels 700 is less than one visual token"),
+    ],
+)
+def test_usage_mistakes_are_one_line_and_status_2(args: list[str], message: str) -> None:
+    r = run(*args)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert err.count("\n") == 1 and err.startswith("vlcli: ") and message in err
+    assert "bug" not in err and "Traceback" not in err and r.stdout == b""
+
+
+def test_plain_vlcli_shows_the_help_with_status_2() -> None:
+    r = run()
+    assert r.returncode == 2
+    assert b"Usage: vlcli [OPTIONS] COMMAND" in r.stdout + r.stderr and b"bug" not in r.stderr
+
+
+def test_a_file_named_like_an_option_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "-x.mp4").write_bytes(Path(CLIP).read_bytes())
+    r = run("budget", "-x.mp4", cwd=tmp_path)
+    assert r.returncode == 2
+    assert b"write ./-x.mp4, or put -- before it" in r.stderr
+    ok = run("budget", "--json", "--", "-x.mp4", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["path"] == "-x.mp4"
+
+
+def test_help_and_version() -> None:
+    short, long = run("budget", "-h"), run("budget", "--help")
+    assert short.returncode == long.returncode == 0 and short.stdout == long.stdout
+    text = short.stdout.decode()
+    assert "Usage: vlcli budget [OPTIONS] MEDIA..." in text
+    for label in ("<bool>", "<str>", "<list[str]>", "{media}", "<float>", "<int>"):
+        assert label not in text, label
+    assert "--fps" in text and "FPS" in text and "PIXELS" in text
+    ask = run("ask", "-h").stdout.decode()
+    assert "Usage: vlcli ask [OPTIONS] MEDIA... QUESTION" in ask and "<bool>" not in ask
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.decode().strip() == f"vlcli {__version__}"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_said_so() -> None:
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "vlcli", "budget", CLIP, "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert r.returncode == 1
+    assert r.stderr.decode() == "vlcli: cannot write to standard output: No space left on device\n"
+
+
+def test_no_color_and_dumb_terminals_get_no_escapes() -> None:
+    """Forced terminal output (as on a tty) carries styles; NO_COLOR and TERM=dumb none."""
+    styled = run("budget", CLIP, env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"})
+    assert b"\x1b[" in styled.stdout  # the check below could fail
+    for env in ({"NO_COLOR": "1"}, {"TERM": "dumb"}):
+        r = run("budget", CLIP, "--nframes", "1", env={"FORCE_COLOR": "1", **env})
+        assert b"\x1b" not in r.stderr and r.returncode == 2
+        r = run("budget", CLIP, env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", **env})
+        assert b"\x1b" not in r.stdout and b"\x1b" not in r.stderr, env
+
+
+def test_budget_for_a_pipe_has_no_box_lines_or_trailing_spaces() -> None:
+    r = run("budget", CLIP)
+    text = r.stdout.decode()
+    assert r.returncode == 0 and "patch" in text and "position t" in text
+    assert not any(ch in text for ch in "─━│┃┏┓┗┛╭╮╰╯")
+    assert all(line == line.rstrip() for line in text.splitlines())
+
+
+def test_names_with_newlines_and_undecodable_bytes(tmp_path: Path) -> None:
+    data = Path(CLIP).read_bytes()
+    newline = tmp_path / "two\nlines.mp4"
+    newline.write_bytes(data)
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.mp4"  # Latin-1, not UTF-8
+    with open(raw, "wb") as fh:
+        fh.write(data)
+    r = run("probe", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split(b"\n")
+    assert len(lines) == 4 and lines[-1] == b""  # header, two rows: one line per input
+    assert b"two\\nlines.mp4\t" in r.stdout and b"caf\xe9.mp4\t" in r.stdout
+    j = run("probe", str(tmp_path), "--json")
+    rows = [json.loads(line) for line in j.stdout.decode("utf-8").splitlines()]
+    names = sorted(os.fsencode(row["path"]) for row in rows)
+    assert names == sorted([raw, os.fsencode(newline)])  # lossless
+
+
+def test_render_escapes() -> None:
+    assert visible("a\x1b[31mred\x07\tok\n") == "a\\x1b[31mred\\x07\tok\n"
+    assert tsv_cell("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
+    assert json_text({"p": "caf\udce9"}) == '{"p": "caf\\udce9"}'
+    assert json.loads(json_text({"p": "caf\udce9"}))["p"] == "caf\udce9"
