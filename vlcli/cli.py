@@ -88,6 +88,9 @@ def _main_options(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_INTERRUPT_SAID: list[int] = []  # a command has said that (and how) it was interrupted
+
+
 def reports_errors(command: F) -> F:
     """The one place that turns a VlcliError into one line on stderr and its exit status."""
 
@@ -100,9 +103,11 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(int(exc.status)) from None
         except Interrupted as exc:  # SIGINT or SIGTERM during a run: 130 or 143
             render.error(f"interrupted: {exc.detail}" if exc.detail else "interrupted")
+            _INTERRUPT_SAID.append(exc.status)
             raise typer.Exit(exc.status) from None
         except KeyboardInterrupt:  # typer would turn it into a silent exit 130
             render.error("interrupted")
+            _INTERRUPT_SAID.append(130)
             raise typer.Exit(130) from None
         except BrokenPipeError:  # `vlcli budget ... | head`: the reader left
             render.reader_gone()
@@ -422,7 +427,7 @@ def main() -> None:
         sys.exit(ExitStatus.ERROR)
     except Exception as exc:  # a bug: one line, status 1; the traceback when asked for
         _bug(exc)
-    if status == 130:  # typer turns Ctrl-C inside a command into exit status 130, silently
+    if status == 130 and not _INTERRUPT_SAID:  # typer turns Ctrl-C into 130, silently
         render.error("interrupted")
     sys.exit(status or 0)
 
