@@ -235,6 +235,7 @@ Window = Annotated[
     float | None,
     typer.Option(
         "--window",
+        metavar="SECONDS",
         help="Cut a long video into windows of at most this many seconds, each planned like --start/--end.",
         rich_help_panel="Sampling",
     ),
@@ -243,6 +244,7 @@ Overlap = Annotated[
     float | None,
     typer.Option(
         "--overlap",
+        metavar="SECONDS",
         help="Seconds that neighbouring windows share (default: 4, at most a quarter of --window).",
         rich_help_panel="Sampling",
     ),
@@ -574,6 +576,7 @@ def ask(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Append each input's JSON record to this file (JSON Lines) as soon as it is done.",
             rich_help_panel="Long runs",
         ),
