@@ -297,3 +297,28 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     import json
 
     assert [json.loads(x)["path"] for x in out.read_text().splitlines()] == paths
+
+
+def test_a_stopped_run_leaves_no_preparation_running() -> None:
+    """The run stops (here finish fails on the first item) while the worker prepares the next:
+    the prepare sees `stopping`, gives up, and the run returns only once it has."""
+    stopping = threading.Event()
+    began = threading.Event()
+    gave_up: list[bool] = []
+
+    def prepare(n: int) -> int:
+        if n == 1:
+            began.set()
+            gave_up.append(stopping.wait(30))
+        return n
+
+    def generate(n: int) -> int:
+        assert began.wait(30)  # the worker is inside prepare(1) when the run stops
+        return n
+
+    def finish(o: Outcome[int, int]) -> None:
+        raise RuntimeError("the disk is full")
+
+    with pytest.raises(RuntimeError, match="disk"):
+        run_ordered(range(3), prepare, generate, finish, stopping=stopping)
+    assert gave_up == [True]  # it was told, and had finished before run_ordered returned

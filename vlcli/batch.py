@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -209,6 +210,7 @@ class _Run:
         self.done = 0  # tasks with a record: skipped ones and those of this run
         self.total = 0
         self.last_finish = time.perf_counter()
+        self.stopping = threading.Event()  # set when the run stops: preparing gives up
 
     # ------------------------------------------------------------ the run
 
@@ -230,6 +232,7 @@ class _Run:
                     concurrency=max(1, int(getattr(self.backend, "concurrency", 1))),
                     warm_up=self._load,
                     ahead=self.run.ahead,
+                    stopping=self.stopping,
                 )
             except Interrupted as exc:
                 self.view.close()
@@ -367,6 +370,8 @@ class _Run:
         label = job.label
 
         def frames(done: int, total: int) -> None:
+            if self.stopping.is_set():  # the run stopped: leave no decoding behind
+                raise _Abandoned
             self.view.decoding(label, done, total)
 
         try:

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -431,7 +431,20 @@ def main() -> None:
         _bug(exc)
     if status == 130 and not _INTERRUPT_SAID:  # typer turns Ctrl-C into 130, silently
         render.error("interrupted")
+    if _INTERRUPT_SAID:  # what is done is on disk: leave now, without waiting on a decoder
+        _leave(int(status or _INTERRUPT_SAID[-1]))
     sys.exit(status or 0)
+
+
+def _leave(status: int) -> NoReturn:
+    """Exit at once after an interrupt, streams flushed: a decoder still running on another
+    thread must not be torn down by the interpreter's exit (C++ aborts the process then)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _usage_failure(exc: typer.TyperException, args: list[str]) -> int:

@@ -65,7 +65,7 @@ class _Entry:
     done: bool = False
 
 
-_END = object()
+STOP_WAIT_S = 5.0  # how long a stopped run waits for the worker's step in progress
 
 
 def run_ordered(
@@ -77,6 +77,7 @@ def run_ordered(
     concurrency: int = 1,
     warm_up: Callable[[], None] | None = None,
     ahead: bool = True,
+    stopping: threading.Event | None = None,
 ) -> None:
     """Run every item of ``source`` through ``prepare`` and ``generate``; ``finish`` in order.
 
@@ -87,7 +88,9 @@ def run_ordered(
     ``ahead=False`` nothing is prepared ahead: each item is prepared, generated and finished
     before the next is taken (for measuring what preparing ahead gains). An exception from
     ``prepare`` or ``generate`` becomes that item's outcome; one from ``source`` or ``finish``
-    (or an interrupt) stops the run.
+    (or an interrupt) stops the run: ``stopping`` is then set (a ``prepare`` in progress should
+    check it and give up, e.g. between chunks of frames) and the worker is given
+    :data:`STOP_WAIT_S` seconds to finish its step, so that no decoding is left running.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -96,7 +99,7 @@ def run_ordered(
         return
     events: queue.Queue[tuple[Any, ...]] = queue.Queue()
     slots = threading.Semaphore(concurrency + 1)
-    stop = threading.Event()
+    stop = stopping if stopping is not None else threading.Event()
 
     def take_slot() -> bool:
         while not stop.is_set():
@@ -200,6 +203,7 @@ def run_ordered(
                 seq += 1
     finally:
         stop.set()
+        thread.join(STOP_WAIT_S)
 
 
 def _run_serial(
