@@ -19,9 +19,9 @@ from vlcli.writers import (
     atomic_write,
     check_not_input,
     check_targets,
+    file_ids,
     is_vlcli_subtitle,
     output_stems,
-    real_paths,
     subtitle_targets,
 )
 
@@ -285,4 +285,4 @@ def test_folder_targets_check_each_input_s_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="b.srt exists"):
         check_targets(paths, ["a", "b"], targets, None, None)
     with pytest.raises(InputError, match="is an input"):
-        check_not_input(clips / "a.mp4", real_paths(paths))
+        check_not_input(clips / "a.mp4", file_ids(paths))

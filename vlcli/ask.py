@@ -166,7 +166,7 @@ def save_evidence(
     spans: list[Any],
     folder: str,
     stem: str | None = None,
-    inputs: set[str] | None = None,
+    inputs: set[tuple[int, int]] | None = None,
 ) -> list[str]:
     """Save the frame shown at each stated time (start, and end of a range) as PNG files.
 
@@ -175,7 +175,7 @@ def save_evidence(
     after the input (``stem``, by default the file's name less its extension; it may hold
     sub-folders) and the time to the millisecond, so that two times never share a file. Each
     file is written whole or not at all (:func:`vlcli.writers.atomic_write`); one that would
-    replace an input (``inputs``: their real paths) is refused.
+    replace an input (``inputs``: :func:`vlcli.writers.file_ids`) is refused.
     """
     from .media import frames_at
     from .writers import atomic_write, check_not_input, png_bytes

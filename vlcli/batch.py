@@ -51,7 +51,7 @@ from .ledger import Ledger, input_facts, record_key
 from .pipeline import Interrupts, Outcome, Ready, run_ordered
 from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
 from .windows import Window, merge_spans, plan_windows
-from .writers import SubtitleTarget, atomic_write, check_not_input, is_vlcli_subtitle, real_paths
+from .writers import SubtitleTarget, atomic_write, check_not_input, file_ids, is_vlcli_subtitle
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -131,23 +131,28 @@ class _Abandoned(Exception):
     """A later window of a video whose record is already made (an earlier window failed)."""
 
 
-def key_parts(
-    paths: Sequence[str], settings: AskSettings, options: SamplingOptions, identity: dict[str, Any]
-) -> dict[str, Any]:
-    """Everything that decides an answer, for :func:`vlcli.ledger.record_key`."""
-    return {
-        "inputs": [input_facts(p) for p in paths],
-        "question": settings.question,
-        "task": settings.task,
-        "system": settings.system,
-        "sampling": dataclasses.asdict(options),
-        "generation": {
-            "max_new_tokens": settings.max_new_tokens,
-            "temperature": settings.temperature,
-        },
-        "backend": identity,
-        "window": list(settings.window) if settings.window else None,
-    }
+def settings_key(settings: AskSettings, options: SamplingOptions, identity: dict[str, Any]) -> str:
+    """The part of every key of a run that is not the inputs: what decides the answers."""
+    return record_key(
+        {
+            "question": settings.question,
+            "task": settings.task,
+            "system": settings.system,
+            "sampling": dataclasses.asdict(options),
+            "generation": {
+                "max_new_tokens": settings.max_new_tokens,
+                "temperature": settings.temperature,
+            },
+            "backend": identity,
+            "window": list(settings.window) if settings.window else None,
+        }
+    )
+
+
+def input_key(base: str, paths: Sequence[str]) -> str:
+    """The key of one record: the run's :func:`settings_key` and each input's path, size and
+    modification time (:func:`vlcli.ledger.input_facts`)."""
+    return record_key(base, [input_facts(p) for p in paths])
 
 
 def run_ask(
@@ -205,7 +210,8 @@ class _Run:
         self.view, self.ledger, self.subtitles = view, ledger, list(subtitles)
         self.interrupts = interrupts
         self.identity = backend.identity()
-        self.inputs = real_paths(paths)
+        self.inputs = file_ids(paths)
+        self.base_key = settings_key(settings, options, self.identity)
         self.worst: ExitStatus | None = None
         self.done = 0  # tasks with a record: skipped ones and those of this run
         self.total = 0
@@ -249,11 +255,11 @@ class _Run:
                 _Task(
                     [p],
                     stem,
-                    record_key(key_parts([p], self.settings, self.options, self.identity)),
+                    input_key(self.base_key, [p]),
                 )
                 for p, stem in zip(self.paths, self.stems, strict=True)
             ]
-        key = record_key(key_parts(self.paths, self.settings, self.options, self.identity))
+        key = input_key(self.base_key, self.paths)
         return [_Task(list(self.paths), self.stems[0], key)]
 
     def _skip_done(self, tasks: list[_Task]) -> list[_Task]:
@@ -348,7 +354,7 @@ class _Run:
         plans, good = [], []
         for item in plan_inputs(task.paths, self.options, self.backend.spec):
             if item.error is not None or item.plan is None:
-                key = record_key(key_parts([item.path], self.settings, self.options, self.identity))
+                key = input_key(self.base_key, [item.path])
                 alone = _Task([item.path], task.stem, key)
                 yield Ready(
                     _Job(alone, [], key), error=item.error or InputError("unreadable", item.path)

@@ -214,6 +214,30 @@ def _real(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.path.expanduser(path))
 
 
+FileId = tuple[int, int]
+
+
+def file_ids(paths: Iterable[str]) -> set[FileId]:
+    """The (device, inode) of each existing path: what a target is compared with to tell that it
+    is an input, through symbolic and hard links alike (one ``stat`` per input)."""
+    ids: set[FileId] = set()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def _file_id(path: str | os.PathLike[str]) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _writable_folder(path: Path) -> str | None:
     """Why files cannot be made at ``path`` (None when they can): its nearest existing folder."""
     probe = path
@@ -243,12 +267,12 @@ def check_targets(
     replaced); ``--evidence`` must be a folder; each target's folder must be writable; an
     ``--output`` file that holds records is only continued with ``resume``.
     """
-    real_inputs = {_real(p): p for p in inputs if os.path.lexists(p)}
+    input_ids = file_ids(inputs)
     taken: dict[str, str] = {}
 
     def claim(option: str, path: Path) -> None:
         real = _real(path)
-        if real in real_inputs:
+        if _file_id(path) in input_ids:
             raise UsageError(f"{option} {path} is an input: refusing to overwrite it")
         if real in taken and taken[real] != option:
             raise UsageError(
@@ -277,7 +301,7 @@ def check_targets(
         folder = Path(evidence)
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--evidence {evidence} is not a folder")
-        if _real(folder) in real_inputs:
+        if _file_id(folder) in input_ids:
             raise UsageError(f"--evidence {evidence} is an input")
         if _real(folder) in taken:
             raise UsageError(f"--evidence {evidence} is also the target of {taken[_real(folder)]}")
@@ -300,11 +324,7 @@ def check_targets(
             raise UsageError(f"{option} {sub.target} is not a folder")
 
 
-def check_not_input(path: Path, inputs: set[str]) -> None:
-    """Refuse to write ``path`` when it is one of the run's inputs (their real paths)."""
-    if _real(path) in inputs:
+def check_not_input(path: Path, inputs: set[FileId]) -> None:
+    """Refuse to write ``path`` when it is one of the run's inputs (:func:`file_ids`)."""
+    if _file_id(path) in inputs:
         raise InputError(f"{path} is an input: not overwritten")
-
-
-def real_paths(paths: Iterable[str]) -> set[str]:
-    return {_real(p) for p in paths}
