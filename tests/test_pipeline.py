@@ -247,7 +247,7 @@ class Collect:
     def start(self, paths: list[str], title: str | None, several: bool) -> Any:
         return None
 
-    def window_answered(self) -> None: ...
+    def window_answered(self, label: str, seconds: float) -> None: ...
     def result(self, record: dict[str, Any], result: Any) -> None:
         self.records.append(record)
 

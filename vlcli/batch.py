@@ -84,7 +84,7 @@ class AskView(Protocol):
     def stage(self, label: str, stage: str) -> None: ...
     def decoding(self, label: str, done: int, total: int) -> None: ...
     def start(self, paths: list[str], title: str | None, several: bool) -> TextSink | None: ...
-    def window_answered(self) -> None: ...
+    def window_answered(self, label: str, seconds: float) -> None: ...
     def result(self, record: dict[str, Any], result: AskResult) -> None: ...
     def failure(self, paths: list[str], exc: VlcliError, record: dict[str, Any]) -> None: ...
     def finished(self, label: str, status: str, seconds: float) -> None: ...
@@ -104,6 +104,7 @@ class _Task:
     windows: int = 0  # set by the worker when the video is answered in windows
     parts: list[tuple[Window, VideoPlan, AskResult, dict[str, Any]]] = field(default_factory=list)
     closed: bool = False  # recorded (a window failed: the later ones are dropped)
+    counted: bool = True  # one of the run's inputs (not a bad input split off --together)
 
     @property
     def label(self) -> str:
@@ -215,7 +216,7 @@ class _Run:
         self.worst: ExitStatus | None = None
         self.done = 0  # tasks with a record: skipped ones and those of this run
         self.total = 0
-        self.last_finish = time.perf_counter()
+        self.last_finish = self.last_window = time.perf_counter()
         self.stopping = threading.Event()  # set when the run stops: preparing gives up
 
     # ------------------------------------------------------------ the run
@@ -355,7 +356,7 @@ class _Run:
         for item in plan_inputs(task.paths, self.options, self.backend.spec):
             if item.error is not None or item.plan is None:
                 key = input_key(self.base_key, [item.path])
-                alone = _Task([item.path], task.stem, key)
+                alone = _Task([item.path], task.stem, key, counted=False)
                 yield Ready(
                     _Job(alone, [], key), error=item.error or InputError("unreadable", item.path)
                 )
@@ -483,7 +484,9 @@ class _Run:
                 }
                 with self.interrupts.held():
                     self._append(record)
-            self.view.window_answered()
+            now = time.perf_counter()
+            self.view.window_answered(job.label, now - max(self.last_window, self.last_finish))
+            self.last_window = now
         task.parts.append((window, plan, result, summary))
         if len(task.parts) == task.windows:
             self._record(task, self._merged(task))
@@ -540,7 +543,6 @@ class _Run:
                 record["error"] = error.message
             self._append(record)
             task.closed = True
-            self.done += 1
             if error is None:
                 self.view.result(record, result)
             else:
@@ -558,12 +560,14 @@ class _Run:
         with self.interrupts.held():
             self._append(record)
             task.closed = True
-            self.done += 1
             self.worst = worse(self.worst, error.status)
             self.view.failure(task.paths, error, record)
             self._finished(task, f"failed (status {int(error.status)})")
 
     def _finished(self, task: _Task, status: str) -> None:
+        if not task.counted:
+            return
+        self.done += 1
         now = time.perf_counter()
         self.view.finished(task.label, status, now - self.last_finish)
         self.last_finish = now

@@ -85,8 +85,9 @@ def run_ordered(
     record is written as soon as its answer is in. ``warm_up`` runs once on the calling thread
     as soon as the first item that will need ``generate`` is being prepared (loading a model
     while the first input decodes). With
-    ``ahead=False`` nothing is prepared ahead: each item is prepared, generated and finished
-    before the next is taken (for measuring what preparing ahead gains). An exception from
+    ``ahead=False`` nothing is prepared ahead (``concurrency`` slots, not one more): with one
+    generator each item is prepared once the one before is answered, on the same threads, so
+    that what preparing ahead gains can be measured alone. An exception from
     ``prepare`` or ``generate`` becomes that item's outcome; one from ``source`` or ``finish``
     (or an interrupt) stops the run: ``stopping`` is then set (a ``prepare`` in progress should
     check it and give up, e.g. between chunks of frames) and the worker is given
@@ -94,11 +95,8 @@ def run_ordered(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    if not ahead:
-        _run_serial(source, prepare, generate, finish, warm_up)
-        return
     events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-    slots = threading.Semaphore(concurrency + 1)
+    slots = threading.Semaphore(concurrency + 1 if ahead else concurrency)
     stop = stopping if stopping is not None else threading.Event()
 
     def take_slot() -> bool:
@@ -204,30 +202,6 @@ def run_ordered(
     finally:
         stop.set()
         thread.join(STOP_WAIT_S)
-
-
-def _run_serial(
-    source: Iterable[Any],
-    prepare: Callable[[Any], Any],
-    generate: Callable[[Any], Any],
-    finish: Callable[[Outcome[Any, Any]], None],
-    warm_up: Callable[[], None] | None,
-) -> None:
-    warmed = warm_up is None
-    for item in source:
-        if isinstance(item, Ready):
-            finish(Outcome(item.item, item.result, item.error))
-            continue
-        if not warmed:
-            warmed = True
-            assert warm_up is not None
-            warm_up()
-        try:
-            result = generate(prepare(item))
-        except Exception as exc:
-            finish(Outcome(item, None, exc))
-            continue
-        finish(Outcome(item, result, None))
 
 
 # ---------------------------------------------------------------- signals

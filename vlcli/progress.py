@@ -41,7 +41,9 @@ def progress_mode(console: Console, quiet: bool, rewrite: bool | None = None) ->
         return "off"
     if rewrite is None:
         rewrite = (
-            console.is_terminal and not console.is_dumb_terminal and os.environ.get("TERM") != "dumb"
+            console.is_terminal
+            and not console.is_dumb_terminal
+            and os.environ.get("TERM") != "dumb"
         )
     return "live" if rewrite else "lines"
 
@@ -121,6 +123,13 @@ class Progress:
         first = not self._ahead
         self._ahead = f"{escape(path)}: decoding frames {done}/{total}" if done < total else ""
         self._show(refresh=first or not self._ahead)
+
+    def window_finished(self, label: str, seconds: float) -> None:
+        """One window of a long video answered: a log line (a video may take hours)."""
+        if self.mode == "lines":
+            self.console.print(
+                f"[dim]vlcli: {escape(label)}: answered in {seconds:.1f} s[/]", highlight=False
+            )
 
     def finished(self, path: str, status: str, seconds: float) -> None:
         """One input done: the count moves on; a log line when standard error is not a terminal."""

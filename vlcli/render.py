@@ -452,8 +452,9 @@ class AskOutput:
 
         return sink
 
-    def window_answered(self) -> None:
+    def window_answered(self, label: str, seconds: float) -> None:
         """One window of a video is answered (its record comes with the last one)."""
+        self.progress.window_finished(label, seconds)
         self._end_line()
         self._header = None
         self._stdout_ends()

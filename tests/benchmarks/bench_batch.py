@@ -5,7 +5,8 @@ Not collected by the test run. Two measurements (run on the CPU with the tiny te
 ``--throughput`` (default): a folder of 20 clips (``--clips``; 640x360, 25 fps, 10 s, H.264,
 made once under .bench/batch/) answered by :func:`vlcli.batch.run_ask` with the real
 TransformersBackend and ``--max-new-tokens`` tokens, once preparing the next input on the worker
-while the model answers (``ahead``) and once one input at a time (``serial``), each in a fresh
+while the model answers (``ahead``) and once with nothing prepared ahead (``serial``: the same
+threads, the worker decoding an input only once the one before is answered), each in a fresh
 process, alternating, ``--repeat`` times. Reported: the wall seconds of the run (model loading
 included, imports not), records per minute, and the sum of the answers' decode, preprocess and
 generate seconds.
@@ -62,7 +63,7 @@ class Quiet:
     def start(self, paths, title, several):  # type: ignore[no-untyped-def]
         return None
 
-    def window_answered(self): ...  # type: ignore[no-untyped-def]
+    def window_answered(self, label, seconds): ...  # type: ignore[no-untyped-def]
     def result(self, record, result):  # type: ignore[no-untyped-def]
         self.records.append(record)
 
