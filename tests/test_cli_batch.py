@@ -546,3 +546,22 @@ def test_budget_warns_of_sparse_sampling_and_names_window(media_dir: Path) -> No
     (row,) = records(windowed.stdout)
     assert len(row["windows"]) == 6 and all(w["sample_fps"] >= 0.5 for w in row["windows"])
     assert os.path.basename(row["path"]) == "long_1700s.mp4"
+
+
+def test_a_missing_model_is_reported_without_importing_torch(
+    eight_clips: Path, tmp_path: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from vlcli.cli import main\n"
+        f"sys.argv = ['vlcli', 'ask', {str(eight_clips)!r}, 'q?', '--model', {str(tmp_path / 'none')!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, 'torch' in sys.modules, 'vlcli.core' in sys.modules)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert r.stdout.split() == ["4", "False", "False"], r.stderr  # no torch, nothing probed
+    assert "--model PATH" in r.stderr

@@ -649,11 +649,11 @@ def ask(
         paths, stems[:1] if together else stems, targets, output, evidence, run.resume
     )
 
-    from .backends.transformers import TransformersBackend
     from .locate import locate_spec
 
     located = locate_spec(model, render.warning)  # a missing model fails in a second
     check_options(options, located[1].family)
+    from .backends.transformers import TransformersBackend  # torch: device, dtype, attention
     backend = TransformersBackend(
         model,
         device=device,
