@@ -144,3 +144,23 @@ def test_render_escapes() -> None:
     assert tsv_cell("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
     assert json_text({"p": "caf\udce9"}) == '{"p": "caf\\udce9"}'
     assert json.loads(json_text({"p": "caf\udce9"}))["p"] == "caf\udce9"
+
+
+def test_the_timing_line_keeps_prefill_and_decoding_apart() -> None:
+    from vlcli.render import timing_summary
+
+    line = timing_summary(
+        3611,
+        40,
+        {
+            "decode_s": 0.3,
+            "preprocess_s": 0.12,
+            "prefill_s": 1.3,
+            "decode_tokens_s": 2.0,
+            "generate_s": 3.3,
+        },
+    )
+    assert line == (
+        "3611 prompt tokens, 40 generated: frames 0.42s, prefill 1.30s (to the first token), "
+        "39 more tokens 2.00s (19.5/s), total 3.72s"
+    )

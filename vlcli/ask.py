@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import DeviceOutOfMemory, ExitStatus, MemoryBudgetError, UsageError, VlcliError
-from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
+from .plan import ImagePlan, SamplingOptions, VideoPlan
+from .prompt_text import count_prompt_tokens
 from .timeaxis import TimeAxis
 
 if TYPE_CHECKING:
@@ -219,7 +220,10 @@ def ask_one(
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
     )
-    backend.check_fit(prompt, estimate_prompt_tokens(plans, prompt.text, settings.system), options)
+    tokens, _exact = count_prompt_tokens(
+        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
+    )
+    backend.check_fit(prompt, tokens, options)
     try:
         answer = backend.generate(backend.prepare(prompt, on_frames), on_text)
     except DeviceOutOfMemory as exc:  # say what would fit

@@ -20,7 +20,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from . import render
 from .errors import ExitStatus, InputError, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
-from .plan import SamplingOptions, VideoPlan, check_options, estimate_prompt_tokens
+from .plan import SamplingOptions, VideoPlan, check_options
 
 
 def _plain_labels(params: list[Any]) -> list[Any]:
@@ -221,6 +221,23 @@ MaxNew = Annotated[
     typer.Option("--max-new-tokens", metavar="N", min=1, help="Most tokens the answer may have."),
 ]
 Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
+TaskOption = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        metavar="TASK",
+        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+    ),
+]
+SystemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        metavar="TEXT",
+        help="System prompt (default: the model's own).",
+        rich_help_panel="Model",
+    ),
+]
 
 
 def _options(
@@ -311,19 +328,34 @@ def budget(
     question: Annotated[
         str, typer.Option("--question", metavar="TEXT", help="The question, to count its tokens.")
     ] = "",
+    task: TaskOption = "qa",
+    system: SystemOption = None,
     together: Together = False,
     json_out: Json = False,
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs
     from .memory import canonical_dtype, estimate_memory
+    from .prompt_text import count_prompt_tokens
+    from .prompts import GROUND_TEMPLATE, TASKS, build_prompt
 
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     dtype = canonical_dtype(dtype)
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    # Without --question the question's own tokens are not counted (a ground prompt is then
+    # the template around an empty query).
+    prompt = build_prompt(task, question) if question.strip() or task == "caption" else ""
+    if task == "ground" and not question.strip():
+        prompt = GROUND_TEMPLATE.format(query="")
     spec = resolve_model(model)
     check_options(options, spec.family)
+
+    def count(items: list[tuple[str, Any]]) -> tuple[int, bool]:
+        return count_prompt_tokens(spec.local_path, spec.family, items, prompt, system)
+
     errors: list[VlcliError] = []
     done = []
     for item in plan_inputs(_paths(media), options, spec):
@@ -337,22 +369,22 @@ def budget(
         if together:
             done.append(item)
             continue
-        tokens = estimate_prompt_tokens([item.plan], question)
+        tokens, exact = count([(item.path, item.plan)])
         mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
         if json_out:
-            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model))
+            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model, exact))
         else:
-            render.budget_view(item.path, item.plan, tokens, mem, model)
+            render.budget_view(item.path, item.plan, tokens, mem, model, exact)
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
-        tokens = estimate_prompt_tokens(plans, question)
+        tokens, exact = count([(i.path, i.plan) for i in done])
         mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype)
         for i in done:
             assert i.plan is not None
             if json_out:
-                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model))
+                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model, exact))
             else:
-                render.budget_view(i.path, i.plan, tokens, mem, model)
+                render.budget_view(i.path, i.plan, tokens, mem, model, exact)
         if not json_out:
             render.out.print(
                 f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"
@@ -482,23 +514,8 @@ def ask(
             rich_help_panel="Model",
         ),
     ] = 0.0,
-    system: Annotated[
-        str | None,
-        typer.Option(
-            "--system",
-            metavar="TEXT",
-            help="System prompt (default: the model's own).",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(
-            "--task",
-            metavar="TASK",
-            help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
-        ),
-    ] = "qa",
+    system: SystemOption = None,
+    task: TaskOption = "qa",
     together: Together = False,
     force: Annotated[
         bool,
