@@ -256,10 +256,20 @@ def _options(
     )
 
 
-def _paths(media: list[str]) -> list[str]:
+Null = Annotated[
+    bool,
+    typer.Option(
+        "--null",
+        "-0",
+        help="Paths read from standard input (-) are separated by NUL, as find -print0 writes them.",
+    ),
+]
+
+
+def _paths(media: list[str], null: bool = False) -> list[str]:
     from .media import expand_inputs
 
-    paths = expand_inputs(media, sys.stdin)
+    paths = expand_inputs(media, sys.stdin, null=null)
     if not paths:
         raise UsageError("no media found in the inputs given")
     return paths
@@ -280,13 +290,13 @@ def _report(path: str, exc: VlcliError, json_out: bool) -> None:
 
 @app.command(cls=_Command)
 @reports_errors
-def probe(media: Media, json_out: Json = False) -> None:
+def probe(media: Media, json_out: Json = False, null: Null = False) -> None:
     """Tell what each media file is, from its container, without decoding it."""
     from .core import plan_inputs
 
     errors: list[VlcliError] = []
     rows = []
-    for item in plan_inputs(_paths(media), SamplingOptions(), None):
+    for item in plan_inputs(_paths(media, null), SamplingOptions(), None):
         if item.error is not None or item.info is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -332,6 +342,7 @@ def budget(
     system: SystemOption = None,
     together: Together = False,
     json_out: Json = False,
+    null: Null = False,
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs
@@ -358,7 +369,7 @@ def budget(
 
     errors: list[VlcliError] = []
     done = []
-    for item in plan_inputs(_paths(media), options, spec):
+    for item in plan_inputs(_paths(media, null), options, spec):
         if item.error is not None or item.plan is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -525,6 +536,7 @@ def ask(
         ),
     ] = False,
     json_out: Json = False,
+    null: Null = False,
     srt: Annotated[
         str | None,
         typer.Option(
@@ -559,7 +571,7 @@ def ask(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     settings = AskSettings(question, task, system, max_new_tokens, temperature, force, evidence)
-    paths = _paths(media)
+    paths = _paths(media, null)
     subtitles = [(fmt, target) for fmt, target in (("srt", srt), ("vtt", vtt)) if target]
     groups_expected = 1 if together else len(paths)
     for fmt, target in subtitles:
