@@ -24,6 +24,8 @@ CLIP = str(SAMPLES / "landscape.mp4")
 
 
 def run(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def, type-arg]
+    if "stdin" not in kwargs and "input" not in kwargs:
+        kwargs["stdin"] = subprocess.DEVNULL
     return subprocess.run(
         [sys.executable, "-m", "vlcli", *args],
         capture_output=True,
@@ -144,3 +146,95 @@ def test_render_escapes() -> None:
     assert tsv_cell("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
     assert json_text({"p": "caf\udce9"}) == '{"p": "caf\\udce9"}'
     assert json.loads(json_text({"p": "caf\udce9"}))["p"] == "caf\udce9"
+
+
+def test_the_timing_line_keeps_prefill_and_decoding_apart() -> None:
+    from vlcli.render import timing_summary
+
+    line = timing_summary(
+        3611,
+        40,
+        {
+            "decode_s": 0.3,
+            "preprocess_s": 0.12,
+            "prefill_s": 1.3,
+            "decode_tokens_s": 2.0,
+            "generate_s": 3.3,
+        },
+    )
+    assert line == (
+        "3611 prompt tokens, 40 generated: frames 0.42s, prefill 1.30s (to the first token), "
+        "39 more tokens 2.00s (19.5/s), total 3.72s"
+    )
+
+
+def test_paths_separated_by_nul(tmp_path: Path) -> None:
+    """find -print0 | vlcli budget - --null: any file name, newlines included."""
+    odd = tmp_path / "a\nb.mp4"
+    odd.write_bytes(Path(CLIP).read_bytes())
+    listing = f"{odd}\0{CLIP}\0".encode()
+    r = subprocess.run(
+        [sys.executable, "-m", "vlcli", "budget", "-", "-0", "--json"],
+        input=listing,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["path"] for x in r.stdout.splitlines()] == [str(odd), CLIP]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_pipes_and_devices_are_not_files(tmp_path: Path) -> None:
+    """A FIFO is refused without being opened (opening it would wait for a writer for ever)."""
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    r = run("probe", str(fifo), "/dev/zero", "/dev/stdin", CLIP, stdin=subprocess.PIPE)
+    lines = r.stderr.decode().splitlines()
+    assert r.returncode == 3 and len(lines) == 3, lines
+    assert "not a regular file (a pipe)" in lines[0] and str(fifo) in lines[0]
+    assert "/dev/zero: not a regular file (a device)" in lines[1]
+    assert "/dev/stdin: not a regular file (a pipe)" in lines[2]
+    assert r.stdout.count(b"\n") == 2  # the header and the one real clip
+
+
+def _without_root_powers() -> list[str]:
+    """Run as this user but subject to file permissions: root keeps its uid and loses the
+    capabilities that let it read anything (setpriv, util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be tested")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def test_unreadable_folders_and_files_say_permission_denied(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.mp4").write_bytes(Path(CLIP).read_bytes())
+    unreadable = tmp_path / "open" / "secret.mp4"
+    unreadable.parent.mkdir()
+    unreadable.write_bytes(Path(CLIP).read_bytes())
+    (tmp_path / "open" / "fine.mp4").write_bytes(Path(CLIP).read_bytes())
+    locked.chmod(0)
+    unreadable.chmod(0)
+    try:
+        r = subprocess.run(
+            [*_without_root_powers(), sys.executable, "-m", "vlcli", "probe", "--json"]
+            + [str(locked), str(locked / "a.mp4"), str(tmp_path / "open")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        locked.chmod(0o755)
+        unreadable.chmod(0o644)
+    rows = {Path(x["path"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert r.returncode == 3
+    assert "permission denied: this folder cannot be read" in rows["locked"]["error"]
+    assert "permission denied" in rows["a.mp4"]["error"]
+    assert "permission denied: this file cannot be read" in rows["secret.mp4"]["error"]
+    assert "error" not in rows["fine.mp4"]

@@ -338,3 +338,28 @@ def test_a_checkpoint_of_another_architecture_is_refused(
         resolve_model(str(folder))
     with pytest.raises(ModelError, match="model_type 'llama'"):
         TransformersBackend(str(folder), device="cpu", warn=_quiet)
+
+
+def test_the_cache_follows_refs_main(
+    tiny_qwen25_path: Path, tiny_qwen2_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot refs/main names, not the newest one; the cache named by HF_HOME."""
+    import os
+
+    from vlcli.families import hf_cache_snapshot
+
+    repo = tmp_path / "home" / "hub" / "models--tiny-org--Tiny-VL"
+    main = repo / "snapshots" / "1111aaaa"
+    newer = repo / "snapshots" / "2222bbbb"
+    shutil.copytree(tiny_qwen25_path, main)
+    shutil.copytree(tiny_qwen2_path, newer)
+    os.utime(main / "config.json", (1, 1))
+    os.utime(main, (1, 1))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("1111aaaa")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert hf_cache_snapshot("tiny-org/Tiny-VL") == main
+    (repo / "refs" / "main").write_text("2222bbbb")
+    assert hf_cache_snapshot("tiny-org/Tiny-VL") == newer
+    assert hf_cache_snapshot("tiny-org/Not-There") is None

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceOutOfMemory, MemoryBudgetError, UsageError, VlcliError
-from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
+from .plan import ImagePlan, SamplingOptions, VideoPlan
+from .prompt_text import count_prompt_tokens
 from .timeaxis import TimeAxis
 
 if TYPE_CHECKING:
@@ -217,6 +218,15 @@ def make_prompt(paths: list[str], plans: list[VideoPlan | ImagePlan], settings: 
     )
 
 
+def prompt_tokens(backend: Backend, prompt: Any) -> int:
+    """The prompt's length for the fit check, counted as ``budget`` counts it (exact when the
+    model's chat template and tokenizer are at hand)."""
+    tokens, _exact = count_prompt_tokens(
+        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
+    )
+    return tokens
+
+
 def result_of(
     answer: Any,
     paths: list[str],
@@ -283,7 +293,7 @@ def ask_one(
     :func:`vlcli.batch.run_ask` instead, which prepares the next prompt meanwhile.
     """
     prompt = make_prompt(paths, plans, settings)
-    backend.check_fit(prompt, estimate_prompt_tokens(plans, prompt.text, settings.system), options)
+    backend.check_fit(prompt, prompt_tokens(backend, prompt), options)
     try:
         answer = backend.generate(backend.prepare(prompt, on_frames), on_text)
     except DeviceOutOfMemory as exc:  # say what would fit

@@ -35,6 +35,7 @@ from .ask import (
     evidence_video,
     fit_hint,
     make_prompt,
+    prompt_tokens,
     result_of,
     save_evidence,
 )
@@ -49,7 +50,7 @@ from .errors import (
 )
 from .ledger import Ledger, input_facts, record_key
 from .pipeline import Interrupts, Outcome, Ready, run_ordered
-from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
+from .plan import ImagePlan, SamplingOptions, VideoPlan
 from .windows import Window, merge_spans, plan_windows
 from .writers import SubtitleTarget, atomic_write, check_not_input, file_ids, is_vlcli_subtitle
 
@@ -372,8 +373,7 @@ class _Run:
         if job.task.closed:
             raise _Abandoned
         prompt = make_prompt(job.task.paths, job.plans, self.settings)
-        tokens = estimate_prompt_tokens(job.plans, prompt.text, self.settings.system)
-        self.backend.check_fit(prompt, tokens, self.options)
+        self.backend.check_fit(prompt, prompt_tokens(self.backend, prompt), self.options)
         label = job.label
 
         def frames(done: int, total: int) -> None:

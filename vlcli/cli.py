@@ -19,7 +19,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from . import render
 from .errors import ExitStatus, InputError, Interrupted, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
-from .plan import SamplingOptions, VideoPlan, check_options, estimate_prompt_tokens
+from .plan import SamplingOptions, VideoPlan, check_options
 
 
 def _plain_labels(params: list[Any]) -> list[Any]:
@@ -249,6 +249,23 @@ Overlap = Annotated[
         rich_help_panel="Sampling",
     ),
 ]
+TaskOption = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        metavar="TASK",
+        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+    ),
+]
+SystemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        metavar="TEXT",
+        help="System prompt (default: the model's own).",
+        rich_help_panel="Model",
+    ),
+]
 
 
 def _options(
@@ -267,10 +284,20 @@ def _options(
     )
 
 
-def _paths(media: list[str]) -> list[str]:
+Null = Annotated[
+    bool,
+    typer.Option(
+        "--null",
+        "-0",
+        help="Paths read from standard input (-) are separated by NUL, as find -print0 writes them.",
+    ),
+]
+
+
+def _paths(media: list[str], null: bool = False) -> list[str]:
     from .media import expand_inputs
 
-    paths = expand_inputs(media, sys.stdin)
+    paths = expand_inputs(media, sys.stdin, null=null)
     if not paths:
         raise UsageError("no media found in the inputs given")
     return paths
@@ -291,13 +318,13 @@ def _report(path: str, exc: VlcliError, json_out: bool) -> None:
 
 @app.command(cls=_Command)
 @reports_errors
-def probe(media: Media, json_out: Json = False) -> None:
+def probe(media: Media, json_out: Json = False, null: Null = False) -> None:
     """Tell what each media file is, from its container, without decoding it."""
     from .core import plan_inputs
 
     errors: list[VlcliError] = []
     rows = []
-    for item in plan_inputs(_paths(media), SamplingOptions(), None):
+    for item in plan_inputs(_paths(media, null), SamplingOptions(), None):
         if item.error is not None or item.info is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -339,14 +366,19 @@ def budget(
     question: Annotated[
         str, typer.Option("--question", metavar="TEXT", help="The question, to count its tokens.")
     ] = "",
+    task: TaskOption = "qa",
+    system: SystemOption = None,
     together: Together = False,
     window: Window = None,
     overlap: Overlap = None,
     json_out: Json = False,
+    null: Null = False,
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs, window_budget
     from .memory import canonical_dtype, estimate_memory
+    from .prompt_text import count_prompt_tokens
+    from .prompts import GROUND_TEMPLATE, TASKS, build_prompt
     from .windows import check_window
 
     options = _options(
@@ -356,17 +388,28 @@ def budget(
     if together and windowing:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
     dtype = canonical_dtype(dtype)
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    # Without --question the question's own tokens are not counted (a ground prompt is then
+    # the template around an empty query).
+    prompt = build_prompt(task, question) if question.strip() or task == "caption" else ""
+    if task == "ground" and not question.strip():
+        prompt = GROUND_TEMPLATE.format(query="")
     spec = resolve_model(model)
     check_options(options, spec.family)
+
+    def count(items: list[tuple[str, Any]]) -> tuple[int, bool]:
+        return count_prompt_tokens(spec.local_path, spec.family, items, prompt, system)
+
     errors: list[VlcliError] = []
     done = []
-    for item in plan_inputs(_paths(media), options, spec):
+    for item in plan_inputs(_paths(media, null), options, spec):
         if item.error is not None or item.plan is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
             continue
         if windowing and item.info is not None and isinstance(item.plan, VideoPlan):
-            rows = window_budget(item, options, spec, windowing, question, max_new_tokens, dtype)
+            rows = window_budget(item, options, spec, windowing, count, max_new_tokens, dtype)
             if len(rows) > 1:  # a video longer than one window: each window is its own prompt
                 render.budget_windows(item.path, rows, model, json_out)
                 continue
@@ -376,22 +419,22 @@ def budget(
         if together:
             done.append(item)
             continue
-        tokens = estimate_prompt_tokens([item.plan], question)
+        tokens, exact = count([(item.path, item.plan)])
         mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
         if json_out:
-            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model))
+            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model, exact))
         else:
-            render.budget_view(item.path, item.plan, tokens, mem, model)
+            render.budget_view(item.path, item.plan, tokens, mem, model, exact)
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
-        tokens = estimate_prompt_tokens(plans, question)
+        tokens, exact = count([(i.path, i.plan) for i in done])
         mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype)
         for i in done:
             assert i.plan is not None
             if json_out:
-                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model))
+                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model, exact))
             else:
-                render.budget_view(i.path, i.plan, tokens, mem, model)
+                render.budget_view(i.path, i.plan, tokens, mem, model, exact)
         if not json_out:
             render.out.print(
                 f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"
@@ -534,23 +577,8 @@ def ask(
             rich_help_panel="Model",
         ),
     ] = 0.0,
-    system: Annotated[
-        str | None,
-        typer.Option(
-            "--system",
-            metavar="TEXT",
-            help="System prompt (default: the model's own).",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(
-            "--task",
-            metavar="TASK",
-            help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
-        ),
-    ] = "qa",
+    system: SystemOption = None,
+    task: TaskOption = "qa",
     together: Together = False,
     force: Annotated[
         bool,
@@ -560,6 +588,7 @@ def ask(
         ),
     ] = False,
     json_out: Json = False,
+    null: Null = False,
     srt: Annotated[
         str | None,
         typer.Option(
@@ -642,7 +671,7 @@ def ask(
         raise UsageError("--resume and --retry-failed need -o/--output FILE (the records to resume)")
     if together and windowing:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
-    paths = _paths(media)
+    paths = _paths(media, null)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
     check_targets(

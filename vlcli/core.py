@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +20,6 @@ from .plan import (
     ImagePlan,
     SamplingOptions,
     VideoPlan,
-    estimate_prompt_tokens,
     plan_image,
     plan_video,
 )
@@ -91,18 +90,21 @@ def window_budget(
     options: SamplingOptions,
     spec: ModelSpec,
     windowing: tuple[float, float],
-    question: str,
+    count: Callable[[list[tuple[str, Any]]], tuple[int, bool]],
     max_new_tokens: int,
     dtype: str,
 ) -> list[tuple[Any, VideoPlan, int, Any]]:
-    """``budget --window``: each window of a probed video with its plan, prompt tokens and
-    memory estimate (the windows ``ask --window`` answers, planned the same way)."""
+    """``budget --window``: each window of a probed video with its plan, prompt tokens (``count``,
+    as ``budget`` counts a prompt) and memory estimate: the windows ``ask --window`` answers,
+    planned the same way."""
     from .memory import estimate_memory
     from .windows import plan_windows
 
     assert item.info is not None
     rows = []
     for window, plan in plan_windows(item.info.video_facts(), options, spec.family, *windowing):
-        tokens = estimate_prompt_tokens([plan], question)
-        rows.append((window, plan, tokens, estimate_memory(spec, [plan], tokens, max_new_tokens, dtype)))
+        tokens, _exact = count([(item.path, plan)])
+        rows.append(
+            (window, plan, tokens, estimate_memory(spec, [plan], tokens, max_new_tokens, dtype))
+        )
     return rows

@@ -215,19 +215,43 @@ def family_from_name(model: str) -> Family | None:
     return None
 
 
+def hf_cache_dir() -> str | None:
+    """The Hugging Face hub cache as the environment names it now (``HF_HUB_CACHE``, else
+    ``HF_HOME``/hub); None for huggingface_hub's own default. Read at each call, not at import."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
 def hf_cache_snapshot(model_id: str) -> Path | None:
-    """The newest local snapshot of a hub model id in the Hugging Face cache, if any."""
+    """The local snapshot of a hub model id in the Hugging Face cache, if any.
+
+    The one ``refs/main`` points at, found by huggingface_hub itself
+    (``try_to_load_from_cache``). A snapshot fetched by commit has no ref: when the cache holds
+    snapshots but no ``refs/main``, the most recently written one is taken.
+    """
     if "/" not in model_id or Path(model_id).exists():
         return None
-    hub = Path(
-        os.environ.get("HF_HUB_CACHE")
-        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-    )
-    snaps = hub / ("models--" + model_id.replace("/", "--")) / "snapshots"
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hf_cache_dir()
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", cache_dir=cache)
+    except Exception:  # a malformed id (huggingface_hub validates it): not in the cache
+        return None
+    if isinstance(found, str):
+        return Path(found).parent
+    hub = Path(cache) if cache else Path.home() / ".cache" / "huggingface" / "hub"
+    repo = hub / ("models--" + model_id.replace("/", "--"))
+    if (repo / "refs" / "main").is_file():
+        return None  # main is known and has no config.json
+    snaps = repo / "snapshots"
     if not snaps.is_dir():
         return None
-    found = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    with_config = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
+    return max(with_config, key=lambda p: p.stat().st_mtime) if with_config else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -232,9 +232,11 @@ def budget_dict(
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
+    exact: bool = False,
 ) -> dict[str, Any]:
     d: dict[str, Any] = {"path": path, **plan.to_dict()}
     d["prompt_tokens"] = prompt_tokens
+    d["prompt_tokens_exact"] = exact
     d["model"] = model
     d["memory"] = mem.to_dict() if mem else None
     return d
@@ -246,6 +248,7 @@ def budget_view(
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
+    exact: bool = False,
     engine: str = "reference",
 ) -> None:
     print_out(f"[bold]{escape(visible(path))}[/]")
@@ -274,7 +277,11 @@ def budget_view(
     summary.add_row("resized", f"{plan.resized_width}x{plan.resized_height} (w x h)")
     summary.add_row("grid_thw", " x ".join(map(str, plan.grid_thw)))
     summary.add_row("visual tokens", str(plan.visual_tokens))
-    summary.add_row("prompt tokens", f"{prompt_tokens} (visual exact, text estimated)")
+    summary.add_row(
+        "prompt tokens",
+        f"{prompt_tokens}"
+        + ("" if exact else " (visual exact, text estimated: no local tokenizer)"),
+    )
     if mem is not None:
         summary.add_row(
             "GPU memory",
@@ -533,8 +540,20 @@ def answer_view(result: Any, figures: bool = True) -> None:
         print_out(f"evidence: {escape(visible(path))}")
     if not figures:
         return
-    tm = result.timings
-    info(
-        f"{result.prompt_tokens} prompt tokens, {result.generated_tokens} generated; "
-        + ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in tm.items())
+    info(timing_summary(result.prompt_tokens, result.generated_tokens, result.timings))
+
+
+def timing_summary(prompt_tokens: int, generated: int, tm: dict[str, float]) -> str:
+    """``3611 prompt tokens, 40 generated: frames 0.42s, prefill 1.30s (to the first token), 39
+    more tokens 2.00s (19.5/s), total 3.72s``. Prefill and the tokens after it are apart, so
+    that neither reads as the other; the total is every step of the answer."""
+    frames = tm.get("decode_s", 0.0) + tm.get("preprocess_s", 0.0)
+    prefill = tm.get("prefill_s", 0.0)
+    rest = tm.get("decode_tokens_s", max(tm.get("generate_s", 0.0) - prefill, 0.0))
+    more = max(generated - 1, 0)
+    rate = f" ({more / rest:.1f}/s)" if rest > 0 and more else ""
+    return (
+        f"{prompt_tokens} prompt tokens, {generated} generated: frames {frames:.2f}s, "
+        f"prefill {prefill:.2f}s (to the first token), {more} more tokens {rest:.2f}s{rate}, "
+        f"total {frames + prefill + rest:.2f}s"
     )
