@@ -287,7 +287,9 @@ class _Run:
 
     def _load(self) -> None:
         self.view.stage("", "loading the model")
-        self.backend.load()
+        load = getattr(self.backend, "load", None)  # a backend that needs no loading may lack it
+        if load is not None:
+            load()
 
     def _interrupted(self) -> str:
         """What an interrupt leaves: how many inputs are done, and how to go on."""
@@ -474,6 +476,11 @@ class _Run:
                 task.stem,
             )
             summary = {**window.to_dict(), **_summary(result)}
+            if any(not span.mapped for span in result.times):
+                self.view.warn(
+                    f"{job.label}: the answer's times could not be mapped: they count from the "
+                    f"window's start ({window.start_s:g} s), not from the video's"
+                )
             if self.ledger is not None:
                 record = {
                     "key": job.key,
