@@ -12,7 +12,7 @@ process group (the API server, its engine core and its worker): SIGTERM, then SI
 What the server saw is read through its own render endpoint (``/v1/chat/completions/render``,
 served with ``--enable-scale-out``): the same request body goes through the same renderer and
 multimodal processor as a chat completion, and the answer carries the prompt's token ids and
-the processed tensors (msgpack, base64). :func:`server_view` decodes them with vLLM's own
+the processed tensors (msgpack, base64). :class:`ServerViewer` decodes them with vLLM's own
 decoder, in vLLM's environment, and also runs vLLM's own Qwen2.5-VL position function on them.
 """
 
@@ -52,14 +52,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _group_alive(pgid: int) -> bool:
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, their children...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def pid_alive(pid: int) -> bool:
     try:
-        os.killpg(pgid, 0)
-        return True
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:  # a zombie has exited: its parent has not reaped it yet
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, which have exited, do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 class VllmServer:
@@ -102,6 +137,7 @@ class VllmServer:
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
+        self.started_pids: set[int] = set()  # the server and every process it had started
 
     def __enter__(self) -> VllmServer:
         env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1")
@@ -123,6 +159,7 @@ class VllmServer:
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
+        self.started_pids = {self.process.pid} | descendants(self.process.pid)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -180,7 +217,10 @@ class VllmServer:
         self._log.close()
 
     def alive(self) -> bool:
-        return self.process is not None and _group_alive(self.process.pid)
+        """Whether any process of the server's group, or any it had started, still runs."""
+        if self.process is None:
+            return False
+        return _group_alive(self.process.pid) or any(pid_alive(p) for p in self.started_pids)
 
     def memory_kib(self) -> int:
         """Proportional set size of the server's processes, summed (KiB)."""
@@ -200,73 +240,127 @@ class VllmServer:
         return total
 
 
-# The script run in vLLM's environment: decode a render answer with vLLM's own msgpack decoder,
-# save its tensors as .npy files, and compute vLLM's own Qwen2.5-VL positions for it.
+# Run in vLLM's environment, once per test session: for each request line (a render answer's
+# path, the model's config.json, a folder for the tensors) it decodes the answer with vLLM's own
+# msgpack decoder, saves the large tensors as .npy files, computes vLLM's own Qwen2.5-VL
+# positions for it, and answers one JSON line.
 _VIEW_SCRIPT = r"""
-import json, sys, types
+import json, sys, traceback, types
 import numpy as np
 import torch
 from vllm.entrypoints.scale_out.token_in_token_out.mm_serde import decode_mm_kwargs_item
 
-render_path, config_path, out_dir = sys.argv[1:4]
-render = json.load(open(render_path))
-config = json.load(open(config_path))
-features = render["features"]
-view = {"token_ids": render["token_ids"], "placeholders": features["mm_placeholders"], "items": []}
-specs = []
-for modality, items in (features.get("kwargs_data") or {}).items():
-    for k, (item, ph) in enumerate(zip(items, features["mm_placeholders"][modality])):
-        data = decode_mm_kwargs_item(item)
-        entry = {"modality": modality, "offset": ph["offset"], "length": ph["length"]}
-        for key, elem in data.items():
-            value = elem.data
-            if isinstance(value, torch.Tensor) and value.numel() > 64:
-                path = f"{out_dir}/{modality}{k}_{key}.npy"
-                np.save(path, value.numpy())
-                entry[key] = {"npy": path, "dtype": str(value.dtype), "shape": list(value.shape)}
-            elif isinstance(value, torch.Tensor):
-                entry[key] = value.tolist()
-            else:
-                entry[key] = value
-        view["items"].append(entry)
-        specs.append(types.SimpleNamespace(
-            modality=modality, data=data,
-            mm_position=types.SimpleNamespace(offset=ph["offset"], length=ph["length"])))
-if config.get("model_type") == "qwen2_5_vl":
-    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration as C
-    me = types.SimpleNamespace(config=types.SimpleNamespace(
-        vision_config=types.SimpleNamespace(**config["vision_config"])))
-    me.iter_mm_grid_thw = lambda feats: C.iter_mm_grid_thw(me, feats)
-    positions, delta = C.get_mrope_input_positions(me, render["token_ids"], specs)
-    view["positions"] = positions.numpy().tolist()
-print(json.dumps(view))
+
+def view(render_path, config_path, out_dir):
+    render = json.load(open(render_path))
+    config = json.load(open(config_path))
+    features = render["features"]
+    result = {"token_ids": render["token_ids"], "placeholders": features["mm_placeholders"],
+              "items": []}
+    specs = []
+    for modality, items in (features.get("kwargs_data") or {}).items():
+        for k, (item, ph) in enumerate(zip(items, features["mm_placeholders"][modality])):
+            data = decode_mm_kwargs_item(item)
+            entry = {"modality": modality, "offset": ph["offset"], "length": ph["length"]}
+            for key, elem in data.items():
+                value = elem.data
+                if isinstance(value, torch.Tensor) and value.numel() > 64:
+                    path = f"{out_dir}/{modality}{k}_{key}.npy"
+                    np.save(path, value.numpy())
+                    entry[key] = {"npy": path, "dtype": str(value.dtype),
+                                  "shape": list(value.shape)}
+                elif isinstance(value, torch.Tensor):
+                    entry[key] = value.tolist()
+                else:
+                    entry[key] = value
+            result["items"].append(entry)
+            specs.append(types.SimpleNamespace(
+                modality=modality, data=data,
+                mm_position=types.SimpleNamespace(offset=ph["offset"], length=ph["length"])))
+    if config.get("model_type") == "qwen2_5_vl":
+        from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration as C
+        me = types.SimpleNamespace(config=types.SimpleNamespace(
+            vision_config=types.SimpleNamespace(**config["vision_config"])))
+        me.iter_mm_grid_thw = lambda feats: C.iter_mm_grid_thw(me, feats)
+        positions, _ = C.get_mrope_input_positions(me, render["token_ids"], specs)
+        result["positions"] = positions.numpy().tolist()
+    return result
+
+
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    try:
+        answer = view(*json.loads(line))
+    except Exception:
+        answer = {"error": traceback.format_exc()}
+    print(json.dumps(answer), flush=True)
 """
 
 
-def server_view(python: str, render: dict[str, Any], model_folder: str | Path) -> dict[str, Any]:
-    """What the server made of a request: token ids, each item's processed tensors and grid,
-    and, for Qwen2.5-VL, the (3, tokens) mRoPE positions vLLM's own code gives them.
+class ServerViewer:
+    """A process in vLLM's environment that decodes render answers (see :func:`server_view`).
 
-    Large tensors come back as ``{"npy": path, ...}`` (load with ``numpy.load``).
+    Started once (importing vLLM takes 10-30 s here), asked one line at a time; a context manager.
     """
-    out_dir = Path(tempfile.mkdtemp(prefix="vllm_view_"))
-    (out_dir / "render.json").write_text(json.dumps(render))
-    (out_dir / "view.py").write_text(_VIEW_SCRIPT)
-    done = subprocess.run(
-        [
-            python,
-            str(out_dir / "view.py"),
+
+    def __init__(self, python: str):
+        self.folder = Path(tempfile.mkdtemp(prefix="vllm_view_"))
+        script = self.folder / "view.py"
+        script.write_text(_VIEW_SCRIPT)
+        self.process = subprocess.Popen(
+            [python, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, VLLM_TARGET_DEVICE="cpu"),
+        )
+        self._read()  # the ready line
+        self.count = 0
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the vLLM view process exited ({self.process.wait()})")
+        answer = dict(json.loads(line))
+        if "error" in answer:
+            raise RuntimeError(f"decoding the render answer failed:\n{answer['error']}")
+        return answer
+
+    def view(self, render: dict[str, Any], model_folder: str | Path) -> dict[str, Any]:
+        """What the server made of a request: token ids, each item's processed tensors and grid,
+        and, for Qwen2.5-VL, the (3, tokens) mRoPE positions vLLM's own code gives them.
+
+        Large tensors come back as ``{"npy": path, ...}`` (load with ``numpy.load``).
+        """
+        self.count += 1
+        out_dir = self.folder / str(self.count)
+        out_dir.mkdir()
+        (out_dir / "render.json").write_text(json.dumps(render))
+        request = [
             str(out_dir / "render.json"),
             str(Path(model_folder) / "config.json"),
             str(out_dir),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, VLLM_TARGET_DEVICE="cpu"),
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"decoding the render answer failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        ]
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerViewer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def patchify(frames: Any, patch_size: int, temporal_patch_size: int = 2, merge: int = 2) -> Any:

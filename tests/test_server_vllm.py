@@ -18,6 +18,7 @@ reference's in the 1.4% case. What the server processed is read from its render 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_media import make_clip
-from helpers_vllm import VllmServer, patchify, server_view, vllm_python
+from helpers_vllm import ServerViewer, VllmServer, patchify, vllm_python
 from tinymodels import save_tiny_model
 
 from vlcli.backends.server import (
@@ -59,9 +60,24 @@ def vllm_py() -> str:
 
 
 @pytest.fixture(scope="session")
+def viewer(vllm_py: str) -> Iterator[ServerViewer]:
+    """Decodes what the server processed, in vLLM's environment (one process for the session)."""
+    with ServerViewer(vllm_py) as viewer:
+        yield viewer
+
+
+@pytest.fixture(scope="session")
 def clip_420(media_dir: Path) -> str:
     """160x96, 25 fps, 16.8 s: 420 frames (16 of them sampled give the 1.4% case)."""
     return make_clip(media_dir / "clip_420.mp4", size=(160, 96), fps=25, seconds=16.8)
+
+
+def test_the_environment_is_built_once(vllm_py: str) -> None:
+    """A second run of the script finds the cached environment and installs nothing."""
+    stamp = Path(vllm_py).parent.parent / ".vlcli-ready"
+    before = stamp.stat().st_mtime_ns
+    assert vllm_python() == vllm_py
+    assert stamp.stat().st_mtime_ns == before
 
 
 def _frames(clip: str, plan: VideoPlan) -> torch.Tensor:
@@ -98,22 +114,37 @@ def _pixels(entry: dict[str, Any]) -> torch.Tensor:
 # ---------------------------------------------------------------- Qwen2.5-VL
 
 
+@pytest.fixture(scope="class")
+def qwen25_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen2.5-VL-hd32"
+    return save_tiny_model("qwen2_5_vl", path, head_dim=32)
+
+
+@pytest.fixture(scope="class")
+def qwen25_server(
+    vllm_py: str, qwen25_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    """Served with an API key, so that the key's handling is tested for real too."""
+    log = tmp_path_factory.mktemp("vllm_logs") / "qwen25.log"
+    with VllmServer(vllm_py, str(qwen25_folder), log, api_key=API_KEY) as server:
+        yield server
+    assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+
 class TestQwen25:
-    @pytest.fixture(scope="class")
-    def folder(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen2.5-VL-hd32"
-        return save_tiny_model("qwen2_5_vl", path, head_dim=32)
+    """One server for the class (class-scoped fixtures: stopped before the next class starts)."""
 
-    @pytest.fixture(scope="class")
-    def server(self, vllm_py: str, folder: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-        log = tmp_path_factory.mktemp("vllm_logs") / "qwen25.log"
-        with VllmServer(vllm_py, str(folder), log, api_key=API_KEY) as server:
-            yield server
-        assert not server.alive(), "the vLLM server's processes outlived stop()"
+    @pytest.fixture
+    def folder(self, qwen25_folder: Path) -> Path:
+        return qwen25_folder
 
-    @pytest.fixture(scope="class")
-    def client(self, server: VllmServer) -> ServerClient:
-        return ServerClient(server.url, api_key=API_KEY)
+    @pytest.fixture
+    def server(self, qwen25_server: VllmServer) -> VllmServer:
+        return qwen25_server
+
+    @pytest.fixture
+    def client(self, qwen25_server: VllmServer) -> ServerClient:
+        return ServerClient(qwen25_server.url, api_key=API_KEY)
 
     def test_models_lists_the_served_model(self, client: ServerClient, folder: Path) -> None:
         assert client.default_model() == str(folder)
@@ -123,12 +154,12 @@ class TestQwen25:
             ServerClient(server.url).models()
 
     def test_png_frames_arrive_exactly_as_planned(
-        self, client: ServerClient, vllm_py: str, folder: Path, clip_landscape: str
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
     ) -> None:
         plan = _plan(clip_landscape, folder)
         frames = _frames(clip_landscape, plan)
         body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
-        view = server_view(vllm_py, _render(client, body), folder)
+        view = viewer.view(_render(client, body), folder)
         item = _video_item(view)
         assert tuple(item["video_grid_thw"]) == plan.grid_thw
         assert item["second_per_grid_ts"] == _f32(plan.second_per_grid_t)
@@ -138,34 +169,34 @@ class TestQwen25:
         assert client.chat(body).prompt_tokens == expected
 
     def test_jpeg_frames_keep_the_plan_but_not_the_pixels(
-        self, client: ServerClient, vllm_py: str, folder: Path, clip_landscape: str
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
     ) -> None:
         plan = _plan(clip_landscape, folder)
         frames = _frames(clip_landscape, plan)
         body = chat_request(str(folder), [(plan, video_url(frames, "jpeg"))], QUESTION)
-        item = _video_item(server_view(vllm_py, _render(client, body), folder))
+        item = _video_item(viewer.view(_render(client, body), folder))
         assert tuple(item["video_grid_thw"]) == plan.grid_thw
         got, sent = _pixels(item["pixel_values_videos"]).int(), patchify(frames, 14).int()
         assert not torch.equal(got, sent)
         assert (got - sent).abs().float().mean() < 3  # quality 95: measured mean 0.7-1.6 levels
 
     def test_without_video_settings_the_server_keeps_32_frames_at_1_fps(
-        self, client: ServerClient, vllm_py: str, folder: Path, clip_420: str
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
     ) -> None:
         """Why vlcli sends media_io_kwargs: vLLM's defaults silently change the time axis."""
         plan = _plan(clip_420, folder, nframes=40)
         body = chat_request(str(folder), [(plan, video_url(_frames(clip_420, plan)))], QUESTION)
         del body["media_io_kwargs"], body["mm_processor_kwargs"]
-        item = _video_item(server_view(vllm_py, _render(client, body), folder))
+        item = _video_item(viewer.view(_render(client, body), folder))
         assert plan.grid_thw[0] == 20 and item["video_grid_thw"][0] == 16
         assert item["second_per_grid_ts"] == 2.0 != _f32(plan.second_per_grid_t)
 
     def test_vllm_positions_are_its_float64_formula_not_the_references(
-        self, client: ServerClient, vllm_py: str, folder: Path, clip_420: str
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
     ) -> None:
         plan = _plan(clip_420, folder, nframes=16)
         body = chat_request(str(folder), [(plan, video_url(_frames(clip_420, plan)))], QUESTION)
-        view = server_view(vllm_py, _render(client, body), folder)
+        view = viewer.view(_render(client, body), folder)
         item = _video_item(view)
         assert tuple(item["video_grid_thw"]) == plan.grid_thw
         positions = np.array(view["positions"])
@@ -182,7 +213,7 @@ class TestQwen25:
     def test_a_video_and_an_image_make_vlclis_prompt(
         self,
         client: ServerClient,
-        vllm_py: str,
+        viewer: ServerViewer,
         folder: Path,
         clip_landscape: str,
         still_image: str,
@@ -196,7 +227,7 @@ class TestQwen25:
             (image, image_url(load_image(still_image, image))),
         ]
         body = chat_request(str(folder), media, QUESTION, max_tokens=2)
-        view = server_view(vllm_py, _render(client, body), folder)
+        view = viewer.view(_render(client, body), folder)
         grids = {
             i["modality"]: tuple(i.get("video_grid_thw") or i["image_grid_thw"])
             for i in view["items"]
@@ -206,7 +237,7 @@ class TestQwen25:
         assert client.chat(body).prompt_tokens == expected
 
     def test_a_streamed_answer_is_the_plain_answer(
-        self, client: ServerClient, vllm_py: str, folder: Path, clip_landscape: str
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
     ) -> None:
         plan = _plan(clip_landscape, folder)
         media = [(plan, video_url(_frames(clip_landscape, plan)))]
@@ -227,30 +258,38 @@ class TestQwen25:
 # ---------------------------------------------------------------- Qwen3-VL
 
 
+@pytest.fixture(scope="class")
+def qwen3_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen3-VL-hd32"
+    return save_tiny_model("qwen3_vl", path, head_dim=32)
+
+
+@pytest.fixture(scope="class")
+def qwen3_server(
+    vllm_py: str, qwen3_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    log = tmp_path_factory.mktemp("vllm_logs") / "qwen3.log"
+    with VllmServer(vllm_py, str(qwen3_folder), log) as server:
+        yield server
+    assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+
 class TestQwen3:
-    @pytest.fixture(scope="class")
-    def folder(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen3-VL-hd32"
-        return save_tiny_model("qwen3_vl", path, head_dim=32)
+    @pytest.fixture
+    def folder(self, qwen3_folder: Path) -> Path:
+        return qwen3_folder
 
-    @pytest.fixture(scope="class")
-    def server(self, vllm_py: str, folder: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-        log = tmp_path_factory.mktemp("vllm_logs") / "qwen3.log"
-        with VllmServer(vllm_py, str(folder), log) as server:
-            yield server
-        assert not server.alive(), "the vLLM server's processes outlived stop()"
-
-    @pytest.fixture(scope="class")
-    def client(self, server: VllmServer) -> ServerClient:
-        return ServerClient(server.url)
+    @pytest.fixture
+    def client(self, qwen3_server: VllmServer) -> ServerClient:
+        return ServerClient(qwen3_server.url)
 
     def test_frames_timestamps_and_tokens_are_vlclis(
-        self, client: ServerClient, vllm_py: str, folder: Path, clip_420: str
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
     ) -> None:
         plan = _plan(clip_420, folder, nframes=16)
         frames = _frames(clip_420, plan)
         body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
-        view = server_view(vllm_py, _render(client, body), folder)
+        view = viewer.view(_render(client, body), folder)
         item = _video_item(view)
         assert tuple(item["video_grid_thw"]) == plan.grid_thw
         assert item["timestamps"] == pytest.approx(qwen3_timestamps(plan, 2), abs=1e-9)
