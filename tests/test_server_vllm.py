@@ -191,6 +191,21 @@ class TestQwen25:
         assert plan.grid_thw[0] == 20 and item["video_grid_thw"][0] == 16
         assert item["second_per_grid_ts"] == 2.0 != _f32(plan.second_per_grid_t)
 
+    def test_the_server_obeys_the_video_size_pin(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
+    ) -> None:
+        """The pin vlcli sends is what decides the size: a smaller one shrinks the grid."""
+        plan = _plan(clip_landscape, folder)
+        body = chat_request(str(folder), [(plan, video_url(_frames(clip_landscape, plan)))], "?")
+        pixels = plan.resized_height * plan.resized_width
+        body["mm_processor_kwargs"]["videos_kwargs"]["size"] = {
+            "shortest_edge": 3136,
+            "longest_edge": pixels // 4,
+        }
+        item = _video_item(viewer.view(_render(client, body), folder))
+        t, h, w = item["video_grid_thw"]
+        assert t == plan.grid_thw[0] and h * w * 14 * 14 <= pixels // 4 < pixels
+
     def test_vllm_positions_are_its_float64_formula_not_the_references(
         self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
     ) -> None:
