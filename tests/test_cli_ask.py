@@ -1,15 +1,15 @@
 """`vlcli ask` as a user meets it, end to end, on tiny random-weight models.
 
 Every test runs the real command (typer's ``CliRunner`` in-process, ``python -m vlcli`` once)
-with the real ModelRunner: the model folder is located and loaded by vlcli's loading code, the
+with the real TransformersBackend: the model folder is located and loaded by vlcli's loading code, the
 clip is probed, planned, decoded and preprocessed, the reference positions are used and
 ``generate`` really runs (``--max-new-tokens 8``). A tiny random model answers random text,
 so to test what vlcli does with the times an answer states (mapping to source seconds,
-subtitles, evidence frames) the ``spy`` fixture wraps ``ModelRunner.ask``: it calls the real
+subtitles, evidence frames) the ``spy`` fixture wraps ``TransformersBackend.generate``: it calls the real
 method and then, only when a test sets ``spy.fixed``, replaces the answer's *text* with that
 fixed answer (``dataclasses.replace(answer, text=FIXED)``) and streams it in place of the
 random one. Nothing else of the answer is changed (token counts and timings are the real ones).
-The spy also counts ModelRunner constructions and records the prompt each call received.
+The spy also counts TransformersBackend constructions and records the prompt each call received.
 ``test_json_record_of_a_real_answer`` and ``test_human_output_of_a_real_answer`` patch nothing.
 """
 
@@ -32,12 +32,12 @@ import pytest
 from helpers_media import make_clip
 from typer.testing import CliRunner
 
+from vlcli.backends.transformers import TransformersBackend
 from vlcli.cli import app
 from vlcli.families import resolve_model
 from vlcli.media import frames_at, probe
 from vlcli.plan import SamplingOptions, VideoPlan, plan_video
 from vlcli.prompts import build_prompt
-from vlcli.runner import ModelRunner
 from vlcli.times import format_hms
 
 pytest_plugins = ("conftest_models",)
@@ -55,7 +55,7 @@ RECORD_KEYS = {
     "model",
     "timings",
 }
-TIMINGS = {"decode_s", "preprocess_s", "prefill_s", "generate_s"}
+TIMINGS = {"decode_s", "preprocess_s", "prefill_s", "decode_tokens_s", "generate_s"}
 BALL = (
     "The ball appears at 0.5 seconds and leaves from 1.0 to 1.5 seconds. It is back at 9 seconds."
 )
@@ -65,7 +65,7 @@ BALL = (
 
 
 class Spy:
-    """What the wrapped ModelRunner saw and did during one test."""
+    """What the wrapped TransformersBackend saw and did during one test."""
 
     def __init__(self) -> None:
         self.fixed: str | None = None  # replaces the generated text when set
@@ -77,16 +77,15 @@ class Spy:
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
-    """Wrap the real ModelRunner (see the module docstring): count, record, maybe fix the text."""
+    """Wrap the real TransformersBackend (see the module docstring): count, record, maybe fix the text."""
     state = Spy()
-    real_init, real_ask = ModelRunner.__init__, ModelRunner.ask
+    real_init, real_generate = TransformersBackend.__init__, TransformersBackend.generate
 
-    def init(self: ModelRunner, *args: Any, **kwargs: Any) -> None:
+    def init(self: TransformersBackend, *args: Any, **kwargs: Any) -> None:
         state.constructed += 1
         real_init(self, *args, **kwargs)
 
-    def ask(self: ModelRunner, media: Any, question: str, **kwargs: Any) -> Any:
-        on_text = kwargs.pop("on_text", None)
+    def generate(self: TransformersBackend, prepared: Any, on_text: Any = None) -> Any:
         pieces: list[str] = []
 
         def collect(piece: str) -> None:
@@ -94,8 +93,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
             if on_text is not None and state.fixed is None:
                 on_text(piece)
 
-        answer = real_ask(self, media, question, on_text=collect, **kwargs)
-        state.questions.append(question)
+        answer = real_generate(self, prepared, collect)
+        state.questions.append(prepared.prompt.text)
         state.real_texts.append(answer.text)
         state.streamed.append("".join(pieces))
         if state.fixed is None:
@@ -104,8 +103,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
             on_text(state.fixed)
         return dataclasses.replace(answer, text=state.fixed)
 
-    monkeypatch.setattr(ModelRunner, "__init__", init)
-    monkeypatch.setattr(ModelRunner, "ask", ask)
+    monkeypatch.setattr(TransformersBackend, "__init__", init)
+    monkeypatch.setattr(TransformersBackend, "generate", generate)
     return state
 
 
@@ -214,6 +213,9 @@ def test_json_record_of_a_real_answer(tiny_qwen25_path: Path, tiny_clip: str) ->
     assert rec["model"] == str(tiny_qwen25_path)
     assert set(rec["timings"]) == TIMINGS
     assert all(isinstance(v, float) and v >= 0 for v in rec["timings"].values())
+    (axis,) = rec["time_axes"]  # the positions the model was given, read back from the prefill
+    plan = plan_of(tiny_qwen25_path, tiny_clip)
+    assert axis["engine"] == "reference" and axis["positions"] == list(plan.temporal_positions)
     assert rec["timings"]["prefill_s"] <= rec["timings"]["generate_s"]
     assert 1 <= rec["generated_tokens"] <= 8
     # budget and ask agree on what the model is fed
@@ -338,14 +340,18 @@ def test_times_are_source_seconds(spy: Spy, tiny_qwen25_path: Path, tiny_clip: s
     appears, leaves, back = rec["times"]
 
     assert (appears["model_start_s"], appears["model_end_s"]) == (0.5, 0.5)
-    assert appears["start_s"] == appears["end_s"] == pytest.approx(plan.source_seconds(0.5))
+    assert (
+        appears["start_s"]
+        == appears["end_s"]
+        == pytest.approx(plan.time_axis().source_seconds(0.5))
+    )
     assert 1.0 < appears["start_s"] < 2.0  # source seconds: after --start, not the model's 0.5
     assert appears["start_hms"] == format_hms(appears["start_s"])
     assert appears["start_hms"] == f"00:00:{appears['start_s'] + 1e-9:04.1f}"
     assert not appears["clipped"] and not appears["outside"] and appears["mapped"]
 
-    assert leaves["start_s"] == pytest.approx(plan.source_seconds(1.0))
-    assert leaves["end_s"] == pytest.approx(plan.source_seconds(1.5))
+    assert leaves["start_s"] == pytest.approx(plan.time_axis().source_seconds(1.0))
+    assert leaves["end_s"] == pytest.approx(plan.time_axis().source_seconds(1.5))
     assert 2.0 <= leaves["start_s"] < leaves["end_s"] <= 3.0
     assert leaves["end_hms"] == format_hms(leaves["end_s"])
 
@@ -366,8 +372,11 @@ def test_subtitles_have_the_mapped_times(
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
     plan = plan_of(tiny_qwen25_path, tiny_clip, start=1.0, end=3.0)
-    a = round(plan.source_seconds(0.5), 6)
-    b, c = round(plan.source_seconds(1.0), 6), round(plan.source_seconds(1.5), 6)
+    a = round(plan.time_axis().source_seconds(0.5), 6)
+    b, c = (
+        round(plan.time_axis().source_seconds(1.0), 6),
+        round(plan.time_axis().source_seconds(1.5), 6),
+    )
     end = round(plan.clip_end_s + 1 / plan.source_fps, 6)
     first, second = BALL.split(". ")[0] + ".", BALL.split(". ")[1]
     cues = sorted([(a, a + 2.0, first), (b, c, first), (end, end + 2.0, second)])
@@ -396,7 +405,7 @@ def test_subtitles_for_several_inputs_go_into_a_folder(
         stem = Path(rec["path"]).stem
         (span,) = rec["times"]
         plan = plan_of(tiny_qwen25_path, rec["path"])
-        assert span["start_s"] == pytest.approx(plan.source_seconds(0.5))
+        assert span["start_s"] == pytest.approx(plan.time_axis().source_seconds(0.5))
         cue = f"{srt_time(span['start_s'])} --> {srt_time(span['end_s'])}"
         assert (out / f"{stem}.srt").read_text() == f"1\n{cue}\n{spy.fixed}\n"
         assert cue.replace(",", ".") in (out / f"{stem}.vtt").read_text()
@@ -502,7 +511,7 @@ def test_human_output_streams_then_tabulates(
     table = r.stdout[len(BALL) :]
     assert "times in the source video" in table
     plan = plan_of(tiny_qwen25_path, tiny_clip, start=1.0, end=3.0)
-    start = plan.source_seconds(0.5)
+    start = plan.time_axis().source_seconds(0.5)
     seconds = f"{start:.3f}".rstrip("0").rstrip(".")  # to the millisecond, as in the JSON
     row = next(line for line in table.splitlines() if format_hms(start) in line)
     assert row.split()[0] == seconds  # the seconds and the clock time of the same value
@@ -550,8 +559,8 @@ def test_task_prompts(
     plan = plan_of(tiny_qwen25_path, tiny_clip)
     assert [(t["model_start_s"], t["model_end_s"]) for t in rec["times"]] == expected
     for t, (s, e) in zip(rec["times"], expected, strict=True):
-        assert t["start_s"] == pytest.approx(plan.source_seconds(s))
-        assert t["end_s"] == pytest.approx(plan.source_seconds(e))
+        assert t["start_s"] == pytest.approx(plan.time_axis().source_seconds(s))
+        assert t["end_s"] == pytest.approx(plan.time_axis().source_seconds(e))
     if task == "caption":
         assert [t["text"] for t in rec["times"]] == ["A square appears.", "A ball rolls."]
 
@@ -591,7 +600,7 @@ def test_hub_that_never_answers_fails_fast(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", blackhole_hub)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr("vlcli.runner.HUB_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("vlcli.locate.HUB_TIMEOUT_S", 0.5)
     started = time.perf_counter()
     r = invoke("ask", tiny_clip, "q?", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", *NEW)
     assert time.perf_counter() - started < 3
@@ -636,7 +645,9 @@ def test_download_from_the_hub_then_run_offline(
     (folder,) = snapshot.iterdir()
     assert not (folder / "pytorch_model.bin").exists()
 
-    second = subprocess.run(command, capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+    second = subprocess.run(
+        command, capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}
+    )
     assert second.returncode == 0, second.stderr
     assert "downloading" not in second.stderr
     assert records(second.stdout)[0]["frames"] == record["frames"]
@@ -668,13 +679,30 @@ def test_only_bad_inputs_do_not_load_the_model(
     assert len(stderr_lines(r)) == 1
 
 
+def test_media_without_a_question_runs_the_caption_task(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    """`vlcli ask video.mp4`: dense captions with times, said in one stderr line."""
+    r = invoke("ask", tiny_clip, "--model", tiny_qwen25_path, *NEW, "--json")
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert rec["task"] == "caption" and rec["question"] == ""
+    assert spy.questions == [build_prompt("caption", "")]
+    assert any("no question given" in line for line in stderr_lines(r))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["{clip}", "q?", "--task", "bogus"], "--task"),
         (["What is in the video?"], "media"),
         (["{clip}", "  "], "needs a question"),
-        (["{clip}", "{clip}"], "give the question after the media"),
+        (["{clip}", "b.mpp4"], "'b.mpp4', looks like a file name but there is no such file"),
+        (["{clip}", "clips/b.mp4"], "looks like a file name"),
+        (["{clip}", "--task", "ground"], "--task ground needs the question"),
+        (["{clip}", "q?", "--temperature", "inf"], "--temperature must be zero or a finite"),
+        (["{clip}", "q?", "--nframes", "1"], "rounds to 0"),
+        (["{clip}", "q?", "--max-pixels", "100"], "less than one visual token"),
         (["{clip}", "q?", "--start", "soon"], "not a time"),
     ],
 )
@@ -694,10 +722,10 @@ def test_memory_check_stops_before_decoding(
     spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prepared: list[Any] = []
-    real_prepare = ModelRunner.prepare
-    monkeypatch.setattr(ModelRunner, "free_memory_bytes", lambda self: 2**20)  # 1 MiB free
+    real_prepare = TransformersBackend.prepare
+    monkeypatch.setattr(TransformersBackend, "free_memory_bytes", lambda self: 2**20)  # 1 MiB free
     monkeypatch.setattr(
-        ModelRunner,
+        TransformersBackend,
         "prepare",
         lambda self, *a, **k: prepared.append(a) or real_prepare(self, *a, **k),
     )
@@ -722,10 +750,14 @@ def test_weights_that_do_not_fit_stop_before_loading(
     """The host (or GPU) has less memory available than the weights take: one line, status 5,
     nothing loaded; --force loads and answers."""
     loads: list[str] = []
-    real_load = ModelRunner._load
-    monkeypatch.setattr("vlcli.runner.available_memory_bytes", lambda device: 2**16)  # 64 KiB
+    real_load = TransformersBackend._load
     monkeypatch.setattr(
-        ModelRunner, "_load", lambda self, folder: loads.append(folder) or real_load(self, folder)
+        "vlcli.backends.transformers.available_memory_bytes", lambda device: 2**16
+    )  # 64 KiB
+    monkeypatch.setattr(
+        TransformersBackend,
+        "_load",
+        lambda self, folder: loads.append(folder) or real_load(self, folder),
     )
     r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW)
     assert r.exit_code == 5 and r.stdout == "" and loads == []
@@ -743,7 +775,7 @@ def test_weights_that_do_not_fit_stop_before_loading(
 def test_memory_check_goes_on_with_the_other_inputs(
     spy: Spy, tiny_qwen25_path: Path, two_clips: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ModelRunner, "free_memory_bytes", lambda self: 2**20)
+    monkeypatch.setattr(TransformersBackend, "free_memory_bytes", lambda self: 2**20)
     r = invoke("ask", two_clips, "What happens?", "--model", tiny_qwen25_path, *NEW, "--json")
     assert r.exit_code == 5
     assert [Path(x["path"]).name for x in records(r.stdout)] == ["a.mp4", "b.mp4"]
@@ -762,14 +794,15 @@ def test_a_failure_while_decoding_wipes_the_progress_line(
     from vlcli import render
     from vlcli.errors import InputError
 
-    def failing_prepare(self: ModelRunner, media: Any, *args: Any) -> Any:
-        on_frames = args[-1]
+    def failing_prepare(self: TransformersBackend, prompt: Any, on_frames: Any = None) -> Any:
         on_frames(2, 6)
-        raise InputError("the decoder failed (invalid data): is it truncated or corrupt?", media[0][0])
+        raise InputError(
+            "the decoder failed (invalid data): is it truncated or corrupt?", prompt.media[0][0]
+        )
 
     buffer = io.StringIO()
     monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=True, width=300))
-    monkeypatch.setattr(ModelRunner, "prepare", failing_prepare)
+    monkeypatch.setattr(TransformersBackend, "prepare", failing_prepare)
     r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW)
     assert r.exit_code == 3
     shown = buffer.getvalue()
@@ -778,15 +811,22 @@ def test_a_failure_while_decoding_wipes_the_progress_line(
     assert progress < wiped < shown.index("the decoder failed")
 
 
+@pytest.mark.parametrize("where", ["preparing", "generating"])
 def test_cuda_out_of_memory_is_one_line(
-    tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
+    where: str, tiny_qwen25_path: Path, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The device running out of memory while the inputs are built or while the model runs."""
     import torch
 
-    def oom(self: ModelRunner, *args: Any, **kwargs: Any) -> Any:
+    from vlcli.backends import transformers as backend
+
+    def oom(*args: Any, **kwargs: Any) -> Any:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(ModelRunner, "ask", oom)
+    if where == "preparing":
+        monkeypatch.setattr(backend, "build_inputs", oom)
+    else:  # inside model.generate: the streamer receives the prompt first
+        monkeypatch.setattr(backend._TextStream, "put", oom)
     r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW)
     assert r.exit_code == 5
     (line,) = stderr_lines(r)
@@ -817,5 +857,5 @@ def test_other_families(
     if family == "qwen3":  # shown source timestamps as text: its seconds are source seconds
         assert span["start_s"] == pytest.approx(1.5)
     else:  # counts from the first frame of the clip it saw
-        assert span["start_s"] == pytest.approx(plan.source_seconds(1.5))
+        assert span["start_s"] == pytest.approx(plan.time_axis().source_seconds(1.5))
         assert span["start_s"] > 2.0

@@ -3,7 +3,7 @@
 The reference is what the Qwen2.5-VL README does: ``process_vision_info(messages,
 return_video_kwargs=True)``, the text from ``processor.apply_chat_template``, then one
 ``processor(text=..., images=..., videos=..., ...)`` call over the whole decoded video. vlcli
-builds the same inputs chunk by chunk from its plans (``ModelRunner.prepare``).
+builds the same inputs chunk by chunk from its plans (``TransformersBackend.prepare``).
 
 Tolerance: the pixel tensors are compared with ``atol=PIXEL_ATOL`` (1e-6) and ``rtol=0`` in
 float32. Both sides run the same float32 operations on the same uint8 frames (vlcli hands the
@@ -30,9 +30,9 @@ import pytest
 import torch
 from helpers_reference import reference_inputs
 
+from vlcli.backends.transformers import TransformersBackend
 from vlcli.media import probe
 from vlcli.plan import SamplingOptions, plan_image, plan_video
-from vlcli.runner import ModelRunner
 
 pytest_plugins = ("conftest_models",)
 
@@ -71,13 +71,13 @@ def _messages(clip: str, image: str | None, element: dict[str, Any]) -> list[dic
 
 
 def vlcli_inputs(
-    runner: ModelRunner, clip: str, image: str | None, options: SamplingOptions
+    runner: TransformersBackend, clip: str, image: str | None, options: SamplingOptions
 ) -> dict[str, torch.Tensor]:
     media: list[Any] = [(clip, plan_video(probe(clip).video_facts(), options, runner.family))]
     if image is not None:
         info = probe(image)
         media.append((image, plan_image(info.width, info.height, options, runner.family)))
-    inputs, _ = runner.prepare(media, QUESTION)
+    inputs, _ = runner.inputs_for(media, QUESTION)
     return inputs
 
 
@@ -96,7 +96,7 @@ EXACT = ["input_ids", "attention_mask", "mm_token_type_ids", "video_grid_thw", "
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_video_inputs_equal_the_reference(
-    case: str, qwen25_runner: ModelRunner, tiny_clip: str, tiny_image: str
+    case: str, qwen25_runner: TransformersBackend, tiny_clip: str, tiny_image: str
 ) -> None:
     element, options = CASES[case]
     ref = reference_inputs(qwen25_runner.processor, _messages(tiny_clip, tiny_image, element))
@@ -124,7 +124,7 @@ def test_a_capping_video_processor(tiny_qwen25_path: Path, tmp_path: Path, tiny_
     vp = AutoVideoProcessor.from_pretrained(folder)
     vp.cap_pixels_per_frame, vp.max_video_tokens = True, 200
     vp.save_pretrained(folder)
-    runner = ModelRunner(str(folder), device="cpu", dtype="float32", warn=lambda _m: None)
+    runner = TransformersBackend(str(folder), device="cpu", dtype="float32", warn=lambda _m: None)
     plan = plan_video(probe(tiny_clip).video_facts(), SamplingOptions(), runner.family)
     assert plan.resized_height * plan.resized_width < plan.frame_height * plan.frame_width
     ref = reference_inputs(runner.processor, _messages(tiny_clip, None, {}))
@@ -133,7 +133,7 @@ def test_a_capping_video_processor(tiny_qwen25_path: Path, tmp_path: Path, tiny_
     assert_same(ours, ref, EXACT[:-1] + ["pixel_values_videos", "second_per_grid_ts"])
 
 
-def test_second_per_grid_ts_and_the_fps_pitfall(qwen25_runner: ModelRunner, tiny_clip: str) -> None:
+def test_second_per_grid_ts_and_the_fps_pitfall(qwen25_runner: TransformersBackend, tiny_clip: str) -> None:
     from qwen_vl_utils import process_vision_info
 
     processor = qwen25_runner.processor
@@ -162,7 +162,7 @@ def test_second_per_grid_ts_and_the_fps_pitfall(qwen25_runner: ModelRunner, tiny
 
 
 def test_image_the_processor_resizes_again(
-    qwen25_runner: ModelRunner, tiny_clip: str, tiny_image: str
+    qwen25_runner: TransformersBackend, tiny_clip: str, tiny_image: str
 ) -> None:
     element, options = CASES["processor_resizes"]
     ref = reference_inputs(qwen25_runner.processor, _messages(tiny_clip, tiny_image, element))
@@ -172,13 +172,13 @@ def test_image_the_processor_resizes_again(
 
 
 @pytest.fixture(scope="module")
-def qwen3_runner(tiny_qwen3_path: Any) -> ModelRunner:
-    return ModelRunner(str(tiny_qwen3_path), device="cpu", dtype="float32", warn=lambda _m: None)
+def qwen3_runner(tiny_qwen3_path: Any) -> TransformersBackend:
+    return TransformersBackend(str(tiny_qwen3_path), device="cpu", dtype="float32", warn=lambda _m: None)
 
 
 @pytest.mark.parametrize("case", ["default", "start_end"])
 def test_qwen3_video_inputs_equal_the_reference(
-    case: str, qwen3_runner: ModelRunner, tiny_clip: str
+    case: str, qwen3_runner: TransformersBackend, tiny_clip: str
 ) -> None:
     """Qwen3-VL: the timestamps text ("<0.3 seconds>" before each temporal patch) and the pixels."""
     element, options = CASES[case]
@@ -200,7 +200,7 @@ def test_qwen3_video_inputs_equal_the_reference(
     assert set(ours) == set(ref)
 
 
-def test_qwen3_small_image(qwen3_runner: ModelRunner, tiny_clip: str, tiny_image: str) -> None:
+def test_qwen3_small_image(qwen3_runner: TransformersBackend, tiny_clip: str, tiny_image: str) -> None:
     ref = reference_inputs(
         qwen3_runner.processor, _messages(tiny_clip, tiny_image, {}), image_patch_size=16
     )

@@ -10,6 +10,7 @@ from vlcli.memory import GIB, check_weights_fit, estimate_memory, weights_bytes
 from vlcli.plan import (
     SamplingOptions,
     VideoFacts,
+    check_options,
     estimate_prompt_tokens,
     frame_range,
     plan_image,
@@ -183,11 +184,15 @@ def test_source_seconds_follow_the_patch_table():
     facts = VideoFacts(640, 360, 360, 30.0, tuple(i / 30 for i in range(360)))
     p = plan_video(facts, SamplingOptions(), QWEN2_5_VL)
     assert p.second_per_grid_t == pytest.approx(1.0)
-    assert p.source_seconds(0) == 0.0
-    assert p.source_seconds(11) == pytest.approx(343 / 30)  # what patch 11 showed, not 11.0
-    assert p.source_seconds(5.5) == pytest.approx((156 + 187) / 2 / 30)  # halfway from patch 5 to 6
+    assert p.time_axis().source_seconds(0) == 0.0
+    assert p.time_axis().source_seconds(11) == pytest.approx(
+        343 / 30
+    )  # what patch 11 showed, not 11.0
+    assert p.time_axis().source_seconds(5.5) == pytest.approx(
+        (156 + 187) / 2 / 30
+    )  # halfway from patch 5 to 6
     q = plan_video(facts, SamplingOptions(start=3.0), QWEN2_5_VL)
-    assert q.source_seconds(0) == pytest.approx(3.0)
+    assert q.time_axis().source_seconds(0) == pytest.approx(3.0)
 
 
 def test_source_seconds_in_variable_frame_rate_video():
@@ -197,15 +202,37 @@ def test_source_seconds_in_variable_frame_rate_video():
     p = plan_video(facts, SamplingOptions(nframes=4), QWEN2_5_VL)
     assert p.frame_indices == (0, 6, 13, 19)
     assert p.patch_times_s == (0.0, times[13])
-    assert p.source_seconds(p.second_per_grid_t) == pytest.approx(times[13])
+    # patch 1 sits at position floor(2.75 * 2) = 5, which the model reads as 2.5 s
+    axis = p.time_axis()
+    assert axis.positions == (0, 5)
+    assert axis.source_seconds(2.5) == pytest.approx(times[13])
 
 
-def test_max_pixels_below_the_video_minimum_is_a_usage_error():
-    # the reference stops on an assertion; vlcli says which flag to change
-    with pytest.raises(UsageError, match="--min-pixels"):
-        plan_video(HD60, SamplingOptions(max_pixels=31360), QWEN2_5_VL)
-    p = plan_video(HD60, SamplingOptions(max_pixels=31360, min_pixels=3136), QWEN2_5_VL)
-    assert p.resized_height * p.resized_width <= 31360
+def test_a_given_bound_wins_over_a_default_one():
+    """--max-pixels below the default least pixels of a video frame lowers the least (the
+    reference stops on an assertion); --min-pixels above the default most of an image raises
+    the most. Both given and crossed is a usage error at once."""
+    p = plan_video(HD60, SamplingOptions(max_pixels=31360), QWEN2_5_VL)
+    assert p.min_pixels == 31360 and p.resized_height * p.resized_width <= 31360
+    same = plan_video(HD60, SamplingOptions(max_pixels=31360, min_pixels=31360), QWEN2_5_VL)
+    assert (same.resized_height, same.resized_width) == (p.resized_height, p.resized_width)
+    image = plan_image(200, 120, SamplingOptions(min_pixels=16385 * 28 * 28), QWEN2_5_VL)
+    assert image.frame_height * image.frame_width >= 16385 * 28 * 28
+    small = plan_image(2000, 1200, SamplingOptions(max_pixels=2000), QWEN2_5_VL)
+    assert small.frame_height * small.frame_width <= 2000
+    with pytest.raises(UsageError, match="--max-pixels 5 is below --min-pixels 10"):
+        SamplingOptions(min_pixels=10, max_pixels=5)
+
+
+def test_options_no_input_could_be_planned_with():
+    check_options(SamplingOptions(max_pixels=784), QWEN2_5_VL)
+    with pytest.raises(UsageError, match="--max-pixels 783 is less than one visual token .*28x28"):
+        check_options(SamplingOptions(max_pixels=783), QWEN2_5_VL)
+    with pytest.raises(UsageError, match="rounds to 0"):
+        SamplingOptions(nframes=1)
+    assert SamplingOptions(nframes=3).nframes == 3  # rounds to 2
+    with pytest.raises(UsageError, match="--max-frames 10 is below --min-frames 100"):
+        SamplingOptions(min_frames=100, max_frames=10)
 
 
 def test_image_plan_keeps_both_sizes():
@@ -213,7 +240,10 @@ def test_image_plan_keeps_both_sizes():
     from vlcli.families import QWEN3_VL
 
     p = plan_image(100, 80, SamplingOptions(), QWEN3_VL)
-    assert (p.frame_height, p.frame_width) == (64, 96)  # round(80/32) = 2 (half to even), round(100/32) = 3
+    assert (p.frame_height, p.frame_width) == (
+        64,
+        96,
+    )  # round(80/32) = 2 (half to even), round(100/32) = 3
     assert p.resized_height * p.resized_width >= 65536
 
 
@@ -249,7 +279,9 @@ def test_a_bug_on_one_input_does_not_stop_the_others(monkeypatch, tmp_path):
     def fake_probe(path):
         if path.endswith("bad.mp4"):
             raise RuntimeError("boom")
-        return MediaInfo(path, "image", "png", "png", 64, 64, 0, None, None, None, False, "RGB", False)
+        return MediaInfo(
+            path, "image", "png", "png", 64, 64, 0, None, None, None, False, "RGB", False
+        )
 
     monkeypatch.setattr(core, "probe", fake_probe)
     spec = resolve_model("Qwen/Qwen2.5-VL-7B-Instruct")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_backend import ask_media
 
 from vlcli.families import QWEN2_5_VL
 from vlcli.plan import SamplingOptions, plan_video
@@ -212,7 +213,7 @@ def test_generate_prefills_and_decodes_with_reference_positions(
 ) -> None:  # type: ignore[no-untyped-def]
     runner = qwen25_runner
     plan = _small_plan(runner, tiny_clip)
-    inputs, _ = runner.prepare([(tiny_clip, plan)], "When does it change?")
+    inputs, _ = runner.inputs_for([(tiny_clip, plan)], "When does it change?")
     expected, _ = _reference(runner, inputs)
     seen: list[torch.Tensor] = []
 
@@ -221,7 +222,7 @@ def test_generate_prefills_and_decodes_with_reference_positions(
 
     hook = runner.model.model.language_model.register_forward_pre_hook(spy, with_kwargs=True)
     try:
-        answer = runner.ask([(tiny_clip, plan)], "When does it change?", max_new_tokens=4)
+        answer = ask_media(runner, [(tiny_clip, plan)], "When does it change?", max_new_tokens=4)
     finally:
         hook.remove()
     assert len(seen) == answer.generated_tokens >= 2  # one prefill, then decoding steps
@@ -240,7 +241,7 @@ def test_generate_prefills_and_decodes_with_reference_positions(
 def test_forward_logits_follow_the_reference_positions(qwen25_runner, tiny_clip: str) -> None:  # type: ignore[no-untyped-def]
     runner = qwen25_runner
     plan = _small_plan(runner, tiny_clip)
-    inputs, _ = runner.prepare([(tiny_clip, plan)], "When does it change?")
+    inputs, _ = runner.inputs_for([(tiny_clip, plan)], "When does it change?")
     ours, _ = _reference(runner, inputs)
     inner = runner.model.model
     theirs, _ = type(inner).get_rope_index(

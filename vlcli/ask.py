@@ -8,15 +8,19 @@ Qwen3-VL is shown source timestamps as text, so its times already are source sec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ExitStatus, MemoryBudgetError, VlcliError
-from .families import ModelSpec
-from .memory import GIB, MemoryEstimate, estimate_memory
-from .plan import ImagePlan, SamplingOptions, VideoPlan, estimate_prompt_tokens
+from .errors import DeviceOutOfMemory, ExitStatus, MemoryBudgetError, UsageError, VlcliError
+from .plan import ImagePlan, SamplingOptions, VideoPlan
+from .prompt_text import count_prompt_tokens
+from .timeaxis import TimeAxis
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,14 @@ class AskSettings:
     temperature: float = 0.0
     force: bool = False
     evidence_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 <= self.temperature < math.inf:  # also refuses nan and inf
+            raise UsageError(
+                f"--temperature must be zero or a finite positive number, got {self.temperature}"
+            )
 
 
 @dataclass
@@ -45,7 +57,10 @@ class AskResult:
     timings: dict[str, float]
     task: str = "qa"
     evidence: list[str] = field(default_factory=list)
-    name: str = ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    name: str = (
+        ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    )
+    axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -61,12 +76,14 @@ class AskResult:
             "model": self.model,
             "timings": self.timings,
         }
+        if self.axes:
+            d["time_axes"] = [a.to_dict() if a is not None else None for a in self.axes]
         if self.evidence:
             d["evidence"] = self.evidence
         return d
 
 
-def _fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
+def fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
     tokens = sum(p.visual_tokens for p in plans)
     if options.nframes is not None:
         fewer = f"lower --nframes (now {options.nframes})"
@@ -79,52 +96,39 @@ def _fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> s
     )
 
 
-def check_memory(
-    spec: ModelSpec,
-    plans: list[VideoPlan | ImagePlan],
-    prompt_tokens: int,
-    settings: AskSettings,
-    options: SamplingOptions,
-    free_bytes: int | None,
-    dtype: str,
-) -> MemoryEstimate | None:
-    """Stop before decoding when the prompt cannot fit in the free device memory (weights loaded)."""
-    est = estimate_memory(spec, plans, prompt_tokens, settings.max_new_tokens, dtype)
-    if est is None or free_bytes is None or settings.force:
-        return est
-    need = est.total_bytes - est.weights_bytes  # the weights are already on the device
-    if need > free_bytes:
-        raise MemoryBudgetError(
-            f"this prompt needs about {need / GIB:.1f} GiB beyond the weights and the GPU has "
-            f"{free_bytes / GIB:.1f} GiB free: {_fit_hint(plans, options)}"
-        )
-    return est
-
-
 def map_answer_times(
-    answer: str, plans: list[VideoPlan | ImagePlan], family: str, task: str = "qa"
+    answer: str,
+    plans: list[VideoPlan | ImagePlan],
+    axes: list[TimeAxis | None] | tuple[TimeAxis | None, ...],
+    task: str = "qa",
 ) -> list[Any]:
     """Parse the times the answer states and move them to seconds of the source video.
 
-    Qwen2/2.5-VL count seconds from the first frame of the clip they were shown: a stated second
-    goes through the plan's patch table (:meth:`VideoPlan.source_seconds`). Qwen3-VL was shown
-    source timestamps as text, so its seconds are source seconds already. Either way the result
-    is clipped to the clip and flagged when it falls outside. With no video there is no clip,
-    and with several (``--together``) nothing tells which one a time is about (each video's
-    seconds count from its own first frame): the spans are returned unmapped.
+    Every time goes through the time axis the backend reports for the video
+    (:class:`~vlcli.timeaxis.TimeAxis`): the positions the model was really given, and what each
+    temporal patch showed. The result is clipped to the clip and flagged when it falls outside.
+    The spans are returned unmapped (the model's own seconds) when there is no video, when there
+    are several (``--together``: nothing tells which one a time is about, as each video's
+    seconds count from its own first frame), and when the backend could not vouch for the axis.
     """
     from .times import map_times, parse_times
 
-    spans = parse_times(answer, assume_seconds=(task == "ground"))
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if not spans or len(videos) != 1:
+    if len(videos) != 1:
+        return parse_times(answer, assume_seconds=(task == "ground"))
+    video = videos[0]
+    axis = axes[0] if len(axes) == 1 else None
+    end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
+    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
+    length = end if video.family == "qwen3_vl" else end - video.clip_start_s  # Qwen3: source s
+    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
+    if not spans or axis is None:
         return spans
-    first = videos[0]
-    end = first.clip_end_s + 1.0 / first.source_fps  # the last frame is shown for one frame time
-    if family == "qwen3_vl":
-        return map_times(spans, clip_start_s=first.clip_start_s, clip_end_s=end, offset_s=0.0)
     return map_times(
-        spans, clip_start_s=first.clip_start_s, clip_end_s=end, to_source=first.source_seconds
+        spans,
+        clip_start_s=axis.clip_start_s,
+        clip_end_s=axis.clip_end_s,
+        to_source=axis.source_seconds,
     )
 
 
@@ -190,7 +194,7 @@ def save_evidence(path: str, spans: list[Any], folder: str, stem: str | None = N
 
 
 def ask_one(
-    runner: Any,
+    backend: Backend,
     paths: list[str],
     plans: list[VideoPlan | ImagePlan],
     settings: AskSettings,
@@ -202,35 +206,32 @@ def ask_one(
 ) -> AskResult:
     """One prompt over ``paths`` (one input, or all of them with --together).
 
-    The memory check runs before anything is decoded. Saving evidence frames is an extra: when
-    it fails, ``warn`` says so and the answer is still returned. ``name`` is the stem of the
+    The backend's fit check runs before anything is decoded. Saving evidence frames is an extra:
+    when it fails, ``warn`` says so and the answer is still returned. ``name`` is the stem of the
     answer's output files (see :func:`output_names`; by default the first input's).
     """
+    from .backends import Prompt
     from .prompts import build_prompt
 
-    prompt = build_prompt(settings.task, settings.question)
-    tokens = estimate_prompt_tokens(plans, prompt, settings.system)
-    check_memory(
-        runner.spec, plans, tokens, settings, options, runner.free_memory_bytes(), runner.dtype_name
+    prompt = Prompt(
+        media=tuple(zip(paths, plans, strict=True)),
+        text=build_prompt(settings.task, settings.question),
+        system=settings.system,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
     )
+    tokens, _exact = count_prompt_tokens(
+        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
+    )
+    backend.check_fit(prompt, tokens, options)
     try:
-        answer = runner.ask(
-            list(zip(paths, plans, strict=True)),
-            prompt,
-            system=settings.system,
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            on_text=on_text,
-            on_frames=on_frames,
-        )
-    except Exception as exc:  # CUDA out of memory is reported like a failed budget check
-        if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
-            _release_cuda_memory()  # so that the next input of the run has the memory back
-            raise MemoryBudgetError(
-                f"the GPU ran out of memory: {_fit_hint(plans, options)}"
-            ) from exc
-        raise
-    times = map_answer_times(answer.text, plans, runner.spec.family.name, settings.task)
+        answer = backend.generate(backend.prepare(prompt, on_frames), on_text)
+    except DeviceOutOfMemory as exc:  # say what would fit
+        raise MemoryBudgetError(f"{exc.message}: {fit_hint(plans, options)}") from exc
+    if warn is not None:
+        for note in answer.notes:
+            warn(note)
+    times = map_answer_times(answer.text, plans, answer.axes, settings.task)
     videos = sum(isinstance(p, VideoPlan) for p in plans)
     if times and videos > 1 and warn is not None:
         warn(
@@ -246,10 +247,11 @@ def ask_one(
         times=times,
         prompt_tokens=answer.prompt_tokens,
         generated_tokens=answer.generated_tokens,
-        model=runner.spec.model,
+        model=backend.spec.model,
         timings=answer.timings,
         task=settings.task,
         name=name or Path(paths[0]).stem,
+        axes=answer.axes,
     )
     if settings.evidence_dir and any(t.mapped for t in times):  # mapped: exactly one video
         (video,) = [p for p, pl in zip(paths, plans, strict=True) if isinstance(pl, VideoPlan)]
@@ -273,7 +275,7 @@ class AskView(Protocol):
 
 
 def answer_all(
-    runner: Any,
+    backend: Backend,
     groups: list[list[tuple[str, Any]]],
     settings: AskSettings,
     options: SamplingOptions,
@@ -292,7 +294,7 @@ def answer_all(
         try:
             try:
                 result = ask_one(
-                    runner,
+                    backend,
                     paths,
                     [plan for _, plan in group],
                     settings,
@@ -312,10 +314,3 @@ def answer_all(
             continue
         view.result(result)
     return worst
-
-
-def _release_cuda_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -8,25 +8,82 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from . import render
 from .errors import ExitStatus, InputError, UsageError, VlcliError
 from .families import DEFAULT_MODEL, resolve_model
-from .plan import SamplingOptions, VideoPlan, estimate_prompt_tokens
+from .plan import SamplingOptions, VideoPlan, check_options
+
+
+def _plain_labels(params: list[Any]) -> list[Any]:
+    """No ``<bool>`` or ``<list[str]>`` type labels beside flags and arguments in the help."""
+    for param in params:
+        if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
+            param.display_type_rich = _no_type_label
+    return params
+
+
+def _no_type_label(ctx: Any) -> None:
+    return None
+
+
+class _Command(TyperCommand):
+    """typer's command with plain metavars: ``MEDIA...`` in the usage line, no type labels
+    beside flags and arguments (an option's label is its metavar)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                pieces.append(param.metavar or f"{(param.name or '').upper()}...")
+        return pieces
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_labels(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_labels(super().get_params(ctx))
+
 
 app = typer.Typer(
     name="vlcli",
+    cls=_Group,
     help="Probe, budget and ask Qwen2.5-VL-family models about videos and images, on your own GPU.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        render.out.print(f"vlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Probe, budget and ask Qwen2.5-VL-family models about videos and images, on your own GPU."""
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +121,7 @@ def _seconds(value: str | None) -> float | None:
 Media = Annotated[
     list[str],
     typer.Argument(
+        metavar="MEDIA...",
         help="Files, folders, glob patterns, or - to read paths from standard input.",
         show_default=False,
     ),
@@ -73,6 +131,7 @@ Fps = Annotated[
     float | None,
     typer.Option(
         "--fps",
+        metavar="FPS",
         help="Frames to sample per second of video (default: 2.0).",
         rich_help_panel="Sampling",
     ),
@@ -81,6 +140,7 @@ NFrames = Annotated[
     int | None,
     typer.Option(
         "--nframes",
+        metavar="N",
         help="Sample exactly this many frames (rounded to a multiple of 2); excludes --fps.",
         rich_help_panel="Sampling",
     ),
@@ -89,6 +149,7 @@ MinFrames = Annotated[
     int | None,
     typer.Option(
         "--min-frames",
+        metavar="N",
         help="Least frames to sample with --fps (default: 4).",
         rich_help_panel="Sampling",
     ),
@@ -97,6 +158,7 @@ MaxFrames = Annotated[
     int | None,
     typer.Option(
         "--max-frames",
+        metavar="N",
         help="Most frames to sample with --fps (default: 768).",
         rich_help_panel="Sampling",
     ),
@@ -105,6 +167,7 @@ MinPixels = Annotated[
     int | None,
     typer.Option(
         "--min-pixels",
+        metavar="PIXELS",
         help="Least pixels per frame (default: video 128*28*28, image 4*28*28).",
         rich_help_panel="Sampling",
     ),
@@ -113,6 +176,7 @@ MaxPixels = Annotated[
     int | None,
     typer.Option(
         "--max-pixels",
+        metavar="PIXELS",
         help="Most pixels per frame (default: video 768*28*28, image 16384*28*28).",
         rich_help_panel="Sampling",
     ),
@@ -121,6 +185,7 @@ TotalPixels = Annotated[
     int | None,
     typer.Option(
         "--total-pixels",
+        metavar="PIXELS",
         help="Pixel budget of the whole video; caps each frame at total/frames*2 (default: 128000*28*28*0.9).",
         rich_help_panel="Sampling",
     ),
@@ -129,6 +194,7 @@ Start = Annotated[
     str | None,
     typer.Option(
         "--start",
+        metavar="TIME",
         help="Start of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
         rich_help_panel="Sampling",
     ),
@@ -137,6 +203,7 @@ End = Annotated[
     str | None,
     typer.Option(
         "--end",
+        metavar="TIME",
         help="End of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
         rich_help_panel="Sampling",
     ),
@@ -144,13 +211,33 @@ End = Annotated[
 Model = Annotated[
     str,
     typer.Option(
-        "--model", help="Hugging Face model id or local folder; selects the family's constants."
+        "--model",
+        metavar="MODEL",
+        help="Hugging Face model id or local folder; selects the family's constants.",
     ),
 ]
 MaxNew = Annotated[
-    int, typer.Option("--max-new-tokens", min=1, help="Most tokens the answer may have.")
+    int,
+    typer.Option("--max-new-tokens", metavar="N", min=1, help="Most tokens the answer may have."),
 ]
 Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
+TaskOption = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        metavar="TASK",
+        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+    ),
+]
+SystemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        metavar="TEXT",
+        help="System prompt (default: the model's own).",
+        rich_help_panel="Model",
+    ),
+]
 
 
 def _options(
@@ -169,10 +256,20 @@ def _options(
     )
 
 
-def _paths(media: list[str]) -> list[str]:
+Null = Annotated[
+    bool,
+    typer.Option(
+        "--null",
+        "-0",
+        help="Paths read from standard input (-) are separated by NUL, as find -print0 writes them.",
+    ),
+]
+
+
+def _paths(media: list[str], null: bool = False) -> list[str]:
     from .media import expand_inputs
 
-    paths = expand_inputs(media, sys.stdin)
+    paths = expand_inputs(media, sys.stdin, null=null)
     if not paths:
         raise UsageError("no media found in the inputs given")
     return paths
@@ -191,15 +288,15 @@ def _report(path: str, exc: VlcliError, json_out: bool) -> None:
     render.error(exc)
 
 
-@app.command()
+@app.command(cls=_Command)
 @reports_errors
-def probe(media: Media, json_out: Json = False) -> None:
+def probe(media: Media, json_out: Json = False, null: Null = False) -> None:
     """Tell what each media file is, from its container, without decoding it."""
     from .core import plan_inputs
 
     errors: list[VlcliError] = []
     rows = []
-    for item in plan_inputs(_paths(media), SamplingOptions(), None):
+    for item in plan_inputs(_paths(media, null), SamplingOptions(), None):
         if item.error is not None or item.info is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -215,7 +312,7 @@ def probe(media: Media, json_out: Json = False) -> None:
         raise typer.Exit(_failure_status(errors))
 
 
-@app.command()
+@app.command(cls=_Command)
 @reports_errors
 def budget(
     media: Media,
@@ -233,27 +330,46 @@ def budget(
     dtype: Annotated[
         str,
         typer.Option(
-            "--dtype", help="Weights dtype for the memory estimate: bfloat16, float16 or float32."
+            "--dtype",
+            metavar="DTYPE",
+            help="Weights dtype for the memory estimate: bfloat16, float16 or float32.",
         ),
     ] = "bfloat16",
     question: Annotated[
-        str, typer.Option("--question", help="The question, to count its tokens.")
+        str, typer.Option("--question", metavar="TEXT", help="The question, to count its tokens.")
     ] = "",
+    task: TaskOption = "qa",
+    system: SystemOption = None,
     together: Together = False,
     json_out: Json = False,
+    null: Null = False,
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs
     from .memory import canonical_dtype, estimate_memory
+    from .prompt_text import count_prompt_tokens
+    from .prompts import GROUND_TEMPLATE, TASKS, build_prompt
 
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     dtype = canonical_dtype(dtype)
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    # Without --question the question's own tokens are not counted (a ground prompt is then
+    # the template around an empty query).
+    prompt = build_prompt(task, question) if question.strip() or task == "caption" else ""
+    if task == "ground" and not question.strip():
+        prompt = GROUND_TEMPLATE.format(query="")
     spec = resolve_model(model)
+    check_options(options, spec.family)
+
+    def count(items: list[tuple[str, Any]]) -> tuple[int, bool]:
+        return count_prompt_tokens(spec.local_path, spec.family, items, prompt, system)
+
     errors: list[VlcliError] = []
     done = []
-    for item in plan_inputs(_paths(media), options, spec):
+    for item in plan_inputs(_paths(media, null), options, spec):
         if item.error is not None or item.plan is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -264,22 +380,22 @@ def budget(
         if together:
             done.append(item)
             continue
-        tokens = estimate_prompt_tokens([item.plan], question)
+        tokens, exact = count([(item.path, item.plan)])
         mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
         if json_out:
-            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model))
+            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model, exact))
         else:
-            render.budget_view(item.path, item.plan, tokens, mem, model)
+            render.budget_view(item.path, item.plan, tokens, mem, model, exact)
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
-        tokens = estimate_prompt_tokens(plans, question)
+        tokens, exact = count([(i.path, i.plan) for i in done])
         mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype)
         for i in done:
             assert i.plan is not None
             if json_out:
-                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model))
+                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model, exact))
             else:
-                render.budget_view(i.path, i.plan, tokens, mem, model)
+                render.budget_view(i.path, i.plan, tokens, mem, model, exact)
         if not json_out:
             render.out.print(
                 f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"
@@ -289,39 +405,68 @@ def budget(
 
 
 def main() -> None:
-    """Console entry point: click's usage errors also become one line and status 2.
+    """Console entry point: every failure is one line on stderr with its exit status.
 
+    Usage mistakes that the command-line parser finds (a missing argument, an unknown option or
+    command, a value of the wrong type) are status 2, with click's message. typer 0.29 raises
+    them as its own bundled click's exceptions, which are ``typer.TyperException``s, not the
+    ``click`` package's. Standard output that cannot be written (a full disk) is said so.
     Anything else that escapes is a bug: one line and status 1, or the traceback with
     ``VLCLI_DEBUG=1``.
     """
-    import click
-
+    args = sys.argv[1:]
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # file names that are not UTF-8 go out as the bytes they are
+        reconfigure(errors="surrogateescape")
     try:
-        status = app(standalone_mode=False)
-    except click.ClickException as exc:
-        render.error(exc.format_message())
-        sys.exit(ExitStatus.USAGE)
-    except (click.Abort, KeyboardInterrupt):
+        status = app(args, standalone_mode=False, prog_name="vlcli")
+        render.write_out("")  # flushes: a full disk is reported here, not at exit
+    except typer.TyperException as exc:
+        sys.exit(_usage_failure(exc, args))
+    except (typer.Abort, KeyboardInterrupt):
         render.error("interrupted")
         sys.exit(130)
     except render.ReaderGone:  # `vlcli budget ... | head`: the reader left, nothing to report
         sys.exit(0)
-    except Exception as exc:  # a bug: one line, status 1; the traceback when asked for
-        if os.environ.get("VLCLI_DEBUG"):
-            raise
-        text = str(exc).strip()
-        reason = (
-            f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
-        )
-        render.error(
-            f"unexpected error ({reason}): a bug, please report it "
-            "(VLCLI_DEBUG=1 shows the traceback)"
-        )
+    except render.OutputFailed as exc:  # `vlcli budget x --json > /dev/full`
+        render.error(str(exc))
         sys.exit(ExitStatus.ERROR)
+    except Exception as exc:  # a bug: one line, status 1; the traceback when asked for
+        _bug(exc)
+    if status == 130:  # typer turns Ctrl-C inside a command into exit status 130, silently
+        render.error("interrupted")
     sys.exit(status or 0)
 
 
-@app.command()
+def _usage_failure(exc: typer.TyperException, args: list[str]) -> int:
+    """One line for a parser error (``Try 'vlcli budget -h' for help.``); its status (2)."""
+    status = int(getattr(exc, "exit_code", ExitStatus.USAGE) or ExitStatus.USAGE)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # plain `vlcli`: typer has printed the help
+        return ExitStatus.USAGE
+    message = exc.format_message().strip()
+    ctx = getattr(exc, "ctx", None)
+    option = getattr(exc, "option_name", None)
+    named = [a for a in args if option and a.startswith(option) and os.path.lexists(a)]
+    if named:
+        message += f" (a file whose name starts with '-': write ./{named[0]}, or put -- before it)"
+    if ctx is not None:
+        message = message.rstrip(".") + f". Try '{ctx.command_path} -h' for help."
+    render.error(message)
+    return status
+
+
+def _bug(exc: BaseException) -> None:
+    if os.environ.get("VLCLI_DEBUG"):
+        raise exc
+    text = str(exc).strip()
+    reason = f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    render.error(
+        f"unexpected error ({reason}): a bug, please report it (VLCLI_DEBUG=1 shows the traceback)"
+    )
+    sys.exit(ExitStatus.ERROR)
+
+
+@app.command(cls=_Command)
 @reports_errors
 def ask(
     media_and_question: Annotated[
@@ -346,6 +491,7 @@ def ask(
         str,
         typer.Option(
             "--device",
+            metavar="DEVICE",
             help="auto (CUDA when available, else CPU), cuda, cuda:N or cpu.",
             rich_help_panel="Model",
         ),
@@ -354,6 +500,7 @@ def ask(
         str,
         typer.Option(
             "--dtype",
+            metavar="DTYPE",
             help="auto (bf16 on a GPU that has it), bfloat16, float16 or float32.",
             rich_help_panel="Model",
         ),
@@ -362,6 +509,7 @@ def ask(
         str,
         typer.Option(
             "--attn",
+            metavar="KERNEL",
             help="Attention kernel: sdpa, flash_attention_2 or eager.",
             rich_help_panel="Model",
         ),
@@ -370,22 +518,15 @@ def ask(
     temperature: Annotated[
         float,
         typer.Option(
-            "--temperature", min=0.0, help="0 is greedy decoding.", rich_help_panel="Model"
+            "--temperature",
+            metavar="T",
+            min=0.0,
+            help="0 is greedy decoding.",
+            rich_help_panel="Model",
         ),
     ] = 0.0,
-    system: Annotated[
-        str | None,
-        typer.Option(
-            "--system", help="System prompt (default: the model's own).", rich_help_panel="Model"
-        ),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(
-            "--task",
-            help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
-        ),
-    ] = "qa",
+    system: SystemOption = None,
+    task: TaskOption = "qa",
     together: Together = False,
     force: Annotated[
         bool,
@@ -395,10 +536,12 @@ def ask(
         ),
     ] = False,
     json_out: Json = False,
+    null: Null = False,
     srt: Annotated[
         str | None,
         typer.Option(
             "--srt",
+            metavar="FILE",
             help="Write the answer's time spans as SubRip subtitles to this file (a folder for several inputs).",
         ),
     ] = None,
@@ -406,13 +549,16 @@ def ask(
         str | None,
         typer.Option(
             "--vtt",
+            metavar="FILE",
             help="Write the time spans as WebVTT subtitles to this file (a folder for several inputs).",
         ),
     ] = None,
     evidence: Annotated[
         str | None,
         typer.Option(
-            "--evidence", help="Save the frame at each stated time as a PNG in this folder."
+            "--evidence",
+            metavar="DIR",
+            help="Save the frame at each stated time as a PNG in this folder.",
         ),
     ] = None,
 ) -> None:
@@ -420,12 +566,12 @@ def ask(
     from .ask import AskSettings, answer_all
     from .core import plan_inputs
 
-    media, question = _media_and_question(media_and_question, task)
+    media, question, task = _media_and_question(media_and_question, task)
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     settings = AskSettings(question, task, system, max_new_tokens, temperature, force, evidence)
-    paths = _paths(media)
+    paths = _paths(media, null)
     subtitles = [(fmt, target) for fmt, target in (("srt", srt), ("vtt", vtt)) if target]
     groups_expected = 1 if together else len(paths)
     for fmt, target in subtitles:
@@ -433,10 +579,11 @@ def ask(
             raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
 
     # The model first: a missing model fails in a second, and the plans use its own files.
-    from .runner import ModelRunner, locate_spec
+    from .locate import locate_spec
 
     located = locate_spec(model, render.warning)
     spec = located[1]
+    check_options(options, spec.family)
 
     errors: list[VlcliError] = []
     planned = []
@@ -452,7 +599,9 @@ def ask(
     if not planned:
         raise typer.Exit(_failure_status(errors))
 
-    runner = ModelRunner(
+    from .backends.transformers import TransformersBackend
+
+    backend = TransformersBackend(
         model,
         device=device,
         dtype=dtype,
@@ -466,33 +615,52 @@ def ask(
     )
     folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
     view = render.AskOutput(json_out, subtitles, folder_form)
-    worst = answer_all(runner, groups, settings, options, view)
+    worst = answer_all(backend, groups, settings, options, view)
     if worst is not None or errors:
         raise typer.Exit(int(max(worst or 0, _failure_status(errors) if errors else 0)))
 
 
-def _media_and_question(args: list[str], task: str) -> tuple[list[str], str]:
-    """Split ``MEDIA... QUESTION``; check the question makes a prompt for ``task``.
+_PATH_LIKE = re.compile(r"^\S*(?:/\S*|\.[A-Za-z0-9]{2,5})$")
 
-    ``--task caption`` needs no question: when the last argument names an existing file or
-    folder, every argument is media.
+
+def _media_and_question(args: list[str], task: str) -> tuple[list[str], str, str]:
+    """Split ``MEDIA... QUESTION``; return the media, the question and the task to run.
+
+    With media only (the last argument names an existing file or folder, or ``-``), there is
+    no question: the default task becomes ``caption`` (what happens, with start and end times),
+    said in one line on stderr. A last argument that looks like a file name (one word ending in
+    an extension, or with a ``/``) but names nothing is refused: it is a mistyped input far more
+    often than a question.
     """
     from .prompts import TASKS, build_prompt
 
     if task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}")
-    if task == "caption" and args and (len(args) == 1 or Path(args[-1]).exists()):
+    last = args[-1]
+    if last == "-" or os.path.lexists(last):
+        if task == "ground":
+            raise UsageError(
+                f"the last argument, {last!r}, is an input: --task ground needs the question "
+                "(what to find) after the media"
+            )
+        if task == "qa":
+            render.info(
+                "no question given: describing what happens, with start and end times "
+                "(--task caption); give a question after the media to ask it"
+            )
+            task = "caption"
         media, question = list(args), ""
-    elif len(args) < 2:
-        raise UsageError("give at least one media input and then the question")
     else:
         *media, question = args
-        if Path(question).is_file():
+        if not media:
+            raise UsageError("give at least one media input before the question")
+        if _PATH_LIKE.match(question):
             raise UsageError(
-                f"the last argument, {question!r}, is a file: give the question after the media"
+                f"the last argument, {question!r}, looks like a file name but there is no such "
+                "file: check it, or quote the question and put it last"
             )
     try:
         build_prompt(task, question)
     except ValueError as exc:
         raise UsageError(f"{exc} (the last argument)") from None
-    return media, question
+    return media, question, task

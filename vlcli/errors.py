@@ -57,3 +57,7 @@ class ModelError(VlcliError):
 class MemoryBudgetError(VlcliError):
     def __init__(self, message: str):
         super().__init__(message, ExitStatus.MEMORY)
+
+
+class DeviceOutOfMemory(MemoryBudgetError):
+    """The device ran out of memory while a backend answered (``vlcli.ask`` adds what would fit)."""

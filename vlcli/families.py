@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import ModelError
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -162,11 +162,22 @@ QWEN3_VL = Family(
 )
 FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
+
 def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, gated):  # type: ignore[no-untyped-def]
     return ModelDims(
-        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
-        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
-        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=128,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+        vision_hidden=v_hidden,
+        vision_depth=v_depth,
+        vision_intermediate=v_inter,
+        vision_heads=16,
+        vision_out=v_out,
         vision_gated_mlp=gated,
     )
 
@@ -204,19 +215,43 @@ def family_from_name(model: str) -> Family | None:
     return None
 
 
+def hf_cache_dir() -> str | None:
+    """The Hugging Face hub cache as the environment names it now (``HF_HUB_CACHE``, else
+    ``HF_HOME``/hub); None for huggingface_hub's own default. Read at each call, not at import."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
 def hf_cache_snapshot(model_id: str) -> Path | None:
-    """The newest local snapshot of a hub model id in the Hugging Face cache, if any."""
+    """The local snapshot of a hub model id in the Hugging Face cache, if any.
+
+    The one ``refs/main`` points at, found by huggingface_hub itself
+    (``try_to_load_from_cache``). A snapshot fetched by commit has no ref: when the cache holds
+    snapshots but no ``refs/main``, the most recently written one is taken.
+    """
     if "/" not in model_id or Path(model_id).exists():
         return None
-    hub = Path(
-        os.environ.get("HF_HUB_CACHE")
-        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-    )
-    snaps = hub / ("models--" + model_id.replace("/", "--")) / "snapshots"
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hf_cache_dir()
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", cache_dir=cache)
+    except Exception:  # a malformed id (huggingface_hub validates it): not in the cache
+        return None
+    if isinstance(found, str):
+        return Path(found).parent
+    hub = Path(cache) if cache else Path.home() / ".cache" / "huggingface" / "hub"
+    repo = hub / ("models--" + model_id.replace("/", "--"))
+    if (repo / "refs" / "main").is_file():
+        return None  # main is known and has no config.json
+    snaps = repo / "snapshots"
     if not snaps.is_dir():
         return None
-    found = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    with_config = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
+    return max(with_config, key=lambda p: p.stat().st_mtime) if with_config else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -264,16 +299,17 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
 
 
 def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
+    """The family a checkpoint folder's config.json says; its name only when it says none."""
     model_type = str(cfg.get("model_type", ""))
-    base = (
-        _MODEL_TYPES.get(model_type)
-        or family_from_name(str(folder))
-        or family_from_name(" ".join(map(str, cfg.get("architectures", []))))
-    )
-    if base is None:
-        raise UsageError(
-            f"{folder}: model_type {model_type!r} is not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model"
+    if model_type:
+        base = _MODEL_TYPES.get(model_type)
+    else:
+        base = family_from_name(str(folder)) or family_from_name(
+            " ".join(map(str, cfg.get("architectures", [])))
         )
+    if base is None:
+        said = f"its config.json says model_type {model_type!r}" if model_type else "no model_type"
+        raise ModelError(f"{folder}: not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint ({said})")
     vision = cfg.get("vision_config") or {}
     changes: dict[str, Any] = {}
     for key in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
@@ -317,7 +353,7 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
     if folder.is_dir():
         cfg = _read_json(folder / "config.json")
         if not cfg:
-            raise UsageError(f"{model}: no readable config.json in this folder")
+            raise ModelError(f"{model}: no readable config.json in this folder")
         return ModelSpec(
             model,
             _family_from_folder(folder, cfg),
@@ -326,12 +362,16 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
             str(folder),
         )
     key = model.lower().removeprefix("qwen/").removesuffix("-instruct")
-    if model.lower().startswith("qwen/") and model.lower().endswith("-instruct") and key in _PRESETS:
+    if (
+        model.lower().startswith("qwen/")
+        and model.lower().endswith("-instruct")
+        and key in _PRESETS
+    ):
         fam, dims = _PRESETS[key]
         return ModelSpec(model, fam, dims, "built-in preset")
     fam_guess = family_from_name(model)
     if fam_guess is None:
-        raise UsageError(
+        raise ModelError(
             f"{model}: not a known Qwen2-VL, Qwen2.5-VL or Qwen3-VL model and not a local folder "
             "(pass --model PATH to a downloaded checkpoint)"
         )

@@ -25,7 +25,6 @@ This module imports torch but not transformers: the processor is passed in.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,14 +35,10 @@ import torch
 from .errors import ModelError, UsageError
 from .families import Family
 from .plan import ImagePlan, VideoPlan
+from .prompt_text import build_messages, expand_text
 
 CHUNK_FRAMES = 2  # frames decoded and preprocessed at a time: one temporal patch. On a 60 s 1080p
 # clip, 2 rather than 8 lowers the peak by about 180 MB (measured) at the same speed
-IMAGE_PAD = "<|image_pad|>"
-VIDEO_PAD = "<|video_pad|>"
-VISION_START = "<|vision_start|>"
-VISION_END = "<|vision_end|>"
-
 Media = list[tuple[str, VideoPlan | ImagePlan]]
 
 
@@ -56,59 +51,6 @@ class PrepareStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def build_messages(media: Media, question: str, system: str | None = None) -> list[dict[str, Any]]:
-    """One user turn: every media item in order, then the question."""
-    content: list[dict[str, Any]] = [{"type": plan.kind} for _, plan in media]
-    content.append({"type": "text", "text": question})
-    messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
-    if system is not None:
-        messages.insert(0, {"role": "system", "content": system})
-    return messages
-
-
-def qwen3_timestamps(plan: VideoPlan, temporal_patch_size: int) -> list[float]:
-    """Seconds of the source shown before each temporal patch (Qwen3-VL's processor formula)."""
-    indices = list(plan.frame_indices)
-    while len(indices) % temporal_patch_size:
-        indices.append(indices[-1])
-    seconds = [i / plan.source_fps for i in indices]
-    return [
-        (seconds[g] + seconds[g + temporal_patch_size - 1]) / 2
-        for g in range(0, len(seconds), temporal_patch_size)
-    ]
-
-
-def placeholder(plan: VideoPlan | ImagePlan, family: Family) -> str:
-    """The text one media item's pad token is replaced with."""
-    merge = family.spatial_merge_size**2
-    t, h, w = plan.grid_thw
-    if isinstance(plan, ImagePlan):
-        return IMAGE_PAD * (t * h * w // merge)
-    if family.name != "qwen3_vl":
-        return VIDEO_PAD * (t * h * w // merge)
-    per_patch = VISION_START + VIDEO_PAD * (h * w // merge) + VISION_END
-    return "".join(
-        f"<{s:.1f} seconds>" + per_patch for s in qwen3_timestamps(plan, family.temporal_patch_size)
-    )
-
-
-def expand_text(text: str, media: Media, family: Family) -> str:
-    """Replace the template's pad tokens, in order, with each item's placeholder."""
-    pads = re.findall(f"{re.escape(IMAGE_PAD)}|{re.escape(VIDEO_PAD)}", text)
-    kinds = [IMAGE_PAD if isinstance(p, ImagePlan) else VIDEO_PAD for _, p in media]
-    if pads != kinds:
-        raise UsageError(
-            "the prompt holds media tokens that are not the inputs' (does the question or the "
-            f"system prompt contain {IMAGE_PAD} or {VIDEO_PAD}?)"
-        )
-    items = iter(media)
-    return re.sub(
-        f"{re.escape(IMAGE_PAD)}|{re.escape(VIDEO_PAD)}",
-        lambda _m: placeholder(next(items)[1], family),
-        text,
-    )
 
 
 def _resize_frames(frames: torch.Tensor, height: int, width: int, resample: Any) -> torch.Tensor:

@@ -19,6 +19,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -132,17 +133,43 @@ def is_media_file(path: str) -> bool:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.lexists(path):
-        raise InputError("missing: no such file", path)
-    if os.path.isdir(path):
-        raise InputError("is a folder, not a file (pass the folder itself to expand it)", path)
+    """A regular, readable, non-empty file; else one line that says what it is instead.
+
+    Nothing is opened before the file is known to be regular: opening a FIFO blocks until a
+    writer comes, and a device such as /dev/zero never ends.
+    """
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb"):
-            pass
+        info = os.stat(path)
+    except PermissionError:
+        raise InputError("permission denied (a folder on its path cannot be read)", path) from None
+    except FileNotFoundError:
+        what = "a link to nothing" if os.path.islink(path) else "no such file"
+        raise InputError(f"missing: {what}", path) from None
     except OSError as exc:
         raise InputError(f"unreadable: {exc.strerror or exc}", path) from None
-    if size == 0:
+    if stat.S_ISDIR(info.st_mode):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InputError("permission denied: this folder cannot be read", path)
+        raise InputError("is a folder, not a file (pass the folder itself to expand it)", path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a pipe"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a file"
+        )
+        raise InputError(f"not a regular file ({kind}): give a media file", path)
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise InputError("permission denied: this file cannot be read", path) from None
+    except OSError as exc:
+        raise InputError(f"unreadable: {exc.strerror or exc}", path) from None
+    if info.st_size == 0:
         raise InputError("empty file (0 bytes)", path)
 
 
@@ -397,14 +424,17 @@ def _scan_packets(
 # ---------------------------------------------------------------- which files
 
 
-def expand_inputs(args: Sequence[str], stdin: TextIO | None = None) -> list[str]:
+def expand_inputs(
+    args: Sequence[str], stdin: TextIO | None = None, *, null: bool = False
+) -> list[str]:
     """Paths of the media files named by ``args``, in order, each once.
 
     An argument is a file (kept whatever it holds), a folder (its media files, recursively,
     sorted, hidden names skipped), a glob pattern (``clips/*.mp4``, ``**/*``; the files it matches
     are filtered like a folder's), or ``-`` (one path per line from ``stdin``, blank lines
-    ignored). A path that does not exist is kept as it is, so that probing reports it while the
-    other inputs still run.
+    ignored; with ``null``, paths separated by NUL characters, as ``find -print0`` writes them,
+    so that any file name works). A path that does not exist, and a folder that cannot be
+    read, are kept as they are, so that probing reports them while the other inputs still run.
     """
     seen: set[str] = set()
     out: list[str] = []
@@ -417,8 +447,12 @@ def expand_inputs(args: Sequence[str], stdin: TextIO | None = None) -> list[str]
 
     for arg in args:
         if arg == "-":
-            for line in stdin or ():
-                name = line.rstrip("\r\n")
+            names = (
+                (stdin.read().split("\0") if stdin is not None else [])
+                if null
+                else [line.rstrip("\r\n") for line in stdin or ()]
+            )
+            for name in names:
                 if name.strip():
                     for p in _expand_one(name):
                         add(p)
@@ -445,7 +479,20 @@ def _expand_one(arg: str) -> Iterator[str]:
 
 
 def _walk(folder: str) -> Iterator[str]:
-    for root, dirs, files in os.walk(folder):
+    """Media files under ``folder``, sorted; a folder that cannot be read is yielded itself, so
+    that it is reported (permission denied) rather than silently skipped."""
+    unreadable: list[str] = []
+    if not os.access(folder, os.R_OK | os.X_OK):
+        yield folder
+        return
+    for root, dirs, files in os.walk(folder, onerror=lambda e: unreadable.append(e.filename)):
+        while unreadable:
+            yield unreadable.pop(0)
+        for d in list(dirs):
+            sub = os.path.join(root, d)
+            if not d.startswith(".") and not os.access(sub, os.R_OK | os.X_OK):
+                dirs.remove(d)
+                yield sub
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):

@@ -32,6 +32,7 @@ from typing import Any
 
 from .errors import InputError, UsageError
 from .families import Family
+from .timeaxis import TimeAxis, reference_positions, vllm_positions
 
 # qwen-vl-utils 0.0.14 constants.
 DEFAULT_FPS = 2.0
@@ -84,7 +85,29 @@ class SamplingOptions:
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise UsageError(f"--end ({self.end}) must be after --start ({self.start})")
         if self.min_pixels and self.max_pixels and self.max_pixels < self.min_pixels:
-            raise UsageError("--max-pixels must be at least --min-pixels")
+            raise UsageError(
+                f"--max-pixels {self.max_pixels} is below --min-pixels {self.min_pixels}: "
+                "raise one or lower the other"
+            )
+        if self.nframes is not None and round_by_factor(self.nframes, FRAME_FACTOR) < FRAME_FACTOR:
+            raise UsageError(
+                f"--nframes {self.nframes} rounds to 0 (frames are taken in pairs): use 2 or more"
+            )
+        if self.min_frames and self.max_frames and self.max_frames < self.min_frames:
+            raise UsageError(
+                f"--max-frames {self.max_frames} is below --min-frames {self.min_frames}: "
+                "raise one or lower the other"
+            )
+
+
+def check_options(options: SamplingOptions, family: Family) -> None:
+    """Refuse, before any input is read, what no input could be planned with for ``family``."""
+    one_token = family.factor * family.factor
+    if options.max_pixels is not None and options.max_pixels < one_token:
+        raise UsageError(
+            f"--max-pixels {options.max_pixels} is less than one visual token of this model "
+            f"({family.factor}x{family.factor} = {one_token} pixels)"
+        )
 
 
 @dataclass(frozen=True)
@@ -289,9 +312,18 @@ def processor_video_resize(family: Family, frames: int, height: int, width: int)
 
 
 def video_pixel_limits(options: SamplingOptions, frames: int, factor: int) -> tuple[int, float]:
-    """Per-frame ``(min_pixels, max_pixels)`` for a video of ``frames`` sampled frames."""
+    """Per-frame ``(min_pixels, max_pixels)`` for a video of ``frames`` sampled frames.
+
+    A bound the user gave wins over a default one: ``--max-pixels`` below the default least
+    (128 tokens a frame) lowers the least to it. The reference stops on an assertion there.
+    """
     min_pixels = (
-        options.min_pixels if options.min_pixels is not None else VIDEO_MIN_TOKENS * factor * factor
+        options.min_pixels
+        if options.min_pixels is not None
+        else min(
+            VIDEO_MIN_TOKENS * factor * factor,
+            options.max_pixels or VIDEO_MIN_TOKENS * factor * factor,
+        )
     )
     total = (
         options.total_pixels
@@ -368,14 +400,13 @@ def sample_count(options: SamplingOptions, frames_in_range: int, fps: float) -> 
 def temporal_positions(family: Family, groups: int, second_per_grid_t: float) -> list[int]:
     """The language model's temporal position of each temporal patch, from the clip's start.
 
-    Qwen2.5-VL: ``floor(g * second_per_grid_t * tokens_per_second)`` in float32 as the model
-    computes it. Qwen2-VL: ``g``. Qwen3-VL tells the time as text, every group at position 0 of
-    its own block, so ``g`` is reported for order only.
+    Qwen2.5-VL: ``floor(g * second_per_grid_t * tokens_per_second)`` in float32 as the reference
+    computes it (:func:`vlcli.timeaxis.reference_positions`). Qwen2-VL: ``g``. Qwen3-VL tells the
+    time as text, every group at position 0 of its own block, so ``g`` is reported for order only.
     """
     if family.time_encoding == "absolute-mrope":
         tps = family.tokens_per_second if family.tokens_per_second is not None else 2
-        spg = _f32(second_per_grid_t)
-        return [int(_f32(_f32(g * spg) * tps)) for g in range(groups)]
+        return reference_positions(groups, second_per_grid_t, tps)
     return list(range(groups))
 
 
@@ -422,27 +453,44 @@ class VideoPlan:
                 d[k] = list(v)
         return d
 
-    def source_seconds(self, model_seconds: float) -> float:
-        """The source second the model means when it says ``model_seconds``.
+    def time_axis(self, engine: str = "reference") -> TimeAxis:
+        """This plan's time axis as ``engine`` places it (``reference`` or ``vllm``).
 
-        The model counts ``g * second_per_grid_t`` seconds at temporal patch ``g``; patch ``g``
-        shows the frame at ``patch_times_s[g]``. Between patches the mapping is linear, and
-        beyond the last patch it goes on with the last patch's slope. For constant frame rate
-        this is the clip start plus the stated seconds, up to the sampling's rounding; for
-        variable frame rate it follows the frames that were really shown.
+        Qwen2.5-VL's positions depend on the engine's arithmetic (:mod:`vlcli.timeaxis`); the
+        other families' do not. A backend reports the axis the model was really given; this is
+        what ``budget`` shows and what a backend checks its own against.
         """
-        spg, times = self.second_per_grid_t, self.patch_times_s
-        if len(times) < 2 or spg <= 0:
-            return self.clip_start_s + model_seconds
-        g = model_seconds / spg
-        k = min(max(int(math.floor(g)), 0), len(times) - 2)
-        return times[k] + (g - k) * (times[k + 1] - times[k])
+        positions = self.temporal_positions
+        encoding = _ENCODING[self.family]
+        if encoding == "absolute-mrope" and self.tokens_per_second:
+            formula = {"reference": reference_positions, "vllm": vllm_positions}[engine]
+            positions = tuple(
+                formula(len(positions), self.second_per_grid_t, self.tokens_per_second)
+            )
+        return TimeAxis(
+            encoding=encoding,
+            positions=tuple(positions),
+            second_per_grid_t=self.second_per_grid_t,
+            tokens_per_second=self.tokens_per_second,
+            patch_times_s=self.patch_times_s,
+            clip_start_s=self.clip_start_s,
+            clip_end_s=self.clip_end_s
+            + 1.0 / self.source_fps,  # the last frame is shown one frame time
+            engine=engine,
+        )
 
     def position_seconds(self, position: int) -> float:
         """The second of the clip that a temporal position stands for, as the model reads it."""
         if self.tokens_per_second:
             return position / self.tokens_per_second
         return position * self.second_per_grid_t
+
+
+_ENCODING = {
+    "qwen2_vl": "frame-index",
+    "qwen2_5_vl": "absolute-mrope",
+    "qwen3_vl": "text-timestamps",
+}
 
 
 @dataclass(frozen=True)
@@ -481,11 +529,6 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
     indices = tuple(round(x) for x in linspace_f32(first, last, n))
     sample_fps = n / max(in_range, 1e-6) * fps
     min_px, max_px = video_pixel_limits(options, n, family.factor)
-    if max_px < min_px:  # the reference stops on an assertion here
-        raise UsageError(
-            f"--max-pixels {options.max_pixels} is below the per-frame minimum of {min_px} pixels: "
-            "lower --min-pixels as well"
-        )
     h1, w1 = reference_resize(facts.height, facts.width, family.factor, min_px, max_px)
     height, width = processor_video_resize(family, n, h1, w1)
     grid, tokens = _grid(family, n, height, width)
@@ -541,12 +584,17 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
 def plan_image(width: int, height: int, options: SamplingOptions, family: Family) -> ImagePlan:
     """The plan for one image (qwen-vl-utils' ``fetch_image``, then the processor's resize)."""
     f = family.factor
-    min_px = options.min_pixels if options.min_pixels is not None else IMAGE_MIN_TOKENS * f * f
-    max_px = options.max_pixels if options.max_pixels is not None else IMAGE_MAX_TOKENS * f * f
-    if max_px < min_px:
-        raise UsageError(
-            f"--max-pixels {max_px} is below the per-image minimum of {min_px} pixels: lower --min-pixels as well"
-        )
+    # A bound the user gave wins over a default one (the reference stops on an assertion).
+    min_px = (
+        options.min_pixels
+        if options.min_pixels is not None
+        else min(IMAGE_MIN_TOKENS * f * f, options.max_pixels or IMAGE_MIN_TOKENS * f * f)
+    )
+    max_px = (
+        options.max_pixels
+        if options.max_pixels is not None
+        else max(IMAGE_MAX_TOKENS * f * f, min_px)
+    )
     h1, w1 = reference_resize(height, width, f, min_px, max_px)
     h2, w2 = processor_resize(
         h1, w1, f, family.processor_image_min_pixels, family.processor_image_max_pixels

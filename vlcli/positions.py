@@ -251,7 +251,7 @@ def use_reference_positions(model: Any, *, tokens_per_second: float | None = Non
         attention_mask: torch.Tensor | None = None,
         **_: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_index(
+        result = rope_index(
             input_ids,
             family=family,
             image_grid_thw=image_grid_thw,
@@ -264,6 +264,49 @@ def use_reference_positions(model: Any, *, tokens_per_second: float | None = Non
             tokens_per_second=tps,
             **ids,
         )
+        # What the model is given, kept for recorded_video_axes (one prompt at a time).
+        model.model.vlcli_last_positions = (input_ids.detach(), result[0].detach())
+        return result
 
     get_rope_index.vlcli_reference = True  # type: ignore[attr-defined]
     model.model.get_rope_index = get_rope_index
+    model.model.vlcli_last_positions = None
+
+
+def recorded_video_axes(
+    model: Any,
+    input_ids: torch.Tensor,
+    grids: list[tuple[int, int, int]],
+    merge: int,
+) -> list[tuple[list[int], int | None]] | None:
+    """The temporal positions each video of the last prompt was really given, read back.
+
+    For each video block (in prompt order, the pad tokens of a ``video_token_id`` run): the
+    temporal position of each temporal patch, counted from the block's first position, and where
+    the text after the block starts (same origin; None when the block ends the prompt). None
+    when :func:`use_reference_positions` recorded no positions for this very prompt (one row).
+    """
+    recorded = getattr(model.model, "vlcli_last_positions", None)
+    if recorded is None:
+        return None
+    ids, position_ids = recorded
+    if ids.shape != input_ids.shape or not torch.equal(ids.cpu(), input_ids.cpu()):
+        return None
+    row = input_ids[0].tolist()
+    temporal = position_ids[0, 0].tolist()
+    video_token_id = model.config.video_token_id
+    out: list[tuple[list[int], int | None]] = []
+    i = 0
+    for t, h, w in grids:
+        while i < len(row) and row[i] != video_token_id:
+            i += 1
+        per_patch = (h // merge) * (w // merge)
+        length = t * per_patch
+        if i + length > len(row) or any(tok != video_token_id for tok in row[i : i + length]):
+            return None
+        start = temporal[i]
+        positions = [temporal[i + g * per_patch] - start for g in range(t)]
+        after = i + length
+        out.append((positions, temporal[after] - start if after < len(row) else None))
+        i = after
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -28,15 +29,42 @@ class ReaderGone(Exception):
     """
 
 
-def reader_gone() -> NoReturn:
-    """Send what is still to be written to standard output nowhere, and raise :class:`ReaderGone`."""
+class OutputFailed(Exception):
+    """Standard output cannot be written for another reason than a reader leaving (a full disk,
+    an I/O error): :func:`vlcli.cli.main` says so in one line, status 1."""
+
+
+def _detach_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that nothing fails again on the way out."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):  # no real file descriptor (a test's captured stream)
         pass
+
+
+def reader_gone() -> NoReturn:
+    """Send what is still to be written to standard output nowhere, and raise :class:`ReaderGone`."""
+    _detach_stdout()
     raise ReaderGone
+
+
+def output_failed(exc: OSError) -> NoReturn:
+    """Standard output could not be written: a closed pipe ends quietly, anything else is said."""
+    if isinstance(exc, BrokenPipeError):
+        reader_gone()
+    _detach_stdout()
+    raise OutputFailed(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+def write_out(text: str) -> None:
+    """Write ``text`` to standard output now (flushed), reporting a failure as such."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        output_failed(exc)
 
 
 class _Console(Console):
@@ -44,17 +72,81 @@ class _Console(Console):
         self.quiet = True
         reader_gone()
 
+    def _check_buffer(self) -> None:  # rich handles a broken pipe only
+        try:
+            super()._check_buffer()
+        except OSError as exc:
+            self.quiet = True
+            output_failed(exc)
 
+
+def plain_terminal() -> bool:
+    """``NO_COLOR`` (https://no-color.org) or ``TERM=dumb``: no colour, no bold, no cursor moves."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM", "") == "dumb"
+
+
+_COLORS: Any = None if plain_terminal() else "auto"
 # Not a terminal: no colour (rich's own rule) and no wrapping at 80 columns, so that a line a
 # script reads is one line.
-out = _Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = _Console(
+    highlight=False,
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 1000,
+    color_system=_COLORS,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True, color_system=_COLORS)
+
+
+def can_rewrite_line(console: Console) -> bool:
+    """A line that is rewritten in place (``\r``, erase) only on a real, capable terminal."""
+    return console.is_terminal and not console.is_dumb_terminal and not plain_terminal()
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def json_text(obj: dict[str, Any]) -> str:
+    """One JSON object as one line of text.
+
+    A file name that is not valid UTF-8 reaches Python with each undecodable byte ``0xNN`` as
+    the lone surrogate ``U+DCNN`` (``surrogateescape``); it is written as the JSON escape
+    ``\\udcNN``, which loses nothing: ``os.fsencode(name)`` gives back the original bytes.
+    """
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def json_line(obj: dict[str, Any]) -> None:
     """One JSON object on one line of standard output."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
-    sys.stdout.flush()
+    write_out(json_text(obj) + "\n")
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Control characters (but newline and tab) shown as escapes, for a terminal: an answer
+    must not ring the bell, move the cursor or change colours."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def tsv_cell(text: str) -> str:
+    """A cell of a tab-separated line: backslash, tab, newline and carriage return escaped as
+    ``\\\\``, ``\\t``, ``\\n``, ``\\r``, so that one input is always one line."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def print_out(renderable: Any) -> None:
+    """A table or text on standard output: as rich draws it on a terminal; elsewhere without
+    box-drawing lines and without the spaces that pad the ends of lines."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    if isinstance(renderable, Table):
+        renderable.box = None
+    with out.capture() as captured:
+        out.print(renderable)
+    write_out("\n".join(line.rstrip() for line in captured.get().split("\n")))
 
 
 def error(exc: VlcliError | str) -> None:
@@ -99,14 +191,14 @@ def probe_table(rows: list[dict[str, Any]]) -> None:
     """A table on a terminal; tab-separated lines with a header row elsewhere."""
     cells = [_probe_cells(r) for r in rows]
     if not out.is_terminal:
-        sys.stdout.write("\t".join(PROBE_COLUMNS) + "\n")
-        sys.stdout.write("".join("\t".join(c) + "\n" for c in cells))
+        lines = ["\t".join(PROBE_COLUMNS)] + ["\t".join(tsv_cell(x) for x in c) for c in cells]
+        write_out("".join(line + "\n" for line in lines))
         return
     table = Table(title="media", title_justify="left")
     for col in PROBE_COLUMNS:
         table.add_column(col, overflow="fold")
     for c in cells:
-        table.add_row(escape(c[0]), *c[1:])
+        table.add_row(escape(visible(c[0])), *c[1:])
     out.print(table)
 
 
@@ -140,9 +232,11 @@ def budget_dict(
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
+    exact: bool = False,
 ) -> dict[str, Any]:
     d: dict[str, Any] = {"path": path, **plan.to_dict()}
     d["prompt_tokens"] = prompt_tokens
+    d["prompt_tokens_exact"] = exact
     d["model"] = model
     d["memory"] = mem.to_dict() if mem else None
     return d
@@ -154,8 +248,10 @@ def budget_view(
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
+    exact: bool = False,
+    engine: str = "reference",
 ) -> None:
-    out.print(f"[bold]{escape(path)}[/]")
+    print_out(f"[bold]{escape(visible(path))}[/]")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="dim")
     summary.add_column()
@@ -181,7 +277,11 @@ def budget_view(
     summary.add_row("resized", f"{plan.resized_width}x{plan.resized_height} (w x h)")
     summary.add_row("grid_thw", " x ".join(map(str, plan.grid_thw)))
     summary.add_row("visual tokens", str(plan.visual_tokens))
-    summary.add_row("prompt tokens", f"{prompt_tokens} (visual exact, text estimated)")
+    summary.add_row(
+        "prompt tokens",
+        f"{prompt_tokens}"
+        + ("" if exact else " (visual exact, text estimated: no local tokenizer)"),
+    )
     if mem is not None:
         summary.add_row(
             "GPU memory",
@@ -194,7 +294,7 @@ def budget_view(
         summary.add_row(
             "GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)"
         )
-    out.print(summary)
+    print_out(summary)
     if isinstance(plan, VideoPlan):
         t = Table(show_edge=False, pad_edge=False)
         for col in (
@@ -207,7 +307,8 @@ def budget_view(
         ):
             t.add_column(col, justify="right")
         step = plan.frames // plan.grid_thw[0] if plan.grid_thw[0] else 2
-        for g, pos in enumerate(plan.temporal_positions):
+        axis = plan.time_axis(engine)
+        for g, pos in enumerate(axis.positions):
             idx = plan.frame_indices[g * step : (g + 1) * step]
             times = plan.frame_times_s[g * step : (g + 1) * step]
             t.add_row(
@@ -215,20 +316,20 @@ def budget_view(
                 ",".join(map(str, idx)),
                 ", ".join(_s(x) for x in times),
                 str(pos),
-                _s(plan.position_seconds(pos)),
+                _s(axis.position_seconds(pos)),
                 _s(plan.patch_times_s[g]),
             )
-        out.print(t)
-    out.print()
+        print_out(t)
+    write_out("\n")
 
 
 # ---------------------------------------------------------------- ask
 
 
 def stream_text(piece: str) -> None:
-    """Print answer text as the model generates it."""
-    sys.stdout.write(piece)
-    sys.stdout.flush()
+    """Print answer text as the model generates it (control characters made visible on a
+    terminal; a pipe gets the text as it is)."""
+    write_out(visible(piece) if out.is_terminal else piece)
 
 
 class AskOutput:
@@ -251,7 +352,7 @@ class AskOutput:
         """``decoding frames 24/120`` on one line of a terminal's stderr, rewritten as frames come
         in and wiped once ``done`` reaches ``total`` (so that the answer starts on a clean line).
         """
-        if not err.is_terminal:
+        if not can_rewrite_line(err):
             return
         if done < total:
             err.file.write(f"\r\033[Kdecoding frames {done}/{total}")
@@ -289,7 +390,7 @@ class AskOutput:
 
 def answer_header(paths: list[str]) -> None:
     """Before a streamed answer, when a run has several: which input(s) it is about."""
-    out.print(f"[bold]{escape(', '.join(paths))}[/]")
+    print_out(f"[bold]{escape(visible(', '.join(paths)))}[/]")
 
 
 def answer_view(result: Any) -> None:
@@ -300,8 +401,7 @@ def answer_view(result: Any) -> None:
     """
     from .times import format_hms
 
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    write_out("\n")
     if result.times:
         title = (
             "times in the source video"
@@ -319,15 +419,27 @@ def answer_view(result: Any) -> None:
                 format_hms(span.display_start_s),
                 format_hms(span.display_end_s),
                 flag,
-                escape(span.text),
+                escape(visible(span.text)),
             )
-        out.print(t)
+        print_out(t)
     for path in result.evidence:
-        out.print(f"evidence: {escape(path)}")
-    tm = result.timings
-    info(
-        f"{result.prompt_tokens} prompt tokens, {result.generated_tokens} generated; "
-        + ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in tm.items())
+        print_out(f"evidence: {escape(visible(path))}")
+    info(timing_summary(result.prompt_tokens, result.generated_tokens, result.timings))
+
+
+def timing_summary(prompt_tokens: int, generated: int, tm: dict[str, float]) -> str:
+    """``3611 prompt tokens, 40 generated: frames 0.42s, prefill 1.30s (to the first token), 39
+    more tokens 2.00s (19.5/s), total 3.72s``. Prefill and the tokens after it are apart, so
+    that neither reads as the other; the total is every step of the answer."""
+    frames = tm.get("decode_s", 0.0) + tm.get("preprocess_s", 0.0)
+    prefill = tm.get("prefill_s", 0.0)
+    rest = tm.get("decode_tokens_s", max(tm.get("generate_s", 0.0) - prefill, 0.0))
+    more = max(generated - 1, 0)
+    rate = f" ({more / rest:.1f}/s)" if rest > 0 and more else ""
+    return (
+        f"{prompt_tokens} prompt tokens, {generated} generated: frames {frames:.2f}s, "
+        f"prefill {prefill:.2f}s (to the first token), {more} more tokens {rest:.2f}s{rate}, "
+        f"total {frames + prefill + rest:.2f}s"
     )
 
 

@@ -21,12 +21,26 @@ What :func:`parse_times` reads
 - seconds with a unit: ``12.5 seconds``, ``12.5s``, ``12.5 sec``, ``at 3 seconds``,
   ``the 12.5-second mark``; minutes and hours in words: ``1 minute 5 seconds``, ``2 minutes``,
   ``1m30s``;
-- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff`` (not ``4:30 PM``);
+- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff`` (not ``4:30 PM``); a
+  three-part clock is ``hh:mm:ss`` unless the clip's length, when given, rules that out
+  (``mm:ss:ff``, as Gemini writes ``00:11:00`` for 11 s: see :func:`parse_times`);
 - Qwen3-VL timestamp tokens echoed back: ``<12.5 seconds>``;
 - ranges of any of these: ``from 12.5 to 20.0 seconds``, ``between 3 and 5 seconds``,
   ``12.5 - 20.0 seconds``, ``12.5-20.0s``, ``00:12 - 00:20``, ``from 1:05 to 1:10``,
-  ``[12.5s, 20.0s]``; a unit on either end is enough;
+  ``[12.5s, 20.0s]``, ``[12.5, 20.0] seconds``, ``(00:00:09,00:00:25)``, several in one
+  bracket ``(0:09-0:25, 0:41-0:45)``; a unit on either end is enough, but a clock and a bare
+  number are not a range (``00:05 - 3 foxes``);
+- a noun naming the times after "between": ``between the marks 01:10 and 01:45``,
+  ``between the timestamps 02:30 and 03:29``, ``between seconds 2 and 5`` (a closed list of such
+  nouns: "between the dog at 0:10 and the cat at 0:45" states two instants);
+- an aside of one to three words before a range's end: ``from 12.5s to, say, 20s``,
+  ``and — roughly — 5s``, ``to (say) 20s``;
 - a start and an end stated apart in one sentence: "it *starts* at 3 s and *ends* at 7 s".
+
+Markdown emphasis is read as blanks (``from **0:17** to **0:25**``, ``__0:09 - 0:25__``) and
+left out of the text; tags a model or its runner leaves in (``<answer>``, ``</think>``,
+``<|im_end|>``) end a sentence and are left out too. Zero-padded seconds (``0000.0 - 0029.0
+seconds``, VTG-LLM) are plain numbers.
 
 A range of two bare numbers (``12.5 – 20.0``, ``from 3 to 5``, ``[12.5, 20.0]``) is taken only
 when the unit is implied: nothing word-like follows it (``3 to 5 people`` is not a time) and the
@@ -38,28 +52,34 @@ Durations are not times: ``for 3 seconds``, ``lasts 10 seconds``, ``30 seconds l
 ``a 30-second clip``, ``5 seconds later``, ``every 2 seconds``, ``2 seconds after he sits`` are
 skipped.
 
-*JSON*, anywhere in the answer (a ```` ```json ```` fence, trailing prose and Python-style
-quotes are fine; a list cut off by the token limit still gives its complete objects): every
-object with ``start_time``/``end_time`` (or ``start``/``end``, ``begin``/``stop``...), or with
-``timestamp`` (or ``time``, ``timestamps``) holding one time, ``[start, end]`` or a range string,
-and a ``description`` (or ``caption``, ``event``, ``text``...). Values may be numbers, numeric
-strings, ``"12.5 seconds"``, ``"mm:ss.ff"``. An object whose keys are times
-(``{"00:05": "a man enters"}``) gives one span per key.
+*JSON*, anywhere in the answer (a ```` ```json ```` fence, trailing prose, Python-style quotes
+and trailing commas are fine), read by :mod:`vlcli.times_json`: every object with
+``start_time``/``end_time`` (or ``start``/``end``, ``startTime``/``endTime``, ``begin``/``stop``...),
+or with ``timestamp`` (or ``time``, ``timecode``, ``timestamps``) holding one time,
+``[start, end]`` or a range string, and a ``description`` (or ``caption``, ``event``, ``text``...,
+else its first other string). Values may be numbers, numeric strings, ``"12.5 seconds"``,
+``"mm:ss.ff"``. An object whose keys are times (``{"00:05": "a man enters"}``) gives one span per
+key. A list cut off by the token limit gives its complete objects, and its last object when the
+times that object states are complete; its cut caption then ends in ``…``; an object cut before
+its end time is dropped (not made an instant).
 
 Each span's ``text`` is the JSON description, or the sentence the time came from (list bullets
-removed); its ``raw`` is the matched time expression (for JSON, the object as compact JSON).
+and emphasis removed; a bracket of times right after a full stop, mid-line, belongs to the
+sentence before it, as Gemini writes "... the cart. (0:15-0:17) Then ..."); its ``raw`` is the
+matched time expression (for JSON, the object as compact JSON).
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from .times_json import blank, json_regions
 
 __all__ = [
     "TimeSpan",
@@ -199,8 +219,12 @@ _NUMBER_VALUE = re.compile(rf"(?P<n>{_NUM}|\.\d+)\s*(?:{_UNIT_S})?\.?", re.I)
 _WORDY_VALUE = re.compile(rf"(?:{_WORDY}|{_COMPACT})", re.I)
 
 
-def _clock_seconds(text: str) -> float | None:
-    """``[h:]mm:ss[.fff]`` to seconds; None when a field is out of range."""
+def _clock_seconds(text: str, frames: bool = False) -> float | None:
+    """``[h:]mm:ss[.fff]`` to seconds; None when a field is out of range.
+
+    ``frames``: a three-part clock without a fraction is ``mm:ss:ff`` (see :func:`parse_times`);
+    the frame field is dropped, as its rate is not stated and it is below one second.
+    """
     m = _CLOCK_VALUE.fullmatch(text)
     if m is None:
         return None
@@ -211,6 +235,8 @@ def _clock_seconds(text: str) -> float | None:
         minutes = int(m["m"])
         if minutes >= 60:
             return None
+        if frames and m["f"] is None:
+            return int(m["h"]) * 60.0 + minutes
         return int(m["h"]) * 3600 + minutes * 60 + secs
     return int(m["mm"]) * 60 + secs
 
@@ -244,14 +270,22 @@ def parse_time_value(text: str) -> float:
     ...
     ValueError: not a time: 'soon' (expected seconds such as 90 or 12.5s, or mm:ss, hh:mm:ss.fff)
     """
-    if not isinstance(text, str):
-        raise ValueError(f"not a time: {text!r}")
+    seconds = _time_value(text) if isinstance(text, str) else None
+    if seconds is None:
+        raise ValueError(
+            f"not a time: {text!r} (expected seconds such as 90 or 12.5s, or mm:ss, hh:mm:ss.fff)"
+        )
+    return seconds
+
+
+def _time_value(text: str, frames: bool = False) -> float | None:
+    """:func:`parse_time_value`, or None; ``frames`` as in :func:`_clock_seconds`."""
     value = text.strip()
     if value.startswith("<") and value.endswith(">"):
         value = value[1:-1].strip()
     seconds: float | None = None
     if ":" in value:
-        seconds = _clock_seconds(value)
+        seconds = _clock_seconds(value, frames)
     elif _NUMBER_VALUE.fullmatch(value):
         number = _NUMBER_VALUE.fullmatch(value)
         assert number is not None
@@ -260,9 +294,7 @@ def parse_time_value(text: str) -> float:
         seconds = _parts_seconds(value)
     if seconds is not None and math.isfinite(seconds):  # 400 digits make an infinite float
         return seconds
-    raise ValueError(
-        f"not a time: {text!r} (expected seconds such as 90 or 12.5s, or mm:ss, hh:mm:ss.fff)"
-    )
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,8 +302,10 @@ def parse_time_value(text: str) -> float:
 # --------------------------------------------------------------------------------------------
 
 # Not glued to a (Latin) word or number, a decimal point, a clock colon or an apostrophe ('80s),
-# and not the tail of a thousands group (1,234).
-_BEFORE = r"(?<![A-Za-z0-9_.:'’])(?<!\d,)"
+# and not the tail of a thousands group (1,234). A clock is never such a tail, so it may follow
+# a comma directly ("(00:00:09,00:00:25)").
+_BEFORE_CLOCK = r"(?<![A-Za-z0-9_.:'’])"
+_BEFORE = rf"{_BEFORE_CLOCK}(?<!\d,)"
 _CLOCK = r"(?:\d{1,2}:[0-5]\d:[0-5]\d|\d{1,3}:[0-5]\d)(?:\.\d+)?"
 
 
@@ -279,7 +313,7 @@ def _value(p: str) -> str:
     """Regex for one time value; its named groups are prefixed with ``p``."""
     return (
         rf"(?:<\s*(?P<{p}tok>{_NUM})\s*{_UNIT_S}\s*>"
-        rf"|{_BEFORE}(?P<{p}clk>{_CLOCK})(?!\d)(?!:\d)(?!\.\d)(?!\s*[ap]\.?m\b)"
+        rf"|{_BEFORE_CLOCK}(?P<{p}clk>{_CLOCK})(?!\d)(?!:\d)(?!\.\d)(?!\s*[ap]\.?m\b)"
         rf"|{_BEFORE}(?P<{p}wordy>{_WORDY}|{_COMPACT})"
         rf"|{_BEFORE}(?P<{p}num>{_NUM})(?!\d)(?!:\d)(?!\.\d)"
         rf"(?:(?P<{p}sep>-|[ \t]*)(?P<{p}unit>{_UNIT_S}))?)"
@@ -289,12 +323,37 @@ def _value(p: str) -> str:
 _MOD = r"(?:(?:the|about|around|approximately|approx\.|roughly|nearly|almost|~)\s*)*"
 _MARK = r"(?:\s+mark)?"
 _CONN = r"(?:\s*(?:-->|->|[-–—~到至])\s*|\s+(?:to|until|till|through|thru)\s+)"
-_CONN_KW = r"(?:\s*(?:-->|->|[-–—~到至])\s*|\s+(?:to|until|till|through|thru|and)\s+)"
+# An aside between "to"/"and" and the end of a range: "from 12.5s to, say, 20s",
+# "and — roughly — 5s", "to (say) 20s". One to three words, no number.
+_WORD = r"[^\W\d_]+(?:['’][^\W\d_]+)?"
+_ASIDE_WORDS = rf"(?:{_WORD}\s+){{0,2}}{_WORD}"
+_ASIDE = (
+    rf"(?:\s*,\s*{_ASIDE_WORDS}\s*,|\s*[—–]\s*{_ASIDE_WORDS}\s*[—–]"
+    rf"|\s*\(\s*{_ASIDE_WORDS}\s*\))\s*"
+)
+_CONN_KW = (
+    r"(?:\s*(?:-->|->|[-–—~到至])\s*"
+    rf"|\s+(?:to|until|till|through|thru|and)(?:{_ASIDE}|\s+))"
+)
+# A noun naming the times themselves, between "between" and the first one: "between the marks
+# 01:10 and 01:45", "between the timestamps 02:30 and 03:29", "between seconds 2 and 5". A closed
+# list: "between the dog at 0:10 and the cat at 0:45" states two instants.
+_TIME_NOUN = (
+    r"(?:the\s+)?(?:time[\s-]*(?:marks?|points?|stamps?|codes?)|timestamps?|timecodes?|times"
+    r"|marks|points|moments|positions|seconds)(?:\s+of)?\s+"
+)
 
 _FROM_RE = re.compile(
-    rf"\b(?:from|between)\s+{_MOD}{_value('a')}{_MARK}{_CONN_KW}{_MOD}{_value('b')}", re.I
+    rf"\b(?:from|between)\s+(?:{_TIME_NOUN})?"
+    rf"(?P<body>{_MOD}{_value('a')}{_MARK}{_CONN_KW}{_MOD}{_value('b')})",
+    re.I,
 )
-_BRACKET_RE = re.compile(rf"[\[(]\s*{_value('a')}\s*,\s*{_value('b')}\s*[\])]", re.I)
+# "[12.5, 20.0]", "(00:00:09,00:00:25)", "[12.5, 20.0] seconds".
+_BRACKET_RE = re.compile(
+    rf"[\[(]\s*{_value('a')}\s*,\s*{_value('b')}\s*[\])]"
+    r"(?:[ \t]*(?P<after_unit>(?:seconds?|secs?)(?![a-z])|秒))?",
+    re.I,
+)
 _DASH_RE = re.compile(rf"{_value('a')}{_MARK}{_CONN}{_MOD}{_value('b')}", re.I)
 _INSTANT_RE = re.compile(_value("a"), re.I)
 
@@ -341,6 +400,18 @@ _PAREN_BETWEEN = re.compile(r"\s*[(\[]\s*")
 _ABBREVIATION_END = re.compile(r"\b(?:approx|e\.g|i\.e|vs|mr|mrs|dr|ca|fig|cf)\.$", re.I)
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
 _BULLET = re.compile(r"^(?:[-*•·]\s+|#+\s+)")
+# A bracket holding times only: "(0:15-0:17)", "(0:09-0:25, 0:41-0:45)", "[12.5s - 20s]".
+_TIMES_GROUP = re.compile(r"[(\[](?=[^)\]]*\d)[\d:.,;\s\-–—~]*(?:s|secs?|seconds)?[\s]*[)\]]", re.I)
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+# Markdown emphasis around times ("**0:17** - **0:25**", "__0:09__"): blanked before reading
+# and dropped from the text. Underscores inside a word (start_time) stay.
+_EMPHASIS = re.compile(r"\*+|(?<!\w)_+|_+(?!\w)")
+# Tags a model or its runner leaves in the text: <answer>, </think>, <|im_end|>.
+_TAG = re.compile(
+    r"</?(?:answer|think|thinking|reasoning|output|result|response|solution)\s*>"
+    r"|<\|[A-Za-z0-9_]{1,40}\|>",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -350,14 +421,15 @@ class _Value:
     sep: str | None
     unit: str | None
     number: str | None
+    clock: bool = False
 
 
-def _read_value(m: re.Match[str], p: str) -> _Value | None:
+def _read_value(m: re.Match[str], p: str, frames: bool) -> _Value | None:
     if m[f"{p}tok"] is not None:
         return _Value(float(m[f"{p}tok"]), True, None, None, None)
     if m[f"{p}clk"] is not None:
-        seconds = _clock_seconds(m[f"{p}clk"])
-        return None if seconds is None else _Value(seconds, True, None, None, None)
+        seconds = _clock_seconds(m[f"{p}clk"], frames)
+        return None if seconds is None else _Value(seconds, True, None, None, None, clock=True)
     if m[f"{p}wordy"] is not None:
         return _Value(_parts_seconds(m[f"{p}wordy"]), True, None, None, None)
     number = m[f"{p}num"]
@@ -366,15 +438,28 @@ def _read_value(m: re.Match[str], p: str) -> _Value | None:
 
 
 def _sentences(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, sentence) pairs: lines, each split after ``.``, ``!`` or ``?`` and a blank."""
+    """(offset, sentence) pairs: lines, each split after ``.``, ``!`` or ``?`` and a blank.
+
+    A bracket of times right after a full stop, in the middle of a line, closes the sentence
+    before it: Gemini cites a sentence so ("... to the cart. (0:15-0:17) They then ..."). At the
+    start of a line the bracket heads the text after it ("(00:00-00:10) The app opens.").
+    """
     for line in re.finditer(r"[^\n]+", text):
+        s = line.group()
         start = 0
-        for brk in _SENTENCE_BREAK.finditer(line.group()):
-            if _ABBREVIATION_END.search(line.group()[start : brk.start()]):
+        for brk in _SENTENCE_BREAK.finditer(s):
+            if brk.start() < start:  # inside a bracket already given to the sentence before
                 continue
-            yield line.start() + start, line.group()[start : brk.start()]
-            start = brk.end()
-        yield line.start() + start, line.group()[start:]
+            if _ABBREVIATION_END.search(s[start : brk.start()]):
+                continue
+            end, after = brk.start(), brk.end()
+            group = _TIMES_GROUP.match(s, after)
+            if group is not None and _HAS_LETTER.search(s, start, end):
+                end = group.end()
+                after = end + len(s[end:]) - len(s[end:].lstrip())
+            yield line.start() + start, s[start:end]
+            start = after
+        yield line.start() + start, s[start:]
 
 
 def _clean_sentence(sentence: str) -> str:
@@ -426,27 +511,44 @@ def _unit_implied(sentence: str, start: int, end: int, time_context: bool) -> bo
     return time_context
 
 
-def _candidate(kind: str, m: re.Match[str], sentence: str, time_context: bool) -> _Found | None:
+def _candidate(
+    kind: str, m: re.Match[str], sentence: str, time_context: bool, frames: bool
+) -> _Found | None:
     start, end = m.start(), m.end()
-    a = _read_value(m, "a")
+    a = _read_value(m, "a", frames)
     if a is None:
         return None
     if kind == "instant":
         if not a.has_unit or not _plausible_value(a, sentence, end):
             return None
         keep = not _is_duration(sentence, start, end)
-        return _Found(start, end, a.seconds, a.seconds, m.group().strip(), True, keep)
-    b = _read_value(m, "b")
+        return _Found(start, end, a.seconds, a.seconds, _squeeze(m.group()), True, keep)
+    b = _read_value(m, "b", frames)
     if b is None or not _plausible_value(b, sentence, end):
         return None
-    if not (a.has_unit or b.has_unit) and not _unit_implied(sentence, start, end, time_context):
+    bracket_unit = kind == "bracket" and m["after_unit"] is not None
+    if (a.clock and b.number is not None and not b.has_unit) or (
+        b.clock and a.number is not None and not a.has_unit
+    ):
+        return None  # "00:05 - 3 foxes": a range has a time at both ends
+    if not (a.has_unit or b.has_unit or bracket_unit) and not _unit_implied(
+        sentence, start, end, time_context
+    ):
         return None
-    raw = m.group().strip()
-    if kind == "from":
-        raw = raw.split(None, 1)[1]  # drop "from" / "between"
+    raw = m["body"] if kind == "from" else m.group()  # drop "from" / "between" and its noun
     return _Found(
-        start, end, a.seconds, b.seconds, raw, False, not _is_duration(sentence, start, end)
+        start,
+        end,
+        a.seconds,
+        b.seconds,
+        _squeeze(raw),
+        False,
+        not _is_duration(sentence, start, end),
     )
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
 
 
 _PATTERNS = (
@@ -457,14 +559,14 @@ _PATTERNS = (
 )
 
 
-def _find_in_sentence(sentence: str, assume_seconds: bool) -> list[_Found]:
+def _find_in_sentence(sentence: str, assume_seconds: bool, frames: bool) -> list[_Found]:
     time_context = assume_seconds or bool(_TIME_WORD.search(sentence))
     found: list[_Found] = []  # sorted by start, never overlapping
     starts: list[int] = []
     for kind, pattern in _PATTERNS:  # ranges first: an instant inside a range is not another
         pos = 0
         while (m := pattern.search(sentence, pos)) is not None:
-            cand = _candidate(kind, m, sentence, time_context)
+            cand = _candidate(kind, m, sentence, time_context, frames)
             k = bisect.bisect_left(starts, m.start())
             if (
                 cand is not None
@@ -515,204 +617,18 @@ def _pair_and_dedupe(sentence: str, found: list[_Found]) -> list[_Found]:
     return out
 
 
-def _prose_spans(text: str, assume_seconds: bool) -> list[tuple[int, TimeSpan]]:
+def _prose_spans(text: str, assume_seconds: bool, frames: bool) -> list[tuple[int, TimeSpan]]:
+    """(offset, span) for each time the prose states; Markdown emphasis is read as blanks."""
+    plain = _EMPHASIS.sub(lambda e: " " * len(e.group()), text)
     spans: list[tuple[int, TimeSpan]] = []
-    for offset, sentence in _sentences(text):
-        found = _find_in_sentence(sentence, assume_seconds)
+    for offset, sentence in _sentences(plain):
+        found = _find_in_sentence(sentence, assume_seconds, frames)
         if not found:
             continue
-        clean = _clean_sentence(sentence)
+        clean = _clean_sentence(_EMPHASIS.sub("", text[offset : offset + len(sentence)]))
         for f in found:
             spans.append((offset + f.start, TimeSpan(f.t0, f.t1, text=clean, raw=f.raw)))
     return spans
-
-
-# --------------------------------------------------------------------------------------------
-# JSON
-# --------------------------------------------------------------------------------------------
-
-_START_KEYS = (
-    "start_time", "start", "start_s", "start_sec", "start_seconds", "start_timestamp",
-    "begin", "begin_time", "from",
-)  # fmt: skip
-_END_KEYS = (
-    "end_time", "end", "end_s", "end_sec", "end_seconds", "end_timestamp",
-    "stop", "stop_time", "to",
-)  # fmt: skip
-_TS_KEYS = (
-    "timestamp", "timestamps", "time", "times", "time_range", "timerange", "time_span",
-    "span", "segment", "interval", "seconds", "at",
-)  # fmt: skip
-_DESC_KEYS = (
-    "description", "caption", "event", "text", "label", "action", "activity", "content",
-    "desc", "summary", "sentence", "query", "name", "title",
-)  # fmt: skip
-
-_DECODER = json.JSONDecoder()
-_LOOSE_OBJECT = re.compile(r"\{[^{}]*\}")
-_LOOSE_PAIR = re.compile(
-    r"""(?:^|[{,])\s*["']?(?P<key>[A-Za-z_][\w \-]*?)["']?\s*:\s*"""
-    r"""(?P<val>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\[[^\]]*\]|[^,}\n]+)"""
-)
-
-
-def _json_time(value: Any) -> float | None:
-    """One JSON time value in seconds, or None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) and value >= 0 else None
-    if isinstance(value, str):
-        try:
-            return parse_time_value(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _json_pairs(value: Any) -> list[tuple[float, float]]:
-    """A ``timestamp`` value: one time, ``[s, e]``, ``[[s, e], ...]``, "s - e", {start, end}."""
-    single = _json_time(value)
-    if single is not None:
-        return [(single, single)]
-    if isinstance(value, str):
-        inner = _prose_spans(value, assume_seconds=True)
-        return [(inner[0][1].start_s, inner[0][1].end_s)] if inner else []
-    if isinstance(value, dict):
-        span = _span_from_dict(value)
-        return [(span[0].start_s, span[0].end_s)] if span else []
-    if isinstance(value, list | tuple):
-        if value and all(isinstance(v, list | tuple | dict) for v in value):
-            return [pair for v in value for pair in _json_pairs(v)]
-        times = [_json_time(v) for v in value]
-        if len(times) in (1, 2) and all(t is not None for t in times):
-            first, last = times[0], times[-1]
-            assert first is not None and last is not None
-            return [(first, last)]
-    return []
-
-
-def _span_from_dict(obj: dict[Any, Any], raw: str | None = None) -> list[TimeSpan]:
-    """The spans one JSON object states, or [] when it states none."""
-    norm: dict[str, Any] = {}
-    for key, value in obj.items():
-        if isinstance(key, str):
-            norm.setdefault(re.sub(r"[\s\-]+", "_", key.strip().lower()), value)
-    raw_text = raw if raw is not None else json.dumps(obj, ensure_ascii=False)
-
-    def first(keys: tuple[str, ...]) -> tuple[str | None, Any]:
-        for k in keys:
-            if k in norm and norm[k] is not None and norm[k] != "":
-                return k, norm[k]
-        return None, None
-
-    start_key, start_v = first(_START_KEYS)
-    end_key, end_v = first(_END_KEYS)
-    ts_key, ts_v = first(_TS_KEYS)
-    start, end = _json_time(start_v), _json_time(end_v)
-    pairs: list[tuple[float, float]] = []
-    if start is not None or end is not None:
-        a = start if start is not None else end
-        b = end if end is not None else start
-        assert a is not None and b is not None
-        pairs = [(a, b)]
-    elif ts_v is not None:
-        pairs = _json_pairs(ts_v)
-    used = {start_key, end_key, ts_key}
-
-    if not pairs:
-        # {"00:05": "a man enters", "00:12 - 00:20": "he sits"}: the keys are the times.
-        keyed: list[TimeSpan] = []
-        for key, value in obj.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                return []
-            if not re.search(r"\d", key) or not re.search(r"[:a-z]", key, re.I):
-                return []  # "1": "..." is an index, not a time
-            key_pairs = _json_pairs(key)
-            if not key_pairs:
-                return []
-            for a, b in key_pairs:
-                keyed.append(TimeSpan(a, b, text=value.strip(), raw=f"{key}: {value}"[:200]))
-        return keyed
-
-    _, desc = first(_DESC_KEYS)
-    if not isinstance(desc, str):
-        desc = next(
-            (
-                v
-                for k, v in norm.items()
-                if k not in used and isinstance(v, str) and _json_time(v) is None
-            ),
-            "",
-        )
-    return [TimeSpan(a, b, text=str(desc).strip(), raw=raw_text) for a, b in pairs]
-
-
-def _walk_json(obj: Any, out: list[TimeSpan]) -> None:
-    if isinstance(obj, dict):
-        spans = _span_from_dict(obj)
-        if spans:
-            out.extend(spans)
-            return
-        for value in obj.values():
-            _walk_json(value, out)
-    elif isinstance(obj, list):
-        for value in obj:
-            _walk_json(value, out)
-
-
-def _loose_value(text: str) -> Any:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        return text[1:-1]
-    if text.startswith("["):
-        return [_loose_value(part) for part in text.strip("[]").split(",") if part.strip()]
-    return text
-
-
-def _json_spans(text: str) -> tuple[list[tuple[int, int, list[TimeSpan]]], str]:
-    """Spans from JSON in ``text``: (regions with their spans, text with regions blanked)."""
-    regions: list[tuple[int, int, list[TimeSpan]]] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] not in "[{":
-            i += 1
-            continue
-        try:
-            obj, end = _DECODER.raw_decode(text, i)
-        except ValueError:
-            i += 1
-            continue
-        except RecursionError:  # "[[[[..." from a model caught in a loop: skip the run
-            while i < n and text[i] in "[{ \n":
-                i += 1
-            continue
-        spans: list[TimeSpan] = []
-        _walk_json(obj, spans)
-        if spans:
-            regions.append((i, end, spans))
-        # Without spans, nothing nested in it has any either; its text still goes through the
-        # prose pass (a list of numbers may be a bracketed range).
-        i = end
-    # Objects strict JSON could not read: single quotes, trailing commas, a cut-off list.
-    blanked = _blank(text, regions)
-    for m in _LOOSE_OBJECT.finditer(blanked):
-        pairs = {p["key"]: _loose_value(p["val"]) for p in _LOOSE_PAIR.finditer(m.group())}
-        if not pairs:
-            continue
-        spans = _span_from_dict(pairs, raw=" ".join(m.group().split()))
-        if spans:
-            regions.append((m.start(), m.end(), spans))
-    regions.sort(key=lambda r: r[0])
-    return regions, _blank(text, regions)
-
-
-def _blank(text: str, regions: list[tuple[int, int, list[TimeSpan]]]) -> str:
-    """``text`` with the JSON regions replaced by line breaks (offsets kept)."""
-    chars = list(text)
-    for start, end, _ in regions:
-        chars[start:end] = "\n" * (end - start)
-    return "".join(chars)
 
 
 # --------------------------------------------------------------------------------------------
@@ -720,7 +636,9 @@ def _blank(text: str, regions: list[tuple[int, int, list[TimeSpan]]]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_times(answer: str, *, assume_seconds: bool = False) -> list[TimeSpan]:
+def parse_times(
+    answer: str, *, assume_seconds: bool = False, clip_duration_s: float | None = None
+) -> list[TimeSpan]:
     """Every time and time range an answer states, in order of appearance.
 
     See the module documentation for the forms read. ``assume_seconds=True`` also reads a range
@@ -728,6 +646,15 @@ def parse_times(answer: str, *, assume_seconds: bool = False) -> list[TimeSpan]:
     not say so, as long as no word follows it (``3 to 5 people`` never counts); use it for the
     answer to a prompt that asked for seconds. A single bare number is never a time. The spans
     carry the model's seconds; pass them to :func:`map_times` for source seconds.
+
+    ``clip_duration_s``, the length of the clip the model saw in the seconds it counts (for a
+    model shown source timestamps, the source second the clip ends at), settles what a
+    three-part clock means. ``00:11:00`` is ``hh:mm:ss`` (11 minutes), unless read so the
+    answer's latest three-part clock lies past twice the clip's length while read as
+    ``mm:ss:ff`` (minutes, seconds, frames) all of them lie within it (1 s of slack): then
+    they are ``mm:ss:ff`` (11 s), as Gemini writes them. One reading holds for the whole answer;
+    the frame field is dropped (its rate is not stated; it is below one second). A clock with a
+    fraction (``00:11:00.5``) is always ``hh:mm:ss``. Without the length, ``hh:mm:ss``.
 
     >>> answer = "A man enters at 3 seconds and sits from 00:05 to 00:09.5."
     >>> [(s.start_s, s.end_s) for s in parse_times(answer)]
@@ -737,21 +664,61 @@ def parse_times(answer: str, *, assume_seconds: bool = False) -> list[TimeSpan]:
     [(1.5, 4.0, 'A cat jumps.')]
     >>> parse_times("There are 3 people; the video is 1920x1080, version 2.5.")
     []
+    >>> [s.start_s for s in parse_times("He leaves at 00:11:00.", clip_duration_s=60)]
+    [11.0]
     """
+    if clip_duration_s is not None and not (
+        math.isfinite(clip_duration_s) and clip_duration_s >= 0
+    ):
+        raise ValueError(f"clip_duration_s must be a finite number >= 0, not {clip_duration_s!r}")
     if not answer:
         return []
-    regions, prose = _json_spans(answer.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _TAG.sub(
+        lambda t: "\n" * len(t.group()), answer.replace("\r\n", "\n").replace("\r", "\n")
+    )
+    frames = _frames_clock(text, clip_duration_s)
+
+    def read_value(value: str) -> float | None:
+        return _time_value(value, frames)
+
+    def read_range(value: str) -> tuple[float, float] | None:
+        found = _prose_spans(value, True, frames)
+        return (found[0][1].start_s, found[0][1].end_s) if found else None
+
+    regions = json_regions(text, read_value, read_range)
     ordered: list[tuple[int, int, TimeSpan]] = []
-    for start, _end, spans in regions:
-        ordered.extend((start, k, span) for k, span in enumerate(spans))
-    ordered.extend((pos, 0, span) for pos, span in _prose_spans(prose, assume_seconds))
+    for region in regions:
+        ordered.extend(
+            (region.start, k, TimeSpan(j.start_s, j.end_s, text=j.text, raw=j.raw))
+            for k, j in enumerate(region.spans)
+        )
+    prose = blank(text, regions)
+    ordered.extend((pos, 0, span) for pos, span in _prose_spans(prose, assume_seconds, frames))
     ordered.sort(key=lambda item: (item[0], item[1]))
     # A number too long for a float (a model repeating digits) is infinite: not a time.
     return [
-        span
-        for _, _, span in ordered
-        if math.isfinite(span.start_s) and math.isfinite(span.end_s)
+        span for _, _, span in ordered if math.isfinite(span.start_s) and math.isfinite(span.end_s)
     ]
+
+
+# A three-part clock without a fraction: hh:mm:ss or mm:ss:ff.
+_THREE_PART = re.compile(r"(?<![\d:.])(\d{1,2}):([0-5]\d):([0-5]\d)(?![\d:]|[.,]\d)")
+_CLIP_SLACK_S = 1.0
+
+
+def _frames_clock(text: str, clip_duration_s: float | None) -> bool:
+    """Are the answer's three-part clocks ``mm:ss:ff``? (see :func:`parse_times`)"""
+    if clip_duration_s is None:
+        return False
+    clocks = [(int(a), int(b), int(c)) for a, b, c in _THREE_PART.findall(text)]
+    if not clocks:
+        return False
+    latest_hms = max(a * 3600 + b * 60 + c for a, b, c in clocks)
+    latest_msf = max(a * 60 + b for a, b, _ in clocks)
+    return (
+        latest_hms > 2 * clip_duration_s + _CLIP_SLACK_S
+        and latest_msf <= clip_duration_s + _CLIP_SLACK_S
+    )
 
 
 def _round(seconds: float) -> float:

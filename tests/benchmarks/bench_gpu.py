@@ -10,7 +10,7 @@ Each pipeline runs in its own process (so peak memory is its own), after a warm-
 
 * reference: tests/helpers_reference.py (qwen_vl_utils.process_vision_info, torchcodec when
   importable, + the transformers processor with the video metadata) + ``model.generate``;
-* vlcli: ``ModelRunner.ask`` (planned frames decoded in chunks, reference mRoPE positions).
+* vlcli: ``TransformersBackend.ask`` (planned frames decoded in chunks, reference mRoPE positions).
 
 Figures: decode+preprocess seconds, time to first token (from the start of preprocessing), prefill
 tokens per second, decode tokens per second, peak GPU memory, and vlcli's memory estimate beside
@@ -168,17 +168,17 @@ def child(
             torch.cuda.synchronize()
 
     if which == "vlcli":
+        from vlcli.backends.transformers import TransformersBackend
         from vlcli.memory import estimate_memory
         from vlcli.plan import SamplingOptions, estimate_prompt_tokens, plan_video
-        from vlcli.runner import ModelRunner
 
-        runner = ModelRunner(folder, device=device, dtype="auto")
+        runner = TransformersBackend(folder, device=device, dtype="auto")
         plan = plan_video(video_facts(clip, facts), SamplingOptions(), runner.family)
         cfg = runner._generation_config(new_tokens, 0.0)
         cfg.min_new_tokens = new_tokens
 
         def prepare():  # noqa: ANN202
-            inputs, stats = runner.prepare([(clip, plan)], question)
+            inputs, stats = runner.inputs_for([(clip, plan)], question)
             return inputs, stats.prompt_tokens
 
         def generate(inputs, streamer):  # noqa: ANN001, ANN202

@@ -1,5 +1,121 @@
 """Inference backends: the one seam between vlcli's core and the engine that runs the model.
 
-The core plans, decodes and prepares frames and maps times; a backend turns one prepared prompt
-into an answer and reports the time axis the model was really given.
+The core plans the frames, sizes and tokens (:mod:`vlcli.plan`), decodes them
+(:mod:`vlcli.media`), and maps the answer's times through a :class:`~vlcli.timeaxis.TimeAxis`. A
+backend does the rest for one prompt, in two steps, so that the next prompt can be prepared while
+the model answers this one:
+
+1. :meth:`Backend.prepare` decodes the planned frames and turns them into what the engine takes
+   (transformers: the processor's tensors; a server: encoded frames in a request);
+2. :meth:`Backend.generate` runs the model and returns an :class:`Answer`, with the time axis of
+   each video as the engine really placed it, or ``None`` for a video whose axis the backend
+   cannot vouch for (its times are then left as the model stated them).
+
+Before either, :meth:`Backend.check_fit` refuses a prompt that cannot fit (memory, context).
+Everything engine-specific stays in the backend: out-of-memory handling, free-memory queries,
+family quirks.
 """
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..families import ModelSpec
+from ..plan import ImagePlan, SamplingOptions, VideoPlan
+from ..timeaxis import TimeAxis
+
+Media = tuple[tuple[str, VideoPlan | ImagePlan], ...]
+TextSink = Callable[[str], None]
+FrameProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt: every media item in one user turn, then ``text`` (the task's prompt)."""
+
+    media: Media
+    text: str
+    system: str | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+
+    @property
+    def plans(self) -> list[VideoPlan | ImagePlan]:
+        return [plan for _, plan in self.media]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One generated answer, what it cost, and the time axis each video was given.
+
+    ``axes`` has one entry per video of the prompt, in order: the axis the engine used, or None
+    when the backend cannot vouch for it. ``timings`` holds ``decode_s`` and ``preprocess_s``
+    (preparing), ``prefill_s`` (to the first token), ``decode_tokens_s`` (the rest) and
+    ``generate_s`` (prefill and decoding together).
+    """
+
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+    visual_tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+    axes: tuple[TimeAxis | None, ...] = ()
+    notes: tuple[str, ...] = ()  # what the user should know of this answer (an unvouched axis)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["axes"] = [a.to_dict() if a is not None else None for a in self.axes]
+        return d
+
+
+class Prepared(Protocol):
+    """A prompt made ready for one backend (opaque to the core but for these figures)."""
+
+    @property
+    def prompt(self) -> Prompt: ...
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The exact prompt length, as vlcli built it."""
+        ...
+
+    @property
+    def decode_s(self) -> float: ...
+
+    @property
+    def preprocess_s(self) -> float: ...
+
+
+class Backend(Protocol):
+    """What the core asks of an inference engine (see the module docstring)."""
+
+    name: str  # "transformers", "vllm"
+    spec: ModelSpec  # the model's family, constants and shapes, as planned for
+
+    def identity(self) -> dict[str, Any]:
+        """What decides this backend's answers besides the prompt (for records and keys)."""
+        ...
+
+    def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
+        """Raise :class:`~vlcli.errors.MemoryBudgetError` when the prompt cannot fit."""
+        ...
+
+    def prepare(self, prompt: Prompt, on_frames: FrameProgress | None = None) -> Prepared:
+        """Decode and encode the prompt's media; ``on_frames(done, total)`` follows decoding."""
+        ...
+
+    def generate(self, prepared: Prepared, on_text: TextSink | None = None) -> Answer:
+        """Answer a prepared prompt, streaming the text to ``on_text``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (a model, a server it started)."""
+        ...
+
+
+def ask(backend: Backend, prompt: Prompt, on_text: TextSink | None = None) -> Answer:
+    """Prepare and answer one prompt (no fit check): the two steps in one call."""
+    return backend.generate(backend.prepare(prompt), on_text)
