@@ -40,9 +40,10 @@ from vlcli.backends.server import (
 )
 from vlcli.families import resolve_model
 from vlcli.frames import iter_video_chunks, load_image
-from vlcli.inputs import build_inputs, qwen3_timestamps
+from vlcli.inputs import build_inputs
 from vlcli.media import probe
 from vlcli.plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+from vlcli.prompt_text import qwen3_timestamps
 
 pytestmark = pytest.mark.slow
 
