@@ -17,7 +17,12 @@ reference's in the 1.4% case. What the server processed is read from its render 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,8 @@ from helpers_media import make_clip
 from helpers_vllm import ServerViewer, VllmServer, patchify, vllm_python
 from tinymodels import save_tiny_model
 
+from vlcli.ask import map_answer_times
+from vlcli.backends import Prompt
 from vlcli.backends.server import (
     Completion,
     ServerClient,
@@ -38,6 +45,7 @@ from vlcli.backends.server import (
     video_url,
     vllm_temporal_positions,
 )
+from vlcli.backends.vllm_server import ServerBackend
 from vlcli.families import resolve_model
 from vlcli.frames import iter_video_chunks, load_image
 from vlcli.inputs import build_inputs
@@ -91,12 +99,15 @@ def _plan(clip: str, folder: Path, **options: Any) -> VideoPlan:
     )
 
 
-def _vlcli_prompt_tokens(folder: Path, media: list[tuple[str, VideoPlan | ImagePlan]]) -> int:
+def _vlcli_prompt_tokens(
+    folder: Path, media: list[tuple[str, VideoPlan | ImagePlan]], system: str | None = None
+) -> int:
     """vlcli's exact prompt length for these media and QUESTION (its transformers inputs)."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(str(folder))
-    _, stats = build_inputs(processor, resolve_model(str(folder)).family, media, QUESTION)
+    family = resolve_model(str(folder)).family
+    _, stats = build_inputs(processor, family, media, QUESTION, system=system)
     return stats.prompt_tokens
 
 
@@ -251,6 +262,88 @@ class TestQwen25:
         assert grids == {"video": video.grid_thw, "image": image.grid_thw}
         expected = _vlcli_prompt_tokens(folder, [(clip_landscape, video), (still_image, image)])
         assert client.chat(body).prompt_tokens == expected
+
+    def test_the_backend_maps_times_through_vllms_own_positions(
+        self,
+        server: VllmServer,
+        client: ServerClient,
+        viewer: ServerViewer,
+        folder: Path,
+        clip_420: str,
+    ) -> None:
+        """The 1.4% case end to end: the axis the backend reports is the one vLLM used."""
+        backend = ServerBackend(server.url, api_key=API_KEY)
+        assert backend.spec.local_path == str(folder)  # planned with the served model's files
+        plan = _plan(clip_420, folder, nframes=16)
+        prompt = Prompt(media=((clip_420, plan),), text=QUESTION, max_new_tokens=4)
+        prepared = backend.prepare(prompt)
+        assert prepared.counted_by == "tokenizer"
+        assert prepared.prompt_tokens == _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+        answer = backend.generate(prepared)
+        assert answer.prompt_tokens == prepared.prompt_tokens and answer.notes == ()
+        (axis,) = answer.axes
+        assert axis is not None and axis.engine == "vllm"
+        assert axis.positions == (0, 4, 8, 12, 16, 20, 25, 29)
+        # where vLLM's own code starts the text after the video, for what the server processed
+        view = viewer.view(_render(client, dict(prepared.body, stream=False)), folder)
+        item = _video_item(view)
+        positions = np.array(view["positions"])
+        start, length = item["offset"], item["length"]
+        assert axis.text_after == positions[0, start + length] - positions[0, start]
+        # "10 seconds" is position 20: vLLM's patch 5, between the reference's patches 4 and 5
+        assert axis.source_seconds(10.0) == pytest.approx(plan.patch_times_s[5])
+        assert plan.time_axis().source_seconds(10.0) < plan.patch_times_s[5] - 0.1
+
+    def test_the_servers_tokenizer_counts_when_the_files_are_not_here(
+        self, server: VllmServer, folder: Path, clip_landscape: str, still_image: str
+    ) -> None:
+        backend = ServerBackend(server.url, api_key=API_KEY)
+        backend.spec = dataclasses.replace(backend.spec, local_path=None)
+        video = _plan(clip_landscape, folder)
+        info = probe(still_image)
+        image = plan_image(info.width, info.height, SamplingOptions(), backend.family)
+        media = ((clip_landscape, video), (still_image, image))
+        tokens, counted_by = backend.count_tokens(Prompt(media=media, text=QUESTION, system="Hi."))
+        assert counted_by == "server"
+        assert tokens == _vlcli_prompt_tokens(folder, list(media), system="Hi.")
+
+    def test_a_server_that_resized_the_frames_leaves_the_times_unmapped(
+        self, server: VllmServer, folder: Path, clip_landscape: str
+    ) -> None:
+        backend = ServerBackend(server.url, api_key=API_KEY)
+        plan = _plan(clip_landscape, folder)
+        prepared = backend.prepare(Prompt(media=((clip_landscape, plan),), text=QUESTION))
+        pixels = plan.resized_height * plan.resized_width
+        pin = {"shortest_edge": 3136, "longest_edge": pixels // 4}  # as a server's own limits
+        prepared.body["mm_processor_kwargs"]["videos_kwargs"]["size"] = pin
+        answer = backend.generate(prepared)
+        assert answer.prompt_tokens < prepared.prompt_tokens
+        assert answer.axes == (None,) and "left as the model stated them" in answer.notes[0]
+        times = map_answer_times("It jumps at 2.5 seconds.", [plan], answer.axes)
+        assert [t.mapped for t in times] == [False]
+
+    def test_vlcli_ask_with_server(
+        self, server: VllmServer, clip_landscape: str, tmp_path: Path
+    ) -> None:
+        """The command itself: `vlcli ask CLIP QUESTION --server URL --json`, key from the env."""
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        args = [sys.executable, "-m", "vlcli", "ask", clip_landscape, QUESTION]
+        done = subprocess.run(
+            [*args, "--server", server.url, "--json", "--max-new-tokens", "3"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        assert record["generated_tokens"] == 3 and record["prompt_tokens"] > record["visual_tokens"]
+        assert record["time_axes"][0]["engine"] == "vllm"
+        env.pop("VLCLI_API_KEY")
+        refused = subprocess.run(
+            [*args, "--server", server.url], capture_output=True, text=True, env=env
+        )
+        assert refused.returncode == 4 and "VLCLI_API_KEY" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
     def test_a_streamed_answer_is_the_plain_answer(
         self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str

@@ -486,7 +486,46 @@ def ask(
     total_pixels: TotalPixels = None,
     start: Start = None,
     end: End = None,
-    model: Model = DEFAULT_MODEL,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="MODEL",
+            help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL}); with --server, "
+            "the served model's name (default: the one the server lists).",
+            show_default=False,
+        ),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Answer with a running vLLM server (OpenAI-compatible, started with "
+            "--trust-request-mm-kwargs), e.g. http://127.0.0.1:8000.",
+            rich_help_panel="Server",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            envvar="VLCLI_API_KEY",
+            help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    frame_format: Annotated[
+        str,
+        typer.Option(
+            "--frame-format",
+            metavar="FORMAT",
+            help="How frames travel to the server: png (lossless) or jpeg (smaller, lossy).",
+            rich_help_panel="Server",
+        ),
+    ] = "png",
     device: Annotated[
         str,
         typer.Option(
@@ -578,11 +617,23 @@ def ask(
         if groups_expected > 1 and Path(target).is_file():
             raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
 
-    # The model first: a missing model fails in a second, and the plans use its own files.
-    from .locate import locate_spec
+    # The model first: a missing model (or server) fails in a second, and the plans use its
+    # own files.
+    from .backends import Backend
 
-    located = locate_spec(model, render.warning)
-    spec = located[1]
+    backend: Backend | None = None
+    if server is not None:
+        from .backends.vllm_server import ServerBackend
+
+        backend = ServerBackend(
+            server, model=model, api_key=api_key, frame_format=frame_format, warn=render.warning
+        )
+        spec = backend.spec
+    else:
+        from .locate import locate_spec
+
+        located = locate_spec(model or DEFAULT_MODEL, render.warning)
+        spec = located[1]
     check_options(options, spec.family)
 
     errors: list[VlcliError] = []
@@ -599,17 +650,18 @@ def ask(
     if not planned:
         raise typer.Exit(_failure_status(errors))
 
-    from .backends.transformers import TransformersBackend
+    if backend is None:
+        from .backends.transformers import TransformersBackend
 
-    backend = TransformersBackend(
-        model,
-        device=device,
-        dtype=dtype,
-        attn=attn,
-        warn=render.warning,
-        located=located,
-        force=force,
-    )
+        backend = TransformersBackend(
+            model or DEFAULT_MODEL,
+            device=device,
+            dtype=dtype,
+            attn=attn,
+            warn=render.warning,
+            located=located,
+            force=force,
+        )
     groups = (
         [[(i.path, i.plan) for i in planned]] if together else [[(i.path, i.plan)] for i in planned]
     )

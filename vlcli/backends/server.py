@@ -32,7 +32,6 @@ import base64
 import io
 import json
 import os
-import struct
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 
 from ..errors import ExitStatus, VlcliError
 from ..plan import ImagePlan, VideoPlan
+from ..timeaxis import vllm_positions
 
 API_KEY_ENV = "VLCLI_API_KEY"  # where `--api-key` is read from, so that it stays out of `ps`
 TRUST_FLAG = "--trust-request-mm-kwargs"
@@ -437,10 +437,6 @@ def _json_body(data: bytes, url: str) -> Any:
 # ---------------------------------------------------------------- positions
 
 
-def _f32(x: float) -> float:
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
 def vllm_temporal_positions(
     groups: int, second_per_grid_t: float, tokens_per_second: float
 ) -> list[int]:
@@ -456,5 +452,4 @@ def vllm_temporal_positions(
     The text after the video starts, in both, one past the largest position of the video over
     all three axes.
     """
-    factor = _f32(second_per_grid_t) * tokens_per_second
-    return [int(g * factor) for g in range(groups)]
+    return vllm_positions(groups, second_per_grid_t, tokens_per_second)
