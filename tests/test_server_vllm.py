@@ -285,7 +285,8 @@ class TestQwen25:
         assert axis is not None and axis.engine == "vllm"
         assert axis.positions == (0, 4, 8, 12, 16, 20, 25, 29)
         # where vLLM's own code starts the text after the video, for what the server processed
-        view = viewer.view(_render(client, dict(prepared.body, stream=False)), folder)
+        plain = {k: v for k, v in prepared.body.items() if k not in ("stream", "stream_options")}
+        view = viewer.view(_render(client, plain), folder)
         item = _video_item(view)
         positions = np.array(view["positions"])
         start, length = item["offset"], item["length"]
