@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -407,3 +409,121 @@ class TestQwen3:
         expected = _vlcli_prompt_tokens(folder, [(clip_420, plan)])
         assert len(view["token_ids"]) == expected
         assert client.chat(body).prompt_tokens == expected
+
+
+# ---------------------------------------------------------------- --engine vllm
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds ``text`` (zombies, which have exited, left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def engine_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder of its own, so that its path finds exactly the server started on it."""
+    path = tmp_path_factory.mktemp("vllm_engine") / "tiny-Qwen2.5-VL-engine"
+    return save_tiny_model("qwen2_5_vl", path, head_dim=32)
+
+
+def _engine_command(clip: str, folder: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vlcli",
+        "ask",
+        clip,
+        QUESTION,
+        "--engine",
+        "vllm",
+        "--model",
+        str(folder),
+        "--json",
+        "--max-new-tokens",
+        "3",
+        "--vllm-arg=--enforce-eager",
+        "--vllm-arg=--dtype=float32",
+    ]
+
+
+class TestEngineVllm:
+    def test_engine_vllm_answers_then_stops_its_server(
+        self, vllm_py: str, engine_folder: Path, clip_landscape: str
+    ) -> None:
+        env = dict(os.environ, VLCLI_VLLM_PYTHON=vllm_py)
+        done = subprocess.run(
+            _engine_command(clip_landscape, engine_folder), capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        record = json.loads(done.stdout)
+        assert record["generated_tokens"] == 3 and record["time_axes"][0]["engine"] == "vllm"
+        assert _processes_mentioning(str(engine_folder)) == []
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+    def test_an_interrupted_engine_vllm_leaves_no_process(
+        self, vllm_py: str, engine_folder: Path, clip_landscape: str, sig: signal.Signals
+    ) -> None:
+        """Interrupted while the server starts, once its engine process is up."""
+        env = dict(os.environ, VLCLI_VLLM_PYTHON=vllm_py)
+        vlcli = subprocess.Popen(
+            _engine_command(clip_landscape, engine_folder),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            group: list[int] = []
+            while time.monotonic() < deadline and vlcli.poll() is None:
+                servers = [p for p in _processes_mentioning(str(engine_folder)) if p != vlcli.pid]
+                group = [p for p in _processes_in_group(servers[0])] if servers else []
+                if len(group) >= 2:  # the API server and the engine core it started
+                    break
+                time.sleep(0.5)
+            assert len(group) >= 2, "the vLLM server never started its engine process"
+            vlcli.send_signal(sig)
+            _, stderr = vlcli.communicate(timeout=120)
+        finally:
+            if vlcli.poll() is None:
+                vlcli.kill()
+                vlcli.wait()
+        assert vlcli.returncode == 130 and "interrupted" in stderr
+        assert _processes_mentioning(str(engine_folder)) == []
+        assert not any(_alive(p) for p in group)
+
+
+def _processes_in_group(pid: int) -> list[int]:
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -517,6 +517,38 @@ def ask(
             show_default=False,
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="transformers (in this process) or vllm (a local vLLM server vlcli starts and "
+            "stops; see --vllm-python).",
+            rich_help_panel="Server",
+        ),
+    ] = "transformers",
+    vllm_python: Annotated[
+        str | None,
+        typer.Option(
+            "--vllm-python",
+            metavar="PATH",
+            help="The Python that runs vLLM for --engine vllm (default: $VLCLI_VLLM_PYTHON, "
+            "else the environment `make vllm-env` builds).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    vllm_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vllm-arg",
+            metavar="ARG",
+            help="A flag passed to the vLLM server of --engine vllm, e.g. "
+            "--vllm-arg=--tensor-parallel-size=2 (repeatable).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
     frame_format: Annotated[
         str,
         typer.Option(
@@ -621,6 +653,10 @@ def ask(
     # own files.
     from .backends import Backend
 
+    if engine not in ("transformers", "vllm"):
+        raise UsageError("--engine must be transformers or vllm")
+    if server is not None and engine == "vllm":
+        raise UsageError("--server and --engine vllm exclude each other: give one")
     backend: Backend | None = None
     if server is not None:
         from .backends.vllm_server import ServerBackend
@@ -650,6 +686,17 @@ def ask(
     if not planned:
         raise typer.Exit(_failure_status(errors))
 
+    if backend is None and engine == "vllm":
+        from .backends.vllm_server import ServerBackend
+
+        backend = ServerBackend.start_local(
+            located[0],
+            python=vllm_python,
+            extra_args=tuple(vllm_args or ()),
+            frame_format=frame_format,
+            warn=render.warning,
+            progress=render.status,
+        )
     if backend is None:
         from .backends.transformers import TransformersBackend
 
@@ -667,7 +714,10 @@ def ask(
     )
     folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
     view = render.AskOutput(json_out, subtitles, folder_form)
-    worst = answer_all(backend, groups, settings, options, view)
+    try:
+        worst = answer_all(backend, groups, settings, options, view)
+    finally:
+        backend.close()  # a server vlcli started stops here, also on Ctrl-C
     if worst is not None or errors:
         raise typer.Exit(int(max(worst or 0, _failure_status(errors) if errors else 0)))
 

@@ -96,9 +96,11 @@ class ServerBackend:
         frame_format: str = "png",
         warn: Callable[[str], None] = _stderr,
         timeout_s: float = 600.0,
+        owned: Any = None,
     ):
         if frame_format not in FRAME_FORMATS:
             raise UsageError(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
+        self.owned = owned  # a LocalVllmServer this backend started and stops on close()
         self.client = ServerClient(url, api_key=api_key, timeout_s=timeout_s)
         self.warn = warn
         self.frame_format = frame_format
@@ -116,10 +118,38 @@ class ServerBackend:
         self.spec = model_spec_for(self.served, str(root) if root else None)
         self.family = self.spec.family
 
+    @classmethod
+    def start_local(
+        cls,
+        model_folder: str,
+        *,
+        python: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        frame_format: str = "png",
+        warn: Callable[[str], None] = _stderr,
+        progress: Callable[[str], None] | None = None,
+    ) -> ServerBackend:
+        """``--engine vllm``: start a local vLLM server on ``model_folder`` and use it; the
+        server is stopped on :meth:`close`, and on any failure before that."""
+        from .vllm_process import LocalVllmServer, find_vllm_python
+
+        server = LocalVllmServer(
+            find_vllm_python(python), model_folder, extra_args=extra_args, progress=progress
+        )
+        server.start()
+        try:
+            backend = cls(server.url, frame_format=frame_format, warn=warn, owned=server)
+        except BaseException:
+            server.stop()
+            raise
+        backend.name = "vllm"
+        return backend
+
     # ------------------------------------------------------------ the Backend protocol
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.name, "server": self.client.url, "model": self.served}
+        server = "local" if self.owned is not None else self.client.url
+        return {"backend": self.name, "server": server, "model": self.served}
 
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
         """Refuse a prompt longer than the server's context (its ``max_model_len``)."""
@@ -226,7 +256,9 @@ class ServerBackend:
         )
 
     def close(self) -> None:
-        pass
+        """Stop the server when this backend started it (``--engine vllm``)."""
+        if self.owned is not None:
+            self.owned.stop()
 
     # ------------------------------------------------------------ the rest
 
