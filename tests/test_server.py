@@ -385,3 +385,87 @@ def test_the_vllm_environment_script_fails_in_one_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vllm-env: cannot build")
     assert "VLCLI_VLLM_BASE_PYTHON" in lines[0]
+
+
+# ---------------------------------------------------------------- --concurrency
+
+
+class _SlowBackend:
+    """A stand-in engine (the real one is tested against vLLM): answers ``<path> answered``
+    after a delay that makes later inputs finish first; records how many run at once."""
+
+    name = "fake"
+
+    def __init__(self, spec: Any, delays: dict[str, float], fail: str | None = None):
+        self.spec, self.delays, self.fail = spec, delays, fail
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def check_fit(self, *args: Any) -> None:
+        pass
+
+    def prepare(self, prompt: Any, on_frames: Any = None) -> Any:
+        return prompt
+
+    def generate(self, prompt: Any, on_text: Any = None) -> Any:
+        import time
+
+        from vlcli.backends import Answer
+        from vlcli.errors import InputError
+
+        path = prompt.media[0][0]
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(self.delays[path])
+            if path == self.fail:
+                raise InputError("the decoder failed", path)
+            return Answer(f"{path} answered", 10, 2, 4)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+class _View:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def start(self, n: int, total: int, paths: list[str]) -> Any:
+        self.events.append(("start", paths[0]))
+        return lambda text: self.events.append(("text", text))
+
+    def decoding(self, done: int, total: int) -> None:
+        pass
+
+    def result(self, result: Any) -> None:
+        self.events.append(("result", result.answer))
+
+    def failure(self, paths: list[str], exc: Any) -> None:
+        self.events.append(("failure", paths[0]))
+
+    def warn(self, message: str) -> None:
+        self.events.append(("warn", message))
+
+
+def test_concurrent_answers_are_shown_in_input_order_with_failures_in_place() -> None:
+    from vlcli.ask import AskSettings, answer_all
+    from vlcli.families import ModelSpec
+
+    spec = ModelSpec("fake", QWEN2_5_VL, None, "test")
+    image = plan_image(200, 120, SamplingOptions(), QWEN2_5_VL)
+    paths = [f"in{i}.png" for i in range(6)]
+    backend = _SlowBackend(spec, {p: 0.3 - 0.05 * i for i, p in enumerate(paths)}, fail="in2.png")
+    view = _View()
+    groups = [[(p, image)] for p in paths]
+    worst = answer_all(backend, groups, AskSettings("Q?"), SamplingOptions(), view, concurrency=3)
+    assert worst == ExitStatus.INPUT
+    expected: list[tuple[str, Any]] = []
+    for p in paths:
+        expected.append(("start", p))
+        if p == "in2.png":
+            expected.append(("failure", p))
+        else:
+            expected += [("text", f"{p} answered"), ("result", f"{p} answered")]
+    assert view.events == expected
+    assert backend.most == 3

@@ -348,6 +348,30 @@ class TestQwen25:
         assert refused.returncode == 4 and "VLCLI_API_KEY" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
 
+    def test_concurrent_answers_come_out_in_input_order_and_equal_serial_ones(
+        self, server: VllmServer, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "clips"
+        for i, (size, seconds) in enumerate([((160, 96), 2), ((320, 180), 3), ((96, 160), 1.5)]):
+            make_clip(folder / f"c{i}.mp4", size=size, fps=10 + 5 * i, seconds=seconds)
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        command = [sys.executable, "-m", "vlcli", "ask", str(folder), QUESTION, "--json"]
+        command += ["--server", server.url, "--max-new-tokens", "4"]
+        runs = [
+            subprocess.run([*command, "--concurrency", n], capture_output=True, text=True, env=env)
+            for n in ("1", "3")
+        ]
+        records = []
+        for done in runs:
+            assert done.returncode == 0, done.stderr
+            records.append([json.loads(line) for line in done.stdout.splitlines()])
+        serial, concurrent = records
+        assert [r["path"] for r in concurrent] == [str(folder / f"c{i}.mp4") for i in range(3)]
+        assert [(r["answer"], r["prompt_tokens"]) for r in concurrent] == [
+            (r["answer"], r["prompt_tokens"]) for r in serial
+        ]
+        assert all(r["time_axes"][0]["engine"] == "vllm" for r in concurrent)
+
     def test_a_streamed_answer_is_the_plain_answer(
         self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
     ) -> None:

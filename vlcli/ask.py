@@ -280,12 +280,17 @@ def answer_all(
     settings: AskSettings,
     options: SamplingOptions,
     view: AskView,
+    concurrency: int = 1,
 ) -> ExitStatus | None:
     """Answer each group of ``(path, plan)`` (one input each, or all together) with one model.
 
     An input that does not fit in memory or cannot be decoded is reported and the others still
-    run; the worst such status is returned (None when every group was answered).
+    run; the worst such status is returned (None when every group was answered). With
+    ``concurrency`` above 1 (a server backend), that many prompts are prepared and answered at
+    once (:func:`answer_concurrently`).
     """
+    if concurrency > 1 and len(groups) > 1:
+        return answer_concurrently(backend, groups, settings, options, view, concurrency)
     worst: ExitStatus | None = None
     names = output_names([group[0][0] for group in groups])
     for n, group in enumerate(groups, 1):
@@ -313,4 +318,76 @@ def answer_all(
             view.failure(paths, exc)
             continue
         view.result(result)
+    return worst
+
+
+def answer_concurrently(
+    backend: Backend,
+    groups: list[list[tuple[str, Any]]],
+    settings: AskSettings,
+    options: SamplingOptions,
+    view: AskView,
+    concurrency: int,
+) -> ExitStatus | None:
+    """:func:`answer_all` with ``concurrency`` prompts in flight (the server batches them).
+
+    Each worker thread decodes, encodes and sends one prompt, so the next inputs are decoded
+    while the server answers earlier ones. Results are shown in input order, each answer whole
+    (not streamed); at most ``2 * concurrency`` prompts are taken ahead of the one shown, so
+    memory stays bounded: only the ``concurrency`` running prompts hold their frames.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    names = output_names([group[0][0] for group in groups])
+
+    def work(n: int, group: list[tuple[str, Any]]) -> tuple[Any, VlcliError | None, list[str]]:
+        notes: list[str] = []
+        paths = [p for p, _ in group]
+        try:
+            result = ask_one(
+                backend,
+                paths,
+                [plan for _, plan in group],
+                settings,
+                options,
+                warn=notes.append,
+                name=names[n - 1],
+            )
+        except VlcliError as exc:
+            if exc.status not in (ExitStatus.INPUT, ExitStatus.MEMORY):
+                raise
+            return None, exc, notes
+        return result, None, notes
+
+    worst: ExitStatus | None = None
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vlcli-ask")
+    pending: deque[tuple[int, list[tuple[str, Any]], Future[Any]]] = deque()
+    upcoming = iter(enumerate(groups, 1))
+
+    def take_next() -> None:
+        item = next(upcoming, None)
+        if item is not None:
+            pending.append((item[0], item[1], pool.submit(work, *item)))
+
+    try:
+        for _ in range(2 * concurrency):
+            take_next()
+        while pending:
+            n, group, future = pending.popleft()
+            paths = [p for p, _ in group]
+            stream = view.start(n, len(groups), paths)
+            result, exc, notes = future.result()
+            take_next()
+            for note in notes:
+                view.warn(note)
+            if exc is not None:
+                worst = max(worst or exc.status, exc.status)
+                view.failure(paths, exc)
+                continue
+            if stream is not None:
+                stream(result.answer)
+            view.result(result)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return worst

@@ -549,6 +549,17 @@ def ask(
             show_default=False,
         ),
     ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            metavar="N",
+            min=1,
+            help="Prompts in flight at once with --server or --engine vllm (the server batches "
+            "them); answers still come out in input order.",
+            rich_help_panel="Server",
+        ),
+    ] = 1,
     frame_format: Annotated[
         str,
         typer.Option(
@@ -657,6 +668,11 @@ def ask(
         raise UsageError("--engine must be transformers or vllm")
     if server is not None and engine == "vllm":
         raise UsageError("--server and --engine vllm exclude each other: give one")
+    if concurrency > 1 and server is None and engine != "vllm":
+        raise UsageError(
+            "--concurrency needs --server or --engine vllm (one model in-process "
+            "answers one prompt at a time)"
+        )
     backend: Backend | None = None
     if server is not None:
         from .backends.vllm_server import ServerBackend
@@ -715,7 +731,7 @@ def ask(
     folder_form = {fmt: groups_expected > 1 or Path(t).is_dir() for fmt, t in subtitles}
     view = render.AskOutput(json_out, subtitles, folder_form)
     try:
-        worst = answer_all(backend, groups, settings, options, view)
+        worst = answer_all(backend, groups, settings, options, view, concurrency)
     finally:
         backend.close()  # a server vlcli started stops here, also on Ctrl-C
     if worst is not None or errors:
