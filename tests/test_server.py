@@ -469,3 +469,28 @@ def test_concurrent_answers_are_shown_in_input_order_with_failures_in_place() ->
             expected += [("text", f"{p} answered"), ("result", f"{p} answered")]
     assert view.events == expected
     assert backend.most == 3
+
+
+# ---------------------------------------------------------------- budget --engine
+
+
+def test_budget_shows_the_positions_of_the_engine_ask_will_use(
+    media_dir: Path, tmp_path: Path
+) -> None:
+    from helpers_media import make_clip
+    from typer.testing import CliRunner
+
+    from vlcli.cli import app
+
+    clip = make_clip(media_dir / "clip_420_budget.mp4", size=(160, 96), fps=25, seconds=16.8)
+    args = ["budget", clip, "--nframes", "16", "--json"]
+    records = {}
+    for engine in ("transformers", "vllm"):
+        result = CliRunner().invoke(app, [*args, "--engine", engine])
+        assert result.exit_code == 0, result.output
+        records[engine] = json.loads(result.stdout)
+    assert records["transformers"]["temporal_positions"] == [0, 4, 8, 12, 16, 21, 25, 29]
+    assert records["vllm"]["temporal_positions"] == [0, 4, 8, 12, 16, 20, 25, 29]
+    assert records["vllm"]["positions_engine"] == "vllm"
+    bad = CliRunner().invoke(app, [*args, "--engine", "tgi"])
+    assert bad.exit_code == 2

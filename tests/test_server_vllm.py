@@ -372,6 +372,24 @@ class TestQwen25:
         ]
         assert all(r["time_axes"][0]["engine"] == "vllm" for r in concurrent)
 
+    def test_budget_with_server_plans_for_the_served_model(
+        self, server: VllmServer, folder: Path, clip_420: str
+    ) -> None:
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        done = subprocess.run(
+            [sys.executable, "-m", "vlcli", "budget", clip_420, "--nframes", "16", "--json"]
+            + ["--server", server.url, "--question", QUESTION],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        assert record["model"] == str(folder) and record["prompt_tokens_exact"] is True
+        assert record["temporal_positions"] == [0, 4, 8, 12, 16, 20, 25, 29]
+        plan = _plan(clip_420, folder, nframes=16)
+        assert record["prompt_tokens"] == _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+
     def test_a_streamed_answer_is_the_plain_answer(
         self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
     ) -> None:

@@ -343,6 +343,37 @@ def budget(
     together: Together = False,
     json_out: Json = False,
     null: Null = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Plan for the model a running vLLM server serves, with vLLM's positions (as "
+            "`ask --server`).",
+            rich_help_panel="Server",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            envvar="VLCLI_API_KEY",
+            help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="transformers or vllm: whose arithmetic the temporal positions follow (as `ask "
+            "--engine`).",
+            rich_help_panel="Server",
+        ),
+    ] = "transformers",
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs
@@ -361,7 +392,18 @@ def budget(
     prompt = build_prompt(task, question) if question.strip() or task == "caption" else ""
     if task == "ground" and not question.strip():
         prompt = GROUND_TEMPLATE.format(query="")
-    spec = resolve_model(model)
+    if engine not in ("transformers", "vllm"):
+        raise UsageError("--engine must be transformers or vllm")
+    if server is not None:
+        from .backends.vllm_server import ServerBackend
+
+        served = ServerBackend(
+            server, model=None if model == DEFAULT_MODEL else model, api_key=api_key
+        )
+        spec, model, engine = served.spec, served.served, "vllm"
+    else:
+        spec = resolve_model(model)
+    positions = "vllm" if engine == "vllm" else "reference"
     check_options(options, spec.family)
 
     def count(items: list[tuple[str, Any]]) -> tuple[int, bool]:
@@ -383,9 +425,11 @@ def budget(
         tokens, exact = count([(item.path, item.plan)])
         mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
         if json_out:
-            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model, exact))
+            render.json_line(
+                render.budget_dict(item.path, item.plan, tokens, mem, model, exact, positions)
+            )
         else:
-            render.budget_view(item.path, item.plan, tokens, mem, model, exact)
+            render.budget_view(item.path, item.plan, tokens, mem, model, exact, positions)
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
         tokens, exact = count([(i.path, i.plan) for i in done])
@@ -393,9 +437,11 @@ def budget(
         for i in done:
             assert i.plan is not None
             if json_out:
-                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model, exact))
+                render.json_line(
+                    render.budget_dict(i.path, i.plan, tokens, mem, model, exact, positions)
+                )
             else:
-                render.budget_view(i.path, i.plan, tokens, mem, model, exact)
+                render.budget_view(i.path, i.plan, tokens, mem, model, exact, positions)
         if not json_out:
             render.out.print(
                 f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"

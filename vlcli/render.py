@@ -247,8 +247,12 @@ def budget_dict(
     mem: MemoryEstimate | None,
     model: str,
     exact: bool = False,
+    engine: str = "reference",
 ) -> dict[str, Any]:
     d: dict[str, Any] = {"path": path, **plan.to_dict()}
+    if isinstance(plan, VideoPlan):  # the positions as the chosen engine computes them
+        d["temporal_positions"] = list(plan.time_axis(engine).positions)
+        d["positions_engine"] = engine
     d["prompt_tokens"] = prompt_tokens
     d["prompt_tokens_exact"] = exact
     d["model"] = model
