@@ -115,7 +115,8 @@ class ServerBackend:
         entry = entries[self.served]
         self.max_model_len = entry.get("max_model_len")
         root = entry.get("root")
-        self.spec = model_spec_for(self.served, str(root) if root else None)
+        spec = model_spec_for(self.served, str(root) if root else None)
+        self.spec = dataclasses.replace(spec, model=self.served)  # records name the served model
         self.family = self.spec.family
 
     @classmethod
