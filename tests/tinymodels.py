@@ -13,6 +13,11 @@ video item as ``<|vision_start|><|video_pad|><|vision_end|>`` and an image item 
 ``save_tiny_model(family, folder)`` writes config.json, model.safetensors, generation_config.json,
 the tokenizer files, preprocessor_config.json, video_preprocessor_config.json and the chat
 template, as ``save_pretrained`` does for a real checkpoint. It takes about a second.
+
+``head_dim`` (default 16) changes only the language model's attention head size: vLLM's CPU
+attention kernels take head sizes that are multiples of 32 (16 stops its engine at start-up), so
+the vLLM tests build their models with ``head_dim=32``. Qwen2-VL and Qwen2.5-VL derive the head
+size from the hidden size, so fewer heads are used there; Qwen3-VL states it.
 """
 
 from __future__ import annotations
@@ -164,16 +169,29 @@ def _token_ids(tok: Any) -> dict[str, int]:
     }
 
 
-def build_config(family: str, tok: Any) -> Any:
+def mrope_section(head_dim: int) -> list[int]:
+    """Temporal, height and width rotary sections adding up to ``head_dim // 2``, in the released
+    checkpoints' 16:24:24 proportion ([2, 3, 3] for 16, [4, 6, 6] for 32, [16, 24, 24] for 128)."""
+    half = head_dim // 2
+    t = half // 4
+    return [t, (half - t) // 2, half - t - (half - t) // 2]
+
+
+def build_config(family: str, tok: Any, head_dim: int = HEAD_DIM) -> Any:
     ids = _token_ids(tok)
     vocab = ((len(tok) + 63) // 64) * 64
+    heads, kv_heads = TEXT_HEADS, TEXT_KV_HEADS
+    if family != "qwen3_vl" and head_dim != HEAD_DIM:  # head size = hidden size / heads
+        heads = TEXT_HIDDEN // head_dim
+        kv_heads = max(1, heads // 2)
+    sections = MROPE_SECTION if head_dim == HEAD_DIM else mrope_section(head_dim)
     text = dict(
         vocab_size=vocab,
         hidden_size=TEXT_HIDDEN,
         intermediate_size=2 * TEXT_HIDDEN,
         num_hidden_layers=TEXT_LAYERS,
-        num_attention_heads=TEXT_HEADS,
-        num_key_value_heads=TEXT_KV_HEADS,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=32768,
         bos_token_id=ids["bos_token_id"],
         eos_token_id=ids["eos_token_id"],
@@ -197,7 +215,7 @@ def build_config(family: str, tok: Any) -> Any:
                 rope_parameters={
                     "rope_type": "default",
                     "rope_theta": 1000000.0,
-                    "mrope_section": MROPE_SECTION,
+                    "mrope_section": sections,
                 },
             ),
             vision_config=dict(
@@ -225,7 +243,7 @@ def build_config(family: str, tok: Any) -> Any:
                 rope_parameters={
                     "rope_type": "default",
                     "rope_theta": 1000000.0,
-                    "mrope_section": MROPE_SECTION,
+                    "mrope_section": sections,
                 },
             ),
             vision_config=dict(
@@ -247,11 +265,11 @@ def build_config(family: str, tok: Any) -> Any:
         return Qwen3VLConfig(
             text_config=dict(
                 text,
-                head_dim=HEAD_DIM,
+                head_dim=head_dim,
                 rope_parameters={
                     "rope_type": "default",
                     "rope_theta": 5000000.0,
-                    "mrope_section": MROPE_SECTION,
+                    "mrope_section": sections,
                     "mrope_interleaved": True,
                 },
             ),
@@ -330,15 +348,17 @@ def model_class(family: str) -> Any:
     }[family]
 
 
-def save_tiny_model(family: str, folder: str | Path) -> Path:
-    """Build the tiny ``family`` model and its processor and save both into ``folder``."""
+def save_tiny_model(family: str, folder: str | Path, *, head_dim: int = HEAD_DIM) -> Path:
+    """Build the tiny ``family`` model and its processor and save both into ``folder``.
+
+    ``head_dim`` is the language model's attention head size (see the module's docstring)."""
     import torch
     from transformers import GenerationConfig
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
-    config = build_config(family, tok)
+    config = build_config(family, tok, head_dim=head_dim)
     torch.manual_seed(SEED)
     model = model_class(family)(config).eval()
     ids = _token_ids(tok)

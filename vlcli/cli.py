@@ -373,6 +373,37 @@ def budget(
     overlap: Overlap = None,
     json_out: Json = False,
     null: Null = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Plan for the model a running vLLM server serves, with vLLM's positions (as "
+            "`ask --server`).",
+            rich_help_panel="Server",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            envvar="VLCLI_API_KEY",
+            help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="transformers or vllm: whose arithmetic the temporal positions follow (as `ask "
+            "--engine`).",
+            rich_help_panel="Server",
+        ),
+    ] = "transformers",
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .core import plan_inputs, window_budget
@@ -395,7 +426,18 @@ def budget(
     prompt = build_prompt(task, question) if question.strip() or task == "caption" else ""
     if task == "ground" and not question.strip():
         prompt = GROUND_TEMPLATE.format(query="")
-    spec = resolve_model(model)
+    if engine not in ("transformers", "vllm"):
+        raise UsageError("--engine must be transformers or vllm")
+    if server is not None:
+        from .backends.vllm_server import ServerBackend
+
+        served = ServerBackend(
+            server, model=None if model == DEFAULT_MODEL else model, api_key=api_key
+        )
+        spec, model, engine = served.spec, served.served, "vllm"
+    else:
+        spec = resolve_model(model)
+    positions = "vllm" if engine == "vllm" else "reference"
     check_options(options, spec.family)
 
     def count(items: list[tuple[str, Any]]) -> tuple[int, bool]:
@@ -422,9 +464,11 @@ def budget(
         tokens, exact = count([(item.path, item.plan)])
         mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
         if json_out:
-            render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model, exact))
+            render.json_line(
+                render.budget_dict(item.path, item.plan, tokens, mem, model, exact, positions)
+            )
         else:
-            render.budget_view(item.path, item.plan, tokens, mem, model, exact)
+            render.budget_view(item.path, item.plan, tokens, mem, model, exact, positions)
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
         tokens, exact = count([(i.path, i.plan) for i in done])
@@ -432,9 +476,11 @@ def budget(
         for i in done:
             assert i.plan is not None
             if json_out:
-                render.json_line(render.budget_dict(i.path, i.plan, tokens, mem, model, exact))
+                render.json_line(
+                    render.budget_dict(i.path, i.plan, tokens, mem, model, exact, positions)
+                )
             else:
-                render.budget_view(i.path, i.plan, tokens, mem, model, exact)
+                render.budget_view(i.path, i.plan, tokens, mem, model, exact, positions)
         if not json_out:
             render.out.print(
                 f"[bold]together:[/] {len(plans)} inputs in one prompt, {tokens} prompt tokens"
@@ -538,7 +584,89 @@ def ask(
     total_pixels: TotalPixels = None,
     start: Start = None,
     end: End = None,
-    model: Model = DEFAULT_MODEL,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="MODEL",
+            help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL}); with --server, "
+            "the served model's name (default: the one the server lists).",
+            show_default=False,
+        ),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Answer with a running vLLM server (OpenAI-compatible, started with "
+            "--trust-request-mm-kwargs), e.g. http://127.0.0.1:8000.",
+            rich_help_panel="Server",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            envvar="VLCLI_API_KEY",
+            help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="transformers (in this process) or vllm (a local vLLM server vlcli starts and "
+            "stops; see --vllm-python).",
+            rich_help_panel="Server",
+        ),
+    ] = "transformers",
+    vllm_python: Annotated[
+        str | None,
+        typer.Option(
+            "--vllm-python",
+            metavar="PATH",
+            help="The Python that runs vLLM for --engine vllm (default: $VLCLI_VLLM_PYTHON, "
+            "else the environment `make vllm-env` builds).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    vllm_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vllm-arg",
+            metavar="ARG",
+            help="A flag passed to the vLLM server of --engine vllm, e.g. "
+            "--vllm-arg=--tensor-parallel-size=2 (repeatable).",
+            rich_help_panel="Server",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            metavar="N",
+            min=1,
+            help="Prompts in flight at once with --server or --engine vllm (the server batches "
+            "them); answers still come out in input order.",
+            rich_help_panel="Server",
+        ),
+    ] = 1,
+    frame_format: Annotated[
+        str,
+        typer.Option(
+            "--frame-format",
+            metavar="FORMAT",
+            help="How frames travel to the server: png (lossless) or jpeg (smaller, lossy).",
+            rich_help_panel="Server",
+        ),
+    ] = "png",
     device: Annotated[
         str,
         typer.Option(
@@ -678,25 +806,69 @@ def ask(
         paths, stems[:1] if together else stems, targets, output, evidence, run.resume
     )
 
-    from .locate import locate_spec
+    # The engine and the model next (a missing model or server fails in a second, before torch
+    # is imported and before any input is probed); the plans use the model's own files.
+    from .backends import Backend
 
-    located = locate_spec(model, render.warning)  # a missing model fails in a second
-    check_options(options, located[1].family)
-    from .backends.transformers import TransformersBackend  # torch: device, dtype, attention
-    backend = TransformersBackend(
-        model,
-        device=device,
-        dtype=dtype,
-        attn=attn,
-        warn=render.warning,
-        located=located,
-        force=force,
-        load=False,  # loaded once the run knows there is work, while the first input decodes
-    )
+    if engine not in ("transformers", "vllm"):
+        raise UsageError("--engine must be transformers or vllm")
+    if server is not None and engine == "vllm":
+        raise UsageError("--server and --engine vllm exclude each other: give one")
+    if concurrency > 1 and server is None and engine != "vllm":
+        raise UsageError(
+            "--concurrency needs --server or --engine vllm (one model in-process "
+            "answers one prompt at a time)"
+        )
+    backend: Backend
+    if server is not None:
+        from .backends.vllm_server import ServerBackend
+
+        backend = ServerBackend(
+            server,
+            model=model,
+            api_key=api_key,
+            frame_format=frame_format,
+            warn=render.warning,
+            concurrency=concurrency,
+        )
+        check_options(options, backend.spec.family)
+    else:
+        from .locate import locate_spec
+
+        located = locate_spec(model or DEFAULT_MODEL, render.warning)
+        check_options(options, located[1].family)
+        if engine == "vllm":
+            from .backends.vllm_server import ServerBackend
+
+            backend = ServerBackend.start_local(
+                located[0],
+                python=vllm_python,
+                extra_args=tuple(vllm_args or ()),
+                frame_format=frame_format,
+                warn=render.warning,
+                progress=render.status,
+                concurrency=concurrency,
+            )
+        else:
+            from .backends.transformers import TransformersBackend  # torch: device, dtype, attn
+
+            backend = TransformersBackend(
+                model or DEFAULT_MODEL,
+                device=device,
+                dtype=dtype,
+                attn=attn,
+                warn=render.warning,
+                located=located,
+                force=force,
+                load=False,  # loaded once the run knows there is work, while the first decodes
+            )
     view = render.AskOutput(json_out, quiet)
-    worst = run_ask(
-        backend, paths, stems, settings, options, run, view, output=output, subtitles=targets
-    )
+    try:
+        worst = run_ask(
+            backend, paths, stems, settings, options, run, view, output=output, subtitles=targets
+        )
+    finally:
+        backend.close()  # a server vlcli started stops here, also on Ctrl-C
     if worst is not None:
         raise typer.Exit(int(worst))
 

