@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .context import context_problem
 from .errors import ExitStatus, MemoryBudgetError, VlcliError
 from .families import ModelSpec
 from .memory import GIB, MemoryEstimate, estimate_memory
@@ -68,6 +69,8 @@ class AskResult:
 
 def _fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
     tokens = sum(p.visual_tokens for p in plans)
+    if not any(isinstance(p, VideoPlan) for p in plans):  # --fps, --total-pixels: videos only
+        return f"{tokens} visual tokens; lower --max-pixels, or pass --force"
     if options.nframes is not None:
         fewer = f"lower --nframes (now {options.nframes})"
     else:
@@ -87,9 +90,14 @@ def check_memory(
     options: SamplingOptions,
     free_bytes: int | None,
     dtype: str,
+    attn: str = "sdpa",
 ) -> MemoryEstimate | None:
-    """Stop before decoding when the prompt cannot fit in the free device memory (weights loaded)."""
-    est = estimate_memory(spec, plans, prompt_tokens, settings.max_new_tokens, dtype)
+    """Stop before decoding when the prompt cannot fit in the model's context, or in the free
+    device memory (weights loaded)."""
+    problem = context_problem(spec, plans, options, prompt_tokens, settings.max_new_tokens)
+    if problem is not None and not settings.force:
+        raise MemoryBudgetError(f"{problem}; or pass --force")
+    est = estimate_memory(spec, plans, prompt_tokens, settings.max_new_tokens, dtype, attn)
     if est is None or free_bytes is None or settings.force:
         return est
     need = est.total_bytes - est.weights_bytes  # the weights are already on the device
@@ -211,7 +219,14 @@ def ask_one(
     prompt = build_prompt(settings.task, settings.question)
     tokens = estimate_prompt_tokens(plans, prompt, settings.system)
     check_memory(
-        runner.spec, plans, tokens, settings, options, runner.free_memory_bytes(), runner.dtype_name
+        runner.spec,
+        plans,
+        tokens,
+        settings,
+        options,
+        runner.free_memory_bytes(),
+        runner.dtype_name,
+        getattr(runner, "attn", "sdpa"),
     )
     try:
         answer = runner.ask(

@@ -236,6 +236,13 @@ def budget(
             "--dtype", help="Weights dtype for the memory estimate: bfloat16, float16 or float32."
         ),
     ] = "bfloat16",
+    attn: Annotated[
+        str,
+        typer.Option(
+            "--attn",
+            help="Attention kernel for the memory estimate: sdpa, flash_attention_2 or eager.",
+        ),
+    ] = "sdpa",
     question: Annotated[
         str, typer.Option("--question", help="The question, to count its tokens.")
     ] = "",
@@ -243,13 +250,15 @@ def budget(
     json_out: Json = False,
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
+    from .context import context_problem
     from .core import plan_inputs
-    from .memory import canonical_dtype, estimate_memory
+    from .memory import canonical_attn, canonical_dtype, estimate_memory
 
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     dtype = canonical_dtype(dtype)
+    attn = canonical_attn(attn)
     spec = resolve_model(model)
     errors: list[VlcliError] = []
     done = []
@@ -265,7 +274,10 @@ def budget(
             done.append(item)
             continue
         tokens = estimate_prompt_tokens([item.plan], question)
-        mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
+        mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype, attn)
+        problem = context_problem(spec, [item.plan], options, tokens, max_new_tokens)
+        if problem is not None:
+            render.warning(f"{item.path}: {problem}")
         if json_out:
             render.json_line(render.budget_dict(item.path, item.plan, tokens, mem, model))
         else:
@@ -273,7 +285,10 @@ def budget(
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
         tokens = estimate_prompt_tokens(plans, question)
-        mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype)
+        mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype, attn)
+        problem = context_problem(spec, plans, options, tokens, max_new_tokens)
+        if problem is not None:
+            render.warning(f"together: {problem}")
         for i in done:
             assert i.plan is not None
             if json_out:
