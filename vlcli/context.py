@@ -107,6 +107,8 @@ def fitting_options(
     and ``--total-pixels`` that fit, and for one video the longest clip from ``--start``;
     for images ``--max-pixels``.
     """
+    if not plans:
+        return []
     text = prompt_tokens - estimate_prompt_tokens(plans, "")
 
     def tokens(opts: SamplingOptions) -> int:

@@ -73,7 +73,9 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
+        return (
+            self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / ".bench" / "memory"
@@ -214,13 +215,59 @@ def _cache_bytes(out: object) -> int:
     return total
 
 
-def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]:
-    import torch
+def measure_peaks(runner: Any, inputs: dict[str, Any]) -> dict[str, int]:
+    """Peak live tensor bytes of ``generate`` (one new token) over ``inputs``, under the profiler.
+
+    ``vision`` is the peak up to the end of the vision tower's range, ``prefill`` the peak after
+    it; both count from the live bytes when the profiler starts (weights and inputs already
+    loaded: not counted). ``kv`` is the returned cache's size, ``pixels`` the pixel values'.
+    """
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
+    visual = runner.model.model.visual
+    forward = visual.forward
+
+    def marked(*args: object, **kwargs: object) -> object:
+        with record_function("vlcli.vision"):
+            return forward(*args, **kwargs)
+
+    visual.forward = marked
+    try:
+        gc.collect()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            kv = _cache_bytes(_generate(runner, inputs))
+    finally:
+        visual.forward = forward
+    events = prof.profiler.kineto_results.events()
+    (vision_range,) = [e for e in events if e.name() == "vlcli.vision"]
+    live = vision = prefill = 0
+    for e in sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        if e.start_ns() <= vision_range.end_ns():
+            vision = max(vision, live)
+        else:
+            prefill = max(prefill, live)
+    pixels = sum(
+        v.numel() * v.element_size() for k, v in inputs.items() if k.startswith("pixel_values")
+    )
+    return {"vision": vision, "prefill": prefill, "kv": kv, "pixels": pixels}
+
+
+def _generate(runner: Any, inputs: dict[str, Any]) -> object:
+    import torch
+
+    config = runner._generation_config(1, 0.0)
+    with torch.inference_mode():
+        return runner.model.generate(
+            **inputs, generation_config=config, return_dict_in_generate=True
+        )
+
+
+def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]:
+    import torch
+
     from vlcli.core import plan_inputs
-    from vlcli.memory import estimate_memory
     from vlcli.plan import SamplingOptions
     from vlcli.runner import ModelRunner
 
@@ -229,23 +276,6 @@ def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]
     item = next(iter(plan_inputs([path], SamplingOptions(), runner.spec)))
     assert item.plan is not None, item.error
     inputs, stats = runner.prepare([(path, item.plan)], QUESTION)
-    pixels = sum(
-        v.numel() * v.element_size() for k, v in inputs.items() if k.startswith("pixel_values")
-    )
-    config = runner._generation_config(1, 0.0)
-    visual = runner.model.model.visual
-    forward = visual.forward
-
-    def marked(*args: object, **kwargs: object) -> object:
-        with record_function("vlcli.vision"):
-            return forward(*args, **kwargs)
-
-    def generate() -> object:
-        with torch.inference_mode():
-            return runner.model.generate(
-                **inputs, generation_config=config, return_dict_in_generate=True
-            )
-
     # First run, without the profiler: the resident-memory cross-check (and the warm-up). The
     # weights are read once before: loaded from safetensors they may still be file pages that
     # only become resident when first used.
@@ -255,24 +285,13 @@ def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     rss0 = _status_kib("VmRSS")
     started = time.perf_counter()
-    kv = _cache_bytes(generate())
+    kv = _cache_bytes(_generate(runner, inputs))
     seconds = time.perf_counter() - started
     rss_peak = (_status_kib("VmHWM") - rss0) * 1024
     # Second run, under the profiler: live tensor bytes, the vision tower's range marked.
-    visual.forward = marked
-    gc.collect()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        assert _cache_bytes(generate()) == kv
-    events = prof.profiler.kineto_results.events()
-    (vision_range,) = [e for e in events if e.name() == "vlcli.vision"]
-    vision_end = vision_range.end_ns()
-    live = vision_peak = prefill_peak = 0
-    for e in sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns()):
-        live += e.nbytes()
-        if e.start_ns() <= vision_end:
-            vision_peak = max(vision_peak, live)
-        else:
-            prefill_peak = max(prefill_peak, live)
+    peaks = measure_peaks(runner, inputs)
+    assert peaks["kv"] == kv
+    pixels = peaks["pixels"]
     return {
         "model": model,
         "dtype": dtype,
@@ -282,9 +301,9 @@ def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]
         "prompt_tokens": stats.prompt_tokens,
         "pixel_bytes": pixels,
         "kv_bytes": kv,
-        "measured_vision_bytes": vision_peak + pixels,
-        "measured_prefill_bytes": prefill_peak - kv + pixels,
-        "measured_bytes": max(vision_peak, prefill_peak - kv) + pixels,
+        "measured_vision_bytes": peaks["vision"] + pixels,
+        "measured_prefill_bytes": peaks["prefill"] - kv + pixels,
+        "measured_bytes": max(peaks["vision"], peaks["prefill"] - kv) + pixels,
         "rss_bytes": rss_peak - kv + pixels,
         "seconds": round(seconds, 1),
         **estimate(model, dtype, attn, media, stats.prompt_tokens),
@@ -301,7 +320,7 @@ def estimate(model: str, dtype: str, attn: str, media: str, prompt_tokens: int) 
     spec = resolve_model(str(BENCH / model))
     item = next(iter(plan_inputs([str(media_path(media))], SamplingOptions(), spec)))
     assert item.plan is not None, item.error
-    est = estimate_memory(spec, [item.plan], prompt_tokens, 1, dtype, attn)
+    est = estimate_memory(spec, [item.plan], prompt_tokens, 0, dtype, attn)  # KV: the prompt only
     assert est is not None
     return {
         "kv_estimate_bytes": est.kv_cache_bytes,
@@ -366,6 +385,10 @@ def main() -> None:
         print(table([r for r in stored if args.only in " ".join(map(str, r.values()))]))
         return
     cases = [c for c in CASES if args.only in " ".join(c)]
+    if Path(args.out).exists():  # go on where a previous run stopped
+        done = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
+        measured = {tuple(r[k] for k in ("model", "dtype", "attn", "media")) for r in done}
+        cases = [c for c in cases if c not in measured]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MALLOC_MMAP_THRESHOLD_": "131072"}
     rows = []
     for model, dtype, attn, media in cases:
