@@ -247,7 +247,8 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
     try:
         hidden = int(text["hidden_size"])
         heads = int(text["num_attention_heads"])
-        vhidden = int(vision.get("hidden_size", vision.get("embed_dim", 0)))
+        # Qwen2-VL names the tower's width embed_dim (its hidden_size is the merger's output)
+        vhidden = int(vision.get("embed_dim", vision.get("hidden_size", 0)))
         if "embed_dim" in vision:  # Qwen2-VL: embed_dim is the tower width, hidden_size the output
             vout = int(vision.get("hidden_size", hidden))
             vinter = int(vhidden * vision.get("mlp_ratio", 4))

@@ -119,19 +119,11 @@ CASES = [
 # ---------------------------------------------------------------- set-up (parent process)
 
 
-def build_mid(family: str, folder: Path) -> None:
-    import torch
-    from tinymodels import (
-        _token_ids,
-        build_config,
-        build_processor,
-        build_tokenizer,
-        model_class,
-        save_processor_like_release,
-    )
-    from transformers import GenerationConfig
+def mid_config(family: str, tok: Any) -> Any:
+    """The mid-size ``family`` config: the released vision tower's widths, a half-width 4-layer
+    language model, the tiny tokenizer's special-token ids."""
+    from tinymodels import build_config
 
-    tok = build_tokenizer()
     config = build_config(family, tok)
     text = config.text_config
     for key, value in MID_TEXT.items():
@@ -146,8 +138,23 @@ def build_mid(family: str, folder: Path) -> None:
         vision.hidden_size = MID_TEXT["hidden_size"]  # Qwen2-VL: hidden_size is the merger's output
     else:
         vision.out_hidden_size = MID_TEXT["hidden_size"]
+    return config
+
+
+def build_mid(family: str, folder: Path) -> None:
+    import torch
+    from tinymodels import (
+        _token_ids,
+        build_processor,
+        build_tokenizer,
+        model_class,
+        save_processor_like_release,
+    )
+    from transformers import GenerationConfig
+
+    tok = build_tokenizer()
     torch.manual_seed(0)
-    model = model_class(family)._from_config(config).eval()
+    model = model_class(family)._from_config(mid_config(family, tok)).eval()
     ids = _token_ids(tok)
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["eos_token_id"]], pad_token_id=ids["pad_token_id"], do_sample=False
