@@ -4,8 +4,8 @@ The estimate is a sum of four parts (bytes; ``b`` = bytes per value of the dtype
 
 * ``weights = parameters * b`` — parameters counted from config.json (``ModelDims``).
 * ``kv_cache = 2 * layers * kv_heads * head_dim * (prompt_tokens + max_new_tokens) * b``.
-* ``activations = max(vision_peak, prefill_peak)``: the vision tower runs first and its work is
-  freed before the language model's prefill (see :func:`vision_peak_bytes` and
+* ``activations = max(vision_peak, prefill_peak)``: the vision tower runs first and all but its
+  output is freed before the language model's prefill (see :func:`vision_peak_bytes` and
   :func:`prefill_peak_bytes` for the terms, each read off transformers 5.24's Qwen2-VL,
   Qwen2.5-VL and Qwen3-VL modeling code).
 * ``overhead = 0.5 GiB`` — CUDA context and allocator slack (a constant, not measured per GPU).
