@@ -162,9 +162,9 @@ def vision_peak_bytes(
       ``q*cos``, ``rotate_half``, ``*sin`` and the rotated q: 16 bytes per width);
     * attention output: the above in the dtype (7 x width), the per-chunk outputs and their
       concatenation (2 x width);
-    * ``eager`` only: the scores of the largest chunk, one frame, ``heads x L**2`` at 8 bytes
-      each (the scaled scores and the float32 softmax, plus its cast for a 2-byte dtype), next
-      to 8 x width per patch.
+    * ``eager`` only: the scores of the largest chunk, one frame, ``heads x L**2`` of them at
+      :func:`softmax_bytes` each, next to the input, normed input, qkv and rotated q and k
+      (7 x width per patch), and for a video the outputs of the frames done (1 x width).
     """
     dims = spec.dims
     if dims is None or not plans:
@@ -183,7 +183,9 @@ def vision_peak_bytes(
     output = 9 * vh * b
     block = patches * max(mlp, rotary, output)
     if attn == "eager":
-        block = max(block, patches * 8 * vh * b + 8 * dims.vision_heads * frame * frame)
+        held = 8 if any(p.grid_thw[0] > 1 for p in plans) else 7
+        scores = dims.vision_heads * frame * frame * softmax_bytes(b)
+        block = max(block, patches * held * vh * b + scores)
     return pixels + rotary_tables + deepstack + block
 
 
@@ -202,9 +204,10 @@ def prefill_peak_bytes(
     their copies, and the rotary cos/sin. On top, per prompt token, the larger of one decoder
     layer's MLP (the token embeddings, the layer's input, the residual after attention and the
     normed input, ``4 x hidden``, and gate, up and their product, ``3 x intermediate``) and its
-    attention (``3 x hidden``, q, k and v, and q rotated: ``4 x q + 2 x kv``). ``eager`` adds the
-    ``L x L`` causal mask in the dtype and the scores, ``heads x L**2`` at 8 bytes each, next to
-    k and v repeated to every head.
+    attention (``3 x hidden``, q, k and v, and q rotated: ``4 x q + 2 x kv``). ``eager`` holds the
+    ``L x L`` causal mask in the dtype throughout, and the scores, ``heads x L**2`` of them at
+    :func:`softmax_bytes` each, next to rotated q and k and v repeated to every head; the layer
+    keeps the probabilities (in the dtype) until it returns, through its MLP.
     """
     dims = spec.dims
     if dims is None:
@@ -218,10 +221,20 @@ def prefill_peak_bytes(
     vision_out = patches * dims.vision_hidden * b
     merged = 2 * (1 + dims.vision_deepstack) * tokens * dims.vision_out * b
     rotary = t * (2 * dims.head_dim * b + 3 * 8)  # cos and sin; the int64 3-D positions
-    layer = t * max(4 * h + 3 * inter, 3 * h + 4 * q + 2 * kv) * b
+    mlp = t * (4 * h + 3 * inter) * b
+    layer = max(mlp, t * (3 * h + 4 * q + 2 * kv) * b)
     if attn == "eager":
-        layer = max(layer, t * (3 * h + 3 * q + 2 * kv) * b + t * t * (b + 8 * dims.num_heads))
+        heads = dims.num_heads * t * t
+        attention = t * (3 * h + 3 * q) * b + heads * softmax_bytes(b)
+        layer = max(mlp + heads * b, attention) + t * t * b
     return pixels + vision_out + merged + rotary + layer
+
+
+def softmax_bytes(b: int) -> int:
+    """Bytes per attention score at eager attention's peak: the scaled scores in the dtype, and
+    ``softmax(dtype=float32)``'s output with, for a 2-byte dtype, the float32 copy of its input
+    (8 bytes in float32, 10 in bf16: measured)."""
+    return b + FLOAT32 + (FLOAT32 if b < FLOAT32 else 0)
 
 
 def estimate_memory(
