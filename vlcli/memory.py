@@ -165,6 +165,11 @@ def vision_peak_bytes(
     * ``eager`` only: the scores of the largest chunk, one frame, ``heads x L**2`` of them at
       :func:`softmax_bytes` each, next to the input, normed input, qkv and rotated q and k
       (7 x width per patch), and for a video the outputs of the frames done (1 x width).
+
+    Qwen3-VL's tower first interpolates its learned position embedding from 4 neighbours: the
+    patch embedding, the 4 looked-up rows in the dtype and their weighted float32 product (with
+    a float32 copy of the rows for a 2-byte dtype) per patch, before the rotary tables exist.
+    That is its peak in bf16 (measured). The summed float32 embedding is then held to the end.
     """
     dims = spec.dims
     if dims is None or not plans:
@@ -186,7 +191,11 @@ def vision_peak_bytes(
         held = 8 if any(p.grid_thw[0] > 1 for p in plans) else 7
         scores = dims.vision_heads * frame * frame * softmax_bytes(b)
         block = max(block, patches * held * vh * b + scores)
-    return pixels + rotary_tables + deepstack + block
+    peak = rotary_tables + deepstack + block
+    if fam.name == "qwen3_vl":
+        position = vh * (b + 4 * b + 4 * FLOAT32 + (4 * FLOAT32 if b < FLOAT32 else 0))
+        peak = max(peak + patches * vh * FLOAT32, patches * position)
+    return pixels + peak
 
 
 def prefill_peak_bytes(
