@@ -389,7 +389,13 @@ def main() -> None:
             if "error" not in row:
                 row.update(estimate(*(row[k] for k in ("model", "dtype", "attn", "media")),
                                     row["prompt_tokens"]))  # fmt: skip
-        print(table([r for r in stored if args.only in " ".join(map(str, r.values()))]))
+        order = {case: n for n, case in enumerate(CASES)}
+
+        def place(row: dict[str, object]) -> int:
+            return order.get(tuple(row[k] for k in ("model", "dtype", "attn", "media")), len(order))  # type: ignore[arg-type]
+
+        chosen = [r for r in stored if args.only in " ".join(map(str, r.values()))]
+        print(table(sorted(chosen, key=place)))
         return
     cases = [c for c in CASES if args.only in " ".join(c)]
     if Path(args.out).exists():  # go on where a previous run stopped
