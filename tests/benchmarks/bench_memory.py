@@ -26,8 +26,9 @@ block of 128 KiB or more back at once (``MALLOC_MMAP_THRESHOLD_``) so that freed
 the resident set. It also counts what a GPU's figure would not: the first run's one-time set-up
 (thread pools, kernel code), kernel scratch buffers and the small-block heap.
 
-    python tests/benchmarks/bench_memory.py                # every case (about 20 minutes)
-    python tests/benchmarks/bench_memory.py --only mid     # cases whose name contains "mid"
+    python tests/benchmarks/bench_memory.py                # every case (1.5 h on 2 loaded cores)
+    python tests/benchmarks/bench_memory.py --only mid     # the cases naming "mid"
+    python tests/benchmarks/bench_memory.py --table        # the stored results, estimate redone
 """
 
 from __future__ import annotations
