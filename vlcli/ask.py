@@ -106,6 +106,8 @@ class AskResult:
 
 def fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
     tokens = sum(p.visual_tokens for p in plans)
+    if not any(isinstance(p, VideoPlan) for p in plans):  # --fps, --total-pixels: videos only
+        return f"{tokens} visual tokens; lower --max-pixels, or pass --force"
     if options.nframes is not None:
         fewer = f"lower --nframes (now {options.nframes})"
     else:
@@ -268,7 +270,9 @@ def evidence_video(result: AskResult) -> tuple[str, str | None] | None:
     """The one video whose frames are evidence for ``result``'s times, and the stem to use."""
     if not any(t.mapped for t in result.times):  # mapped: exactly one video
         return None
-    videos = [p for p, pl in zip(result.paths, result.plans, strict=True) if isinstance(pl, VideoPlan)]
+    videos = [
+        p for p, pl in zip(result.paths, result.plans, strict=True) if isinstance(pl, VideoPlan)
+    ]
     if len(videos) != 1:
         return None
     return videos[0], (result.name if videos[0] == result.paths[0] else None)

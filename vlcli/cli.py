@@ -363,6 +363,14 @@ def budget(
             help="Weights dtype for the memory estimate: bfloat16, float16 or float32.",
         ),
     ] = "bfloat16",
+    attn: Annotated[
+        str,
+        typer.Option(
+            "--attn",
+            metavar="KERNEL",
+            help="Attention kernel for the memory estimate: sdpa, flash_attention_2 or eager.",
+        ),
+    ] = "sdpa",
     question: Annotated[
         str, typer.Option("--question", metavar="TEXT", help="The question, to count its tokens.")
     ] = "",
@@ -406,8 +414,9 @@ def budget(
     ] = "transformers",
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
+    from .context import context_problem
     from .core import plan_inputs, window_budget
-    from .memory import canonical_dtype, estimate_memory
+    from .memory import canonical_attn, canonical_dtype, estimate_memory
     from .prompt_text import count_prompt_tokens
     from .prompts import GROUND_TEMPLATE, TASKS, build_prompt
     from .windows import check_window
@@ -419,6 +428,7 @@ def budget(
     if together and windowing:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
     dtype = canonical_dtype(dtype)
+    attn = canonical_attn(attn)
     if task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}")
     # Without --question the question's own tokens are not counted (a ground prompt is then
@@ -428,6 +438,7 @@ def budget(
         prompt = GROUND_TEMPLATE.format(query="")
     if engine not in ("transformers", "vllm"):
         raise UsageError("--engine must be transformers or vllm")
+    context: int | None = None  # the model's own context length, unless a server says less
     if server is not None:
         from .backends.vllm_server import ServerBackend
 
@@ -435,6 +446,7 @@ def budget(
             server, model=None if model == DEFAULT_MODEL else model, api_key=api_key
         )
         spec, model, engine = served.spec, served.served, "vllm"
+        context = served.max_model_len if isinstance(served.max_model_len, int) else None
     else:
         spec = resolve_model(model)
     positions = "vllm" if engine == "vllm" else "reference"
@@ -451,7 +463,7 @@ def budget(
             _report(item.path, errors[-1], json_out)
             continue
         if windowing and item.info is not None and isinstance(item.plan, VideoPlan):
-            rows = window_budget(item, options, spec, windowing, count, max_new_tokens, dtype)
+            rows = window_budget(item, options, spec, windowing, count, max_new_tokens, dtype, attn)
             if len(rows) > 1:  # a video longer than one window: each window is its own prompt
                 render.budget_windows(item.path, rows, model, json_out)
                 continue
@@ -462,7 +474,10 @@ def budget(
             done.append(item)
             continue
         tokens, exact = count([(item.path, item.plan)])
-        mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype)
+        mem = estimate_memory(spec, [item.plan], tokens, max_new_tokens, dtype, attn)
+        problem = context_problem(spec, [item.plan], options, tokens, max_new_tokens, context)
+        if problem is not None:
+            render.warning(f"{item.path}: {problem}")
         if json_out:
             render.json_line(
                 render.budget_dict(item.path, item.plan, tokens, mem, model, exact, positions)
@@ -472,7 +487,10 @@ def budget(
     if together and done:
         plans = [i.plan for i in done if i.plan is not None]
         tokens, exact = count([(i.path, i.plan) for i in done])
-        mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype)
+        mem = estimate_memory(spec, plans, tokens, max_new_tokens, dtype, attn)
+        problem = context_problem(spec, plans, options, tokens, max_new_tokens, context)
+        if problem is not None:
+            render.warning(f"together: {problem}")
         for i in done:
             assert i.plan is not None
             if json_out:
@@ -796,15 +814,15 @@ def ask(
     )
     run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
     if run.resume and output is None:
-        raise UsageError("--resume and --retry-failed need -o/--output FILE (the records to resume)")
+        raise UsageError(
+            "--resume and --retry-failed need -o/--output FILE (the records to resume)"
+        )
     if together and windowing:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
     paths = _paths(media, null)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
-    check_targets(
-        paths, stems[:1] if together else stems, targets, output, evidence, run.resume
-    )
+    check_targets(paths, stems[:1] if together else stems, targets, output, evidence, run.resume)
 
     # The engine and the model next (a missing model or server fails in a second, before torch
     # is imported and before any input is probed); the plans use the model's own files.

@@ -93,6 +93,7 @@ def window_budget(
     count: Callable[[list[tuple[str, Any]]], tuple[int, bool]],
     max_new_tokens: int,
     dtype: str,
+    attn: str = "sdpa",
 ) -> list[tuple[Any, VideoPlan, int, Any]]:
     """``budget --window``: each window of a probed video with its plan, prompt tokens (``count``,
     as ``budget`` counts a prompt) and memory estimate: the windows ``ask --window`` answers,
@@ -105,6 +106,11 @@ def window_budget(
     for window, plan in plan_windows(item.info.video_facts(), options, spec.family, *windowing):
         tokens, _exact = count([(item.path, plan)])
         rows.append(
-            (window, plan, tokens, estimate_memory(spec, [plan], tokens, max_new_tokens, dtype))
+            (
+                window,
+                plan,
+                tokens,
+                estimate_memory(spec, [plan], tokens, max_new_tokens, dtype, attn),
+            )
         )
     return rows

@@ -77,6 +77,13 @@ class ModelDims:
     vision_heads: int
     vision_out: int
     vision_gated_mlp: bool = True
+    # What sizes the activations (vlcli.memory) beyond the widths above: the vision MLP's
+    # activation function (QuickGELU and the gated SiLU hold three MLP-wide tensors at once,
+    # tanh-GELU two), and Qwen3-VL's DeepStack features (one merged copy per listed layer).
+    vision_act: str = "silu"
+    vision_deepstack: int = 0
+    # The language model's context length: ``max_position_embeddings`` of the text config.
+    context_length: int | None = None
 
     def parameter_count(self, patch_size: int, temporal_patch_size: int, merge: int) -> int:
         """Parameters of the whole model, counted from its shapes (biases and norms included).
@@ -162,37 +169,34 @@ QWEN3_VL = Family(
 )
 FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
-
-def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, gated):  # type: ignore[no-untyped-def]
+def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, v_act, context):  # type: ignore[no-untyped-def]
     return ModelDims(
-        hidden_size=hidden,
-        num_layers=layers,
-        num_heads=heads,
-        num_kv_heads=kv,
-        head_dim=128,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tied,
-        vision_hidden=v_hidden,
-        vision_depth=v_depth,
-        vision_intermediate=v_inter,
-        vision_heads=16,
-        vision_out=v_out,
-        vision_gated_mlp=gated,
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
+        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
+        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        vision_gated_mlp=v_act == "silu", vision_act=v_act,
+        vision_deepstack=3 if v_act == "gelu_pytorch_tanh" else 0,  # Qwen3-VL: blocks [8, 16, 24]
+        context_length=context,
     )
 
 
 # From the released Qwen/<name>-Instruct checkpoints' config.json. Columns: text hidden, layers, heads, kv heads,
-# MLP width, vocabulary, tied embeddings; vision width, depth, MLP width, output width, gated MLP.
+# MLP width, vocabulary, tied embeddings; vision width, depth, MLP width, output width, MLP activation (SiLU:
+# gated); context length (the text config's max_position_embeddings). The context lengths were checked on
+# 2026-12-01 against public copies of the published config.json files: Qwen2.5-VL-3B and -7B 128000 (the -7B
+# file quoted whole, with fullatt_block_indexes [7, 15, 23, 31] and out_hidden_size 3584), Qwen3-VL-8B 262144
+# (its text_config quoted whole in test files naming Qwen3-VL-8B-Instruct); Qwen2-VL 32768 (a test quoting the
+# 7B's config.json, and two serving projects' model pages: "context length 32768").
 # fmt: off
+SILU, QUICK, TANH = "silu", "quick_gelu", "gelu_pytorch_tanh"
 _PRESETS: dict[str, tuple[Family, ModelDims]] = {
-    "qwen2.5-vl-3b": (QWEN2_5_VL, _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, True)),
-    "qwen2.5-vl-7b": (QWEN2_5_VL, _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, True)),
-    "qwen2.5-vl-32b": (QWEN2_5_VL, _dims(5120, 64, 40, 8, 27648, 152064, False, 1280, 32, 3456, 5120, True)),
-    "qwen2.5-vl-72b": (QWEN2_5_VL, _dims(8192, 80, 64, 8, 29568, 152064, False, 1280, 32, 3456, 8192, True)),
-    "qwen2-vl-2b": (QWEN2_VL,   _dims(1536, 28, 12, 2,  8960, 151936, True,  1280, 32, 5120, 1536, False)),
-    "qwen2-vl-7b": (QWEN2_VL,   _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, False)),
-    "qwen3-vl-8b": (QWEN3_VL,   _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, False)),
+    "qwen2.5-vl-3b": (QWEN2_5_VL, _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, SILU, 128000)),
+    "qwen2.5-vl-7b": (QWEN2_5_VL, _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, SILU, 128000)),
+    "qwen2.5-vl-32b": (QWEN2_5_VL, _dims(5120, 64, 40, 8, 27648, 152064, False, 1280, 32, 3456, 5120, SILU, 128000)),
+    "qwen2.5-vl-72b": (QWEN2_5_VL, _dims(8192, 80, 64, 8, 29568, 152064, False, 1280, 32, 3456, 8192, SILU, 128000)),
+    "qwen2-vl-2b": (QWEN2_VL,   _dims(1536, 28, 12, 2,  8960, 151936, True,  1280, 32, 5120, 1536, QUICK, 32768)),
+    "qwen2-vl-7b": (QWEN2_VL,   _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, QUICK, 32768)),
+    "qwen3-vl-8b": (QWEN3_VL,   _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, TANH, 262144)),
 }
 # fmt: on
 
@@ -267,15 +271,19 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
     try:
         hidden = int(text["hidden_size"])
         heads = int(text["num_attention_heads"])
-        vhidden = int(vision.get("hidden_size", vision.get("embed_dim", 0)))
+        # Qwen2-VL names the tower's width embed_dim (its hidden_size is the merger's output)
+        vhidden = int(vision.get("embed_dim", vision.get("hidden_size", 0)))
         if "embed_dim" in vision:  # Qwen2-VL: embed_dim is the tower width, hidden_size the output
             vout = int(vision.get("hidden_size", hidden))
             vinter = int(vhidden * vision.get("mlp_ratio", 4))
             gated = False
+            act = str(vision.get("hidden_act", "quick_gelu"))
         else:
             vout = int(vision.get("out_hidden_size", hidden))
             vinter = int(vision.get("intermediate_size", 4 * vhidden))
             gated = cfg.get("model_type", "") == "qwen2_5_vl"
+            act = str(vision.get("hidden_act", "silu" if gated else "gelu_pytorch_tanh"))
+        context = text.get("max_position_embeddings", cfg.get("max_position_embeddings"))
         return ModelDims(
             hidden_size=hidden,
             num_layers=int(text["num_hidden_layers"]),
@@ -293,6 +301,9 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
             vision_heads=int(vision.get("num_heads", 16)),
             vision_out=vout,
             vision_gated_mlp=gated,
+            vision_act=act,
+            vision_deepstack=len(vision.get("deepstack_visual_indexes") or ()),
+            context_length=int(context) if context else None,
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -339,14 +339,29 @@ class TransformersBackend:
         return available_memory_bytes(self.device)
 
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
-        """Stop before decoding when the prompt cannot fit in the free GPU memory (weights loaded)."""
+        """Stop before decoding a prompt longer than the model's context, or one that cannot fit
+        in the free GPU memory beside the weights (the estimate for this ``--attn``); ``--force``
+        skips both."""
         from ..ask import fit_hint
+        from ..context import context_problem
 
+        if self.force:
+            return
+        problem = context_problem(
+            self.spec, prompt.plans, options, prompt_tokens, prompt.max_new_tokens
+        )
+        if problem is not None:
+            raise MemoryBudgetError(f"{problem}; or pass --force")
         est = estimate_memory(
-            self.spec, prompt.plans, prompt_tokens, prompt.max_new_tokens, self.dtype_name
+            self.spec,
+            prompt.plans,
+            prompt_tokens,
+            prompt.max_new_tokens,
+            self.dtype_name,
+            self.attn,
         )
         free = self.free_memory_bytes()
-        if est is None or free is None or self.force:
+        if est is None or free is None:
             return
         need = est.total_bytes - est.weights_bytes  # the weights are already on the device
         if need > free:

@@ -166,14 +166,17 @@ class ServerBackend:
         return {"backend": self.name, "server": server, "model": self.served}
 
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
-        """Refuse a prompt longer than the server's context (its ``max_model_len``)."""
-        from ..ask import fit_hint
+        """Refuse a prompt longer than the server's context (its ``max_model_len``), naming
+        the options that would fit."""
+        from ..context import context_problem
 
-        limit = self.max_model_len
-        if isinstance(limit, int) and prompt_tokens + prompt.max_new_tokens > limit:
+        limit = self.max_model_len if isinstance(self.max_model_len, int) else None
+        problem = context_problem(
+            self.spec, prompt.plans, options, prompt_tokens, prompt.max_new_tokens, limit
+        )
+        if problem is not None:
             raise MemoryBudgetError(
-                f"{prompt_tokens} prompt tokens and {prompt.max_new_tokens} new ones are more "
-                f"than the server's context of {limit}: {fit_hint(prompt.plans, options)}"
+                problem.replace("(its context length)", "(the server's context)")
             )
 
     def prepare(self, prompt: Prompt, on_frames: FrameProgress | None = None) -> PreparedRequest:
