@@ -50,19 +50,61 @@ def open_video(path: str) -> Any:
         raise _decoder_failure(path, exc) from None
 
 
-def iter_video_chunks(path: str, plan: VideoPlan, chunk_frames: int = 16) -> Iterator[torch.Tensor]:
+def iter_video_chunks(
+    path: str, plan: VideoPlan, chunk_frames: int = 16, workers: int | None = None
+) -> Iterator[torch.Tensor]:
     """The plan's frames, decoded and resized: uint8 ``(n, 3, frame_height, frame_width)`` tensors.
 
     Chunks come in order and cover ``plan.frame_indices`` exactly; every chunk but the last has
     ``chunk_frames`` frames. Their concatenation equals what qwen-vl-utils' ``fetch_video``
     returns for the same options (it returns the same values as float).
+
+    H.264, HEVC, VP9 and AV1 are decoded by :mod:`vlcli.decode` (only the packets the planned
+    frames need, ``workers`` processes at a time; default: ``$VLCLI_DECODE_WORKERS`` or every
+    CPU); other codecs, and anything that path cannot do exactly, by torchcodec.
     """
+    import torch
+
+    from . import decode
+
+    if chunk_frames < 1:
+        raise ValueError("chunk_frames must be at least 1")
+    indices = list(plan.frame_indices)
+    frames: Iterator[torch.Tensor] = iter(())
+    try:
+        job = decode.prepare(path, plan)
+        frames = decode.planned_frames(job, workers or decode.default_workers())
+    except decode.FastPathUnavailable:
+        job = None
+    size = (plan.frame_height, plan.frame_width)
+    done = 0  # frames of the plan delivered
+    previous: torch.Tensor | None = None
+    while done < len(indices) and job is not None:
+        chunk = torch.empty((min(chunk_frames, len(indices) - done), 3, *size), dtype=torch.uint8)
+        try:
+            for i in range(len(chunk)):
+                n = done + i
+                if previous is None or indices[n] != indices[n - 1]:
+                    previous = next(frames)
+                chunk[i] = previous
+        except (decode.SegmentError, decode.FastPathUnavailable, StopIteration):
+            frames.close() if hasattr(frames, "close") else None
+            job = None  # the rest the ordinary way, from the first frame of this chunk
+            break
+        done += len(chunk)
+        yield chunk
+    if done < len(indices):
+        yield from _torchcodec_chunks(path, plan, chunk_frames, done)
+
+
+def _torchcodec_chunks(
+    path: str, plan: VideoPlan, chunk_frames: int, done: int = 0
+) -> Iterator[torch.Tensor]:
+    """The plan's frames from ``done`` on, decoded by torchcodec (the reference's decoder)."""
     import torch
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
 
-    if chunk_frames < 1:
-        raise ValueError("chunk_frames must be at least 1")
     decoder = open_video(path)
     meta = decoder.metadata
     if (meta.num_frames, meta.width, meta.height) != (
@@ -78,7 +120,7 @@ def iter_video_chunks(path: str, plan: VideoPlan, chunk_frames: int = 16) -> Ite
         )
     size = [plan.frame_height, plan.frame_width]
     indices = list(plan.frame_indices)
-    for start in range(0, len(indices), chunk_frames):
+    for start in range(done, len(indices), chunk_frames):
         chunk = indices[start : start + chunk_frames]
         try:
             full = decoder.get_frames_at(indices=chunk).data

@@ -1,0 +1,492 @@
+"""Decoding only what the plan needs, in parallel, with the same pixels as torchcodec.
+
+:func:`planned_frames` yields the plan's distinct frames, decoded, turned upright and resized to
+the plan's frame size, in order. It
+
+1. reads the packet table once (PyAV, no decoding; :mod:`vlcli.bitstream` tells reference
+   pictures and clean starting points from the packets' first bytes);
+2. splits the planned frames into pieces (:mod:`vlcli.segments`): each starts at an IDR picture
+   or key frame, ends at its last planned frame, and leaves out the non-reference pictures no
+   planned frame is;
+3. decodes the pieces with PyAV, each with a fresh decoder, in ``workers`` forked processes
+   (round robin) or in this one; each decoded planned frame is converted to RGB by torchcodec's
+   own libswscale with torchcodec's settings (:mod:`vlcli.rgb`), turned as torchcodec turns it,
+   and resized as the reference resizes it (torchvision, bicubic, antialiased, on the uint8
+   frame), and handed over through shared memory.
+
+Every step changes which frames are decoded, never how: a decoder started at an IDR picture or
+key frame gives every later frame exactly, a picture no other one predicts from can be left out,
+and frames after the last planned one are never needed. The tests compare every frame with
+torchcodec's on H.264 (B-pyramid, open GOP), HEVC, VP9 (hidden alt-ref frames), AV1, variable
+frame rate, rotation, a non-zero start and an edit-list cut. :func:`conversion_matches` also
+checks, once per kind of frame in each process, that the first frame equals torchcodec's, so a
+different FFmpeg or torchcodec than the tested ones falls back to torchcodec rather than give
+other pixels.
+
+Workers are forked (starting Python afresh would cost seconds of imports): each runs torch on
+one thread (the parent may have used OpenMP threads, which do not survive a fork), opens the file
+itself, and ends with ``os._exit`` so that none of the parent's clean-up runs twice. Each has a
+fixed number of frame slots in one shared anonymous mapping; the parent hands a slot back once it
+has copied the frame out, so memory is bounded by the slots whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .bitstream import CODECS, packet_facts, syntax_for
+from .errors import InputError
+from .segments import CodedPacket, Segment, assign, frame_pts, plan_segments
+
+if TYPE_CHECKING:
+    import torch
+
+    from .plan import VideoPlan
+
+# Bytes of frame slots per worker (at least MIN_SLOTS slots): enough for the planned frames of a
+# few seconds of video at the default plan, so that workers rarely wait for the consumer.
+SLOT_BYTES_PER_WORKER = 48 << 20
+MIN_SLOTS = 4
+WORKERS_ENV = "VLCLI_DECODE_WORKERS"
+SEEK_GAP = 64  # packets: a piece further ahead than this is reached by seeking, not reading
+
+
+class FastPathUnavailable(Exception):
+    """This video (or this machine) is decoded the ordinary way, with torchcodec."""
+
+
+class SegmentError(Exception):
+    """Decoding a piece went otherwise than the packet table said (the caller falls back)."""
+
+
+def default_workers() -> int:
+    """``$VLCLI_DECODE_WORKERS`` if set, else the CPUs this process may run on."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise InputError(f"${WORKERS_ENV} must be a whole number, got {value!r}") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- the packet table
+
+
+@dataclass(frozen=True)
+class Table:
+    """The video stream's packets and what decoding needs from its header."""
+
+    codec: str
+    packets: tuple[CodedPacket, ...]
+    stream_index: int
+    coded_width: int
+    coded_height: int
+
+
+def read_table(path: str) -> Table:
+    """Every packet of the video stream with its bitstream facts; raises FastPathUnavailable
+    for a codec or stream this module does not handle."""
+    from .container import open_input, packets, stream_facts, video_stream
+
+    with open_input(path, "video") as container:
+        stream = video_stream(container, path)
+        facts = stream_facts(container, stream, path)
+        codec = facts.codec or ""
+        if codec not in CODECS:
+            raise FastPathUnavailable(f"codec {codec}")
+        syntax = syntax_for(codec, stream.codec_context.extradata)
+        rows: list[tuple[int, int, int, int, bool, Any]] = []
+        for packet in packets(container, stream, path):
+            pts = packet.pts if packet.pts is not None else packet.dts
+            dts = packet.dts if packet.dts is not None else pts
+            if pts is None:
+                raise FastPathUnavailable("packets without timestamps")
+            pf = packet_facts(syntax, bytes(packet))
+            if not pf.supported:
+                raise FastPathUnavailable(f"unusual {codec} packets")
+            pos = packet.pos if packet.pos is not None else -1
+            rows.append((pts, dts, pos, packet.size, bool(packet.is_discard), pf))
+        index = stream.index
+    if not rows:
+        raise FastPathUnavailable("no packets")
+    in_band = any(r[5].parameter_sets for r in rows)
+    top_layer = max(r[5].temporal_id for r in rows)
+    table = tuple(
+        CodedPacket(
+            pts=pts,
+            dts=dts,
+            pos=pos,
+            size=size,
+            discard=discard,
+            reference=pf.reference and not (pf.sublayer_nonref and pf.temporal_id == top_layer),
+            start=pf.random_access and (pf.parameter_sets or not in_band),
+        )
+        for pts, dts, pos, size, discard, pf in rows
+    )
+    return Table(codec, table, index, facts.coded_width, facts.coded_height)
+
+
+# ---------------------------------------------------------------- one process's decoding
+
+
+@dataclass(frozen=True)
+class Output:
+    """What each planned frame becomes: turned by ``rotation`` degrees, resized to ``size``."""
+
+    rotation: int
+    size: tuple[int, int]  # height, width
+    source: tuple[int, int]  # height, width after turning (the plan's source size)
+
+
+def turned(rgb: torch.Tensor, rotation: int) -> torch.Tensor:
+    """An HWC frame turned as torchcodec turns it (``rot90`` by the display rotation, the result
+    laid out HWC-contiguous), returned as a CHW view, which is what the resize sees."""
+    import torch
+
+    k = round(rotation / 90) % 4
+    if k:
+        rgb = torch.rot90(rgb, k, dims=(0, 1)).contiguous()
+    return rgb.permute(2, 0, 1)
+
+
+def finish(rgb: torch.Tensor, output: Output) -> torch.Tensor:
+    """The planned frame as the reference makes it: turned, then resized (bicubic, antialiased,
+    on uint8, one frame at a time; the reference's batch resize gives the same bytes)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import resize
+
+    chw = turned(rgb, output.rotation)
+    if tuple(chw.shape[1:]) != output.source:
+        raise SegmentError(f"a frame of {tuple(chw.shape[1:])}, the plan expects {output.source}")
+    if output.size == output.source:
+        return chw.contiguous()
+    return resize(chw, list(output.size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+class _Reader:
+    """One process's view of the file: packets from any packet number of the table on, and the
+    stream's own decoder (set up from the container's parameters, as torchcodec's is)."""
+
+    def __init__(self, path: str, table: Table, threads: int = 1):
+        self.path = path
+        self.table = table
+        self.threads = threads
+        self._open()
+
+    def _open(self) -> None:
+        import av
+
+        from .container import packets
+
+        self.container = av.open(self.path, "r", metadata_errors="replace")
+        self.stream = self.container.streams[self.table.stream_index]
+        self.decoder = self.stream.codec_context
+        self.decoder.thread_count = self.threads
+        self.decoder.thread_type = "AUTO" if self.threads != 1 else "SLICE"
+        self.iterator: Iterator[Any] = packets(self.container, self.stream, self.path)
+        self.next_index = 0  # the number of the packet the iterator gives next; -1: unknown
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _matches(self, packet: Any, index: int) -> bool:
+        row = self.table.packets[index]
+        pts = packet.pts if packet.pts is not None else packet.dts
+        pos = packet.pos if packet.pos is not None else -1
+        return (pts, pos, packet.size) == (row.pts, row.pos, row.size)
+
+    def packets(self, first: int, last: int) -> Iterator[tuple[int, Any]]:
+        """Packets ``first`` to ``last`` with their numbers, each checked against the table."""
+        if first < self.next_index or first - self.next_index > SEEK_GAP:
+            self._seek(first)
+        while self.next_index <= last:
+            packet = next(self.iterator, None)
+            if packet is None:
+                raise SegmentError("the file ended before the packet table did")
+            index = self.next_index
+            self.next_index += 1
+            if index < first:
+                continue
+            if not self._matches(packet, index):
+                raise SegmentError(f"packet {index} is not the one the table lists")
+            yield index, packet
+
+    def _seek(self, first: int) -> None:
+        """Position the iterator on packet ``first``: seek to the key frame at or before it and
+        read on; if the seek went past it, read from the beginning."""
+        from .container import packets
+
+        row = self.table.packets[first]
+        self.container.seek(row.dts, stream=self.stream, backward=True, any_frame=False)
+        iterator = packets(self.container, self.stream, self.path)
+        for packet in iterator:
+            if self._matches(packet, first):
+                self.iterator = _chain(packet, iterator)
+                self.next_index = first
+                return
+            pos = packet.pos if packet.pos is not None else -1
+            if row.pos >= 0 and pos > row.pos:
+                break
+        self.container.close()
+        self._open()
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def decode_segments(
+    reader: _Reader, segments: Sequence[Segment], output: Output
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Decode each segment afresh and yield ``(pts, frame)`` for its planned frames in order
+    (turned and resized, see :func:`finish`)."""
+    import torch
+
+    from .rgb import converter
+
+    rgb = converter()
+    if rgb is None:
+        raise FastPathUnavailable("torchcodec's libswscale not found")
+    buffer = torch.empty(0, dtype=torch.uint8)
+    for seg in segments:
+        wanted = iter(seg.frames)
+        expected: int | None = next(wanted)
+        for frame in _decoded(reader, seg):
+            if frame.pts != expected:
+                continue
+            need = (frame.height + 2) * frame.width * 3
+            if buffer.numel() < need:
+                buffer = torch.empty(need, dtype=torch.uint8)
+            rgb.convert(frame, buffer)
+            image = buffer[: frame.height * frame.width * 3].view(frame.height, frame.width, 3)
+            yield frame.pts, finish(image, output)
+            expected = next(wanted, None)
+        if expected is not None:
+            raise SegmentError(f"the decoder did not give the frame at pts {expected}")
+
+
+def _decoded(reader: _Reader, seg: Segment) -> Iterator[Any]:
+    """Every frame a fresh decoder gives for the segment's packets (the skipped ones left out),
+    in the decoder's order; the decoder is drained and reset at the end."""
+    import av
+
+    decoder: Any = reader.decoder
+    try:
+        for index, packet in reader.packets(seg.first, seg.last):
+            if index not in seg.skip:
+                yield from decoder.decode(packet)
+        yield from decoder.decode(None)
+        decoder.flush_buffers()
+    except av.error.FFmpegError as exc:
+        raise SegmentError(f"the decoder failed ({exc.strerror or exc})") from None
+
+
+# ---------------------------------------------------------------- the plan's frames
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything decoding one video's planned frames needs, decided before any decoding."""
+
+    path: str
+    table: Table
+    segments: tuple[Segment, ...]
+    output: Output
+    order: tuple[int, ...]  # the distinct planned pts, in plan order
+
+
+def prepare(path: str, plan: VideoPlan) -> Job:
+    """The packet table and pieces for ``plan``; raises FastPathUnavailable where this module
+    does not decode the video, InputError where the file no longer matches the plan."""
+    table = read_table(path)
+    shown = frame_pts(table.packets)
+    if len(shown) != plan.source_frames:
+        raise InputError(
+            f"changed since it was probed: {len(shown)} frames now, the plan was made for "
+            f"{plan.source_frames}",
+            path,
+        )
+    if len(set(shown)) != len(shown):
+        raise FastPathUnavailable("frames share timestamps")
+    order = tuple(dict.fromkeys(shown[i] for i in plan.frame_indices))
+    if list(order) != sorted(order):
+        raise FastPathUnavailable("planned frames out of order")
+    rotation = first_frame_rotation(path, table)
+    turned_size = (table.coded_height, table.coded_width)
+    if round(rotation / 90) % 2:
+        turned_size = turned_size[::-1]
+    source = (plan.source_height, plan.source_width)
+    if turned_size != source:
+        raise InputError(
+            f"changed since it was probed: {turned_size[1]}x{turned_size[0]} now, the plan was "
+            f"made for {source[1]}x{source[0]}",
+            path,
+        )
+    output = Output(rotation, (plan.frame_height, plan.frame_width), source)
+    segments = tuple(plan_segments(table.packets, set(order)))
+    return Job(path, table, segments, output, order)
+
+
+def first_frame_rotation(path: str, table: Table) -> int:
+    """The display rotation, from the stream's first decoded frame (PyAV shows it nowhere else);
+    also checks, once per kind of frame, that this module converts it as torchcodec does."""
+    from .container import _FirstFrame
+
+    reader = _Reader(path, table)
+    try:
+        first = _FirstFrame(reader.stream)
+        for _, packet in reader.packets(0, len(table.packets) - 1):
+            if first.feed(packet):
+                break
+        else:
+            first.feed(None)
+    finally:
+        reader.close()
+    return first.rotation
+
+
+def planned_frames(job: Job, workers: int) -> Iterator[torch.Tensor]:
+    """The job's distinct planned frames in order: decoded in this process (one worker, or one
+    piece), else by ``min(workers, pieces)`` forked processes."""
+    used = max(1, min(workers, len(job.segments)))
+    threads = max(1, workers // used)
+    if used == 1:
+        reader = _Reader(job.path, job.table, threads)
+        try:
+            for _, frame in decode_segments(reader, job.segments, job.output):
+                yield frame
+        finally:
+            reader.close()
+        return
+    yield from _Pool(job, used, threads).frames()
+
+
+class _Pool:
+    """Forked workers, each decoding its round-robin share of the pieces into its own slots of
+    one shared mapping; the parent takes the frames in plan order."""
+
+    def __init__(self, job: Job, workers: int, threads: int):
+        self.job = job
+        self.workers = workers
+        self.threads = threads
+        self.shares = assign(job.segments, workers)
+        height, width = job.output.size
+        self.frame_bytes = 3 * height * width
+        most = max(sum(len(job.segments[i].frames) for i in share) for share in self.shares)
+        self.slots = max(MIN_SLOTS, min(most, SLOT_BYTES_PER_WORKER // self.frame_bytes))
+        self.owner: dict[int, int] = {
+            pts: k
+            for k, share in enumerate(self.shares)
+            for i in share
+            for pts in job.segments[i].frames
+        }
+
+    def frames(self) -> Iterator[torch.Tensor]:
+        import mmap
+
+        import torch
+
+        size = self.workers * self.slots * self.frame_bytes
+        memory = mmap.mmap(-1, max(size, 1))
+        slots = torch.frombuffer(memory, dtype=torch.uint8).view(
+            self.workers * self.slots, 3, *self.job.output.size
+        )
+        children: list[tuple[int, int, int]] = []  # pid, read fd, write fd
+        try:
+            for k in range(self.workers):
+                children.append(self._start(k, slots))
+            for pts in self.job.order:
+                k = self.owner[pts]
+                pid, results, returns = children[k]
+                got_pts, slot, message = _receive(results)
+                if message:
+                    raise SegmentError(message)
+                if got_pts != pts:
+                    raise SegmentError(f"worker {k} sent pts {got_pts}, {pts} was due")
+                yield slots[slot].clone()
+                os.write(returns, struct.pack("<i", slot))
+        finally:
+            for pid, results, returns in children:
+                for fd in (results, returns):
+                    os.close(fd)
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+            del slots
+
+    def _start(self, k: int, slots: torch.Tensor) -> tuple[int, int, int]:
+        to_parent_r, to_parent_w = os.pipe()
+        to_child_r, to_child_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            status = 0
+            try:
+                os.close(to_parent_r)
+                os.close(to_child_w)
+                self._work(k, slots, to_parent_w, to_child_r)
+            except BaseException:  # noqa: BLE001 - reported through the pipe where possible
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(to_parent_w)
+        os.close(to_child_r)
+        return pid, to_parent_r, to_child_w
+
+    def _work(self, k: int, slots: torch.Tensor, results: int, returns: int) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        first = k * self.slots
+        free = list(range(first, first + self.slots))
+        reader = None
+        try:
+            reader = _Reader(self.job.path, self.job.table, self.threads)
+            segments = [self.job.segments[i] for i in self.shares[k]]
+            for pts, frame in decode_segments(reader, segments, self.job.output):
+                if not free:
+                    free.append(struct.unpack("<i", _read_exactly(returns, 4))[0])
+                slot = free.pop()
+                slots[slot].copy_(frame)
+                _send(results, pts, slot, "")
+        except Exception as exc:  # noqa: BLE001 - the parent decides what it means
+            _send(results, 0, -1, f"{type(exc).__name__}: {exc}"[:500] or "error")
+        finally:
+            if reader is not None:
+                reader.close()
+
+
+def _send(fd: int, pts: int, slot: int, message: str) -> None:
+    text = message.encode("utf-8", "replace")
+    os.write(fd, struct.pack("<qiI", pts, slot, len(text)) + text)
+
+
+def _receive(fd: int) -> tuple[int, int, str]:
+    pts, slot, length = struct.unpack("<qiI", _read_exactly(fd, 16))
+    text = _read_exactly(fd, length).decode("utf-8", "replace") if length else ""
+    if slot < 0 and not text:
+        text = "a decoding worker failed"
+    return pts, slot, text
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise SegmentError("a decoding worker ended early")
+        data += chunk
+    return data
