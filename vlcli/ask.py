@@ -45,7 +45,9 @@ class AskResult:
     timings: dict[str, float]
     task: str = "qa"
     evidence: list[str] = field(default_factory=list)
-    name: str = ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    name: str = (
+        ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

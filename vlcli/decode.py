@@ -54,6 +54,10 @@ SLOT_BYTES_PER_WORKER = 48 << 20
 MIN_SLOTS = 4
 WORKERS_ENV = "VLCLI_DECODE_WORKERS"
 SEEK_GAP = 64  # packets: a piece further ahead than this is reached by seeking, not reading
+# Forking costs tens of milliseconds (more in a process holding a model): below this much work
+# (packets sent times coded pixels, about 50 frames of 1080p) one process decodes, with FFmpeg's
+# own threads.
+MIN_FORK_WORK = 100_000_000
 
 
 class FastPathUnavailable(Exception):
@@ -250,25 +254,20 @@ def decode_segments(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Decode each segment afresh and yield ``(pts, frame)`` for its planned frames in order
     (turned and resized, see :func:`finish`)."""
-    import torch
 
     from .rgb import converter
 
     rgb = converter()
     if rgb is None:
         raise FastPathUnavailable("torchcodec's libswscale not found")
-    buffer = torch.empty(0, dtype=torch.uint8)
+    rotated = bool(round(output.rotation / 90) % 4)
     for seg in segments:
         wanted = iter(seg.frames)
         expected: int | None = next(wanted)
         for frame in _decoded(reader, seg):
             if frame.pts != expected:
                 continue
-            need = (frame.height + 2) * frame.width * 3
-            if buffer.numel() < need:
-                buffer = torch.empty(need, dtype=torch.uint8)
-            rgb.convert(frame, buffer)
-            image = buffer[: frame.height * frame.width * 3].view(frame.height, frame.width, 3)
+            image = rgb.convert(frame, rotated)
             yield frame.pts, finish(image, output)
             expected = next(wanted, None)
         if expected is not None:
@@ -338,27 +337,73 @@ def prepare(path: str, plan: VideoPlan) -> Job:
 
 
 def first_frame_rotation(path: str, table: Table) -> int:
-    """The display rotation, from the stream's first decoded frame (PyAV shows it nowhere else);
-    also checks, once per kind of frame, that this module converts it as torchcodec does."""
-    from .container import _FirstFrame
+    """The display rotation, from the stream's first shown frame (PyAV shows it nowhere else).
 
+    The same frame also checks, once per kind of frame in this process, that this module turns
+    it into the same RGB bytes as torchcodec (see :func:`conversion_matches`)."""
+    from .rgb import converter
+
+    rgb = converter()
+    if rgb is None:
+        raise FastPathUnavailable("torchcodec's libswscale not found")
+    first = frame_pts(table.packets)[0]
     reader = _Reader(path, table)
     try:
-        first = _FirstFrame(reader.stream)
-        for _, packet in reader.packets(0, len(table.packets) - 1):
-            if first.feed(packet):
-                break
-        else:
-            first.feed(None)
+        frame = next((f for f in _decoded(reader, _whole(table)) if f.pts == first), None)
+        if frame is None:
+            raise FastPathUnavailable("the first frame did not decode")
+        rotation = int(frame.rotation or 0)
+        kind = (table.codec, frame.format.name, int(frame.colorspace), int(frame.color_range),
+                frame.width, frame.height, rotation)  # fmt: skip
+        if kind not in _CHECKED:
+            verdict = conversion_matches(path, frame, rotation)
+            if verdict is None:
+                raise FastPathUnavailable("torchcodec could not show its first frame")
+            _CHECKED[kind] = verdict
+        if not _CHECKED[kind]:
+            raise FastPathUnavailable(f"frames of kind {kind} convert otherwise than torchcodec")
     finally:
         reader.close()
-    return first.rotation
+    return rotation
+
+
+_CHECKED: dict[tuple[object, ...], bool] = {}
+
+
+def _whole(table: Table) -> Segment:
+    """All packets, sent as they are (to find the first shown frame)."""
+    return Segment(0, len(table.packets) - 1, frozenset(), ())
+
+
+def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
+    """Whether this module's RGB of ``frame`` (a PyAV frame of ``path``) equals torchcodec's, byte
+    for byte; ``None`` where torchcodec cannot show the same frame to compare with."""
+    import torch
+    from torchcodec.decoders import VideoDecoder
+
+    from .rgb import converter
+
+    rgb = converter()
+    assert rgb is not None
+    ours = turned(rgb.convert(frame, bool(round(rotation / 90) % 4)), rotation)
+    seconds = float(frame.pts * frame.time_base)
+    try:
+        decoder = VideoDecoder(path, seek_mode="approximate", num_ffmpeg_threads=1)
+        theirs = decoder.get_frames_played_at(seconds=[seconds])
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    if abs(float(theirs.pts_seconds[0]) - seconds) > 1e-6:
+        return None
+    return ours.shape == theirs.data[0].shape and torch.equal(ours, theirs.data[0])
 
 
 def planned_frames(job: Job, workers: int) -> Iterator[torch.Tensor]:
     """The job's distinct planned frames in order: decoded in this process (one worker, or one
     piece), else by ``min(workers, pieces)`` forked processes."""
     used = max(1, min(workers, len(job.segments)))
+    work = sum(s.sent for s in job.segments) * job.table.coded_width * job.table.coded_height
+    if work < MIN_FORK_WORK:
+        used = 1
     threads = max(1, workers // used)
     if used == 1:
         reader = _Reader(job.path, job.table, threads)
@@ -414,7 +459,10 @@ class _Pool:
                 if got_pts != pts:
                     raise SegmentError(f"worker {k} sent pts {got_pts}, {pts} was due")
                 yield slots[slot].clone()
-                os.write(returns, struct.pack("<i", slot))
+                try:
+                    os.write(returns, struct.pack("<i", slot))
+                except BrokenPipeError:
+                    pass  # the worker has sent all its frames and left
         finally:
             for pid, results, returns in children:
                 for fd in (results, returns):

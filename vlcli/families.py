@@ -162,11 +162,22 @@ QWEN3_VL = Family(
 )
 FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
+
 def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, gated):  # type: ignore[no-untyped-def]
     return ModelDims(
-        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
-        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
-        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=128,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+        vision_hidden=v_hidden,
+        vision_depth=v_depth,
+        vision_intermediate=v_inter,
+        vision_heads=16,
+        vision_out=v_out,
         vision_gated_mlp=gated,
     )
 
@@ -326,7 +337,11 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
             str(folder),
         )
     key = model.lower().removeprefix("qwen/").removesuffix("-instruct")
-    if model.lower().startswith("qwen/") and model.lower().endswith("-instruct") and key in _PRESETS:
+    if (
+        model.lower().startswith("qwen/")
+        and model.lower().endswith("-instruct")
+        and key in _PRESETS
+    ):
         fam, dims = _PRESETS[key]
         return ModelSpec(model, fam, dims, "built-in preset")
     fam_guess = family_from_name(model)

@@ -748,9 +748,7 @@ def parse_times(answer: str, *, assume_seconds: bool = False) -> list[TimeSpan]:
     ordered.sort(key=lambda item: (item[0], item[1]))
     # A number too long for a float (a model repeating digits) is infinite: not a time.
     return [
-        span
-        for _, _, span in ordered
-        if math.isfinite(span.start_s) and math.isfinite(span.end_s)
+        span for _, _, span in ordered if math.isfinite(span.start_s) and math.isfinite(span.end_s)
     ]
 
 
