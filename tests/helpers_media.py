@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
-from typing import Any
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 
 def ffmpeg(*args: str) -> None:
