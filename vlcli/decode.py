@@ -32,6 +32,7 @@ has copied the frame out, so memory is bounded by the slots whatever the video's
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import sys
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 # Bytes of frame slots per worker (at least MIN_SLOTS slots): enough for the planned frames of a
 # few seconds of video at the default plan, so that workers rarely wait for the consumer.
-SLOT_BYTES_PER_WORKER = 48 << 20
+SLOT_BYTES_PER_WORKER = 24 << 20
 MIN_SLOTS = 4
 WORKERS_ENV = "VLCLI_DECODE_WORKERS"
 SEEK_GAP = 64  # packets: a piece further ahead than this is reached by seeking, not reading
@@ -447,9 +448,11 @@ class _Pool:
             self.workers * self.slots, 3, *self.job.output.size
         )
         children: list[tuple[int, int, int]] = []  # pid, read fd, write fd
-        try:
+        gc.freeze()  # the workers' garbage collector then leaves the parent's objects alone (so
+        try:  # their pages are not copied)
             for k in range(self.workers):
                 children.append(self._start(k, slots))
+            gc.unfreeze()
             for pts in self.job.order:
                 k = self.owner[pts]
                 pid, results, returns = children[k]
@@ -464,6 +467,7 @@ class _Pool:
                 except BrokenPipeError:
                     pass  # the worker has sent all its frames and left
         finally:
+            gc.unfreeze()
             for pid, results, returns in children:
                 for fd in (results, returns):
                     os.close(fd)
@@ -473,6 +477,10 @@ class _Pool:
                     pass
                 os.waitpid(pid, 0)
             del slots
+            try:
+                memory.close()  # the slots' pages go back now, not when the mapping is collected
+            except BufferError:
+                pass  # a view is still alive somewhere: the collector will close it
 
     def _start(self, k: int, slots: torch.Tensor) -> tuple[int, int, int]:
         to_parent_r, to_parent_w = os.pipe()

@@ -21,8 +21,9 @@ The tests hold the result to torchcodec's frames on every kind of clip they make
 :func:`vlcli.decode.conversion_matches` checks the first frame of each kind at run time, so that
 another FFmpeg or torchcodec than the tested ones falls back to torchcodec rather than differ.
 
-Only Linux is supported (the loaded library is found in ``/proc/self/maps``); elsewhere
-:func:`converter` returns ``None`` and the caller decodes with torchcodec.
+Only Linux is supported (the loaded library is found in ``/proc/self/maps``); elsewhere, or
+where it cannot be told, :func:`converter` returns ``None`` and the caller decodes with
+torchcodec.
 """
 
 from __future__ import annotations
@@ -45,23 +46,36 @@ class SwsLibraries:
 
 
 def torchcodec_libraries() -> SwsLibraries | None:
-    """The libswscale and libavutil files torchcodec loaded (importing it loads them)."""
+    """The libswscale and libavutil files torchcodec loaded (importing it loads them).
+
+    They are read from the process's memory map: the files named ``libswscale*.so*`` and
+    ``libavutil*.so*``, leaving out PyAV's own copies (in its ``av.libs`` folder) unless they are
+    the only ones, which is the case where torchcodec was pointed at PyAV's libraries (the GPU
+    kit does that): then both share them. ``None`` if there is not exactly one candidate each.
+    """
+    import av
     import torchcodec  # noqa: F401 - loads its FFmpeg libraries
 
-    found: dict[str, str] = {}
+    pyav_libs = os.path.dirname(os.path.dirname(os.path.abspath(av.__file__)))
+    pyav_libs = os.path.join(pyav_libs, "av.libs") + os.sep
+    found: dict[str, set[str]] = {"libswscale": set(), "libavutil": set()}
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             for line in maps:
                 path = line.rstrip("\n").split(" ")[-1]
                 name = os.path.basename(path)
-                for lib in ("libswscale.so.", "libavutil.so."):
-                    if name.startswith(lib):
-                        found.setdefault(lib, path)
+                for lib, paths in found.items():
+                    if name.startswith((lib + ".so", lib + "-")) and ".so" in name:
+                        paths.add(path)
     except OSError:
         return None
-    if len(found) != 2:
-        return None
-    return SwsLibraries(found["libswscale.so."], found["libavutil.so."])
+    chosen: dict[str, str] = {}
+    for lib, paths in found.items():
+        theirs = {p for p in paths if not p.startswith(pyav_libs)} or paths
+        if len(theirs) != 1:
+            return None
+        chosen[lib] = theirs.pop()
+    return SwsLibraries(chosen["libswscale"], chosen["libavutil"])
 
 
 class RgbConverter:
