@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,21 @@ def test_vp9_and_av1_key_frames():
     assert not packet_facts(Syntax("av1"), seq + inter).random_access
     assert syntax_for("h264", bytes([1, 100, 0, 30, 0xFF, 0xE1, 0])) == Syntax("h264", 4)
     assert syntax_for("h264", b"\x00\x00\x00\x01\x67") == Syntax("h264", 0)
+
+
+def test_without_ffmpegs_libraries_decoding_says_so(codec_clips, monkeypatch):
+    """torchcodec needs the system's FFmpeg libraries; without them decoding stops with exit
+    status 6 and one line, on both paths (the fast one needs torchcodec's libswscale)."""
+    from vlcli import rgb
+    from vlcli.errors import ExitStatus, VlcliError
+
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # import torchcodec now fails
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)
+    monkeypatch.setattr(rgb, "_TRIED", False)
+    monkeypatch.setattr(rgb, "_CONVERTER", None)
+    monkeypatch.setattr(decode, "_CHECKED", {})
+    path = codec_clips["h264_idr_pieces"]
+    plan = plan_video(probe(path).video_facts(), SamplingOptions(nframes=4), QWEN2_5_VL)
+    with pytest.raises(VlcliError, match="FFmpeg's shared libraries") as info:
+        list(iter_video_chunks(path, plan))
+    assert info.value.status == ExitStatus.MISSING_DEPENDENCY

@@ -380,9 +380,11 @@ def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
     """Whether this module's RGB of ``frame`` (a PyAV frame of ``path``) equals torchcodec's, byte
     for byte; ``None`` where torchcodec cannot show the same frame to compare with."""
     import torch
-    from torchcodec.decoders import VideoDecoder
 
+    from .frames import video_decoder_class
     from .rgb import converter
+
+    VideoDecoder = video_decoder_class()  # noqa: N806
 
     rgb = converter()
     assert rgb is not None

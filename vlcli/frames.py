@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import ExitStatus, InputError, VlcliError
 
 if TYPE_CHECKING:
     import torch
@@ -40,10 +40,23 @@ def _decoder_failure(path: str, exc: Exception) -> InputError:
     return InputError(f"the decoder failed ({text[:200]}): is it truncated or corrupt?", path)
 
 
+def video_decoder_class() -> Any:
+    """torchcodec's ``VideoDecoder``; a :class:`VlcliError` (exit status 6) where torchcodec
+    cannot load FFmpeg's shared libraries (the system's: it brings none of its own)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, OSError, RuntimeError):
+        raise VlcliError(
+            "decoding videos needs FFmpeg's shared libraries, which torchcodec cannot load: "
+            "install FFmpeg (e.g. 'sudo apt-get install ffmpeg')",
+            ExitStatus.MISSING_DEPENDENCY,
+        ) from None
+    return VideoDecoder
+
+
 def open_video(path: str) -> Any:
     """torchcodec's ``VideoDecoder`` for ``path`` in exact seek mode (it scans the packets)."""
-    from torchcodec.decoders import VideoDecoder
-
+    VideoDecoder = video_decoder_class()  # noqa: N806
     try:
         return VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=DECODER_THREADS)
     except (RuntimeError, ValueError) as exc:

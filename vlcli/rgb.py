@@ -54,7 +54,11 @@ def torchcodec_libraries() -> SwsLibraries | None:
     kit does that): then both share them. ``None`` if there is not exactly one candidate each.
     """
     import av
-    import torchcodec  # noqa: F401 - loads its FFmpeg libraries
+
+    try:
+        import torchcodec  # noqa: F401 - loads its FFmpeg libraries
+    except (ImportError, OSError, RuntimeError):
+        return None
 
     pyav_libs = os.path.dirname(os.path.dirname(os.path.abspath(av.__file__)))
     pyav_libs = os.path.join(pyav_libs, "av.libs") + os.sep
