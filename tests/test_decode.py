@@ -84,7 +84,7 @@ def _plan(path: str, indices: list[int] | None = None, full_size: bool = True):
 
 def _ours(path: str, plan, workers: int) -> torch.Tensor:
     job = decode.prepare(path, plan)
-    return torch.stack(list(decode.planned_frames(job, workers)))
+    return torch.stack([frame.clone() for frame in decode.planned_frames(job, workers)])
 
 
 def _torchcodec_all(path: str) -> torch.Tensor:
@@ -335,3 +335,16 @@ def test_without_ffmpegs_libraries_decoding_says_so(codec_clips, monkeypatch):
     with pytest.raises(VlcliError, match="FFmpeg's shared libraries") as info:
         list(iter_video_chunks(path, plan))
     assert info.value.status == ExitStatus.MISSING_DEPENDENCY
+
+
+def test_repeated_indices_across_chunks(codec_clips, monkeypatch):
+    path = codec_clips["h264_idr_pieces"]
+    info = probe(path)
+    plan = plan_video(info.video_facts(), SamplingOptions(nframes=8), QWEN2_5_VL)
+    indices = (0, 0, 1, 1, 1, 9, 30, 30, 31, 49, 49, 49)
+    plan = dataclasses.replace(plan, frame_indices=indices, frames=len(indices))
+    reference = torch.cat(list(_torchcodec_chunks(path, plan, 4)))
+    for workers, fork_work in ((1, decode.MIN_FORK_WORK), (2, 0)):
+        monkeypatch.setattr(decode, "MIN_FORK_WORK", fork_work)
+        got = torch.cat([c.clone() for c in iter_video_chunks(path, plan, 2, workers=workers)])
+        assert torch.equal(got, reference)

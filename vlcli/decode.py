@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .bitstream import CODECS, packet_facts, syntax_for
-from .errors import InputError
+from .errors import InputError, UsageError
 from .segments import CodedPacket, Segment, assign, frame_pts, plan_segments
 
 if TYPE_CHECKING:
@@ -76,11 +76,8 @@ def default_workers() -> int:
         try:
             return max(1, int(value))
         except ValueError:
-            raise InputError(f"${WORKERS_ENV} must be a whole number, got {value!r}") from None
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+            raise UsageError(f"${WORKERS_ENV} must be a whole number, got {value!r}") from None
+    return _cpus()
 
 
 # ---------------------------------------------------------------- the packet table
@@ -401,14 +398,17 @@ def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
 
 
 def planned_frames(job: Job, workers: int) -> Iterator[torch.Tensor]:
-    """The job's distinct planned frames in order: decoded in this process (one worker, or one
-    piece), else by ``min(workers, pieces)`` forked processes."""
+    """The job's distinct planned frames in order, each valid until the next is asked for.
+
+    ``workers`` is how many CPUs decoding may use: ``min(workers, pieces)`` forked processes
+    decode the pieces, each with ``workers // processes`` FFmpeg threads, while this process
+    goes on with what the caller does with the frames (even one worker overlaps decoding with
+    that). Little work (under ``MIN_FORK_WORK``), or a single CPU, is decoded in this process.
+    """
     used = max(1, min(workers, len(job.segments)))
-    work = sum(s.sent for s in job.segments) * job.table.coded_width * job.table.coded_height
-    if work < MIN_FORK_WORK:
-        used = 1
     threads = max(1, workers // used)
-    if used == 1:
+    work = sum(s.sent for s in job.segments) * job.table.coded_width * job.table.coded_height
+    if work < MIN_FORK_WORK or (used == 1 and _cpus() == 1):
         reader = _Reader(job.path, job.table, threads)
         try:
             for _, frame in decode_segments(reader, job.segments, job.output):
@@ -417,6 +417,13 @@ def planned_frames(job: Job, workers: int) -> Iterator[torch.Tensor]:
             reader.close()
         return
     yield from _Pool(job, used, threads).frames()
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class _Pool:
@@ -463,7 +470,7 @@ class _Pool:
                     raise SegmentError(message)
                 if got_pts != pts:
                     raise SegmentError(f"worker {k} sent pts {got_pts}, {pts} was due")
-                yield slots[slot].clone()
+                yield slots[slot]  # the caller copies it before asking for the next one
                 try:
                     os.write(returns, struct.pack("<i", slot))
                 except BrokenPipeError:

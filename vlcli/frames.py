@@ -91,15 +91,17 @@ def iter_video_chunks(
         job = None
     size = (plan.frame_height, plan.frame_width)
     done = 0  # frames of the plan delivered
-    previous: torch.Tensor | None = None
+    previous: torch.Tensor | None = None  # the row holding the last frame (for repeated indices)
     while done < len(indices) and job is not None:
         chunk = torch.empty((min(chunk_frames, len(indices) - done), 3, *size), dtype=torch.uint8)
         try:
             for i in range(len(chunk)):
                 n = done + i
-                if previous is None or indices[n] != indices[n - 1]:
-                    previous = next(frames)
-                chunk[i] = previous
+                # each frame is valid until the next one is asked for: copy it at once
+                chunk[i] = (
+                    next(frames) if previous is None or indices[n] != indices[n - 1] else previous
+                )
+                previous = chunk[i]
         except (decode.SegmentError, decode.FastPathUnavailable, StopIteration):
             frames.close() if hasattr(frames, "close") else None
             job = None  # the rest the ordinary way, from the first frame of this chunk

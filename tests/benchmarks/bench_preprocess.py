@@ -76,6 +76,7 @@ def child(which: str, clip: str, model: str, dtype: str) -> dict[str, object]:
     import qwen_vl_utils  # noqa: F401
     import torch
     import torchcodec  # noqa: F401
+    import transformers.models  # noqa: F401 - else the processor's first call imports it (2 s)
     from transformers import AutoProcessor
 
     from vlcli.families import resolve_model
