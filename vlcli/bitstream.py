@@ -30,6 +30,8 @@ _H264_UNSUPPORTED = frozenset((14, 15, 20, 21))  # SVC / MVC prefix, subset SPS,
 _HEVC_IDR = frozenset((19, 20))
 _HEVC_SUBLAYER_NONREF = frozenset((0, 2, 4, 6, 8, 10, 12, 14))
 
+Data = bytes | memoryview
+
 
 @dataclass(frozen=True)
 class Syntax:
@@ -62,7 +64,7 @@ def syntax_for(codec: str, extradata: bytes | None) -> Syntax:
     return Syntax(codec, 0)
 
 
-def nal_units(data: bytes, length_size: int) -> Iterator[int]:
+def nal_units(data: Data, length_size: int) -> Iterator[int]:
     """Offsets of the NAL unit headers in one packet (length-prefixed or start codes)."""
     end = len(data)
     if length_size:
@@ -75,14 +77,16 @@ def nal_units(data: bytes, length_size: int) -> Iterator[int]:
             yield i
             i += size
         return
-    i = data.find(b"\x00\x00\x01")
+    raw = bytes(data)
+    i = raw.find(b"\x00\x00\x01")
     while i >= 0 and i + 3 < end:
         yield i + 3
-        i = data.find(b"\x00\x00\x01", i + 3)
+        i = raw.find(b"\x00\x00\x01", i + 3)
 
 
-def packet_facts(syntax: Syntax, data: bytes) -> PacketFacts:
-    """The facts of one packet of a stream with this syntax."""
+def packet_facts(syntax: Syntax, data: Data) -> PacketFacts:
+    """The facts of one packet of a stream with this syntax (``data``: its bytes, or a
+    memoryview of them, which saves copying every packet)."""
     if syntax.codec == "h264":
         return _h264(data, syntax.length_size)
     if syntax.codec == "hevc":
@@ -94,7 +98,7 @@ def packet_facts(syntax: Syntax, data: bytes) -> PacketFacts:
     return PacketFacts(supported=False)
 
 
-def _h264(data: bytes, length_size: int) -> PacketFacts:
+def _h264(data: Data, length_size: int) -> PacketFacts:
     reference = idr = False
     sps = pps = slices = 0
     for at in nal_units(data, length_size):
@@ -113,7 +117,7 @@ def _h264(data: bytes, length_size: int) -> PacketFacts:
     return PacketFacts(reference=reference, random_access=idr, parameter_sets=bool(sps and pps))
 
 
-def _hevc(data: bytes, length_size: int) -> PacketFacts:
+def _hevc(data: Data, length_size: int) -> PacketFacts:
     idr = True
     nonref = True
     slices = 0
@@ -143,7 +147,7 @@ def _hevc(data: bytes, length_size: int) -> PacketFacts:
     )
 
 
-def _vp9_key_frame(data: bytes) -> bool:
+def _vp9_key_frame(data: Data) -> bool:
     """The first frame of the packet (a superframe's too) is a VP9 key frame (spec 6.2)."""
     if not data:
         return False
@@ -158,7 +162,7 @@ def _vp9_key_frame(data: bytes) -> bool:
     return bits.read(1) == 0  # frame_type: KEY_FRAME
 
 
-def _av1_key_frame(data: bytes) -> bool:
+def _av1_key_frame(data: Data) -> bool:
     """The temporal unit starts a coded video sequence: a sequence header and a shown key frame."""
     reduced_still: bool | None = None
     i = 0
@@ -186,7 +190,7 @@ def _av1_key_frame(data: bytes) -> bool:
     return False
 
 
-def _leb128(data: bytes, i: int) -> tuple[int, int]:
+def _leb128(data: Data, i: int) -> tuple[int, int]:
     value = 0
     for n in range(8):
         if i >= len(data):
@@ -202,7 +206,7 @@ def _leb128(data: bytes, i: int) -> tuple[int, int]:
 class _Bits:
     """Reads bits most significant first; past the end it reads zeros."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: Data):
         self.data = data
         self.pos = 0
 

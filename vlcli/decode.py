@@ -112,7 +112,7 @@ def read_table(path: str) -> Table:
             dts = packet.dts if packet.dts is not None else pts
             if pts is None:
                 raise FastPathUnavailable("packets without timestamps")
-            pf = packet_facts(syntax, bytes(packet))
+            pf = packet_facts(syntax, memoryview(packet))
             if not pf.supported:
                 raise FastPathUnavailable(f"unusual {codec} packets")
             pos = packet.pos if packet.pos is not None else -1
@@ -457,6 +457,8 @@ class _Pool:
             self.workers * self.slots, 3, *self.job.output.size
         )
         children: list[tuple[int, int, int]] = []  # pid, read fd, write fd
+        # A tokenizer that has used its threads warns in every forked child unless this is set.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         gc.freeze()  # the workers' garbage collector then leaves the parent's objects alone (so
         try:  # their pages are not copied)
             for k in range(self.workers):
