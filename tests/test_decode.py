@@ -20,6 +20,7 @@ from helpers_media import av1, ffmpeg, make_clip, make_vp9_altref, set_rotation,
 from torchcodec.decoders import VideoDecoder
 
 from vlcli import decode
+from vlcli import workers as worker_pool
 from vlcli.bitstream import (
     PacketFacts,
     Syntax,
@@ -189,7 +190,7 @@ def test_workers_reuse_few_slots_and_leave_no_process(codec_clips, monkeypatch):
     path = codec_clips["h264_idr_pieces"]
     expected = _torchcodec_all(path)
     monkeypatch.setattr(decode, "MIN_FORK_WORK", 0)
-    monkeypatch.setattr(decode, "SLOT_BYTES_PER_WORKER", 1)  # MIN_SLOTS slots each: reuse
+    monkeypatch.setattr(worker_pool, "SLOT_BYTES_PER_WORKER", 1)  # MIN_SLOTS slots each: reuse
     got = _ours(path, _plan(path), workers=3)
     assert torch.equal(got, expected)
     job = decode.prepare(path, _plan(path))
