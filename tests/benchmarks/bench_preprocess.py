@@ -90,7 +90,7 @@ def child(which: str, clip: str, model: str, dtype: str) -> dict[str, object]:
     question = "What happens in this video?"
     from helpers_reference import reference_inputs, video_question
 
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu, workers = time.perf_counter(), _cpu_seconds(), _cpu_seconds(resource.RUSAGE_CHILDREN)
     if which == "reference":
         inputs = reference_inputs(processor, video_question(clip, question))
     else:
@@ -101,6 +101,7 @@ def child(which: str, clip: str, model: str, dtype: str) -> dict[str, object]:
         )
     seconds = time.perf_counter() - wall
     cpu = _cpu_seconds() - cpu
+    workers = _cpu_seconds(resource.RUSAGE_CHILDREN) - workers
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     pixels = inputs["pixel_values_videos"]
     digest = hashlib.sha256()
@@ -109,16 +110,17 @@ def child(which: str, clip: str, model: str, dtype: str) -> dict[str, object]:
     return {
         "seconds": seconds,
         "cpu_s": cpu,
+        "workers_cpu_s": workers,
         "ru_maxrss_mb": peak,
         "rows": int(pixels.shape[0]),
         "sha256": digest.hexdigest(),
     }
 
 
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped decoding workers
-    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+def _cpu_seconds(who: int | None = None) -> float:
+    """CPU seconds of this process and its reaped decoding workers (or of ``who`` alone)."""
+    kinds = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if who is None else (who,)
+    return sum(resource.getrusage(k).ru_utime + resource.getrusage(k).ru_stime for k in kinds)
 
 
 def _tree(pid: int) -> list[int]:
