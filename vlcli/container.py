@@ -56,7 +56,8 @@ def open_input(path: str, magic: str | None) -> av.container.InputContainer:
     import av
 
     try:
-        return av.open(path, "r", metadata_errors="replace")
+        # "file:" keeps a name like "a:b.mp4" from being read as a protocol.
+        return av.open("file:" + os.path.abspath(path), "r", metadata_errors="replace")
     except av.error.FFmpegError as exc:
         reason = exc.strerror or type(exc).__name__
         if magic in ("video", "image"):

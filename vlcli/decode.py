@@ -182,7 +182,9 @@ class _Reader:
 
         from .container import packets
 
-        self.container = av.open(self.path, "r", metadata_errors="replace")
+        self.container = av.open(
+            "file:" + os.path.abspath(self.path), "r", metadata_errors="replace"
+        )
         self.stream = self.container.streams[self.table.stream_index]
         self.decoder = self.stream.codec_context
         self.decoder.thread_count = self.threads

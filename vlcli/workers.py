@@ -15,9 +15,10 @@ Workers are forked, since starting Python afresh would cost seconds of imports. 
 
 The parent takes the frames in plan order: each worker makes its frames in that order too, so
 the parent only ever waits for the worker that owns the next frame, and no worker waits on
-another. While the workers run, the parent's torch keeps to the CPUs they leave (at least one). The parent's objects are frozen for the garbage collector while it forks, so the
-workers' collector does not touch (and so copy) their pages. The workers are ended and reaped
-when the frames are all taken, or when the caller stops early or fails.
+another. While the workers run, the parent's torch keeps to the CPUs they leave (at least one).
+The parent's objects are frozen for the garbage collector while it forks, so that the workers'
+collector does not touch (and so copy) their pages. The workers are ended and reaped when the
+frames are all taken, or when the caller stops early or fails.
 """
 
 from __future__ import annotations
