@@ -107,6 +107,8 @@ def iter_video_chunks(
             job = None  # the rest the ordinary way, from the first frame of this chunk
             break
         done += len(chunk)
+        if done == len(indices) and hasattr(frames, "close"):
+            frames.close()  # the workers and their shared memory go before the caller's last step
         yield chunk
     if done < len(indices):
         yield from _torchcodec_chunks(path, plan, chunk_frames, done)
