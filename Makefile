@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 
 setup: ffmpeg $(STAMP)
 
-# System FFmpeg: its shared libraries serve torchcodec, ffprobe serves `vlcli probe`.
+# System FFmpeg: its shared libraries serve torchcodec (the reference's decoder), the ffmpeg
+# command makes the tests' clips. vlcli probes with PyAV, whose wheel brings its own FFmpeg.
 ffmpeg:
-	@if command -v ffprobe >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libavcodec; then :; \
+	@if command -v ffmpeg >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libavcodec; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing FFmpeg (Debian package 'ffmpeg')..." >&2; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \

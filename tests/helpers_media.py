@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 
 def ffmpeg(*args: str) -> None:
@@ -83,3 +84,29 @@ def truncate(src: str | PathLike[str], dst: str | PathLike[str], fraction: float
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return str(dst)
+
+
+# Encoders for the decoding tests: small, short clips of each codec the fast decoder handles,
+# with the features that make decoding tricky (see tests/test_decode.py).
+def x264(params: str, pix_fmt: str = "yuv420p") -> tuple[str, ...]:
+    return ("-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", pix_fmt, "-x264-params", params)
+
+
+def x265(params: str, pix_fmt: str = "yuv420p") -> tuple[str, ...]:
+    return ("-c:v", "libx265", "-pix_fmt", pix_fmt, "-x265-params", f"log-level=error:{params}")
+
+
+def make_vp9_altref(path: str | PathLike[str], *extra: str, **clip: Any) -> str:
+    """A libvpx VP9 clip with alternate reference frames: coded, never shown, each hidden in a
+    superframe with a shown frame. libvpx makes them only in two-pass mode."""
+    log = str(Path(path).with_suffix(".pass"))
+    codec = ("-c:v", "libvpx-vp9", "-b:v", "150k", "-deadline", "good", "-cpu-used", "4",
+             "-auto-alt-ref", "1", "-lag-in-frames", "16", "-pix_fmt", "yuv420p",
+             "-passlogfile", log, *extra)  # fmt: skip
+    make_clip(Path(path).with_suffix(".pass1.webm"), codec=(*codec, "-pass", "1"), **clip)
+    return make_clip(path, codec=(*codec, "-pass", "2"), **clip)
+
+
+def av1(*extra: str) -> tuple[str, ...]:
+    return ("-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "80k", "-pix_fmt", "yuv420p",
+            *extra)  # fmt: skip

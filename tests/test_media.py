@@ -415,7 +415,7 @@ def test_sniff(tree):
 def test_import_is_light():
     code = (
         "import sys, vlcli.media, vlcli.frames\n"
-        "heavy = ('torch', 'torchvision', 'torchcodec', 'transformers', 'PIL')\n"
+        "heavy = ('torch', 'torchvision', 'torchcodec', 'transformers', 'PIL', 'av')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
@@ -454,3 +454,16 @@ def test_sample_media_is_what_its_readme_says():
         md = _tc_meta(str(SAMPLES / name))
         info = probe(str(SAMPLES / name))
         assert (info.frames, info.fps) == (md.num_frames, md.average_fps)
+
+
+def test_probe_runs_no_program(clip_landscape, monkeypatch):
+    """Probing reads the file in-process (PyAV): no ffprobe, no subprocess at all."""
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("probe started a program")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    info = probe(clip_landscape)
+    assert (info.frames, info.fps) == (100, 25.0)

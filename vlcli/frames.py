@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import ExitStatus, InputError, VlcliError
 
 if TYPE_CHECKING:
     import torch
@@ -40,29 +40,88 @@ def _decoder_failure(path: str, exc: Exception) -> InputError:
     return InputError(f"the decoder failed ({text[:200]}): is it truncated or corrupt?", path)
 
 
+def video_decoder_class() -> Any:
+    """torchcodec's ``VideoDecoder``; a :class:`VlcliError` (exit status 6) where torchcodec
+    cannot load FFmpeg's shared libraries (the system's: it brings none of its own)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, OSError, RuntimeError):
+        raise VlcliError(
+            "decoding videos needs FFmpeg's shared libraries, which torchcodec cannot load: "
+            "install FFmpeg (e.g. 'sudo apt-get install ffmpeg')",
+            ExitStatus.MISSING_DEPENDENCY,
+        ) from None
+    return VideoDecoder
+
+
 def open_video(path: str) -> Any:
     """torchcodec's ``VideoDecoder`` for ``path`` in exact seek mode (it scans the packets)."""
-    from torchcodec.decoders import VideoDecoder
-
+    VideoDecoder = video_decoder_class()  # noqa: N806
     try:
         return VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=DECODER_THREADS)
     except (RuntimeError, ValueError) as exc:
         raise _decoder_failure(path, exc) from None
 
 
-def iter_video_chunks(path: str, plan: VideoPlan, chunk_frames: int = 16) -> Iterator[torch.Tensor]:
+def iter_video_chunks(
+    path: str, plan: VideoPlan, chunk_frames: int = 16, workers: int | None = None
+) -> Iterator[torch.Tensor]:
     """The plan's frames, decoded and resized: uint8 ``(n, 3, frame_height, frame_width)`` tensors.
 
     Chunks come in order and cover ``plan.frame_indices`` exactly; every chunk but the last has
     ``chunk_frames`` frames. Their concatenation equals what qwen-vl-utils' ``fetch_video``
     returns for the same options (it returns the same values as float).
+
+    H.264, HEVC, VP9 and AV1 are decoded by :mod:`vlcli.decode` (only the packets the planned
+    frames need, ``workers`` processes at a time; default: ``$VLCLI_DECODE_WORKERS`` or every
+    CPU); other codecs, and anything that path cannot do exactly, by torchcodec.
     """
+    import torch
+
+    from . import decode
+
+    if chunk_frames < 1:
+        raise ValueError("chunk_frames must be at least 1")
+    indices = list(plan.frame_indices)
+    frames: Iterator[torch.Tensor] = iter(())
+    try:
+        job = decode.prepare(path, plan)
+        frames = decode.planned_frames(job, workers or decode.default_workers())
+    except decode.FastPathUnavailable:
+        job = None
+    size = (plan.frame_height, plan.frame_width)
+    done = 0  # frames of the plan delivered
+    previous: torch.Tensor | None = None  # the row holding the last frame (for repeated indices)
+    while done < len(indices) and job is not None:
+        chunk = torch.empty((min(chunk_frames, len(indices) - done), 3, *size), dtype=torch.uint8)
+        try:
+            for i in range(len(chunk)):
+                n = done + i
+                # each frame is valid until the next one is asked for: copy it at once
+                chunk[i] = (
+                    next(frames) if previous is None or indices[n] != indices[n - 1] else previous
+                )
+                previous = chunk[i]
+        except (decode.SegmentError, decode.FastPathUnavailable, StopIteration):
+            frames.close() if hasattr(frames, "close") else None
+            job = None  # the rest the ordinary way, from the first frame of this chunk
+            break
+        done += len(chunk)
+        if done == len(indices) and hasattr(frames, "close"):
+            frames.close()  # the workers and their shared memory go before the caller's last step
+        yield chunk
+    if done < len(indices):
+        yield from _torchcodec_chunks(path, plan, chunk_frames, done)
+
+
+def _torchcodec_chunks(
+    path: str, plan: VideoPlan, chunk_frames: int, done: int = 0
+) -> Iterator[torch.Tensor]:
+    """The plan's frames from ``done`` on, decoded by torchcodec (the reference's decoder)."""
     import torch
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
 
-    if chunk_frames < 1:
-        raise ValueError("chunk_frames must be at least 1")
     decoder = open_video(path)
     meta = decoder.metadata
     if (meta.num_frames, meta.width, meta.height) != (
@@ -78,7 +137,7 @@ def iter_video_chunks(path: str, plan: VideoPlan, chunk_frames: int = 16) -> Ite
         )
     size = [plan.frame_height, plan.frame_width]
     indices = list(plan.frame_indices)
-    for start in range(0, len(indices), chunk_frames):
+    for start in range(done, len(indices), chunk_frames):
         chunk = indices[start : start + chunk_frames]
         try:
             full = decoder.get_frames_at(indices=chunk).data

@@ -1,12 +1,14 @@
 """Media files: which ones the user meant, and what each one is, without decoding it.
 
 ``expand_inputs`` turns arguments (files, folders, globs, ``-`` for stdin) into a list of paths.
-``probe`` reads the container with one ``ffprobe`` call and reports what ``vlcli probe`` shows and
-what the plan needs. For videos that call also lists every packet of the video stream, because
-the reference decoder (torchcodec in exact seek mode, which qwen-vl-utils uses) counts frames the
-same way: ``num_frames`` is the number of packets, ``average_fps`` is that count divided by
-``max(pts + duration) - min(pts)``. Reproducing its arithmetic here means the frame indices that
-``vlcli budget`` plans are the ones the reference decodes, without importing torch.
+``probe`` reads the container in-process with PyAV (:mod:`vlcli.container`, no subprocess) and
+reports what ``vlcli probe`` shows and what the plan needs. For videos it also reads every packet
+of the video stream, because the reference decoder (torchcodec in exact seek mode, which
+qwen-vl-utils uses) counts frames the same way: ``num_frames`` is the number of packets,
+``average_fps`` is that count divided by ``max(pts + duration) - min(pts)``. Reproducing its
+arithmetic here means the frame indices that ``vlcli budget`` plans are the ones the reference
+decodes, without importing torch. The display rotation is read from the first decoded frame
+(PyAV shows the display matrix nowhere else).
 
 Images are measured with PIL, as the reference reads them (no EXIF transpose).
 
@@ -16,18 +18,18 @@ Decoding lives in :mod:`vlcli.frames` and is re-exported here; it imports torch 
 from __future__ import annotations
 
 import glob
-import json
 import os
-import shutil
 import stat
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import ExitStatus, InputError, VlcliError
+from .errors import InputError
 from .frames import frame_at, frames_at, iter_video_chunks, load_image
 from .plan import VideoFacts
+
+if TYPE_CHECKING:
+    from .container import PacketTimes
 
 __all__ = [
     "MediaInfo",
@@ -48,7 +50,6 @@ VIDEO_EXTENSIONS = frozenset(
 IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .webp .bmp .gif .tif .tiff".split())
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 AUDIO_MP4_BRANDS = (b"M4A ", b"M4B ", b"M4P ")
-PROBE_TIMEOUT_S = 600.0
 
 
 # ---------------------------------------------------------------- what a file is
@@ -186,8 +187,7 @@ def probe(path: str, *, count_frames: bool = True) -> MediaInfo:
         info = _probe_image(path)
         if info is not None:
             return info
-    data, errors = _run_ffprobe(path, count_frames, magic)
-    return _video_info(path, data, errors, count_frames, magic)
+    return _probe_video(path, count_frames, magic)
 
 
 # ---------------------------------------------------------------- images (PIL)
@@ -226,147 +226,47 @@ def _probe_image(path: str) -> MediaInfo | None:
         raise InputError(f"truncated or corrupt image: {exc}", path) from None
 
 
-# ---------------------------------------------------------------- videos (ffprobe)
-
-_ENTRIES = (
-    "format=format_name,duration"
-    ":stream=index,codec_type,codec_name,width,height,pix_fmt,r_frame_rate,"
-    "nb_frames,time_base,duration"
-    ":stream_disposition=attached_pic:stream_side_data=rotation"
-)
-_PACKET_ENTRIES = ":packet=stream_index,pts,dts,duration,flags"
+# ---------------------------------------------------------------- videos (PyAV)
 
 
-def ffprobe_executable() -> str:
-    exe = shutil.which("ffprobe")
-    if exe is None:
-        raise VlcliError(
-            "ffprobe not found: install FFmpeg (e.g. 'sudo apt-get install ffmpeg')",
-            ExitStatus.MISSING_DEPENDENCY,
-        )
-    return exe
+def _probe_video(path: str, count_frames: bool, magic: str | None) -> MediaInfo:
+    from .container import open_input, rotation_only, scan, stream_facts, video_stream
 
-
-def _run_ffprobe(path: str, count_frames: bool, magic: str | None) -> tuple[dict[str, Any], str]:
-    entries = _ENTRIES + (_PACKET_ENTRIES if count_frames else "")
-    # "file:" keeps a name like "a:b.mp4" or "-x.mp4" from being read as a protocol or option.
-    target = "file:" + os.path.abspath(path)
-    cmd = [ffprobe_executable(), "-v", "error", "-of", "json", "-show_entries", entries, target]
-    try:
-        done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise InputError(f"ffprobe took over {PROBE_TIMEOUT_S:.0f}s reading it", path) from None
-    except OSError as exc:
-        raise VlcliError(f"ffprobe cannot run: {exc}", ExitStatus.MISSING_DEPENDENCY) from None
-    errors = done.stderr.decode("utf-8", "replace")
-    if done.returncode != 0:
-        reason = _ffmpeg_reason(errors, target)
-        if magic in ("video", "image"):
-            raise InputError(f"truncated or corrupt ({reason})", path)
-        if magic == "audio":
-            raise InputError("audio only: no video stream", path)
-        raise InputError("not media: FFmpeg cannot read it as a video or image", path)
-    try:
-        data = json.loads(done.stdout)
-    except ValueError:
-        raise InputError("ffprobe gave unreadable output for it", path) from None
-    return data, errors
-
-
-def _ffmpeg_reason(text: str, target: str = "") -> str:
-    """FFmpeg's complaints in a few words: "[mov @ 0x..] " and file-name prefixes removed."""
-    reasons: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("[") and "] " in line:
-            line = line.split("] ", 1)[1]
-        if target:
-            line = line.removeprefix(target + ": ")
-        if line and line not in reasons:
-            reasons.append(line)
-    return "; ".join(reasons)[:240] or "ffprobe failed"
-
-
-def _ratio(text: Any) -> tuple[int, int] | None:
-    try:
-        num, den = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        return None
-    return (num, den) if den else None
-
-
-def _num(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _container(format_name: str | None, path: str) -> str | None:
-    if not format_name:
-        return None
-    names = format_name.split(",")
-    ext = os.path.splitext(path)[1].lower().lstrip(".")
-    return ext if ext in names else names[0]
-
-
-_Counts = tuple[int | None, float | None, float | None, tuple[float, ...] | None]
-
-
-def _video_info(
-    path: str, data: dict[str, Any], errors: str, count_frames: bool, magic: str | None
-) -> MediaInfo:
-    streams = data.get("streams") or []
-    fmt = data.get("format") or {}
-    audio = any(s.get("codec_type") == "audio" for s in streams)
-    # The decoder takes FFmpeg's "best" video stream: in practice the first one that is not
-    # cover art (files with several real video streams are rare).
-    vs = next(
-        (
-            s
-            for s in streams
-            if s.get("codec_type") == "video"
-            and not (s.get("disposition") or {}).get("attached_pic")
-        ),
-        None,
-    )
-    if vs is None:
-        raise InputError(
-            "audio only: no video stream" if audio else "not media: no video in it", path
-        )
-    container = _container(fmt.get("format_name"), path)
-    if container and (container.endswith("_pipe") or container == "image2") and magic != "video":
-        info = _probe_image(path)  # an image only FFmpeg recognised: the reference uses PIL
-        if info is not None:
-            return info
-    width, height = int(vs.get("width") or 0), int(vs.get("height") or 0)
-    if width <= 0 or height <= 0:
-        raise InputError("truncated or corrupt: the video stream has no frame size", path)
-    rotation = 0
-    for side_data in vs.get("side_data_list") or []:
-        if "rotation" in side_data:
-            rotation = int(round(float(side_data["rotation"])))
-    if round(rotation / 90) % 2:  # +-90 (or 270): the decoder returns the frames turned
-        width, height = height, width
-    rate = _ratio(vs.get("r_frame_rate"))  # torchcodec's header fps is r_frame_rate
-    header_fps = rate[0] / rate[1] if rate and rate[0] > 0 else None
-    counts: _Counts
-    if count_frames:
-        counts = _scan_packets(path, data, vs, errors, header_fps)
-    else:
-        duration = _num(vs.get("duration")) or _num(fmt.get("duration"))
-        nb = int(vs["nb_frames"]) if str(vs.get("nb_frames", "")).isdigit() else None
-        if nb is None and header_fps and duration:
-            nb = int(header_fps * duration)
-        counts = (nb, header_fps, duration, None)
+    with open_input(path, magic) as container:
+        stream = video_stream(container, path)
+        facts = stream_facts(container, stream, path)
+        if facts.image_format and magic != "video":
+            info = _probe_image(path)  # an image only FFmpeg recognised: the reference uses PIL
+            if info is not None:
+                return info
+        if facts.coded_width <= 0 or facts.coded_height <= 0:
+            raise InputError("truncated or corrupt: the video stream has no frame size", path)
+        if count_frames:
+            packet_times, rotation = scan(container, stream, path)
+            if facts.exact_header_frames and packet_times.read < (facts.header_frames or 0):
+                raise InputError(
+                    f"truncated or corrupt: its index lists {facts.header_frames} frames, "
+                    f"{packet_times.read} are in the file",
+                    path,
+                )
+            counts = _counts(packet_times, facts.time_base, facts.header_fps)
+        else:
+            rotation = rotation_only(container, stream, path)
+            nb = facts.header_frames
+            if nb is None and facts.header_fps and facts.header_duration_s:
+                nb = int(facts.header_fps * facts.header_duration_s)
+            counts = (nb, facts.header_fps, facts.header_duration_s, None)
     frames, fps, duration, times = counts
     if not fps or not frames:
         raise InputError("truncated or corrupt: no frame count or frame rate in it", path)
+    width, height = facts.coded_width, facts.coded_height
+    if round(rotation / 90) % 2:  # +-90 (or 270): the decoder returns the frames turned
+        width, height = height, width
     return MediaInfo(
         path=path,
         kind="video",
-        container=container,
-        codec=vs.get("codec_name"),
+        container=facts.container,
+        codec=facts.codec,
         width=width,
         height=height,
         rotation=rotation,
@@ -374,51 +274,24 @@ def _video_info(
         fps=fps,
         frames=frames,
         frames_counted=count_frames,
-        pixel_format=vs.get("pix_fmt"),
-        audio=audio,
+        pixel_format=facts.pixel_format,
+        audio=facts.audio,
         frame_times_s=times,
     )
 
 
-def _scan_packets(
-    path: str, data: dict[str, Any], vs: dict[str, Any], errors: str, header_fps: float | None
-) -> _Counts:
-    """Frame count, average fps, duration and frame times, as torchcodec's exact mode has them.
+_Counts = tuple[int | None, float | None, float | None, tuple[float, ...] | None]
 
-    torchcodec reads every packet (``av_read_frame``), skips those flagged discard, and keeps
-    ``pts`` (``dts`` where there is none) and ``duration`` in the stream's time base; seconds are
-    ``double(pts) * num / den``, and the average fps is ``frames / (end - begin)``.
-    """
-    complaints = [ln for ln in errors.splitlines() if "partial file" in ln or "runcat" in ln]
-    if complaints:
-        raise InputError(f"truncated or corrupt ({_ffmpeg_reason(complaints[0])})", path)
-    tb = _ratio(vs.get("time_base"))
-    if tb is None or tb[0] <= 0:
-        raise InputError("truncated or corrupt: the video stream has no time base", path)
-    num, den = tb
-    pts: list[int] = []
-    begin = end = 0
-    for p in data.get("packets") or []:
-        if p.get("stream_index") != vs.get("index") or "D" in str(p.get("flags", "")):
-            continue
-        t = p.get("pts") if isinstance(p.get("pts"), int) else p.get("dts")
-        if not isinstance(t, int):
-            raise InputError(
-                "its video packets carry no timestamps (a raw stream?): remux it into a "
-                "container, e.g. 'ffmpeg -i IN -c copy OUT.mp4'",
-                path,
-            )
-        d = p.get("duration")
-        d = d if isinstance(d, int) else 0
-        begin, end = (min(begin, t), max(end, t + d)) if pts else (t, t + d)
-        pts.append(t)
-    if not pts:
-        raise InputError("truncated or corrupt: no video frames in it", path)
-    duration = float(end) * num / den - float(begin) * num / den
-    fps = len(pts) / duration if duration != 0.0 else header_fps
-    pts.sort()
-    times = tuple(float(t - pts[0]) * num / den for t in pts)
-    return len(pts), fps, duration, times
+
+def _counts(times: PacketTimes, time_base: tuple[int, int], header_fps: float | None) -> _Counts:
+    """Frame count, average fps, duration and frame times, as torchcodec's exact mode has them:
+    seconds are ``double(pts) * num / den``, the average fps is ``frames / (end - begin)``."""
+    num, den = time_base
+    duration = float(times.end) * num / den - float(times.begin) * num / den
+    fps = len(times.pts) / duration if duration != 0.0 else header_fps
+    ordered = sorted(times.pts)
+    seconds = tuple(float(t - ordered[0]) * num / den for t in ordered)
+    return len(times.pts), fps, duration, seconds
 
 
 # ---------------------------------------------------------------- which files

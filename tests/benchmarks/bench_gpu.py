@@ -17,7 +17,7 @@ tokens per second, decode tokens per second, peak GPU memory, and vlcli's memory
 the measured peak. Random weights answer nonsense, so every run generates exactly
 ``--new-tokens`` tokens (min_new_tokens = max_new_tokens).
 
-    python tests/benchmarks/bench_gpu.py --size 7b --clip .bench/h264_1080p_60s.mp4
+    python tests/benchmarks/bench_gpu.py --size 7b --clip .bench/h264_1080p_60s_veryfast.mp4
 """
 
 from __future__ import annotations

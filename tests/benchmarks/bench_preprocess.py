@@ -1,29 +1,37 @@
-"""Frame decode + preprocessing: vlcli against the reference pipeline, on the CPU.
+"""Frame decode + preprocessing: vlcli against the reference pipeline, on the CPU, in one run.
 
 Not collected by the test run. `make bench` (or `python tests/benchmarks/bench_preprocess.py`)
-makes a 60 s 1080p H.264 clip (x264, 30 fps, its default GOP and B-frames) once under .bench/,
-saves a small processor (the tiny test model's: same image/video processor classes and
-constants as the released checkpoints), then runs each pipeline in a fresh process, alternating,
-``--repeat`` times:
+makes two 60 s 1080p30 H.264 clips once under .bench/ (testsrc2, x264 ``veryfast``: B-frames with
+b-pyramid and 250-frame GOPs, as most camera and web video; x264 ``ultrafast``: no B-frames, so
+every frame is a reference), saves a small processor (the tiny test model's: the same image and
+video processor classes and constants as the released checkpoints), then runs every pipeline on
+every clip in a fresh process, interleaved, ``--repeat`` rounds:
 
-* reference: ``qwen_vl_utils.process_vision_info`` (torchcodec backend) and then the
-  transformers processor over the whole video, as the Qwen2.5-VL README does
-  (tests/helpers_reference.py, the equivalence test's oracle);
-* vlcli: ``vlcli.media.probe`` + ``vlcli.plan.plan_video`` + ``vlcli.inputs.build_inputs``
-  (decode the planned frames 8 at a time, resize, normalise and patch each chunk into one
-  preallocated tensor, in ``--dtype``: float32 as ``ask`` on the CPU, bfloat16 as on a GPU,
-  where that tensor then lives on the GPU).
+* ``reference``: ``qwen_vl_utils.process_vision_info`` (torchcodec) and the transformers
+  processor over the whole video, as the Qwen2.5-VL README does (tests/helpers_reference.py);
+* ``vlcli``: ``probe`` + ``plan_video`` + ``build_inputs`` (decode only the planned frames'
+  packets, resize, normalise and patch one temporal patch at a time into one preallocated
+  tensor, ``--dtype``: float32 as ``ask`` on the CPU), with every CPU for decoding;
+* ``vlcli-w1``, ``vlcli-w2``: the same with decoding limited to 1 and 2 CPUs
+  (``VLCLI_DECODE_WORKERS``), to show how the keyframe pieces scale.
 
-Measured per run, after the imports: wall seconds of the work, peak resident memory of the
-process (``ru_maxrss``) and that peak less the resident memory before the work. Prints a table
-and one JSON line with every figure.
+Imports (torch, transformers, torchcodec, PyAV, qwen-vl-utils) happen before the clock starts.
+Per run: wall seconds of the work; CPU seconds of the process and its decoding workers; peak
+memory as the largest sum of the proportional set sizes (PSS, shared pages split between the
+processes sharing them) over the pipeline's processes, sampled every 20 ms from outside, and the
+process's own peak RSS (``ru_maxrss``; its workers are separate processes). After the clock
+stops, each pipeline hashes its ``pixel_values_videos``: the table says whether vlcli's bytes
+equal the reference's in every round. Ratios are taken within a round (same machine state) and
+given as best and spread. Prints a table and one JSON line with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -34,40 +42,25 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / ".bench"
 sys.path.insert(0, str(ROOT / "tests"))
 
+CLIPS = {"veryfast": "veryfast", "ultrafast": "ultrafast"}
+PIPELINES = {
+    "reference": {},
+    "vlcli": {},
+    "vlcli-w1": {"VLCLI_DECODE_WORKERS": "1"},
+    "vlcli-w2": {"VLCLI_DECODE_WORKERS": "2"},
+}
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
-
-def make_clip(path: Path, seconds: int = 60) -> None:
+def make_clip(path: Path, preset: str, seconds: int = 60) -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    source = "testsrc2=size=1920x1080:rate=30"
     subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1920x1080:rate=30",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds),
+         "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", str(path)],
         check=True,
-    )
+    )  # fmt: skip
 
 
 def make_processor(folder: Path) -> None:
@@ -78,49 +71,114 @@ def make_processor(folder: Path) -> None:
     save_tiny_model("qwen2_5_vl", folder)
 
 
-def child(which: str, clip: str, model: str, dtype: str = "float32") -> dict[str, float]:
+def child(which: str, clip: str, model: str, dtype: str) -> dict[str, object]:
+    import av  # noqa: F401 - imported before the clock starts, as every other module
+    import qwen_vl_utils  # noqa: F401
     import torch
+    import torchcodec  # noqa: F401
     from transformers import AutoProcessor
 
+    from vlcli.families import resolve_model
+    from vlcli.inputs import build_inputs
+    from vlcli.media import probe
+    from vlcli.plan import SamplingOptions, plan_video
+
     processor = AutoProcessor.from_pretrained(model)
+    # The processor's first call imports more of transformers (about 2 s): do it before the clock.
+    tiny = torch.zeros((2, 3, 56, 56), dtype=torch.uint8)
+    processor.video_processor(videos=[tiny], do_sample_frames=False, return_tensors="pt")
     question = "What happens in this video?"
-    if which == "reference":
-        import qwen_vl_utils  # noqa: F401 - imported before the clock starts, as vlcli's modules
-        from helpers_reference import reference_inputs, video_question
-    else:
-        from vlcli.families import resolve_model
-        from vlcli.inputs import build_inputs
-        from vlcli.media import probe
-        from vlcli.plan import SamplingOptions, plan_video
-    before = rss_mb()
-    start = time.perf_counter()
+    from helpers_reference import reference_inputs, video_question
+
+    wall, cpu, workers = time.perf_counter(), _cpu_seconds(), _cpu_seconds(resource.RUSAGE_CHILDREN)
     if which == "reference":
         inputs = reference_inputs(processor, video_question(clip, question))
-        rows = inputs["pixel_values_videos"].shape[0]
     else:
         family = resolve_model(model).family
         plan = plan_video(probe(clip).video_facts(), SamplingOptions(), family)
         inputs, _ = build_inputs(
             processor, family, [(clip, plan)], question, dtype=getattr(torch, dtype)
         )
-        rows = inputs["pixel_values_videos"].shape[0]
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - wall
+    cpu = _cpu_seconds() - cpu
+    workers = _cpu_seconds(resource.RUSAGE_CHILDREN) - workers
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    pixels = inputs["pixel_values_videos"]
+    digest = hashlib.sha256()
+    for rows in pixels.split(4096):  # no copy of the whole tensor: it would be the peak
+        digest.update(memoryview(rows.contiguous().view(torch.uint8).numpy()))
     return {
         "seconds": seconds,
-        "peak_rss_mb": peak,
-        "peak_over_start_mb": peak - before,
-        "rows": rows,
+        "cpu_s": cpu,
+        "workers_cpu_s": workers,
+        "ru_maxrss_mb": peak,
+        "rows": int(pixels.shape[0]),
+        "sha256": digest.hexdigest(),
     }
+
+
+def _cpu_seconds(who: int | None = None) -> float:
+    """CPU seconds of this process and its reaped decoding workers (or of ``who`` alone)."""
+    kinds = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if who is None else (who,)
+    return sum(resource.getrusage(k).ru_utime + resource.getrusage(k).ru_stime for k in kinds)
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the decoding workers)."""
+    found = [pid]
+    for p in found:
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        found.extend(int(c) for c in children)
+    return found
+
+
+def _pss_mb(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass
+    return total / 1024
+
+
+def run_one(which: str, clip: Path, model: Path, dtype: str) -> dict[str, object]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **PIPELINES[which]}
+    base = which.split("-")[0]
+    cmd = [sys.executable, __file__, "--child", base, "--clip", str(clip), "--model", str(model),
+           "--dtype", dtype]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _pss_mb(_tree(proc.pid)))
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"{which} on {clip.name} failed:\n{err}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_pss_mb"] = peak
+    return result
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--child", choices=["reference", "vlcli"])
     ap.add_argument("--clip")
     ap.add_argument("--model")
+    ap.add_argument("--clips", default=",".join(CLIPS), help="veryfast,ultrafast")
+    ap.add_argument("--pipelines", default=",".join(PIPELINES))
     ap.add_argument(
         "--dtype",
         default="float32",
@@ -130,61 +188,58 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.clip, args.model, args.dtype)))
         return
-    clip = BENCH / f"h264_1080p_{args.seconds}s.mp4"
     model = BENCH / "tiny_qwen25"
-    make_clip(clip, args.seconds)
     make_processor(model)
-    runs: dict[str, list[dict[str, float]]] = {"reference": [], "vlcli": []}
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    clips = {}
+    for name in args.clips.split(","):
+        clips[name] = BENCH / f"h264_1080p_{args.seconds}s_{CLIPS[name]}.mp4"
+        make_clip(clips[name], CLIPS[name], args.seconds)
+    pipelines = args.pipelines.split(",")
+    runs: dict[str, dict[str, list[dict[str, object]]]] = {
+        c: {p: [] for p in pipelines} for c in clips
+    }
+    started = time.strftime("%Y-%m-%d %H:%M")
+    load = os.getloadavg()
     for _ in range(args.repeat):
-        for which in ("reference", "vlcli"):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    which,
-                    "--clip",
-                    str(clip),
-                    "--model",
-                    str(model),
-                    "--dtype",
-                    args.dtype,
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
-            )
-            runs[which].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
-    assert best["reference"]["rows"] == best["vlcli"]["rows"], (
-        "the two pipelines made different inputs"
-    )
-    print(f"{'pipeline':<10} {'seconds':>8} {'peak RSS MB':>12} {'peak over start MB':>19}")
-    for k, r in best.items():
-        print(
-            f"{k:<10} {r['seconds']:>8.2f} {r['peak_rss_mb']:>12.0f} {r['peak_over_start_mb']:>19.0f}"
-        )
-    speed = best["reference"]["seconds"] / best["vlcli"]["seconds"]
-    mem = best["reference"]["peak_rss_mb"] / best["vlcli"]["peak_rss_mb"]
-    mem_work = best["reference"]["peak_over_start_mb"] / max(
-        best["vlcli"]["peak_over_start_mb"], 1.0
-    )
-    print(f"vlcli is {speed:.2f}x faster; reference peak RSS is {mem:.2f}x vlcli's")
-    print(f"counting the work alone (peak less the memory before it): {mem_work:.2f}x")
+        for name, clip in clips.items():
+            for which in pipelines:
+                runs[name][which].append(run_one(which, clip, model, args.dtype))
     print(
-        json.dumps(
-            {
-                "clip": clip.name,
-                "cpu_count": os.cpu_count(),
-                "runs": runs,
-                "speedup": speed,
-                "peak_rss_ratio": mem,
-                "peak_work_ratio": mem_work,
-            }
-        )
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {started}, load before "
+        f"{load[0]:.1f}/{load[1]:.1f}, after {os.getloadavg()[0]:.1f}; best (range) of "
+        f"{args.repeat} interleaved rounds; pixel_values_videos {args.dtype}"
     )
+    head = f"{'clip':<10} {'pipeline':<10} {'wall s':>18} {'CPU s':>18} {'peak PSS MB':>22}"
+    print(head + f" {'ru_maxrss MB':>13} {'pixels == reference':>20}")
+    summary: dict[str, dict[str, object]] = {}
+    for name in clips:
+        ref = runs[name].get("reference", [])
+        for which, rs in runs[name].items():
+            same = [
+                r["sha256"] == ref[i]["sha256"] and r["rows"] == ref[i]["rows"]
+                for i, r in enumerate(rs)
+            ] if ref else []  # fmt: skip
+            print(
+                f"{name:<10} {which:<10} {_spread([r['seconds'] for r in rs]):>18} "  # type: ignore[misc]
+                f"{_spread([r['cpu_s'] for r in rs]):>18} "  # type: ignore[misc]
+                f"{_spread([r['peak_pss_mb'] for r in rs]):>22} "  # type: ignore[misc]
+                f"{min(r['ru_maxrss_mb'] for r in rs):>13.0f} "  # type: ignore[type-var]
+                f"{'yes' if same and all(same) else 'NO' if same else '-':>20}"
+            )
+        if not ref:
+            continue
+        for which, rs in runs[name].items():
+            if which == "reference":
+                continue
+            wall = [r["seconds"] / ref[i]["seconds"] for i, r in enumerate(rs)]  # type: ignore[operator]
+            mem = [r["peak_pss_mb"] / ref[i]["peak_pss_mb"] for i, r in enumerate(rs)]  # type: ignore[operator]
+            summary[f"{name}/{which}"] = {"wall_ratio": wall, "peak_pss_ratio": mem}
+            print(
+                f"{name:<10} {which:<10} wall / reference's in the same round: "
+                f"{_spread(wall)}; peak PSS / reference's: {_spread(mem)}"
+            )
+    print(json.dumps({"cpu_count": os.cpu_count(), "started": started, "runs": runs,
+                      "ratios": summary}))  # fmt: skip
 
 
 if __name__ == "__main__":
