@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from vlcli.backends.vllm_process import free_port, group_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_SCRIPT = ROOT / "scripts" / "vllm_env.sh"
@@ -44,12 +45,6 @@ def vllm_python() -> str:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         pytest.fail(lines[-1] if lines else f"{ENV_SCRIPT} failed ({done.returncode})", False)
     return done.stdout.strip().splitlines()[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def descendants(pid: int) -> set[int]:
@@ -81,20 +76,6 @@ def pid_alive(pid: int) -> bool:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs (zombies, which have exited, do not count)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 class VllmServer:
@@ -200,14 +181,14 @@ class VllmServer:
             return
         pgid = self.process.pid
         for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 break
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and _group_alive(pgid):
+            while time.monotonic() < deadline and group_alive(pgid):
                 try:
                     self.process.wait(timeout=0.2)
                 except subprocess.TimeoutExpired:
@@ -220,7 +201,7 @@ class VllmServer:
         """Whether any process of the server's group, or any it had started, still runs."""
         if self.process is None:
             return False
-        return _group_alive(self.process.pid) or any(pid_alive(p) for p in self.started_pids)
+        return group_alive(self.process.pid) or any(pid_alive(p) for p in self.started_pids)
 
     def memory_kib(self) -> int:
         """Proportional set size of the server's processes, summed (KiB)."""

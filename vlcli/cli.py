@@ -266,6 +266,37 @@ SystemOption = Annotated[
         rich_help_panel="Model",
     ),
 ]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help="A running vLLM server (OpenAI-compatible, started with --trust-request-mm-kwargs), "
+        "e.g. http://127.0.0.1:8000: ask answers with it, budget plans for the model it serves.",
+        rich_help_panel="Server",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        envvar="VLCLI_API_KEY",
+        help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
+        rich_help_panel="Server",
+        show_default=False,
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="transformers (in this process) or vllm (a local vLLM server vlcli starts and "
+        "stops; see --vllm-python); budget follows its arithmetic for the positions.",
+        rich_help_panel="Server",
+    ),
+]
 
 
 def _options(
@@ -381,37 +412,9 @@ def budget(
     overlap: Overlap = None,
     json_out: Json = False,
     null: Null = False,
-    server: Annotated[
-        str | None,
-        typer.Option(
-            "--server",
-            metavar="URL",
-            help="Plan for the model a running vLLM server serves, with vLLM's positions (as "
-            "`ask --server`).",
-            rich_help_panel="Server",
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            metavar="KEY",
-            envvar="VLCLI_API_KEY",
-            help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
-            rich_help_panel="Server",
-            show_default=False,
-        ),
-    ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            metavar="ENGINE",
-            help="transformers or vllm: whose arithmetic the temporal positions follow (as `ask "
-            "--engine`).",
-            rich_help_panel="Server",
-        ),
-    ] = "transformers",
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    engine: EngineOption = "transformers",
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
     from .context import context_problem
@@ -612,37 +615,9 @@ def ask(
             show_default=False,
         ),
     ] = None,
-    server: Annotated[
-        str | None,
-        typer.Option(
-            "--server",
-            metavar="URL",
-            help="Answer with a running vLLM server (OpenAI-compatible, started with "
-            "--trust-request-mm-kwargs), e.g. http://127.0.0.1:8000.",
-            rich_help_panel="Server",
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            metavar="KEY",
-            envvar="VLCLI_API_KEY",
-            help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
-            rich_help_panel="Server",
-            show_default=False,
-        ),
-    ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            metavar="ENGINE",
-            help="transformers (in this process) or vllm (a local vLLM server vlcli starts and "
-            "stops; see --vllm-python).",
-            rich_help_panel="Server",
-        ),
-    ] = "transformers",
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    engine: EngineOption = "transformers",
     vllm_python: Annotated[
         str | None,
         typer.Option(

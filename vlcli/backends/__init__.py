@@ -79,6 +79,20 @@ class Answer:
         return d
 
 
+def timings(
+    decode_s: float, preprocess_s: float, prefill_s: float, generate_s: float
+) -> dict[str, float]:
+    """An answer's ``timings``: preparing (decoding, preprocessing), the prefill (to the first
+    token), the tokens after it, and generating (both), in seconds to the 0.1 ms."""
+    return {
+        "decode_s": round(decode_s, 4),
+        "preprocess_s": round(preprocess_s, 4),
+        "prefill_s": round(prefill_s, 4),
+        "decode_tokens_s": round(generate_s - prefill_s, 4),
+        "generate_s": round(generate_s, 4),
+    }
+
+
 class Prepared(Protocol):
     """A prompt made ready for one backend (opaque to the core but for these figures)."""
 

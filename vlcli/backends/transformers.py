@@ -40,7 +40,7 @@ from ..memory import GIB, canonical_dtype, check_weights_fit, estimate_memory
 from ..plan import ImagePlan, SamplingOptions, VideoPlan
 from ..positions import REFERENCE_FAMILIES, recorded_video_axes, use_reference_positions
 from ..timeaxis import TimeAxis
-from . import Answer, FrameProgress, Prompt, TextSink
+from . import Answer, FrameProgress, Prompt, TextSink, timings
 
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
 
@@ -428,13 +428,7 @@ class TransformersBackend:
             prompt_tokens=stats.prompt_tokens,
             generated_tokens=len(new_ids),
             visual_tokens=stats.visual_tokens,
-            timings={
-                "decode_s": round(stats.decode_s, 4),
-                "preprocess_s": round(stats.preprocess_s, 4),
-                "prefill_s": round(prefill_s, 4),
-                "decode_tokens_s": round(generate_s - prefill_s, 4),
-                "generate_s": round(generate_s, 4),
-            },
+            timings=timings(stats.decode_s, stats.preprocess_s, prefill_s, generate_s),
             axes=axes,
             notes=notes,
         )

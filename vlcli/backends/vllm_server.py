@@ -30,7 +30,7 @@ from ..errors import MemoryBudgetError, ModelError, UsageError
 from ..families import ModelSpec, hf_cache_snapshot, resolve_model
 from ..plan import ImagePlan, SamplingOptions, VideoPlan
 from ..timeaxis import TimeAxis
-from . import Answer, FrameProgress, Prompt, TextSink
+from . import Answer, FrameProgress, Prompt, TextSink, timings
 from .server import (
     FRAME_FORMATS,
     VIDEO_MIME,
@@ -261,13 +261,7 @@ class ServerBackend:
             else prepared.prompt_tokens,
             generated_tokens=completion.completion_tokens or 0,
             visual_tokens=prepared.visual_tokens,
-            timings={
-                "decode_s": round(prepared.decode_s, 4),
-                "preprocess_s": round(prepared.preprocess_s, 4),
-                "prefill_s": round(prefill_s, 4),
-                "decode_tokens_s": round(generate_s - prefill_s, 4),
-                "generate_s": round(generate_s, 4),
-            },
+            timings=timings(prepared.decode_s, prepared.preprocess_s, prefill_s, generate_s),
             axes=axes,
             notes=notes,
         )
