@@ -238,3 +238,30 @@ def test_unreadable_folders_and_files_say_permission_denied(tmp_path: Path) -> N
     assert "permission denied" in rows["a.mp4"]["error"]
     assert "permission denied: this file cannot be read" in rows["secret.mp4"]["error"]
     assert "error" not in rows["fine.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--dtype", "int3"], "--dtype 'int3': use auto"), (["--attn", "magic"], "--attn 'magic'")],
+)
+def test_misnamed_model_options_are_said_before_torch_is_imported(
+    option: list[str], message: str, tmp_path: Path
+) -> None:
+    """The check runs before the model is loaded or torch imported: the model need not exist."""
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['vlcli', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('vlcli', run_name='__main__')\n"
+        "finally:\n"
+        "    print('torch' in sys.modules, file=sys.stderr)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "ask", CLIP, "q?", "--model", str(tmp_path), *option],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and message in lines[0] and lines[-1] == "False"

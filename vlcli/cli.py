@@ -812,6 +812,17 @@ def ask(
             "--concurrency needs --server or --engine vllm (one model in-process "
             "answers one prompt at a time)"
         )
+    if server is None and engine == "transformers":  # named wrong: said before torch loads
+        from .memory import canonical_attn, canonical_dtype
+
+        if dtype != "auto":
+            try:
+                canonical_dtype(dtype)
+            except UsageError:
+                raise UsageError(
+                    f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32"
+                ) from None
+        canonical_attn(attn)
     backend: Backend
     if server is not None:
         from .backends.vllm_server import ServerBackend
