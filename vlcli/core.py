@@ -1,8 +1,8 @@
 """The work behind ``probe`` and ``budget``: expand inputs, probe them, plan them.
 
 Inputs are handled independently (one failure never stops the others) and concurrently on a
-few threads, since probing waits on reading the file (PyAV releases the GIL while it reads and
-parses); results come back in input order.
+few threads, since probing spends much of its time waiting on reading files; results come back
+in input order.
 """
 
 from __future__ import annotations
