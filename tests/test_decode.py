@@ -161,6 +161,37 @@ def test_vp9_clip_has_hidden_altref_frames(codec_clips):
     assert int(frame.color_range) == 2 and frame.format.name == "yuv420p"  # full range, not yuvj
 
 
+@pytest.mark.parametrize(
+    "source, size, rotation",
+    [
+        ((1080, 1920), (560, 1008), 0),  # the default plan of a 1080p clip
+        ((123, 457), (56, 224), 90),  # odd sizes, turned
+        ((64, 96), (112, 168), 270),  # enlarged (a small video raised to the minimum pixels)
+        ((70, 84), (70, 84), 180),  # no resize
+    ],
+)
+def test_finisher_gives_torchvisions_bytes(source, size, rotation):
+    """The Finisher resizes one colour plane at a time in reused buffers; each frame must equal
+    torchvision's resize of the whole turned uint8 frame, the reference's step."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import resize
+
+    generator = torch.Generator().manual_seed(sum(source) + rotation)
+    turned_source = source[::-1] if rotation % 180 else source
+    finisher = decode.Finisher(decode.Output(rotation, size, source))
+    for _ in range(3):  # the buffers are reused: every call must be right, not only the first
+        hwc = torch.randint(0, 256, (*turned_source, 3), dtype=torch.uint8, generator=generator)
+        chw = torch.rot90(hwc, rotation // 90, dims=(0, 1)).permute(2, 0, 1).contiguous()
+        expected = (
+            chw
+            if size == source
+            else resize(chw, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+        )
+        assert torch.equal(finisher(hwc), expected)
+    with pytest.raises(decode.SegmentError):  # every size above is oblong: a frame on its side
+        finisher(torch.zeros((*turned_source[::-1], 3), dtype=torch.uint8))
+
+
 @pytest.mark.parametrize("kind", ["h264_idr_pieces", "hevc_10bit_opengop", "rotated90"])
 def test_chunks_equal_the_torchcodec_path_at_the_plans_size(codec_clips, kind):
     path = codec_clips[kind]
