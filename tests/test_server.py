@@ -48,6 +48,8 @@ from vlcli.errors import ExitStatus, VlcliError
 from vlcli.families import QWEN2_5_VL, QWEN3_VL
 from vlcli.plan import SamplingOptions, VideoFacts, plan_image, plan_video, temporal_positions
 
+pytest_plugins = ("conftest_models",)
+
 # What vLLM 0.32 answered (measured) to media_io_kwargs without --trust-request-mm-kwargs.
 UNTRUSTED_400 = {
     "error": {
@@ -415,3 +417,36 @@ def test_budget_shows_the_positions_of_the_engine_ask_will_use(
     assert records["vllm"]["positions_engine"] == "vllm"
     bad = CliRunner().invoke(app, [*args, "--engine", "tgi"])
     assert bad.exit_code == 2
+
+
+# ---------------------------------------------------------------- --engine vllm, started lazily
+
+
+def test_engine_vllm_starts_its_server_only_once_an_input_is_to_be_answered(
+    tmp_path: Path, tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    """vLLM takes a minute or more to start: a run with nothing to answer (here: a missing
+    input) must not start it; a run with an input does, and a server that fails to start is
+    reported as the model not loading (status 4). A stand-in for vLLM's Python records how it
+    was started and fails, as a broken vLLM environment would."""
+    import sys
+
+    started = tmp_path / "started"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {started}\necho "RuntimeError: no engine here"\nexit 1\n')
+    fake.chmod(0o755)
+    base = [sys.executable, "-m", "vlcli", "ask", "--engine", "vllm", "--vllm-python", str(fake)]
+    base += ["--model", str(tiny_qwen25_path), "--json"]
+
+    nothing = subprocess.run(
+        [*base, str(tmp_path / "missing.mp4"), "What happens?"], capture_output=True, text=True
+    )
+    assert nothing.returncode == ExitStatus.INPUT, nothing.stderr
+    assert "missing.mp4" in nothing.stderr and not started.exists()
+
+    answered = subprocess.run([*base, tiny_clip, "What happens?"], capture_output=True, text=True)
+    assert answered.returncode == ExitStatus.MODEL, answered.stderr
+    assert "vLLM exited (1) while starting: RuntimeError: no engine here" in answered.stderr
+    command = started.read_text()
+    assert "--trust-request-mm-kwargs" in command and str(tiny_qwen25_path) in command
+    assert answered.stdout == ""

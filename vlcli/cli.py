@@ -823,6 +823,7 @@ def ask(
                     f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32"
                 ) from None
         canonical_attn(attn)
+    view = render.AskOutput(json_out, quiet)
     backend: Backend
     if server is not None:
         from .backends.vllm_server import ServerBackend
@@ -844,13 +845,14 @@ def ask(
         if engine == "vllm":
             from .backends.vllm_server import ServerBackend
 
-            backend = ServerBackend.start_local(
+            backend = ServerBackend.start_local(  # started once an input is to be answered
                 located[0],
+                located[1],
                 python=vllm_python,
                 extra_args=tuple(vllm_args or ()),
                 frame_format=frame_format,
                 warn=render.warning,
-                progress=render.status,
+                progress=view.loading,
                 concurrency=concurrency,
             )
         else:
@@ -866,7 +868,6 @@ def ask(
                 force=force,
                 load=False,  # loaded once the run knows there is work, while the first decodes
             )
-    view = render.AskOutput(json_out, quiet)
     try:
         worst = run_ask(
             backend, paths, stems, settings, options, run, view, output=output, subtitles=targets

@@ -430,6 +430,14 @@ class AskOutput:
     def stage(self, label: str, stage: str) -> None:
         self.progress.stage(label, stage)
 
+    def loading(self, message: str) -> None:
+        """What loading the model says as it goes (``starting vLLM on ...: 35 s``; empty when
+        done): the display's stage on a terminal, said once in a log, nothing with --quiet."""
+        if self.progress.mode == "live":
+            self.stage("", message or "loading the model")
+        elif self.progress.mode == "lines":
+            status(message)
+
     def decoding(self, label: str, done: int, total: int) -> None:
         self.progress.decoding(label, done, total)
 

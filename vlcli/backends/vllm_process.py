@@ -222,14 +222,17 @@ class LocalVllmServer:
 
     def _catch_signals(self) -> None:
         """SIGTERM and SIGHUP become KeyboardInterrupt while the server runs, so that vlcli's
-        cleanup (``finally``, ``atexit``) stops the server instead of leaving it behind."""
+        cleanup (``finally``, ``atexit``) stops the server instead of leaving it behind. A
+        signal that already has a handler (``ask``'s run turns SIGTERM into its own interrupt,
+        which says how to resume) keeps it."""
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt
 
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
-                self._previous[sig] = signal.signal(sig, interrupt)
+                if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                    self._previous[sig] = signal.signal(sig, interrupt)
             except (ValueError, OSError):  # not the main thread
                 pass
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .server import (
     encode_picture,
     image_url,
 )
+from .vllm_process import EngineError
 
 
 def _stderr(message: str) -> None:
@@ -70,6 +72,20 @@ def model_spec_for(served: str, root: str | None) -> ModelSpec:
     return resolve_model(root or served)
 
 
+def _max_model_len(args: tuple[str, ...]) -> int | None:
+    """The context length given to vLLM with ``--max-model-len N`` (or ``=N``), if any."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == "--max-model-len" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--max-model-len="):
+            value = arg.split("=", 1)[1]
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None  # vLLM's own forms (1k, 2K): its start-up says what it makes of them
+
+
 def _text_after(plan: VideoPlan, positions: tuple[int, ...], merge: int) -> int:
     """Where vLLM starts the text after a video, from the video's first position: one past the
     largest position of the video on any axis (temporal, height, width)."""
@@ -78,7 +94,8 @@ def _text_after(plan: VideoPlan, positions: tuple[int, ...], merge: int) -> int:
 
 
 class ServerBackend:
-    """A running OpenAI-compatible vLLM server (see the module docstring).
+    """An OpenAI-compatible vLLM server: a running one (``--server``), or one this backend starts
+    and stops (:meth:`start_local`, ``--engine vllm``); see the module docstring.
 
     ``model`` names the served model (default: the one ``/v1/models`` lists). The plans use the
     model's own files when they are on this machine (``/v1/models`` says which folder the server
@@ -96,36 +113,57 @@ class ServerBackend:
         frame_format: str = "png",
         warn: Callable[[str], None] = _stderr,
         timeout_s: float = 600.0,
-        owned: Any = None,
         concurrency: int = 1,
     ):
+        self._setup(frame_format, warn, concurrency)
+        self.api_key, self.timeout_s = api_key, timeout_s
+        self._connect(url, model)
+
+    def _setup(self, frame_format: str, warn: Callable[[str], None], concurrency: int) -> None:
         if frame_format not in FRAME_FORMATS:
             raise UsageError(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
-        self.owned = owned  # a LocalVllmServer this backend started and stops on close()
+        self.owned: Any = None  # a LocalVllmServer this backend starts and stops (--engine vllm)
         # Prompts in flight at once (the server batches them); records stay in input order.
         self.concurrency = max(1, int(concurrency))
-        self.client = ServerClient(url, api_key=api_key, timeout_s=timeout_s)
         self.warn = warn
         self.frame_format = frame_format
-        listed = self.client.get_json("/v1/models").get("data") or []
+        self.max_model_len: Any = None
+        self._client: ServerClient | None = None
+        self._connected = threading.Event()  # set once the server answers (or failed to start)
+
+    def _connect(self, url: str, model: str | None) -> None:
+        """Ask the server at ``url`` what it serves; plan for ``model`` (default: the first)."""
+        client = ServerClient(url, api_key=self.api_key, timeout_s=self.timeout_s)
+        listed = client.get_json("/v1/models").get("data") or []
         entries = {str(m.get("id")): m for m in listed if isinstance(m, dict)}
-        self.served = model or self.client.default_model()
-        if self.served not in entries:
+        served = model or client.default_model()
+        if served not in entries:
             raise ModelError(
-                f"the server at {self.client.url} does not serve {self.served!r} "
+                f"the server at {client.url} does not serve {served!r} "
                 f"(it serves: {', '.join(entries) or 'nothing'})"
             )
-        entry = entries[self.served]
+        entry = entries[served]
         self.max_model_len = entry.get("max_model_len")
-        root = entry.get("root")
-        spec = model_spec_for(self.served, str(root) if root else None)
-        self.spec = dataclasses.replace(spec, model=self.served)  # records name the served model
-        self.family = self.spec.family
+        self.served = served  # the name requests give
+        if self.owned is None:  # a local server's files are known: it was started on them
+            root = entry.get("root")
+            spec = model_spec_for(served, str(root) if root else None)
+            self.spec = dataclasses.replace(spec, model=served)  # records name the served model
+            self.family = self.spec.family
+        self._client = client
+        self._connected.set()
+
+    @property
+    def client(self) -> ServerClient:
+        if self._client is None:
+            raise EngineError("the vLLM server has not been started")
+        return self._client
 
     @classmethod
     def start_local(
         cls,
         model_folder: str,
+        spec: ModelSpec,
         *,
         python: str | None = None,
         extra_args: tuple[str, ...] = (),
@@ -134,36 +172,45 @@ class ServerBackend:
         progress: Callable[[str], None] | None = None,
         concurrency: int = 1,
     ) -> ServerBackend:
-        """``--engine vllm``: start a local vLLM server on ``model_folder`` and use it; the
-        server is stopped on :meth:`close`, and on any failure before that."""
+        """``--engine vllm``: a vLLM server on ``model_folder`` (whose files are ``spec``),
+        started by :meth:`load` (so not at all when no input is left to answer, and while the
+        first input decodes), stopped by :meth:`close`. The vLLM Python is checked now."""
         from .vllm_process import LocalVllmServer, find_vllm_python
 
-        server = LocalVllmServer(
+        backend = cls.__new__(cls)
+        backend._setup(frame_format, warn, concurrency)
+        backend.api_key, backend.timeout_s = None, 600.0
+        backend.owned = LocalVllmServer(
             find_vllm_python(python), model_folder, extra_args=extra_args, progress=progress
         )
-        server.start()
-        try:
-            backend = cls(
-                server.url,
-                frame_format=frame_format,
-                warn=warn,
-                owned=server,
-                concurrency=concurrency,
-            )
-        except BaseException:
-            server.stop()
-            raise
+        backend.served = model_folder  # what vLLM serves it as (its --model)
+        backend.spec = dataclasses.replace(spec, model=model_folder)
+        backend.family = spec.family
+        backend.max_model_len = _max_model_len(extra_args)  # else the model's own, as vLLM's
         backend.name = "vllm"
         return backend
 
     # ------------------------------------------------------------ the Backend protocol
 
     def load(self) -> None:
-        """Nothing to load: the server holds the model."""
+        """Start the local server (``--engine vllm``) and wait until it answers; a running
+        server (``--server``) needs nothing."""
+        if self.owned is None or self._connected.is_set():
+            return
+        try:
+            self.owned.start()
+            # vLLM serves the folder under its path, or under --served-model-name when given
+            self._connect(self.owned.url, None)
+        except BaseException:
+            self.owned.stop()
+            raise
+        finally:
+            self._connected.set()  # a prepare waiting for the server goes on either way
 
     def identity(self) -> dict[str, Any]:
-        server = "local" if self.owned is not None else self.client.url
-        return {"backend": self.name, "server": server, "model": self.served}
+        if self.owned is not None:  # known before the server starts: the folder it serves
+            return {"backend": self.name, "server": "local", "model": self.spec.model}
+        return {"backend": self.name, "server": self.client.url, "model": self.served}
 
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
         """Refuse a prompt longer than the server's context (its ``max_model_len``), naming
@@ -248,7 +295,8 @@ class ServerBackend:
                 on_text(piece)
 
         started = time.perf_counter()
-        completion = self.client.chat(prepared.body, sink)
+        # the name the server gives the model (a local server is asked once it has started)
+        completion = self.client.chat({**prepared.body, "model": self.served}, sink)
         generate_s = time.perf_counter() - started
         prefill_s = (first[0] - started) if first else generate_s
         axes, notes = self.axes(
@@ -301,6 +349,9 @@ class ServerBackend:
             }
             for _, plan in media
         ]
+        self._connected.wait()  # a local server is started while the first input decodes
+        if self._client is None:
+            return tokens, "estimate"
         try:
             counted = self.client.count_tokens(
                 chat_messages(parts, prompt.text, prompt.system), self.served
