@@ -1,9 +1,10 @@
-"""One prompt of ``vlcli ask``: check the budget, run the model, map the answer's times.
+"""The pieces of one prompt of ``vlcli ask``: the prompt, its fit, the answer's times mapped,
+the record, evidence frames.
 
 Times the model states count seconds from the first frame of the clip it was shown
 (Qwen2/2.5-VL) and are moved to seconds of the source video here; Qwen3-VL is shown source
-timestamps as text, so its times already are source seconds. A run over many inputs (records,
-resuming, decoding ahead, windows) is :mod:`vlcli.batch`, built from these pieces.
+timestamps as text, so its times already are source seconds. Every run (one input or many:
+records, resuming, decoding ahead, windows) is :mod:`vlcli.batch`, built from these pieces.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DeviceOutOfMemory, MemoryBudgetError, UsageError, VlcliError
+from .errors import UsageError
 from .plan import ImagePlan, SamplingOptions, VideoPlan
 from .prompt_text import count_prompt_tokens
 from .timeaxis import TimeAxis
@@ -276,38 +277,3 @@ def evidence_video(result: AskResult) -> tuple[str, str | None] | None:
     if len(videos) != 1:
         return None
     return videos[0], (result.name if videos[0] == result.paths[0] else None)
-
-
-def ask_one(
-    backend: Backend,
-    paths: list[str],
-    plans: list[VideoPlan | ImagePlan],
-    settings: AskSettings,
-    options: SamplingOptions,
-    on_text: Callable[[str], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-    name: str | None = None,
-    on_frames: Callable[[int, int], None] | None = None,
-) -> AskResult:
-    """One prompt over ``paths`` (one input, or all of them with --together), start to end.
-
-    The backend's fit check runs before anything is decoded. Saving evidence frames is an extra:
-    when it fails, ``warn`` says so and the answer is still returned. ``name`` is the stem of the
-    answer's output files (by default the first input's). A run over many inputs goes through
-    :func:`vlcli.batch.run_ask` instead, which prepares the next prompt meanwhile.
-    """
-    prompt = make_prompt(paths, plans, settings)
-    backend.check_fit(prompt, prompt_tokens(backend, prompt), options)
-    try:
-        answer = backend.generate(backend.prepare(prompt, on_frames), on_text)
-    except DeviceOutOfMemory as exc:  # say what would fit
-        raise MemoryBudgetError(f"{exc.message}: {fit_hint(plans, options)}") from exc
-    result = result_of(answer, paths, plans, settings, backend.spec.model, warn, name)
-    video = evidence_video(result)
-    if settings.evidence_dir and video is not None:
-        try:
-            result.evidence = save_evidence(video[0], result.times, settings.evidence_dir, video[1])
-        except (VlcliError, OSError) as exc:
-            if warn is not None:
-                warn(f"{video[0]}: evidence frames not saved: {exc}")
-    return result
