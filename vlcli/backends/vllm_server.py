@@ -187,7 +187,6 @@ class ServerBackend:
         backend.spec = dataclasses.replace(spec, model=model_folder)
         backend.family = spec.family
         backend.max_model_len = _max_model_len(extra_args)  # else the model's own, as vLLM's
-        backend.name = "vllm"
         return backend
 
     # ------------------------------------------------------------ the Backend protocol
