@@ -433,7 +433,9 @@ def test_engine_vllm_starts_its_server_only_once_an_input_is_to_be_answered(
 
     started = tmp_path / "started"
     fake = tmp_path / "python"
-    fake.write_text(f'#!/bin/sh\necho "$@" > {started}\necho "RuntimeError: no engine here"\nexit 1\n')
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" > {started}\necho "RuntimeError: no engine here"\nexit 1\n'
+    )
     fake.chmod(0o755)
     base = [sys.executable, "-m", "vlcli", "ask", "--engine", "vllm", "--vllm-python", str(fake)]
     base += ["--model", str(tiny_qwen25_path), "--json"]
@@ -450,3 +452,39 @@ def test_engine_vllm_starts_its_server_only_once_an_input_is_to_be_answered(
     command = started.read_text()
     assert "--trust-request-mm-kwargs" in command and str(tiny_qwen25_path) in command
     assert answered.stdout == ""
+
+
+def test_engine_vllm_checks_a_max_model_len_given_to_vllm_before_it_starts(
+    tmp_path: Path, tiny_qwen25_path: Path
+) -> None:
+    """A prompt is checked against the context before the local server has started (it starts
+    while the first input decodes): a --max-model-len passed to vLLM is that context."""
+    from vlcli.backends import Prompt
+    from vlcli.backends.vllm_server import ServerBackend
+    from vlcli.errors import MemoryBudgetError
+    from vlcli.families import resolve_model
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    spec = resolve_model(str(tiny_qwen25_path))
+    for args, limit in (
+        (("--max-model-len", "2048"), 2048),
+        (("--enforce-eager", "--max-model-len=3000"), 3000),
+        ((), None),  # the model's own context, as vLLM's default
+    ):
+        backend = ServerBackend.start_local(
+            str(tiny_qwen25_path), spec, python=str(fake), extra_args=args
+        )
+        assert backend.max_model_len == limit
+        assert backend.identity() == {
+            "backend": "vllm",
+            "server": "local",
+            "model": str(tiny_qwen25_path),
+        }
+        prompt = Prompt(media=[], text="What happens?", max_new_tokens=100)
+        backend.check_fit(prompt, 1900, SamplingOptions())  # fits every context here
+        if limit is not None:
+            with pytest.raises(MemoryBudgetError, match=f"{limit:,} tokens .*the server's context"):
+                backend.check_fit(prompt, limit, SamplingOptions())
+        backend.close()  # never started: nothing to stop
