@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_cli import invoke
 from helpers_media import make_clip
-from typer.testing import CliRunner
 
 from vlcli.backends.transformers import TransformersBackend
-from vlcli.cli import app
 from vlcli.families import resolve_model
 from vlcli.media import frames_at, probe
 from vlcli.plan import SamplingOptions, VideoPlan, plan_video
@@ -110,14 +109,6 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     monkeypatch.setattr(TransformersBackend, "_load", load)
     monkeypatch.setattr(TransformersBackend, "generate", generate)
     return state
-
-
-def invoke(*args: Any) -> Any:
-    """``vlcli ARGS`` in-process; stdout and stderr come back apart."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def records(stdout: str) -> list[dict[str, Any]]:

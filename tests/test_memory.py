@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_cli import error_lines, invoke
 from helpers_media import make_image
-from typer.testing import CliRunner
 
 from vlcli.backends.transformers import TransformersBackend
-from vlcli.cli import app
 from vlcli.families import resolve_model
 from vlcli.memory import GIB, canonical_attn, estimate_memory
 from vlcli.plan import SamplingOptions, estimate_prompt_tokens, plan_image
@@ -101,17 +100,6 @@ def test_estimate_is_within_a_quarter_of_the_measured_peak(
 
 
 # ---------------------------------------------------------------- ask and budget
-
-
-def invoke(*args: Any) -> Any:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def error_lines(r: Any) -> list[str]:
-    return [line for line in r.stderr.splitlines() if line.strip() and "no CUDA" not in line]
 
 
 def test_an_image_over_budget_is_not_told_about_fps(

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from helpers_cli import error_lines, invoke
 
 from vlcli.backends.transformers import TransformersBackend
-from vlcli.cli import app
 from vlcli.context import check_context, context_problem, fitting_options
 from vlcli.families import resolve_model
 from vlcli.media import probe
@@ -22,17 +21,6 @@ from vlcli.plan import SamplingOptions, VideoFacts, estimate_prompt_tokens, plan
 pytest_plugins = ("conftest_models",)
 
 NEW = ("--max-new-tokens", "8")
-
-
-def invoke(*args: Any) -> Any:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def error_lines(r: Any) -> list[str]:
-    return [line for line in r.stderr.splitlines() if line.strip() and "no CUDA" not in line]
 
 
 @pytest.mark.parametrize(

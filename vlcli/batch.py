@@ -78,6 +78,14 @@ class RunOptions:
     ahead: bool = True  # prepare the next input while the model answers (off: to measure it)
 
 
+def check_run(run: RunOptions, output: str | None) -> None:
+    """Resuming needs the file of records to resume from."""
+    if (run.resume or run.retry_failed) and output is None:
+        raise UsageError(
+            "--resume and --retry-failed need -o/--output FILE (the records to resume)"
+        )
+
+
 class AskView(Protocol):
     """What :func:`run_ask` reports to (``vlcli.render.AskOutput`` shows it)."""
 
@@ -174,10 +182,7 @@ def run_ask(
     Raises :class:`~vlcli.errors.Interrupted` on SIGINT/SIGTERM (after saying how to resume),
     and a :class:`~vlcli.errors.VlcliError` that stops the run (a model that cannot load).
     """
-    if (run.resume or run.retry_failed) and output is None:
-        raise UsageError(
-            "--resume and --retry-failed need -o/--output FILE (the records to resume)"
-        )
+    check_run(run, output)
     if run.together and settings.window:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
     ledger = Ledger.open(output, resume=run.resume or run.retry_failed) if output else None

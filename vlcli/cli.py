@@ -427,9 +427,7 @@ def budget(
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
-    windowing = check_window(window, overlap)
-    if together and windowing:
-        raise UsageError("--window answers one video in parts: it cannot go with --together")
+    windowing = check_window(window, overlap, together)
     dtype = canonical_dtype(dtype)
     attn = canonical_attn(attn)
     if task not in TASKS:
@@ -774,7 +772,7 @@ def ask(
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
     from .ask import AskSettings
-    from .batch import RunOptions, run_ask
+    from .batch import RunOptions, check_run, run_ask
     from .windows import check_window
     from .writers import check_targets, output_stems, subtitle_targets
 
@@ -783,17 +781,12 @@ def ask(
     options = _options(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
-    windowing = check_window(window, overlap)
+    windowing = check_window(window, overlap, together)
     settings = AskSettings(
         question, task, system, max_new_tokens, temperature, force, evidence, windowing
     )
     run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
-    if run.resume and output is None:
-        raise UsageError(
-            "--resume and --retry-failed need -o/--output FILE (the records to resume)"
-        )
-    if together and windowing:
-        raise UsageError("--window answers one video in parts: it cannot go with --together")
+    check_run(run, output)
     paths = _paths(media, null)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)

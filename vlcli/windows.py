@@ -54,8 +54,13 @@ def default_overlap(window_s: float) -> float:
     return min(DEFAULT_OVERLAP_S, window_s / 4)
 
 
-def check_window(window_s: float | None, overlap_s: float | None) -> tuple[float, float] | None:
-    """The ``--window``/``--overlap`` pair, checked (None without ``--window``)."""
+def check_window(
+    window_s: float | None, overlap_s: float | None, together: bool = False
+) -> tuple[float, float] | None:
+    """The ``--window``/``--overlap`` pair, checked (None without ``--window``); ``together``
+    (one prompt over every input) cannot go with windows."""
+    if window_s is not None and together:
+        raise UsageError("--window answers one video in parts: it cannot go with --together")
     if window_s is None:
         if overlap_s is not None:
             raise UsageError("--overlap needs --window")
