@@ -170,15 +170,27 @@ def test_vp9_clip_has_hidden_altref_frames(codec_clips):
         ((70, 84), (70, 84), 180),  # no resize
     ],
 )
-def test_finisher_gives_torchvisions_bytes(source, size, rotation):
-    """The Finisher resizes one colour plane at a time in reused buffers; each frame must equal
-    torchvision's resize of the whole turned uint8 frame, the reference's step."""
+@pytest.mark.parametrize("resizer", ["kernel", "torch"])
+def test_finisher_gives_torchvisions_bytes(source, size, rotation, resizer, monkeypatch):
+    """The Finisher resizes with the compiled kernel where it is exact, else one colour plane at
+    a time through torch in reused buffers; each frame must equal torchvision's resize of the
+    whole turned uint8 frame, the reference's step."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
+
+    from vlcli import resample
+
+    monkeypatch.setattr(resample, "_kernels", {})
+    if resizer == "torch":
+        monkeypatch.setenv("VLCLI_RESIZE", "torch")
 
     generator = torch.Generator().manual_seed(sum(source) + rotation)
     turned_source = source[::-1] if rotation % 180 else source
     finisher = decode.Finisher(decode.Output(rotation, size, source))
+    if resizer == "torch" or size == source:
+        assert finisher.kernel is None
+    elif finisher.kernel is None:
+        pytest.skip("no exact kernel on this machine")
     for _ in range(3):  # the buffers are reused: every call must be right, not only the first
         hwc = torch.randint(0, 256, (*turned_source, 3), dtype=torch.uint8, generator=generator)
         chw = torch.rot90(hwc, rotation // 90, dims=(0, 1)).permute(2, 0, 1).contiguous()

@@ -122,6 +122,8 @@ def _torchcodec_chunks(
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
 
+    from .resample import kernel_for
+
     decoder = open_video(path)
     meta = decoder.metadata
     if (meta.num_frames, meta.width, meta.height) != (
@@ -144,8 +146,14 @@ def _torchcodec_chunks(
         except (RuntimeError, ValueError, IndexError) as exc:
             raise _decoder_failure(path, exc) from None
         out = torch.empty((len(chunk), 3, size[0], size[1]), dtype=torch.uint8)
+        kernel = kernel_for((int(full.shape[2]), int(full.shape[3])), (size[0], size[1]))
         for i in range(len(chunk)):
-            out[i] = resize(full[i], size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+            if kernel is not None:  # the same bytes as torchvision's (vlcli.resample)
+                kernel.run(full[i], out[i])
+            else:
+                out[i] = resize(
+                    full[i], size, interpolation=InterpolationMode.BICUBIC, antialias=True
+                )
         del full
         yield out
 

@@ -67,6 +67,8 @@ class Pool:
 
         import torch
 
+        from .resample import kernel_for
+
         size = self.workers * self.slots * self.frame_bytes
         memory = mmap.mmap(-1, max(size, 1))
         slots = torch.frombuffer(memory, dtype=torch.uint8).view(
@@ -76,6 +78,8 @@ class Pool:
         # A tokenizer that has used its threads warns in every forked child unless this is set.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         threads = torch.get_num_threads()
+        # The resize kernel is set up once, here, and inherited by every worker (vlcli.resample).
+        kernel_for(self.job.output.source, self.job.output.size)
         gc.freeze()  # the workers' garbage collector then leaves the parent's objects alone (so
         try:  # their pages are not copied)
             for k in range(self.workers):

@@ -13,7 +13,9 @@ every clip in a fresh process, interleaved, ``--repeat`` rounds:
   packets, resize, normalise and patch one temporal patch at a time into one preallocated
   tensor, ``--dtype``: float32 as ``ask`` on the CPU), with every CPU for decoding;
 * ``vlcli-w1``, ``vlcli-w2``: the same with decoding limited to 1 and 2 CPUs
-  (``VLCLI_DECODE_WORKERS``), to show how the keyframe pieces scale.
+  (``VLCLI_DECODE_WORKERS``), to show how the keyframe pieces scale;
+* ``vlcli-torch-resize``: the same with the resize done by torch (``VLCLI_RESIZE=torch``), not
+  by the compiled kernel (vlcli.resample), to show what the kernel saves.
 
 Imports (torch, transformers, torchcodec, PyAV, qwen-vl-utils) happen before the clock starts.
 Per run: wall seconds of the work; CPU seconds of the process and its decoding workers; peak
@@ -49,6 +51,7 @@ PIPELINES = {
     "vlcli": {},
     "vlcli-w1": {"VLCLI_DECODE_WORKERS": "1"},
     "vlcli-w2": {"VLCLI_DECODE_WORKERS": "2"},
+    "vlcli-torch-resize": {"VLCLI_RESIZE": "torch"},
 }
 
 

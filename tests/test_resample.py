@@ -1,0 +1,129 @@
+"""The compiled resize (vlcli._resample via vlcli.resample) must give the reference's bytes:
+torchvision's antialiased bicubic resize of the uint8 frame, and torch's floats before rounding.
+"""
+
+import platform
+
+import pytest
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.functional import resize
+
+from vlcli import decode, resample
+
+X86 = platform.machine() in ("x86_64", "AMD64")
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernels(monkeypatch):
+    """Every test sets its kernels up anew (they are cached per process and geometry)."""
+    monkeypatch.setattr(resample, "_kernels", {})
+    monkeypatch.setattr(resample, "_last_rule", [])
+    monkeypatch.delenv("VLCLI_RESIZE", raising=False)
+
+
+def reference(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return resize(chw, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+def test_the_kernel_is_built_and_runs_here():
+    """On x86-64 the install builds the kernel (setup.py); without it vlcli is correct but slow,
+    and `make bench` would measure torch's resize, so its absence is a failure here."""
+    if not X86:
+        pytest.skip("the kernel is x86-64 only; elsewhere torch resizes")
+    assert resample._module() is not None, "vlcli._resample was not built (see setup.py)"
+
+
+GEOMETRIES = [
+    ((1080, 1920), (560, 1008)),  # the default plan of a 1080p clip
+    ((1920, 1080), (1008, 560)),  # a phone clip, upright
+    ((2160, 3840), (504, 896)),  # 4K: supports of 16-17 taps (the remainder rule past 8)
+    ((720, 1280), (476, 840)),
+    ((123, 457), (56, 224)),  # odd sizes, not multiples of 8
+    ((64, 96), (112, 168)),  # enlarged: 4-tap supports, all in the remainder
+    ((480, 640), (480, 336)),  # only the width changes: torch skips the column pass
+    ((480, 640), (336, 640)),  # only the height
+    ((9, 7), (28, 28)),  # tiny
+]
+
+
+@pytest.mark.parametrize("source, size", GEOMETRIES)
+def test_kernel_gives_torchvisions_bytes_and_torchs_floats(source, size):
+    kernel = resample.kernel_for(source, size)
+    if kernel is None:
+        pytest.skip("no exact kernel on this machine (torch resizes)")
+    generator = torch.Generator().manual_seed(sum(source) + sum(size))
+    hwc = torch.randint(0, 256, (*source, 3), dtype=torch.uint8, generator=generator)
+    out = torch.empty((3, *size), dtype=torch.uint8)
+    floats = torch.empty((3, *size), dtype=torch.float32)
+    for chw in (hwc.permute(2, 0, 1), hwc.permute(2, 0, 1).contiguous()):  # HWC memory, planar
+        out.fill_(7)
+        kernel.run(chw, out, floats=floats)
+        assert torch.equal(out, reference(chw.contiguous(), size))
+        expected = resample.torch_resize(chw[1].float(), size)
+        assert torch.equal(floats[1].view(torch.int32), expected.view(torch.int32))
+
+
+def test_kernel_on_a_real_frame(clip_landscape):
+    """A decoded frame (smooth areas, edges, values near the rounding boundaries of real video),
+    not only noise."""
+    from torchcodec.decoders import VideoDecoder
+
+    frame = VideoDecoder(clip_landscape).get_frames_at(indices=[3]).data[0]
+    size = (frame.shape[1] // 2 // 28 * 28 or 28, frame.shape[2] // 2 // 28 * 28 or 28)
+    kernel = resample.kernel_for((frame.shape[1], frame.shape[2]), size)
+    if kernel is None:
+        pytest.skip("no exact kernel on this machine (torch resizes)")
+    out = torch.empty((3, *size), dtype=torch.uint8)
+    kernel.run(frame, out)
+    assert torch.equal(out, reference(frame, size))
+
+
+def test_the_check_tells_the_rounding_rules_apart():
+    """The rule is found, not assumed: on the 1080p geometry every other rounding of the sums
+    gives other floats, so a torch built another way would be caught and left to torch."""
+    kernel = resample.kernel_for((1080, 1920), (560, 1008))
+    if kernel is None:
+        pytest.skip("no exact kernel on this machine (torch resizes)")
+    assert kernel.rule is not None and kernel.exact(kernel.rule, seed=1)
+    wrong = [(1, False, False), (1, True, True), (4, True, False), (8, False, True)]
+    for rule in wrong:
+        if rule != kernel.rule:
+            assert not kernel.exact(rule), rule
+
+
+def test_no_exact_rule_means_torch_resizes(monkeypatch):
+    """If no candidate gives torch's floats, the kernel is not used and the bytes still are the
+    reference's (the Finisher's torch path)."""
+    monkeypatch.setattr(resample, "RULES", ((1, True, True),))  # fused sums: not torch's here
+    assert resample.kernel_for((1080, 1920), (560, 1008)) is None
+    finisher = decode.Finisher(decode.Output(0, (560, 1008), (1080, 1920)))
+    assert finisher.kernel is None
+    hwc = torch.randint(0, 256, (1080, 1920, 3), dtype=torch.uint8)
+    assert torch.equal(finisher(hwc), reference(hwc.permute(2, 0, 1).contiguous(), (560, 1008)))
+
+
+def test_vlcli_resize_torch_turns_the_kernel_off(monkeypatch):
+    monkeypatch.setenv("VLCLI_RESIZE", "torch")
+    assert resample.kernel_for((1080, 1920), (560, 1008)) is None
+
+
+def test_kernel_refuses_frames_of_another_geometry():
+    kernel = resample.kernel_for((120, 160), (56, 84))
+    if kernel is None:
+        pytest.skip("no exact kernel on this machine (torch resizes)")
+    with pytest.raises(ValueError):
+        kernel.run(torch.zeros((3, 160, 120), dtype=torch.uint8), torch.empty((3, 56, 84)))
+    with pytest.raises(ValueError):
+        kernel.run(torch.zeros((3, 120, 160), dtype=torch.uint8), torch.empty((3, 84, 56)))
+
+
+def test_read_axis_matches_torchs_one_dimensional_resize():
+    """Supports are contiguous and cover the row, weights sum to about one, and a 1920 -> 1008
+    axis has the 5- to 9-tap supports of a 1.9x antialiased bicubic."""
+    axis = resample.read_axis(1920, 1008)
+    assert axis.first.dtype == torch.int32 and axis.weights.shape[0] == 1008
+    assert int(axis.first[0]) == 0 and int(axis.first[-1] + axis.size[-1]) == 1920
+    sums = axis.weights.sum(1)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+    assert set(axis.size.tolist()) <= set(range(5, 10))
