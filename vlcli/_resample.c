@@ -54,56 +54,53 @@ typedef struct {
 
 #define TARGET __attribute__((target("avx2,fma")))
 
-/* out[o][k] = sum over j of in[first[o] + j][k] * w[o][j], for k < ncols (a multiple of 8),
- * rows of ``in`` and ``out`` ``stride`` floats apart, every sum in the reference's order. */
-TARGET static void pass_rows(const float *in, float *out, ptrdiff_t stride, int n_out,
-                             ptrdiff_t ncols, const Axis *ax, Rule rule)
+/* dst[k] = sum over j of in[first[o] + j][k] * w[o][j], for k < ncols (a multiple of 8), the
+ * rows of ``in`` ``stride`` floats apart, every sum in the reference's order. */
+TARGET static void pass_row(const float *in, ptrdiff_t stride, int o, ptrdiff_t ncols,
+                            const Axis *ax, Rule rule, float *dst)
 {
-    for (int o = 0; o < n_out; o++) {
-        const int L = ax->size[o];
-        const float *w = ax->weights + (ptrdiff_t)o * ax->taps;
-        const float *base = in + (ptrdiff_t)ax->first[o] * stride;
-        float *dst = out + (ptrdiff_t)o * stride;
-        const int nb = rule.unroll * ((L - 1) / rule.unroll);
-        ptrdiff_t k = 0;
-        for (; k + 32 <= ncols; k += 32) {
-            __m256 w0 = _mm256_set1_ps(w[0]);
-            __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(base + k), w0);
-            __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(base + k + 8), w0);
-            __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(base + k + 16), w0);
-            __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(base + k + 24), w0);
-            for (int j = 1; j < L; j++) {
-                const float *row = base + (ptrdiff_t)j * stride + k;
-                __m256 wj = _mm256_set1_ps(w[j]);
-                if (j <= nb ? rule.body_fused : rule.rem_fused) {
-                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row), wj, a0);
-                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + 8), wj, a1);
-                    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + 16), wj, a2);
-                    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + 24), wj, a3);
-                } else {
-                    a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(row), wj));
-                    a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(row + 8), wj));
-                    a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(row + 16), wj));
-                    a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_loadu_ps(row + 24), wj));
-                }
+    const int L = ax->size[o];
+    const float *w = ax->weights + (ptrdiff_t)o * ax->taps;
+    const float *base = in + (ptrdiff_t)ax->first[o] * stride;
+    const int nb = rule.unroll * ((L - 1) / rule.unroll);
+    ptrdiff_t k = 0;
+    for (; k + 32 <= ncols; k += 32) {
+        __m256 w0 = _mm256_set1_ps(w[0]);
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(base + k), w0);
+        __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(base + k + 8), w0);
+        __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(base + k + 16), w0);
+        __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(base + k + 24), w0);
+        for (int j = 1; j < L; j++) {
+            const float *row = base + (ptrdiff_t)j * stride + k;
+            __m256 wj = _mm256_set1_ps(w[j]);
+            if (j <= nb ? rule.body_fused : rule.rem_fused) {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row), wj, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + 8), wj, a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + 16), wj, a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + 24), wj, a3);
+            } else {
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(row), wj));
+                a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(row + 8), wj));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(row + 16), wj));
+                a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_loadu_ps(row + 24), wj));
             }
-            _mm256_storeu_ps(dst + k, a0);
-            _mm256_storeu_ps(dst + k + 8, a1);
-            _mm256_storeu_ps(dst + k + 16, a2);
-            _mm256_storeu_ps(dst + k + 24, a3);
         }
-        for (; k < ncols; k += 8) {
-            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(base + k), _mm256_set1_ps(w[0]));
-            for (int j = 1; j < L; j++) {
-                __m256 t = _mm256_loadu_ps(base + (ptrdiff_t)j * stride + k);
-                __m256 wj = _mm256_set1_ps(w[j]);
-                if (j <= nb ? rule.body_fused : rule.rem_fused)
-                    a = _mm256_fmadd_ps(t, wj, a);
-                else
-                    a = _mm256_add_ps(a, _mm256_mul_ps(t, wj));
-            }
-            _mm256_storeu_ps(dst + k, a);
+        _mm256_storeu_ps(dst + k, a0);
+        _mm256_storeu_ps(dst + k + 8, a1);
+        _mm256_storeu_ps(dst + k + 16, a2);
+        _mm256_storeu_ps(dst + k + 24, a3);
+    }
+    for (; k < ncols; k += 8) {
+        __m256 a = _mm256_mul_ps(_mm256_loadu_ps(base + k), _mm256_set1_ps(w[0]));
+        for (int j = 1; j < L; j++) {
+            __m256 t = _mm256_loadu_ps(base + (ptrdiff_t)j * stride + k);
+            __m256 wj = _mm256_set1_ps(w[j]);
+            if (j <= nb ? rule.body_fused : rule.rem_fused)
+                a = _mm256_fmadd_ps(t, wj, a);
+            else
+                a = _mm256_add_ps(a, _mm256_mul_ps(t, wj));
         }
+        _mm256_storeu_ps(dst + k, a);
     }
 }
 
@@ -205,7 +202,7 @@ TARGET static void resample_plane(const uint8_t *frame, ptrdiff_t row_stride,
     float *block = rows8 + 8 * wip;    /* wip x 8: the same, transposed */
     float *acc8 = block + wip * 8;     /* 8 x 8: eight outputs of eight rows */
     float *tmp = acc8 + 64;            /* hp x w_now: the plane resized along its rows */
-    float *res = tmp + hp * w_now;     /* h_out x w_now: and along its columns */
+    float *res = tmp + hp * w_now;     /* w_now: one output row, resized along its column too */
 
     for (ptrdiff_t y0 = 0; y0 < hp; y0 += 8) {
         const int rows = h_in - y0 < 8 ? (int)(h_in - y0) : 8;
@@ -247,16 +244,17 @@ TARGET static void resample_plane(const uint8_t *frame, ptrdiff_t row_stride,
         }
     }
 
-    /* along each column */
-    const float *result = tmp;
-    if (h_out != h_in) {
-        pass_rows(tmp, res, w_now, h_out, w_now, ys, rule);
-        result = res;
+    /* along each column, one output row at a time */
+    for (int r = 0; r < h_out; r++) {
+        const float *row = tmp + (ptrdiff_t)r * w_now;
+        if (h_out != h_in) {
+            pass_row(tmp, w_now, r, w_now, ys, rule, res);
+            row = res;
+        }
+        if (floats)
+            memcpy(floats + (ptrdiff_t)r * w_out, row, sizeof(float) * w_out);
+        pack(row, w_now, out + (ptrdiff_t)r * w_out, 1, w_out);
     }
-    if (floats)
-        for (int r = 0; r < h_out; r++)
-            memcpy(floats + (ptrdiff_t)r * w_out, result + r * w_now, sizeof(float) * w_out);
-    pack(result, w_now, out, h_out, w_out);
 }
 
 static int cpu_ok(void)

@@ -24,6 +24,7 @@ frames are all taken, or when the caller stops early or fails.
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import struct
 import sys
@@ -63,8 +64,6 @@ class Pool:
         }
 
     def frames(self) -> Iterator[torch.Tensor]:
-        import mmap
-
         import torch
 
         from .resample import kernel_for
@@ -89,6 +88,10 @@ class Pool:
             # threads spin between operations and take CPU from the workers (measured: half of
             # this process's CPU time on 2 CPUs, two workers, two torch threads).
             torch.set_num_threads(max(1, min(threads, _cpus() - self.workers * self.threads)))
+            unsent = [0] * self.workers  # frames each worker has yet to hand over
+            for pts in self.job.order:
+                unsent[self.owner[pts]] += 1
+            held = [self.slots] * self.workers  # slots each worker may still write
             for pts in self.job.order:
                 k = self.owner[pts]
                 pid, results, returns = children[k]
@@ -98,6 +101,13 @@ class Pool:
                 if got_pts != pts:
                     raise SegmentError(f"worker {k} sent pts {got_pts}, {pts} was due")
                 yield slots[slot]  # the caller copies it before asking for the next one
+                unsent[k] -= 1
+                if held[k] - 1 >= unsent[k]:
+                    # The worker keeps a slot for every frame it has left without this one: its
+                    # pages go back now, not at the end (the last frames are the run's peak).
+                    held[k] -= 1
+                    _release(memory, slot * self.frame_bytes, self.frame_bytes)
+                    continue
                 try:
                     os.write(returns, struct.pack("<i", slot))
                 except BrokenPipeError:
@@ -160,6 +170,19 @@ class Pool:
         finally:
             if reader is not None:
                 reader.close()
+
+
+def _release(memory: mmap.mmap, start: int, length: int) -> None:
+    """Give the whole pages of ``memory[start:start + length]`` back to the system (a shared
+    anonymous mapping: they read as zeros afterwards)."""
+    page = mmap.PAGESIZE
+    first = -(-start // page) * page
+    end = (start + length) // page * page
+    if end > first and hasattr(mmap, "MADV_REMOVE"):
+        try:
+            memory.madvise(mmap.MADV_REMOVE, first, end - first)
+        except OSError:
+            pass  # kept until the mapping is closed, as before
 
 
 def _send(fd: int, pts: int, slot: int, message: str) -> None:
