@@ -244,6 +244,39 @@ def test_workers_reuse_few_slots_and_leave_no_process(codec_clips, monkeypatch):
         os.waitpid(-1, os.WNOHANG)
 
 
+def test_slots_go_back_as_the_workers_run_out_of_frames(codec_clips, monkeypatch):
+    """Once a worker has a slot for every frame it has left, each slot the parent is done with
+    is given back to the system instead of to the worker; the frames are still all right."""
+    path = codec_clips["h264_idr_pieces"]
+    released: list[tuple[int, int]] = []
+    real = worker_pool._release
+
+    def counting(memory, start, length):
+        released.append((start, length))
+        real(memory, start, length)
+
+    monkeypatch.setattr(worker_pool, "_release", counting)
+    monkeypatch.setattr(decode, "MIN_FORK_WORK", 0)
+    monkeypatch.setattr(worker_pool, "SLOT_BYTES_PER_WORKER", 1)  # MIN_SLOTS slots each
+    assert torch.equal(_ours(path, _plan(path), workers=2), _torchcodec_all(path))
+    # every slot that was written is given back by the end: each worker's last MIN_SLOTS frames
+    # (or all its frames, if fewer) free one slot each
+    assert len(released) == len(set(released)) >= 2
+
+
+def test_release_gives_back_whole_pages_only():
+    import mmap
+
+    page = mmap.PAGESIZE
+    memory = mmap.mmap(-1, 8 * page)
+    memory[:] = b"\xab" * (8 * page)
+    worker_pool._release(memory, 100, 5 * page)  # pages 1-4 lie wholly inside
+    assert memory[page : 5 * page] == bytes(4 * page)  # read as zeros: the pages went back
+    assert memory[100:page] == b"\xab" * (page - 100)  # the part of page 0 is kept
+    assert memory[5 * page : 5 * page + 100] == b"\xab" * 100  # and of page 5
+    memory.close()
+
+
 def test_a_failing_piece_falls_back_to_torchcodec(codec_clips, monkeypatch):
     path = codec_clips["h264_idr_pieces"]
     plan = plan_video(probe(path).video_facts(), SamplingOptions(fps=10.0), QWEN2_5_VL)
