@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from . import heap
 from .errors import ModelError, UsageError
 from .families import Family
 from .plan import ImagePlan, VideoPlan
@@ -90,6 +91,7 @@ def video_pixels(
     # Whole temporal patches per chunk, so that no chunk's last patch gets padded.
     chunk_frames = -(-CHUNK_FRAMES // tp) * tp
     chunks = iter_video_chunks(path, plan, chunk_frames=chunk_frames)
+    direct: bool | None = None  # normalise and patch straight into ``out`` (normalise_into)
     while True:
         started = time.perf_counter()
         chunk = next(chunks, None)
@@ -101,29 +103,93 @@ def video_pixels(
             if resize
             else chunk
         )
-        feat = vp(
-            videos=[frames],
-            do_resize=False,
-            do_sample_frames=False,
-            cap_pixels_per_frame=False,
-            return_tensors="pt",
-        )
-        rows = feat["pixel_values_videos"]
-        gt, gh, gw = (int(x) for x in feat["video_grid_thw"][0])
-        if (gh, gw) != (h, w) or gt != -(-chunk.shape[0] // tp) or rows.shape[1] != out.shape[1]:
-            raise ModelError(
-                f"the model's video processor makes a {gh}x{gw} patch grid of this video, "
-                f"the plan a {h}x{w} one: the plan was made for another model"
-            )
-        if row + rows.shape[0] > out.shape[0]:
-            raise ModelError(f"{path}: the decoder returned more frames than the plan has")
-        out[row : row + rows.shape[0]].copy_(rows)
-        row += rows.shape[0]
+        n = frames.shape[0] // tp * h * w
+        if direct and frames.shape[0] % tp == 0 and row + n <= out.shape[0]:
+            normalise_into(vp, frames, (h, w), tp, out[row : row + n])
+            row += n
+        else:
+            rows = _processor_rows(vp, frames, (h, w), tp, out.shape[1])
+            if row + rows.shape[0] > out.shape[0]:
+                raise ModelError(f"{path}: the decoder returned more frames than the plan has")
+            out[row : row + rows.shape[0]].copy_(rows)
+            row += rows.shape[0]
+            if direct is None:  # the first chunk: may the rest skip the processor's copies?
+                direct = _direct_matches(vp, frames, (h, w), tp, rows)
+                del rows
+                heap.give_back()  # the processor's and the check's temporaries
         if on_chunk is not None:
             on_chunk(int(chunk.shape[0]))
     if row != out.shape[0]:
         raise ModelError(f"{path}: the decoder returned fewer frames than the plan has")
     return decode_s
+
+
+def _processor_rows(
+    vp: Any, frames: torch.Tensor, grid_hw: tuple[int, int], tp: int, patch_dim: int
+) -> torch.Tensor:
+    """The video processor's ``pixel_values_videos`` rows of one chunk of frames, its grid
+    held to the plan's."""
+    feat = vp(
+        videos=[frames],
+        do_resize=False,
+        do_sample_frames=False,
+        cap_pixels_per_frame=False,
+        return_tensors="pt",
+    )
+    rows = feat["pixel_values_videos"]
+    gt, gh, gw = (int(x) for x in feat["video_grid_thw"][0])
+    if (gh, gw) != grid_hw or gt != -(-frames.shape[0] // tp) or rows.shape[1] != patch_dim:
+        raise ModelError(
+            f"the model's video processor makes a {gh}x{gw} patch grid of this video, "
+            f"the plan a {grid_hw[0]}x{grid_hw[1]} one: the plan was made for another model"
+        )
+    return rows
+
+
+def normalise_into(
+    vp: Any, frames: torch.Tensor, grid_hw: tuple[int, int], tp: int, out: torch.Tensor
+) -> None:
+    """The processor's rows of ``frames`` (a whole number of temporal patches) written into
+    ``out`` with its own rescale-and-normalise and no copy of the result.
+
+    The processor normalises a float copy of the chunk, then copies it twice more (patching,
+    then joining the videos of its batch) before vlcli copies the rows into the prompt's tensor:
+    about 40 MB of temporaries per two 1080p frames, which glibc keeps at the peak. Here the
+    normalised copy is written through the patch layout's view straight into ``out``; the
+    arithmetic is the processor's own call, the layout a view. :func:`_direct_matches` holds
+    the result to the processor's on the first chunk of every video before this is used."""
+    normalised = vp.rescale_and_normalize(
+        frames[None], vp.do_rescale, vp.rescale_factor, vp.do_normalize,
+        _hashable(vp.image_mean), _hashable(vp.image_std),
+    )  # fmt: skip
+    t, c, height, width = frames.shape
+    ms, ps = vp.merge_size, vp.patch_size
+    gh, gw = grid_hw
+    if (height, width) != (gh * ps, gw * ps):
+        raise ModelError(f"frames of {height}x{width} for a {gh}x{gw} patch grid")
+    patches = normalised.view(t // tp, tp, c, gh // ms, ms, ps, gw // ms, ms, ps)
+    target = out.view(t // tp, gh // ms, gw // ms, ms, ms, c, tp, ps, ps)
+    target.copy_(patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8))
+
+
+def _hashable(value: Any) -> Any:
+    """Means and deviations as the processor passes them on (its fusing step is cached)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _direct_matches(
+    vp: Any, frames: torch.Tensor, grid_hw: tuple[int, int], tp: int, rows: torch.Tensor
+) -> bool:
+    """Whether :func:`normalise_into` gives the processor's ``rows`` for these frames, bit for
+    bit; any failure of the direct path (another transformers) counts as no."""
+    if frames.shape[0] % tp:
+        return False
+    try:
+        mine = torch.empty_like(rows)
+        normalise_into(vp, frames, grid_hw, tp, mine)
+    except (AttributeError, TypeError, ValueError, RuntimeError, ModelError):
+        return False
+    return bool(torch.equal(mine.view(torch.int32), rows.view(torch.int32)))
 
 
 def image_pixels(
@@ -147,6 +213,30 @@ def image_pixels(
     return feat["pixel_values"].to(device=device, dtype=dtype), decode_s
 
 
+def _text_inputs(
+    processor: Any,
+    family: Family,
+    media: Media,
+    question: str,
+    system: str | None,
+    device: torch.device | str,
+) -> dict[str, torch.Tensor]:
+    """The prompt's token ids, mask and token types, as the reference's processor makes them."""
+    template = processor.apply_chat_template(
+        build_messages(media, question, system), tokenize=False, add_generation_prompt=True
+    )
+    text = expand_text(template, media, family)
+    encoded = processor.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
+    input_ids = encoded["input_ids"]
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": encoded["attention_mask"].to(device),
+        "mm_token_type_ids": torch.tensor(
+            processor.create_mm_token_type_ids(input_ids), dtype=torch.long
+        ).to(device),
+    }
+
+
 def build_inputs(
     processor: Any,
     family: Family,
@@ -168,6 +258,11 @@ def build_inputs(
             raise UsageError(f"{path}: planned for {plan.family}, but the model is {family.name}")
     video_plans = [p for _, p in media if isinstance(p, VideoPlan)]
     image_plans = [p for _, p in media if isinstance(p, ImagePlan)]
+    # The text first, its temporaries given back before the frames: after the frames they
+    # would add to the peak (measured on a 43k-token prompt: 23 MB).
+    inputs = _text_inputs(processor, family, media, question, system, device)
+    input_ids = inputs["input_ids"]
+    heap.give_back()
     decode_s = 0.0
     # One tensor for the rows of every video of the prompt, in the model's dtype, on its device.
     video_rows = [p.grid_thw[0] * p.grid_thw[1] * p.grid_thw[2] for p in video_plans]
@@ -205,19 +300,6 @@ def build_inputs(
             images.append(pixels)
             decode_s += spent
 
-    template = processor.apply_chat_template(
-        build_messages(media, question, system), tokenize=False, add_generation_prompt=True
-    )
-    text = expand_text(template, media, family)
-    encoded = processor.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
-    input_ids = encoded["input_ids"]
-    inputs: dict[str, torch.Tensor] = {
-        "input_ids": input_ids.to(device),
-        "attention_mask": encoded["attention_mask"].to(device),
-        "mm_token_type_ids": torch.tensor(
-            processor.create_mm_token_type_ids(input_ids), dtype=torch.long
-        ).to(device),
-    }
     if images:
         inputs["pixel_values"] = images[0] if len(images) == 1 else torch.cat(images)
         inputs["image_grid_thw"] = torch.tensor(

@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import heap
+
 if TYPE_CHECKING:
     import torch
 
@@ -225,23 +227,7 @@ def kernel_for(source: tuple[int, int], size: tuple[int, int]) -> Kernel | None:
                     kernel = candidate
                     break
             candidate._local = threading.local()  # the check's workspace goes
-        _give_back_heap()
+        # the set-up's temporaries (about 55 MB at 1080p) would otherwise stay in the heap
+        heap.give_back()
     _kernels[key] = kernel
     return kernel
-
-
-def _give_back_heap() -> None:
-    """Hand the heap pages freed after the set-up back to the system (glibc's ``malloc_trim``).
-
-    Reading the weights and checking the rule take about 55 MB of 1080p temporaries, freed at
-    once but kept by glibc for reuse; nothing later in the run reuses them, so without this they
-    sit in the peak (measured: the process's anonymous memory 457 MB after the set-up, 401 MB
-    after the trim, as before it). Elsewhere than glibc this does nothing."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
