@@ -112,10 +112,15 @@ def test_kernel_refuses_frames_of_another_geometry():
     kernel = resample.kernel_for((120, 160), (56, 84))
     if kernel is None:
         pytest.skip("no exact kernel on this machine (torch resizes)")
-    with pytest.raises(ValueError):
-        kernel.run(torch.zeros((3, 160, 120), dtype=torch.uint8), torch.empty((3, 56, 84)))
-    with pytest.raises(ValueError):
-        kernel.run(torch.zeros((3, 120, 160), dtype=torch.uint8), torch.empty((3, 84, 56)))
+    frame = torch.zeros((3, 120, 160), dtype=torch.uint8)
+    out = torch.empty((3, 56, 84), dtype=torch.uint8)
+    kernel.run(frame, out)
+    with pytest.raises(ValueError):  # a frame on its side
+        kernel.run(torch.zeros((3, 160, 120), dtype=torch.uint8), out)
+    with pytest.raises(ValueError):  # an output of another size
+        kernel.run(frame, torch.empty((3, 84, 56), dtype=torch.uint8))
+    with pytest.raises(ValueError):  # a float output
+        kernel.run(torch.zeros((3, 120, 160), dtype=torch.uint8), torch.empty((3, 56, 84)))
 
 
 def test_read_axis_matches_torchs_one_dimensional_resize():
