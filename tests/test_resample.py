@@ -132,3 +132,37 @@ def test_read_axis_matches_torchs_one_dimensional_resize():
     sums = axis.weights.sum(1)
     assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
     assert set(axis.size.tolist()) <= set(range(5, 10))
+
+
+def test_kernel_reads_nothing_past_the_frame():
+    """The frame's last byte right before an inaccessible page: the kernel's vector loads of
+    the last row must stay inside the frame (a read past it would end this process)."""
+    import ctypes
+    import mmap
+
+    kernel = resample.kernel_for((30, 200), (28, 112))
+    if kernel is None:
+        pytest.skip("no exact kernel on this machine (torch resizes)")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    page = mmap.PAGESIZE
+    size = 30 * 200 * 3
+    pages = -(-size // page)
+    base = libc.mmap(None, (pages + 1) * page, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)  # fmt: skip
+    assert base not in (None, ctypes.c_void_p(-1).value)
+    try:
+        assert libc.mprotect(base + pages * page, page, 0) == 0  # PROT_NONE
+        start = base + pages * page - size  # the frame ends where the guard page begins
+        hwc = torch.frombuffer((ctypes.c_uint8 * size).from_address(start), dtype=torch.uint8)
+        hwc = hwc.view(30, 200, 3)
+        hwc.copy_(torch.randint(0, 256, (30, 200, 3), dtype=torch.uint8))
+        out = torch.empty((3, 28, 112), dtype=torch.uint8)
+        kernel.run(hwc.permute(2, 0, 1), out)
+        assert torch.equal(out, reference(hwc.permute(2, 0, 1).contiguous(), (28, 112)))
+    finally:
+        libc.munmap(base, (pages + 1) * page)

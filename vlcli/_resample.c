@@ -168,7 +168,9 @@ TARGET static void convert_row(const uint8_t *s, ptrdiff_t pixel_stride, int w, 
         }
         const __m128i mlo = _mm_loadu_si128((const __m128i *)lo);
         const __m128i mhi = _mm_loadu_si128((const __m128i *)hi);
-        for (; x + 8 <= w; x += 8) {
+        /* reads bytes 3x .. 3x+23: while x + 9 <= w, all lie before this colour's last byte,
+         * 3(w-1), so nothing past the frame is read whichever colour s points at */
+        for (; x + 9 <= w; x += 8) {
             const uint8_t *p = s + 3 * x;
             __m128i a = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), mlo);
             __m128i b = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(p + 16)), mhi);

@@ -155,11 +155,11 @@ class Finisher:
     The reference resizes each uint8 frame with torchvision (bicubic, antialiased): a float32
     copy of the whole frame, ``interpolate``, clamp, round, uint8. Where the compiled kernel is
     exact for this geometry (:mod:`vlcli.resample`: same floats as torch's, checked on this
-    machine's torch) it does all of that in one call, about a quarter of the time. Otherwise the
-    same torch operations run here on one colour plane at a time, in fixed buffers (torchvision's
-    whole-frame temporaries cost a decoding worker 114 MB more resident after 120 1080p frames,
-    measured). Either way every value is computed exactly as in the reference; the tests compare
-    the bytes with torchvision's.
+    machine's torch) it does all of that in one call, in a quarter to a third of the time.
+    Otherwise the same torch operations run here on one colour plane at a time, in fixed buffers
+    (torchvision's whole-frame temporaries cost a decoding worker 114 MB more resident after 120
+    1080p frames, measured). Either way every value is computed exactly as in the reference; the
+    tests compare the bytes with torchvision's.
     """
 
     def __init__(self, output: Output):

@@ -185,11 +185,12 @@ def _direct_matches(
     if frames.shape[0] % tp:
         return False
     try:
-        mine = torch.empty_like(rows)
+        mine = torch.empty_like(rows, memory_format=torch.contiguous_format)
         normalise_into(vp, frames, grid_hw, tp, mine)
+        # bytes, not values: -0.0 and 0.0 would compare equal
+        return bool(torch.equal(mine.view(torch.uint8), rows.contiguous().view(torch.uint8)))
     except (AttributeError, TypeError, ValueError, RuntimeError, ModelError):
         return False
-    return bool(torch.equal(mine.view(torch.int32), rows.view(torch.int32)))
 
 
 def image_pixels(
