@@ -166,3 +166,11 @@ def test_kernel_reads_nothing_past_the_frame():
         assert torch.equal(out, reference(hwc.permute(2, 0, 1).contiguous(), (28, 112)))
     finally:
         libc.munmap(base, (pages + 1) * page)
+
+
+def test_a_failing_set_up_leaves_the_resize_to_torch(monkeypatch):
+    def failing(n_in, n_out):
+        raise RuntimeError("torch could not resize the probe rows")
+
+    monkeypatch.setattr(resample, "read_axis", failing)
+    assert resample.kernel_for((1080, 1920), (560, 1008)) is None

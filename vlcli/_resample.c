@@ -30,7 +30,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* -DVLCLI_GENERIC builds the module without the kernel, as on other CPUs (available() is False) */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(VLCLI_GENERIC)
 #define VLCLI_X86 1
 #include <immintrin.h>
 #else
@@ -331,6 +332,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "vlcli._resample",
     "The reference's antialiased bicubic resize, same floats, vectorised.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__resample(void) { return PyModule_Create(&module); }

@@ -220,9 +220,6 @@ def kernel_for(source: tuple[int, int], size: tuple[int, int]) -> Kernel | None:
     if module is not None and source != size:
         try:
             candidate = Kernel(module, source, size)
-        except ValueError:
-            candidate = None
-        if candidate is not None:
             for rule in dict.fromkeys([*_last_rule, *RULES]):
                 if candidate.exact(rule):
                     candidate.rule = rule
@@ -230,6 +227,8 @@ def kernel_for(source: tuple[int, int], size: tuple[int, int]) -> Kernel | None:
                     kernel = candidate
                     break
             candidate._local = threading.local()  # the check's workspace goes
+        except (ValueError, RuntimeError, MemoryError):
+            kernel = None  # torch's supports not as expected, or torch failed: torch resizes
         # the set-up's temporaries (about 55 MB at 1080p) would otherwise stay in the heap
         heap.give_back()
     _kernels[key] = kernel
