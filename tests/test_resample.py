@@ -123,7 +123,7 @@ def test_kernel_refuses_frames_of_another_geometry():
         kernel.run(torch.zeros((3, 120, 160), dtype=torch.uint8), torch.empty((3, 56, 84)))
 
 
-def test_read_axis_matches_torchs_one_dimensional_resize():
+def test_read_axis_gives_contiguous_supports_and_normalised_weights():
     """Supports are contiguous and cover the row, weights sum to about one, and a 1920 -> 1008
     axis has the 5- to 9-tap supports of a 1.9x antialiased bicubic."""
     axis = resample.read_axis(1920, 1008)
