@@ -53,4 +53,4 @@ vllm-env:
 	@bash scripts/vllm_env.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build vlcli/*.so

@@ -131,26 +131,22 @@ TARGET static inline void transpose8(const float *src, ptrdiff_t ss, float *dst,
     _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
-/* Output floats (rows ``stride`` apart) clamped to 0..255, rounded half to even, as uint8. */
-TARGET static void pack(const float *src, ptrdiff_t stride, uint8_t *dst, int rows, int cols)
+/* One output row of floats clamped to 0..255, rounded half to even, as uint8. */
+TARGET static void pack_row(const float *s, uint8_t *d, int cols)
 {
     const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
-    for (int r = 0; r < rows; r++) {
-        const float *s = src + (ptrdiff_t)r * stride;
-        uint8_t *d = dst + (ptrdiff_t)r * cols;
-        int k = 0;
-        for (; k + 8 <= cols; k += 8) {
-            __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(s + k), lo), hi);
-            __m256i i = _mm256_cvtps_epi32(
-                _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            __m128i q = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
-            _mm_storel_epi64((__m128i *)(d + k), _mm_packus_epi16(q, q));
-        }
-        for (; k < cols; k++) {
-            float v = s[k];
-            v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-            d[k] = (uint8_t)nearbyintf(v);
-        }
+    int k = 0;
+    for (; k + 8 <= cols; k += 8) {
+        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(s + k), lo), hi);
+        __m256i i = _mm256_cvtps_epi32(
+            _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m128i q = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+        _mm_storel_epi64((__m128i *)(d + k), _mm_packus_epi16(q, q));
+    }
+    for (; k < cols; k++) {
+        float v = s[k];
+        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        d[k] = (uint8_t)nearbyintf(v);
     }
 }
 
@@ -256,7 +252,7 @@ TARGET static void resample_plane(const uint8_t *frame, ptrdiff_t row_stride,
         }
         if (floats)
             memcpy(floats + (ptrdiff_t)r * w_out, row, sizeof(float) * w_out);
-        pack(row, w_now, out + (ptrdiff_t)r * w_out, 1, w_out);
+        pack_row(row, out + (ptrdiff_t)r * w_out, w_out);
     }
 }
 
