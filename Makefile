@@ -21,7 +21,7 @@ ffmpeg:
 		exit 1; \
 	fi
 
-$(STAMP): pyproject.toml setup.py vlcli/_resample.c
+$(STAMP): pyproject.toml setup.py vlcli/media/_resample.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
@@ -33,6 +33,7 @@ test: setup vllm-env
 lint: setup
 	$(BIN)/ruff check vlcli tests
 	$(BIN)/mypy vlcli
+	$(BIN)/lint-imports
 
 demo: setup
 	@bash scripts/demo.sh
@@ -53,4 +54,4 @@ vllm-env:
 	@bash scripts/vllm_env.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build vlcli/*.so
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build vlcli/media/*.so

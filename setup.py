@@ -1,8 +1,8 @@
-"""The one compiled part of vlcli: the resize kernel (vlcli/_resample.c).
+"""The one compiled part of vlcli: the resize kernel (vlcli/media/_resample.c).
 
 It is optional: where it cannot be built (no C compiler), vlcli installs without it and resizes
 with torch, as the reference does; where it is built, vlcli uses it only for the frame sizes on
-which it gives torch's floats bit for bit (vlcli.resample checks that on the machine's own
+which it gives torch's floats bit for bit (vlcli.media.resample checks that on the machine's own
 torch before the first frame).
 """
 
@@ -11,8 +11,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "vlcli._resample",
-            ["vlcli/_resample.c"],
+            "vlcli.media._resample",
+            ["vlcli/media/_resample.c"],
             # no product and sum fused but the ones the kernel writes as fused
             extra_compile_args=["-O2", "-ffp-contract=off"],
             optional=True,

@@ -49,7 +49,7 @@ def tiny_image(media_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def qwen25_runner(tiny_qwen25_path: Path):  # type: ignore[no-untyped-def]
     """The tiny Qwen2.5-VL loaded by vlcli's real loading code, on the CPU in float32."""
-    from vlcli.backends.transformers import TransformersBackend
+    from vlcli.backends.transformers.backend import TransformersBackend
 
     return TransformersBackend(
         str(tiny_qwen25_path), device="cpu", dtype="float32", warn=lambda _m: None

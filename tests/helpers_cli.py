@@ -6,7 +6,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from vlcli.cli import app
+from vlcli.cli.app import app
 
 
 def invoke(*args: Any) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from vlcli.backends.vllm_process import EngineError, LocalVllmServer, group_alive
+from vlcli.backends.vllm.process import EngineError, LocalVllmServer, group_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_SCRIPT = ROOT / "scripts" / "vllm_env.sh"
@@ -74,7 +74,7 @@ def pid_alive(pid: int) -> bool:
 
 
 class VllmServer(LocalVllmServer):
-    """vlcli's own local server (:class:`~vlcli.backends.vllm_process.LocalVllmServer`: its
+    """vlcli's own local server (:class:`~vlcli.backends.vllm.process.LocalVllmServer`: its
     command, environment, start and stop) with what the tests add: float32, a 16k context, no
     torch.compile (start-up 100 s instead of 200 s here), the render endpoint, an optional API
     key; a failed start fails the test with the log's tail; and the processes it started are

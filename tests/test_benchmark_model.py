@@ -29,7 +29,7 @@ def test_benchmark_7b_matches_the_preset_parameter_count():
     from tinymodels import build_tokenizer
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from vlcli.families import resolve_model
+    from vlcli.models.families import resolve_model
 
     config = bench_gpu.config_7b(build_tokenizer())
     counted = meta_parameters(Qwen2_5_VLForConditionalGeneration, config)
@@ -68,7 +68,7 @@ def qwen2_vl_7b_config():  # noqa: ANN201
 def test_parameter_count_of_qwen2_vl_7b_is_exact():
     from transformers import Qwen2VLForConditionalGeneration
 
-    from vlcli.families import resolve_model
+    from vlcli.models.families import resolve_model
 
     config = qwen2_vl_7b_config()
     counted = meta_parameters(Qwen2VLForConditionalGeneration, config)
@@ -83,7 +83,7 @@ def test_saved_configs_read_back_as_the_presets(tmp_path: Path) -> None:
     import bench_gpu
     from tinymodels import build_tokenizer
 
-    from vlcli.families import resolve_model
+    from vlcli.models.families import resolve_model
 
     for name, config in (
         ("Qwen/Qwen2-VL-7B-Instruct", qwen2_vl_7b_config()),
@@ -113,7 +113,7 @@ def test_memory_benchmark_mid_models_have_the_released_vision_widths(
     import bench_memory
     from tinymodels import build_tokenizer, model_class
 
-    from vlcli.families import resolve_model
+    from vlcli.models.families import resolve_model
 
     config = bench_memory.mid_config(family, build_tokenizer())
     config.save_pretrained(tmp_path)

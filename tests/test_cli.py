@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vlcli.cli import app
+from vlcli.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"
@@ -133,7 +133,7 @@ def test_budget_start_accepts_clock_times(clip_landscape):
 
 def test_budget_does_not_import_torch(clip_landscape):
     code = (
-        "import sys; from vlcli.cli import main; sys.argv=['vlcli','budget',"
+        "import sys; from vlcli.cli.app import main; sys.argv=['vlcli','budget',"
         + repr(str(clip_landscape))
         + ",'--json'];\n"
         "try:\n main()\nexcept SystemExit: pass\n"
@@ -229,10 +229,10 @@ def test_budget_dtype_is_checked_and_takes_ask_names(clip_landscape):
 
 def _run_with_a_bug(clip: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = (
-        "import sys, vlcli.core\n"
+        "import sys, vlcli.run.budget\n"
         "def broken(*a, **k): raise RuntimeError('boom\\nsecond line')\n"
-        "vlcli.core.plan_for = broken\n"
-        "from vlcli.cli import main\n"
+        "vlcli.run.budget.plan_for = broken\n"
+        "from vlcli.cli.app import main\n"
         f"sys.argv = ['vlcli', 'budget', {clip!r}]\n"
         "main()\n"
     )

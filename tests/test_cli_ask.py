@@ -35,12 +35,12 @@ import pytest
 from helpers_cli import invoke
 from helpers_media import make_clip
 
-from vlcli.backends.transformers import TransformersBackend
-from vlcli.families import resolve_model
-from vlcli.media import frames_at, probe
-from vlcli.plan import SamplingOptions, VideoPlan, plan_video
-from vlcli.prompts import build_prompt
-from vlcli.times import format_hms
+from vlcli.backends.transformers.backend import TransformersBackend
+from vlcli.media.probe import frames_at, probe
+from vlcli.models.families import resolve_model
+from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
+from vlcli.planning.tasks import build_prompt
+from vlcli.times.parse import format_hms
 
 pytest_plugins = ("conftest_models",)
 
@@ -488,7 +488,7 @@ def test_evidence_that_cannot_be_saved_keeps_the_answer(
     def broken(path: str, seconds: Any) -> Any:
         raise InputError("corrupt frame data", path)
 
-    monkeypatch.setattr("vlcli.media.frames_at", broken)
+    monkeypatch.setattr("vlcli.media.probe.frames_at", broken)
     spy.fixed = BALL
     r = invoke(
         "ask", tiny_clip, "Where?", "--model", tiny_qwen25_path, *NEW, "--json",
@@ -601,7 +601,7 @@ def test_hub_that_never_answers_fails_fast(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", blackhole_hub)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr("vlcli.locate.HUB_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("vlcli.models.locate.HUB_TIMEOUT_S", 0.5)
     started = time.perf_counter()
     r = invoke("ask", tiny_clip, "q?", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", *NEW)
     assert time.perf_counter() - started < 3
@@ -753,7 +753,7 @@ def test_weights_that_do_not_fit_stop_before_loading(
     loads: list[str] = []
     real_load = TransformersBackend._load
     monkeypatch.setattr(
-        "vlcli.backends.transformers.available_memory_bytes", lambda device: 2**16
+        "vlcli.backends.transformers.backend.available_memory_bytes", lambda device: 2**16
     )  # 64 KiB
     monkeypatch.setattr(
         TransformersBackend,
@@ -793,7 +793,7 @@ def test_a_failure_while_decoding_wipes_the_progress_line(
 
     from rich.console import Console
 
-    from vlcli import render
+    from vlcli.cli import views as render
     from vlcli.errors import InputError
 
     def failing_prepare(self: TransformersBackend, prompt: Any, on_frames: Any = None) -> Any:
@@ -825,7 +825,7 @@ def test_cuda_out_of_memory_is_one_line(
     """The device running out of memory while the inputs are built or while the model runs."""
     import torch
 
-    from vlcli.backends import transformers as backend
+    from vlcli.backends.transformers import backend
 
     def oom(*args: Any, **kwargs: Any) -> Any:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -35,11 +35,11 @@ from test_cli_ask import (  # noqa: F401  (spy, two_clips: fixtures)
     two_clips,
 )
 
-from vlcli.backends.transformers import TransformersBackend
+from vlcli.backends.transformers.backend import TransformersBackend
 from vlcli.errors import Interrupted
-from vlcli.plan import VideoPlan
-from vlcli.subtitles import to_srt
-from vlcli.times import TimeSpan
+from vlcli.outputs.subtitles import to_srt
+from vlcli.planning.plan import VideoPlan
+from vlcli.times.parse import TimeSpan
 
 pytest_plugins = ("conftest_models",)
 
@@ -274,7 +274,7 @@ def test_a_failure_to_write_one_input_s_outputs_fails_that_input_only(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from vlcli import batch
+    from vlcli.run import ask as batch
 
     real = batch.atomic_write
 
@@ -315,7 +315,7 @@ def test_progress_display_on_a_terminal_steps_aside_and_is_wiped() -> None:
 
     from rich.console import Console
 
-    from vlcli.progress import Progress, progress_mode
+    from vlcli.cli.progress import Progress, progress_mode
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=200)
@@ -361,11 +361,11 @@ def test_option_mistakes_are_reported_before_any_input_is_probed(
     args: tuple[str, ...], status: int, message: str,
 ) -> None:  # fmt: skip
     probed: list[str] = []
-    import vlcli.core
+    import vlcli.run.budget
 
-    real = vlcli.core.probe
+    real = vlcli.run.budget.probe
     monkeypatch.setattr(
-        vlcli.core, "probe", lambda path, **k: probed.append(path) or real(path, **k)
+        vlcli.run.budget, "probe", lambda path, **k: probed.append(path) or real(path, **k)
     )
     r = invoke("ask", eight_clips, "q?", "--model", tiny_qwen25_path, *NEW, *args)
     assert r.exit_code == status and message in r.stderr
@@ -375,10 +375,10 @@ def test_option_mistakes_are_reported_before_any_input_is_probed(
 def test_a_missing_model_is_reported_before_any_input_is_probed(
     spy: Spy, eight_clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vlcli.core
+    import vlcli.run.budget
 
     probed: list[str] = []
-    monkeypatch.setattr(vlcli.core, "probe", lambda path, **k: probed.append(path))
+    monkeypatch.setattr(vlcli.run.budget, "probe", lambda path, **k: probed.append(path))
     r = invoke("ask", eight_clips, "q?", "--model", tmp_path / "no-model", *NEW)
     assert r.exit_code == 4 and "--model PATH" in r.stderr and probed == []
 
@@ -553,12 +553,12 @@ def test_a_missing_model_is_reported_without_importing_torch(
 ) -> None:
     code = (
         "import sys\n"
-        "from vlcli.cli import main\n"
+        "from vlcli.cli.app import main\n"
         f"sys.argv = ['vlcli', 'ask', {str(eight_clips)!r}, 'q?', '--model', {str(tmp_path / 'none')!r}]\n"
         "try:\n"
         "    main()\n"
         "except SystemExit as exc:\n"
-        "    print(exc.code, 'torch' in sys.modules, 'vlcli.core' in sys.modules)\n"
+        "    print(exc.code, 'torch' in sys.modules, 'vlcli.run.budget' in sys.modules)\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120

@@ -2,7 +2,7 @@
 written, terminals without colour, and names and answers that are not plain text.
 
 Every run here is a real subprocess (``python -m vlcli``), so that the whole entry point
-(:func:`vlcli.cli.main`) is what is tested, with stdout and stderr apart.
+(:func:`vlcli.cli.app.main`) is what is tested, with stdout and stderr apart.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vlcli import __version__
-from vlcli.render import json_text, tsv_cell, visible
+from vlcli.cli.views import json_text, tsv_cell, visible
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"
@@ -149,7 +149,7 @@ def test_render_escapes() -> None:
 
 
 def test_the_timing_line_keeps_prefill_and_decoding_apart() -> None:
-    from vlcli.render import timing_summary
+    from vlcli.cli.views import timing_summary
 
     line = timing_summary(
         3611,

@@ -1,10 +1,10 @@
-"""The fast decoder (vlcli.decode) against torchcodec, the reference's decoder: every frame equal,
+"""The fast decoder (vlcli.media.decode) against torchcodec, the reference's decoder: every frame equal,
 on the codecs and stream features where leaving packets out or starting afresh could go wrong.
 
 Each clip is decoded whole (every frame, at its own size) and as a sparse plan (only some frames,
 so that packets are left out), in this process and by forked workers, and compared with
 torchcodec's full decode, byte for byte. The unit tests below hold the packet bookkeeping
-(vlcli.segments) and the bitstream reading (vlcli.bitstream) to hand-made cases.
+(vlcli.media.segments) and the bitstream reading (vlcli.media.bitstream) to hand-made cases.
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ import torch
 from helpers_media import av1, ffmpeg, make_clip, make_vp9_altref, set_rotation, x264, x265
 from torchcodec.decoders import VideoDecoder
 
-from vlcli import decode
-from vlcli import workers as worker_pool
-from vlcli.bitstream import (
+from vlcli.media import decode
+from vlcli.media import workers as worker_pool
+from vlcli.media.bitstream import (
     PacketFacts,
     Syntax,
     nal_units,
     packet_facts,
     syntax_for,
 )
-from vlcli.families import QWEN2_5_VL
-from vlcli.frames import _torchcodec_chunks, iter_video_chunks
-from vlcli.media import probe
-from vlcli.plan import SamplingOptions, plan_video
-from vlcli.segments import CodedPacket, Segment, assign, frame_pts, plan_segments
+from vlcli.media.frames import _torchcodec_chunks, iter_video_chunks
+from vlcli.media.probe import probe
+from vlcli.media.segments import CodedPacket, Segment, assign, frame_pts, plan_segments
+from vlcli.models.families import QWEN2_5_VL
+from vlcli.planning.plan import SamplingOptions, plan_video
 
 SMALL = {"size": (176, 144), "fps": 25, "seconds": 2}
 
@@ -178,7 +178,7 @@ def test_finisher_gives_torchvisions_bytes(source, size, rotation, resizer, monk
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
 
-    from vlcli import resample
+    from vlcli.media import resample
 
     monkeypatch.setattr(resample, "_kernels", {})
     if resizer == "torch":
@@ -399,8 +399,8 @@ def test_vp9_and_av1_key_frames():
 def test_without_ffmpegs_libraries_decoding_says_so(codec_clips, monkeypatch):
     """torchcodec needs the system's FFmpeg libraries; without them decoding stops with exit
     status 6 and one line, on both paths (the fast one needs torchcodec's libswscale)."""
-    from vlcli import rgb
     from vlcli.errors import ExitStatus, VlcliError
+    from vlcli.media import rgb
 
     monkeypatch.setitem(sys.modules, "torchcodec", None)  # import torchcodec now fails
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)

@@ -30,9 +30,9 @@ import pytest
 import torch
 from helpers_reference import reference_inputs
 
-from vlcli.backends.transformers import TransformersBackend
-from vlcli.media import probe
-from vlcli.plan import SamplingOptions, plan_image, plan_video
+from vlcli.backends.transformers.backend import TransformersBackend
+from vlcli.media.probe import probe
+from vlcli.planning.plan import SamplingOptions, plan_image, plan_video
 
 pytest_plugins = ("conftest_models",)
 

@@ -1,4 +1,4 @@
-"""Normalising and patching straight into the prompt's tensor (vlcli.inputs.normalise_into)
+"""Normalising and patching straight into the prompt's tensor (vlcli.backends.transformers.model_inputs.normalise_into)
 must give the video processor's rows bit for bit, and fall back to the processor otherwise."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from vlcli import inputs
-from vlcli.families import resolve_model
-from vlcli.media import probe
-from vlcli.plan import SamplingOptions, plan_video
+from vlcli.backends.transformers import model_inputs as inputs
+from vlcli.media.probe import probe
+from vlcli.models.families import resolve_model
+from vlcli.planning.plan import SamplingOptions, plan_video
 
 pytest_plugins = ("conftest_models",)
 

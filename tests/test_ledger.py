@@ -1,4 +1,4 @@
-"""The output file that resumes (vlcli.ledger) and the file writers (vlcli.writers)."""
+"""The output file that resumes (vlcli.outputs.ledger) and the file writers (vlcli.outputs.files)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ from typing import Any
 
 import pytest
 
-from vlcli import ledger as ledger_mod
 from vlcli.errors import InputError, UsageError
-from vlcli.ledger import Ledger, input_facts, record_key, record_line
-from vlcli.subtitles import to_srt, to_vtt
-from vlcli.times import TimeSpan
-from vlcli.writers import (
+from vlcli.outputs import ledger as ledger_mod
+from vlcli.outputs.files import (
     SubtitleTarget,
     atomic_write,
     check_not_input,
@@ -24,6 +21,9 @@ from vlcli.writers import (
     output_stems,
     subtitle_targets,
 )
+from vlcli.outputs.ledger import Ledger, input_facts, record_key, record_line
+from vlcli.outputs.subtitles import to_srt, to_vtt
+from vlcli.times.parse import TimeSpan
 
 
 def rec(n: int, status: str = "ok", **extra: Any) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vlcli.writers.os.replace", interrupted)
+    monkeypatch.setattr("vlcli.outputs.files.os.replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, "new\n")
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""vlcli.media against the reference: probing against torchcodec's exact-mode metadata, decoding
+"""vlcli.media.probe against the reference: probing against torchcodec's exact-mode metadata, decoding
 bit for bit against qwen-vl-utils' fetch_video / fetch_image, plus input expansion and errors."""
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from qwen_vl_utils import vision_process as ref
 from torchcodec.decoders import VideoDecoder
 
 from vlcli.errors import InputError
-from vlcli.families import QWEN2_5_VL
-from vlcli.media import (
+from vlcli.media.probe import (
     expand_inputs,
     frame_at,
     frames_at,
@@ -30,7 +29,8 @@ from vlcli.media import (
     probe,
     sniff,
 )
-from vlcli.plan import SamplingOptions, plan_image, plan_video
+from vlcli.models.families import QWEN2_5_VL
+from vlcli.planning.plan import SamplingOptions, plan_image, plan_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -414,7 +414,7 @@ def test_sniff(tree):
 
 def test_import_is_light():
     code = (
-        "import sys, vlcli.media, vlcli.frames\n"
+        "import sys, vlcli.media.probe, vlcli.media.frames\n"
         "heavy = ('torch', 'torchvision', 'torchcodec', 'transformers', 'PIL', 'av')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, heavy"

@@ -16,10 +16,10 @@ import pytest
 from helpers_cli import error_lines, invoke
 from helpers_media import make_image
 
-from vlcli.backends.transformers import TransformersBackend
-from vlcli.families import resolve_model
-from vlcli.memory import GIB, canonical_attn, estimate_memory
-from vlcli.plan import SamplingOptions, estimate_prompt_tokens, plan_image
+from vlcli.backends.transformers.backend import TransformersBackend
+from vlcli.models.families import resolve_model
+from vlcli.planning.memory import GIB, canonical_attn, estimate_memory
+from vlcli.planning.plan import SamplingOptions, estimate_prompt_tokens, plan_image
 
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 

@@ -12,11 +12,17 @@ from typing import Any
 import pytest
 from helpers_cli import error_lines, invoke
 
-from vlcli.backends.transformers import TransformersBackend
-from vlcli.context import check_context, context_problem, fitting_options
-from vlcli.families import resolve_model
-from vlcli.media import probe
-from vlcli.plan import SamplingOptions, VideoFacts, estimate_prompt_tokens, plan_image, plan_video
+from vlcli.backends.transformers.backend import TransformersBackend
+from vlcli.media.probe import probe
+from vlcli.models.families import resolve_model
+from vlcli.planning.context import check_context, context_problem, fitting_options
+from vlcli.planning.plan import (
+    SamplingOptions,
+    VideoFacts,
+    estimate_prompt_tokens,
+    plan_image,
+    plan_video,
+)
 
 pytest_plugins = ("conftest_models",)
 

@@ -1,4 +1,4 @@
-"""The ordered pipeline (vlcli.pipeline) and a whole run (vlcli.batch) with several requests in
+"""The ordered pipeline (vlcli.run.pipeline) and a whole run (vlcli.run.ask) with several requests in
 flight.
 
 The model tests use the real tiny models (test_cli_batch.py). Here a small in-test backend with
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from vlcli.errors import InputError, Interrupted
-from vlcli.pipeline import Interrupts, Outcome, Ready, run_ordered
+from vlcli.run.pipeline import Interrupts, Outcome, Ready, run_ordered
 
 
 class Tracker:
@@ -267,10 +267,10 @@ class Collect:
 def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path: Path) -> None:
     from helpers_media import make_clip
 
-    from vlcli.ask import AskSettings
-    from vlcli.batch import RunOptions, run_ask
-    from vlcli.families import QWEN2_5_VL, ModelSpec
-    from vlcli.plan import SamplingOptions
+    from vlcli.models.families import QWEN2_5_VL, ModelSpec
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.ask import RunOptions, run_ask
+    from vlcli.run.prompt import AskSettings
 
     folder = media_dir / "twelve"
     paths = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vlcli.errors import ExitStatus, InputError, MemoryBudgetError, UsageError
-from vlcli.families import QWEN2_5_VL, QWEN2_VL, resolve_model
-from vlcli.memory import GIB, check_weights_fit, estimate_memory, weights_bytes
-from vlcli.plan import (
+from vlcli.models.families import QWEN2_5_VL, QWEN2_VL, resolve_model
+from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory, weights_bytes
+from vlcli.planning.plan import (
     SamplingOptions,
     VideoFacts,
     check_options,
@@ -237,7 +237,7 @@ def test_options_no_input_could_be_planned_with():
 
 def test_image_plan_keeps_both_sizes():
     # Qwen3-VL's processor has a 65536-pixel minimum: a small image is resized twice
-    from vlcli.families import QWEN3_VL
+    from vlcli.models.families import QWEN3_VL
 
     p = plan_image(100, 80, SamplingOptions(), QWEN3_VL)
     assert (p.frame_height, p.frame_width) == (
@@ -272,9 +272,9 @@ def test_a_one_frame_video_says_so(options):
 
 
 def test_a_bug_on_one_input_does_not_stop_the_others(monkeypatch, tmp_path):
-    import vlcli.core as core
+    import vlcli.run.budget as core
     from vlcli.errors import ExitStatus
-    from vlcli.media import MediaInfo
+    from vlcli.media.probe import MediaInfo
 
     def fake_probe(path):
         if path.endswith("bad.mp4"):

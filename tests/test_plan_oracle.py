@@ -31,8 +31,8 @@ from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoP
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from vlcli.errors import InputError
-from vlcli.families import QWEN2_5_VL, QWEN3_VL, Family, resolve_model
-from vlcli.plan import (
+from vlcli.models.families import QWEN2_5_VL, QWEN3_VL, Family, resolve_model
+from vlcli.planning.plan import (
     SamplingOptions,
     VideoFacts,
     linspace_f32,
@@ -179,7 +179,7 @@ def test_qwen3_factor_32_matches_reference(monkeypatch, shape, options):
 
 # ---------------------------------------------------------------- Qwen3-VL's video processor pass
 
-# The released checkpoints' video_preprocessor_config.json (see vlcli.families.QWEN3_VL).
+# The released checkpoints' video_preprocessor_config.json (see vlcli.models.families.QWEN3_VL).
 RELEASED_QWEN3_VIDEO = {"size": {"shortest_edge": 4096, "longest_edge": 25165824}}
 QWEN3_PROCESSORS = {
     "class-defaults": {},  # size 131072 / 786432, cap unset (off), 768 tokens

@@ -6,10 +6,10 @@ import pytest
 import torch
 from helpers_backend import ask_media
 
-from vlcli.families import QWEN2_5_VL
-from vlcli.plan import SamplingOptions, plan_video
-from vlcli.plan import temporal_positions as plan_temporal_positions
-from vlcli.positions import rope_index, temporal_index
+from vlcli.backends.transformers.positions import rope_index, temporal_index
+from vlcli.models.families import QWEN2_5_VL
+from vlcli.planning.plan import SamplingOptions, plan_video
+from vlcli.planning.plan import temporal_positions as plan_temporal_positions
 
 pytest_plugins = ("conftest_models",)
 
@@ -151,7 +151,7 @@ def test_transformers_puts_text_after_a_video_inside_its_temporal_range() -> Non
     """transformers 5.24 advances by max(h, w) / merge after a video, ignoring its duration.
 
     If this fails, transformers changed its positions: check whether it now matches the
-    reference and whether ``vlcli.positions`` is still needed.
+    reference and whether ``vlcli.backends.transformers.positions`` is still needed.
     """
     model = _transformers_model("qwen2_5_vl")
     ids = torch.tensor([[1, 2, VS] + [VID] * 12 + [VE, 3]])
@@ -186,7 +186,7 @@ def test_transformers_qwen2_vl_diverges_when_there_are_more_patches_than_rows() 
 def _small_plan(runner, clip: str):  # type: ignore[no-untyped-def]
     """3 temporal patches on a 2 x 2 merged grid: the video's temporal range (0..4) is wider
     than its spatial one, so transformers' positions and the reference differ after it."""
-    from vlcli.media import probe
+    from vlcli.media.probe import probe
 
     options = SamplingOptions(min_pixels=784, max_pixels=2000)
     plan = plan_video(probe(clip).video_facts(), options, runner.family)

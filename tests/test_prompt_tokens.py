@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vlcli.cli import app
-from vlcli.families import resolve_model
-from vlcli.media import probe
-from vlcli.plan import SamplingOptions, plan_image, plan_video
-from vlcli.prompt_text import count_prompt_tokens, expand_text, prompt_files, render
-from vlcli.prompts import build_prompt
+from vlcli.cli.app import app
+from vlcli.media.probe import probe
+from vlcli.models.families import resolve_model
+from vlcli.planning.plan import SamplingOptions, plan_image, plan_video
+from vlcli.planning.prompt import count_prompt_tokens, expand_text, prompt_files, render
+from vlcli.planning.tasks import build_prompt
 
 pytest_plugins = ("conftest_models",)
 
@@ -49,7 +49,7 @@ def test_the_template_renders_as_the_processor_renders_it(
     files = prompt_files(folder)
     assert files is not None
     processor = AutoProcessor.from_pretrained(folder)
-    from vlcli.prompt_text import build_messages
+    from vlcli.planning.prompt import build_messages
 
     theirs = processor.apply_chat_template(
         build_messages(media, "When?", system), tokenize=False, add_generation_prompt=True

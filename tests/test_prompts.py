@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vlcli.prompts import (
+from vlcli.planning.tasks import (
     CAPTION_PROMPT,
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_TASK,
@@ -13,7 +13,7 @@ from vlcli.prompts import (
     build_prompt,
     grounding_query,
 )
-from vlcli.times import parse_times
+from vlcli.times.parse import parse_times
 
 GROUND_TAIL = (
     "When does the described content occur in the video? "

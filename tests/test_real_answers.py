@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from vlcli.times import TimeSpan, parse_times
+from vlcli.times.parse import TimeSpan, parse_times
 
 _RELATIVE = Path("shared") / "answers" / "real_answers.jsonl"
 # <clone>/../shared (CI, and a checkout beside shared/); /work/shared (a worktree elsewhere).

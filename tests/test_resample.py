@@ -1,4 +1,4 @@
-"""The compiled resize (vlcli._resample via vlcli.resample) must give the reference's bytes:
+"""The compiled resize (vlcli.media._resample via vlcli.media.resample) must give the reference's bytes:
 torchvision's antialiased bicubic resize of the uint8 frame, and torch's floats before rounding.
 """
 
@@ -9,7 +9,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.functional import resize
 
-from vlcli import decode, resample
+from vlcli.media import decode, resample
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 
@@ -31,7 +31,7 @@ def test_the_kernel_is_built_and_runs_here():
     and `make bench` would measure torch's resize, so its absence is a failure here."""
     if not X86:
         pytest.skip("the kernel is x86-64 only; elsewhere torch resizes")
-    assert resample._module() is not None, "vlcli._resample was not built (see setup.py)"
+    assert resample._module() is not None, "vlcli.media._resample was not built (see setup.py)"
 
 
 GEOMETRIES = [

@@ -11,10 +11,10 @@ import torch
 from helpers_backend import ask_media
 
 from vlcli.backends import Answer
-from vlcli.backends.transformers import TransformersBackend
+from vlcli.backends.transformers.backend import TransformersBackend
 from vlcli.errors import ExitStatus, ModelError, UsageError, VlcliError
-from vlcli.media import probe
-from vlcli.plan import SamplingOptions, plan_image, plan_video
+from vlcli.media.probe import probe
+from vlcli.planning.plan import SamplingOptions, plan_image, plan_video
 
 pytest_plugins = ("conftest_models",)
 
@@ -130,12 +130,12 @@ def test_chunks_are_whole_temporal_patches(
 ) -> None:
     """Rows of a chunk are contiguous (temporal patch outermost): any even chunk size gives the
     same tensor as one chunk holding the whole video."""
-    import vlcli.inputs
+    import vlcli.backends.transformers.model_inputs
 
     plan = _video_plan(qwen25_runner, tiny_clip, SamplingOptions(nframes=12))
     results = []
     for frames in (2, 6, 12):
-        monkeypatch.setattr(vlcli.inputs, "CHUNK_FRAMES", frames)
+        monkeypatch.setattr(vlcli.backends.transformers.model_inputs, "CHUNK_FRAMES", frames)
         inputs, _ = qwen25_runner.inputs_for([(tiny_clip, plan)], QUESTION)
         results.append(inputs["pixel_values_videos"])
     assert torch.equal(results[0], results[2]) and torch.equal(results[1], results[2])
@@ -154,7 +154,7 @@ def test_decoding_progress(qwen25_runner: TransformersBackend, tiny_clip: str) -
 def test_refuses_a_plan_made_for_another_family(
     qwen25_runner: TransformersBackend, tiny_clip: str
 ) -> None:
-    from vlcli.families import QWEN3_VL
+    from vlcli.models.families import QWEN3_VL
 
     plan = plan_video(probe(tiny_clip).video_facts(), SamplingOptions(), QWEN3_VL)
     with pytest.raises(UsageError, match="qwen3_vl"):
@@ -238,7 +238,7 @@ def test_bad_options(tiny_qwen25_path: Path) -> None:
 def test_a_device_that_is_not_here_names_those_that_are(
     tiny_qwen25_path: Path, device: str
 ) -> None:
-    from vlcli.backends.transformers import devices_here
+    from vlcli.backends.transformers.backend import devices_here
 
     with pytest.raises(UsageError, match=f"--device {device}") as caught:
         TransformersBackend(str(tiny_qwen25_path), device=device, warn=_quiet)
@@ -277,8 +277,8 @@ def test_the_answer_reports_the_positions_the_model_was_given(
 def test_positions_that_cannot_be_read_back_leave_the_times_unmapped(
     qwen25_runner: TransformersBackend, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlcli.ask import map_answer_times
-    from vlcli.positions import recorded_video_axes
+    from vlcli.backends.transformers.positions import recorded_video_axes
+    from vlcli.run.prompt import map_answer_times
 
     plan = _video_plan(qwen25_runner, tiny_clip)
     inputs, _ = qwen25_runner.inputs_for([(tiny_clip, plan)], QUESTION)
@@ -289,7 +289,7 @@ def test_positions_that_cannot_be_read_back_leave_the_times_unmapped(
         qwen25_runner.model.model, "vlcli_last_positions", (other, torch.zeros(3, *other.shape))
     )
     assert recorded_video_axes(qwen25_runner.model, inputs["input_ids"], [plan.grid_thw], 2) is None
-    monkeypatch.setattr("vlcli.backends.transformers.recorded_video_axes", lambda *a, **k: None)
+    monkeypatch.setattr("vlcli.backends.transformers.backend.recorded_video_axes", lambda *a, **k: None)
     answer = ask_media(qwen25_runner, [(tiny_clip, plan)], QUESTION, max_new_tokens=2)
     assert answer.axes == (None,) and "left as the model stated them" in answer.notes[0]
     (span,) = map_answer_times("It happens at 1.5 seconds.", [plan], answer.axes)
@@ -303,7 +303,7 @@ def _copy_model(src: Path, dst: Path) -> Path:
 
 def test_corrupt_and_cut_weights_are_model_errors(tiny_qwen25_path: Path, tmp_path: Path) -> None:
     """Found before anything is loaded, with the cause (status 4, not a bug)."""
-    from vlcli.locate import check_weights_files, locate_spec
+    from vlcli.models.locate import check_weights_files, locate_spec
 
     assert check_weights_files(tiny_qwen25_path) is None
     cut = _copy_model(tiny_qwen25_path, tmp_path / "cut")
@@ -329,7 +329,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(
     """Even in a folder whose name says Qwen2.5-VL, config.json decides (budget and ask)."""
     import json
 
-    from vlcli.families import resolve_model
+    from vlcli.models.families import resolve_model
 
     folder = _copy_model(tiny_qwen25_path, tmp_path / "tiny-Qwen2.5-VL-but-llama")
     cfg = json.loads((folder / "config.json").read_text())
@@ -346,7 +346,7 @@ def test_the_cache_follows_refs_main(
     """The snapshot refs/main names, not the newest one; the cache named by HF_HOME."""
     import os
 
-    from vlcli.families import hf_cache_snapshot
+    from vlcli.models.families import hf_cache_snapshot
 
     repo = tmp_path / "home" / "hub" / "models--tiny-org--Tiny-VL"
     main = repo / "snapshots" / "1111aaaa"

@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlcli.backends.server import (
+from vlcli.backends.vllm.client import (
     API_KEY_ENV,
     TRUST_FLAG,
     VIDEO_MIME,
@@ -45,8 +45,14 @@ from vlcli.backends.server import (
     vllm_temporal_positions,
 )
 from vlcli.errors import ExitStatus, VlcliError
-from vlcli.families import QWEN2_5_VL, QWEN3_VL
-from vlcli.plan import SamplingOptions, VideoFacts, plan_image, plan_video, temporal_positions
+from vlcli.models.families import QWEN2_5_VL, QWEN3_VL
+from vlcli.planning.plan import (
+    SamplingOptions,
+    VideoFacts,
+    plan_image,
+    plan_video,
+    temporal_positions,
+)
 
 pytest_plugins = ("conftest_models",)
 
@@ -403,7 +409,7 @@ def test_budget_shows_the_positions_of_the_engine_ask_will_use(
     from helpers_media import make_clip
     from typer.testing import CliRunner
 
-    from vlcli.cli import app
+    from vlcli.cli.app import app
 
     clip = make_clip(media_dir / "clip_420_budget.mp4", size=(160, 96), fps=25, seconds=16.8)
     args = ["budget", clip, "--nframes", "16", "--json"]
@@ -460,9 +466,9 @@ def test_engine_vllm_checks_a_max_model_len_given_to_vllm_before_it_starts(
     """A prompt is checked against the context before the local server has started (it starts
     while the first input decodes): a --max-model-len passed to vLLM is that context."""
     from vlcli.backends import Prompt
-    from vlcli.backends.vllm_server import ServerBackend
+    from vlcli.backends.vllm.backend import ServerBackend
     from vlcli.errors import MemoryBudgetError
-    from vlcli.families import resolve_model
+    from vlcli.models.families import resolve_model
 
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\nexit 1\n")

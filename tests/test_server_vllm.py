@@ -6,7 +6,7 @@ kernels refuse 16), and stopped, with every process it started, when the class i
 environment comes from ``scripts/vllm_env.sh`` (``make vllm-env``), built on first use; a
 machine where it cannot be built fails here with the script's one line.
 
-What is checked, for the planned frames sent as vlcli sends them (:mod:`vlcli.backends.server`):
+What is checked, for the planned frames sent as vlcli sends them (:mod:`vlcli.backends.vllm.client`):
 the grid, ``second_per_grid_ts`` (Qwen2.5-VL) or timestamps (Qwen3-VL) and the prompt's token
 count that the server made equal vlcli's plan and vlcli's own exact prompt; the pixels it
 received equal vlcli's frames, bit for bit, with PNG; vLLM's own position code, run on what the
@@ -36,9 +36,10 @@ from helpers_media import make_clip
 from helpers_vllm import ServerViewer, VllmServer, patchify, vllm_python
 from tinymodels import save_tiny_model
 
-from vlcli.ask import map_answer_times
 from vlcli.backends import Prompt
-from vlcli.backends.server import (
+from vlcli.backends.transformers.model_inputs import build_inputs
+from vlcli.backends.vllm.backend import ServerBackend
+from vlcli.backends.vllm.client import (
     Completion,
     ServerClient,
     ServerError,
@@ -47,13 +48,12 @@ from vlcli.backends.server import (
     video_url,
     vllm_temporal_positions,
 )
-from vlcli.backends.vllm_server import ServerBackend
-from vlcli.families import resolve_model
-from vlcli.frames import iter_video_chunks, load_image
-from vlcli.inputs import build_inputs
-from vlcli.media import probe
-from vlcli.plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
-from vlcli.prompt_text import qwen3_timestamps
+from vlcli.media.frames import iter_video_chunks, load_image
+from vlcli.media.probe import probe
+from vlcli.models.families import resolve_model
+from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+from vlcli.planning.prompt import qwen3_timestamps
+from vlcli.run.prompt import map_answer_times
 
 pytestmark = pytest.mark.slow
 

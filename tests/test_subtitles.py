@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from vlcli.subtitles import MIN_DISPLAY_S, to_srt, to_vtt
-from vlcli.times import TimeSpan, map_times, parse_times
+from vlcli.outputs.subtitles import MIN_DISPLAY_S, to_srt, to_vtt
+from vlcli.times.parse import TimeSpan, map_times, parse_times
 
 ANSWER = """```json
 [

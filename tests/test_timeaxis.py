@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vlcli.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL
-from vlcli.plan import SamplingOptions, VideoFacts, plan_video
-from vlcli.timeaxis import TimeAxis, reference_positions, vllm_positions
+from vlcli.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL
+from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
+from vlcli.times.axis import TimeAxis, reference_positions, vllm_positions
 
 # 16 frames of a 420-frame 25 fps clip: sampled fps 16/420*25, second_per_grid_t 2.1.
 CLIP_420 = VideoFacts(640, 360, 420, 25.0)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from vlcli import prompts, subtitles, times
-from vlcli.times import TimeSpan, format_hms, map_times, parse_time_value, parse_times
+from vlcli.outputs import subtitles
+from vlcli.planning import tasks as prompts
+from vlcli.times import parse as times
+from vlcli.times.parse import TimeSpan, format_hms, map_times, parse_time_value, parse_times
 
 # --------------------------------------------------------------------------------------------
 # parse_times: one form at a time. (answer, [(start_s, end_s), ...])
@@ -820,9 +822,9 @@ def test_clip_duration_must_be_a_length(bad: float) -> None:
 
 
 def test_ask_reads_three_part_clocks_against_the_planned_clip() -> None:
-    from vlcli.ask import map_answer_times
-    from vlcli.families import QWEN2_5_VL
-    from vlcli.plan import SamplingOptions, VideoFacts, plan_video
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
+    from vlcli.run.prompt import map_answer_times
 
     plan = plan_video(VideoFacts(640, 360, 300, 30.0), SamplingOptions(), QWEN2_5_VL)  # 10 s
     answer = '[{"timecode": "00:05:00", "caption": "A dog sits."}]'

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vlcli.prompt_text import build_messages
+from vlcli.planning.prompt import build_messages
 
 pytest_plugins = ("conftest_models",)
 

@@ -1,4 +1,4 @@
-"""Long videos in windows (vlcli.windows): the plans cover the video with no gap, each window's
+"""Long videos in windows (vlcli.planning.windows): the plans cover the video with no gap, each window's
 times map to the right source seconds (read back from a burned-in clock), and the merge keeps a
 span in an overlap once."""
 
@@ -12,11 +12,10 @@ import pytest
 from helpers_clock import make_clock_clip, read_clock
 
 from vlcli.errors import UsageError
-from vlcli.families import QWEN2_5_VL
-from vlcli.media import frames_at, probe
-from vlcli.plan import SamplingOptions, VideoPlan, plan_video
-from vlcli.times import TimeSpan, map_times
-from vlcli.windows import (
+from vlcli.media.probe import frames_at, probe
+from vlcli.models.families import QWEN2_5_VL
+from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
+from vlcli.planning.windows import (
     Window,
     check_window,
     merge_spans,
@@ -25,6 +24,7 @@ from vlcli.windows import (
     sparse_note,
     window_bounds,
 )
+from vlcli.times.parse import TimeSpan, map_times
 
 FPS = 10
 

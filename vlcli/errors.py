@@ -61,7 +61,7 @@ class MemoryBudgetError(VlcliError):
 
 
 class DeviceOutOfMemory(MemoryBudgetError):
-    """The device ran out of memory while a backend answered (``vlcli.ask`` adds what would fit)."""
+    """The device ran out of memory while a backend answered (``vlcli.run.prompt`` adds what would fit)."""
 
 
 class Interrupted(BaseException):

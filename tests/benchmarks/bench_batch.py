@@ -3,7 +3,7 @@
 Not collected by the test run. Two measurements (run on the CPU with the tiny test model):
 
 ``--throughput`` (default): a folder of 20 clips (``--clips``; 640x360, 25 fps, 10 s, H.264,
-made once under .bench/batch/) answered by :func:`vlcli.batch.run_ask` with the real
+made once under .bench/batch/) answered by :func:`vlcli.run.ask.run_ask` with the real
 TransformersBackend and ``--max-new-tokens`` tokens, once preparing the next input on the worker
 while the model answers (``ahead``) and once with nothing prepared ahead (``serial``: the same
 threads, the worker decoding an input only once the one before is answered), each in a fresh
@@ -78,11 +78,11 @@ class Quiet:
 
 def one_run(mode: str, model: Path, folder: Path, new_tokens: int) -> dict:
     """In this process: one whole run over the folder; its figures."""
-    from vlcli.ask import AskSettings
-    from vlcli.backends.transformers import TransformersBackend
-    from vlcli.batch import RunOptions, run_ask
-    from vlcli.media import expand_inputs
-    from vlcli.plan import SamplingOptions
+    from vlcli.backends.transformers.backend import TransformersBackend
+    from vlcli.media.probe import expand_inputs
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.ask import RunOptions, run_ask
+    from vlcli.run.prompt import AskSettings
 
     paths = expand_inputs([str(folder)])
     started = time.perf_counter()
@@ -122,12 +122,12 @@ def throughput(args: argparse.Namespace) -> list[dict]:
 def resume(args: argparse.Namespace) -> dict:
     from helpers_media import make_clip
 
-    from vlcli.ask import AskSettings
-    from vlcli.backends.transformers import TransformersBackend
-    from vlcli.batch import RunOptions, input_key, run_ask, settings_key
-    from vlcli.media import expand_inputs
-    from vlcli.plan import SamplingOptions
-    from vlcli.writers import check_targets, output_stems
+    from vlcli.backends.transformers.backend import TransformersBackend
+    from vlcli.media.probe import expand_inputs
+    from vlcli.outputs.files import check_targets, output_stems
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.ask import RunOptions, input_key, run_ask, settings_key
+    from vlcli.run.prompt import AskSettings
 
     model, _ = setup(0)
     folder = BENCH / f"resume{args.records}"

@@ -143,8 +143,8 @@ def timed(prepare, generate, sync) -> dict[str, float]:  # noqa: ANN001
 
 def video_facts(clip: str, facts: str | None):  # noqa: ANN201
     """The clip's VideoFacts: probed (ffprobe), or read from ``--facts`` where there is no ffprobe."""
-    from vlcli.media import probe
-    from vlcli.plan import VideoFacts
+    from vlcli.media.probe import probe
+    from vlcli.planning.plan import VideoFacts
 
     if facts is None:
         return probe(clip).video_facts()
@@ -168,9 +168,9 @@ def child(
             torch.cuda.synchronize()
 
     if which == "vlcli":
-        from vlcli.backends.transformers import TransformersBackend
-        from vlcli.memory import estimate_memory
-        from vlcli.plan import SamplingOptions, estimate_prompt_tokens, plan_video
+        from vlcli.backends.transformers.backend import TransformersBackend
+        from vlcli.planning.memory import estimate_memory
+        from vlcli.planning.plan import SamplingOptions, estimate_prompt_tokens, plan_video
 
         runner = TransformersBackend(folder, device=device, dtype="auto")
         plan = plan_video(video_facts(clip, facts), SamplingOptions(), runner.family)

@@ -275,9 +275,9 @@ def _generate(runner: Any, inputs: dict[str, Any]) -> object:
 def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]:
     import torch
 
-    from vlcli.backends.transformers import TransformersBackend
-    from vlcli.core import plan_inputs
-    from vlcli.plan import SamplingOptions
+    from vlcli.backends.transformers.backend import TransformersBackend
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.budget import plan_inputs
 
     folder, path = str(BENCH / model), str(media_path(media))
     runner = TransformersBackend(folder, device="cpu", dtype=dtype, attn=attn, warn=lambda m: None)
@@ -320,10 +320,10 @@ def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]
 
 def estimate(model: str, dtype: str, attn: str, media: str, prompt_tokens: int) -> dict[str, int]:
     """vlcli's estimate for a case (no torch: it can be worked out again for stored results)."""
-    from vlcli.core import plan_inputs
-    from vlcli.families import resolve_model
-    from vlcli.memory import estimate_memory
-    from vlcli.plan import SamplingOptions
+    from vlcli.models.families import resolve_model
+    from vlcli.planning.memory import estimate_memory
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.budget import plan_inputs
 
     spec = resolve_model(str(BENCH / model))
     item = next(iter(plan_inputs([str(media_path(media))], SamplingOptions(), spec)))

@@ -15,7 +15,7 @@ every clip in a fresh process, interleaved, ``--repeat`` rounds:
 * ``vlcli-w1``, ``vlcli-w2``: the same with decoding limited to 1 and 2 CPUs
   (``VLCLI_DECODE_WORKERS``), to show how the keyframe pieces scale;
 * ``vlcli-torch-resize``: the same with the resize done by torch (``VLCLI_RESIZE=torch``), not
-  by the compiled kernel (vlcli.resample), to show what the kernel saves.
+  by the compiled kernel (vlcli.media.resample), to show what the kernel saves.
 
 Imports (torch, transformers, torchcodec, PyAV, qwen-vl-utils) happen before the clock starts.
 Per run: wall seconds of the work; CPU seconds of the process and its decoding workers; peak
@@ -82,10 +82,10 @@ def child(which: str, clip: str, model: str, dtype: str) -> dict[str, object]:
     import torchcodec  # noqa: F401
     from transformers import AutoProcessor
 
-    from vlcli.families import resolve_model
-    from vlcli.inputs import build_inputs
-    from vlcli.media import probe
-    from vlcli.plan import SamplingOptions, plan_video
+    from vlcli.backends.transformers.model_inputs import build_inputs
+    from vlcli.media.probe import probe
+    from vlcli.models.families import resolve_model
+    from vlcli.planning.plan import SamplingOptions, plan_video
 
     processor = AutoProcessor.from_pretrained(model)
     # The processor's first call imports more of transformers (about 2 s): do it before the clock.

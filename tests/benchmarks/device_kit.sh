@@ -43,7 +43,7 @@ if [ ! -f "$KIT/clip.mp4" ]; then
 fi
 $PY - "$KIT/clip.mp4" >"$KIT/clip.json" <<'EOF'
 import dataclasses, json, sys
-from vlcli.media import probe
+from vlcli.media.probe import probe
 print(json.dumps(dataclasses.asdict(probe(sys.argv[1]).video_facts())))
 EOF
 du -sh "$KIT" "$KIT"/*

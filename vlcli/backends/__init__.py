@@ -1,7 +1,7 @@
 """Inference backends: the one seam between vlcli's core and the engine that runs the model.
 
-The core plans the frames, sizes and tokens (:mod:`vlcli.plan`), decodes them
-(:mod:`vlcli.media`), and maps the answer's times through a :class:`~vlcli.timeaxis.TimeAxis`. A
+The core plans the frames, sizes and tokens (:mod:`vlcli.planning.plan`), decodes them
+(:mod:`vlcli.media.probe`), and maps the answer's times through a :class:`~vlcli.times.axis.TimeAxis`. A
 backend does the rest for one prompt, in two steps, so that the next prompt can be prepared while
 the model answers this one:
 
@@ -19,7 +19,7 @@ A backend is made cheaply (options checked, :meth:`Backend.identity` known) and 
 part in :meth:`Backend.load` (weights, a server), which the run calls once it knows there is
 work to do, while the first input is being decoded. ``concurrency`` says how many
 :meth:`Backend.generate` calls may run at once (transformers: 1; a server: several requests in
-flight); the run (:mod:`vlcli.pipeline`) keeps the records in input order whatever it is and
+flight); the run (:mod:`vlcli.run.pipeline`) keeps the records in input order whatever it is and
 prepares at most ``concurrency + 1`` prompts ahead. :meth:`Backend.prepare` runs on another
 thread than :meth:`Backend.generate`.
 """
@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..families import ModelSpec
-from ..plan import ImagePlan, SamplingOptions, VideoPlan
-from ..timeaxis import TimeAxis
+from vlcli.models.families import ModelSpec
+from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.times.axis import TimeAxis
 
 Media = tuple[tuple[str, VideoPlan | ImagePlan], ...]
 TextSink = Callable[[str], None]

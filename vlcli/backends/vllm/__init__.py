@@ -1,0 +1,1 @@
+"""A vLLM server as the engine: the HTTP client, the backend, and the local server process."""

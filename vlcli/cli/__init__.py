@@ -1,0 +1,1 @@
+"""The command line: option declarations, one thin function per command, what is printed."""

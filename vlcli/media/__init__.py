@@ -1,0 +1,1 @@
+"""Media files: finding and probing them, and decoding the frames a plan names, exactly."""

@@ -1,0 +1,389 @@
+"""What vlcli needs to know about a model, without importing torch or transformers.
+
+A model belongs to a *family* (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). The family fixes the
+preprocessing constants (patch size, merge size, temporal patch size, hence the resize factor)
+and the way the model is told the time. The model's *dimensions* (layers, heads, vocabulary,
+vision tower) size the GPU-memory estimate.
+
+Both are read from the model's own ``config.json`` and preprocessor files when the model is a
+local folder or already in the Hugging Face cache; otherwise they come from the presets below,
+copied from the released checkpoints' ``config.json`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from vlcli.errors import ModelError
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Preprocessing constants and time encoding of one model family."""
+
+    name: str  # "qwen2_vl", "qwen2_5_vl" or "qwen3_vl"
+    label: str
+    patch_size: int
+    spatial_merge_size: int = 2
+    temporal_patch_size: int = 2
+    # How the model is told the time:
+    #  "frame-index"     Qwen2-VL: one temporal position per temporal patch (frame pair)
+    #  "absolute-mrope"  Qwen2.5-VL: temporal position = floor(g * second_per_grid_t * tokens_per_second)
+    #  "text-timestamps" Qwen3-VL: a "<t seconds>" text before each frame group
+    time_encoding: str = "absolute-mrope"
+    tokens_per_second: float | None = None
+    # The transformers processor resizes once more after qwen-vl-utils, within its own limits.
+    # These are the released checkpoints' preprocessor_config.json values (min_pixels 3136,
+    # max_pixels 12845056, which the video processor takes too); a local model's files override them.
+    processor_video_min_pixels: int = 3136
+    processor_video_max_pixels: int = 12845056
+    processor_image_min_pixels: int = 3136
+    processor_image_max_pixels: int = 12845056
+    # The video processor's ``cap_pixels_per_frame`` (unset means off in transformers 5.24) and
+    # its ``max_video_tokens``, which means something else in each processor: for Qwen3-VL (see
+    # plan.qwen3_video_resize) the per-frame token ceiling of the cap (768); for Qwen2/2.5-VL
+    # (see plan.processor_video_resize) the context length whose 90% in pixels, shared evenly
+    # between the frames, caps each frame (128000, as qwen-vl-utils' own total).
+    processor_video_cap_pixels_per_frame: bool = False
+    processor_video_max_tokens: int = 768
+
+    @property
+    def factor(self) -> int:
+        """Side of one merged visual token in pixels: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL."""
+        return self.patch_size * self.spatial_merge_size
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The sizes that decide weights and KV-cache memory (from config.json)."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    vision_hidden: int
+    vision_depth: int
+    vision_intermediate: int
+    vision_heads: int
+    vision_out: int
+    vision_gated_mlp: bool = True
+    # What sizes the activations (vlcli.planning.memory) beyond the widths above: the vision MLP's
+    # activation function (QuickGELU and the gated SiLU hold three MLP-wide tensors at once,
+    # tanh-GELU two), and Qwen3-VL's DeepStack features (one merged copy per listed layer).
+    vision_act: str = "silu"
+    vision_deepstack: int = 0
+    # The language model's context length: ``max_position_embeddings`` of the text config.
+    context_length: int | None = None
+
+    def parameter_count(self, patch_size: int, temporal_patch_size: int, merge: int) -> int:
+        """Parameters of the whole model, counted from its shapes (biases and norms included).
+
+        Exact for Qwen2-VL and Qwen2.5-VL (a test builds both on the meta device and counts);
+        Qwen3-VL's vision tower has parts this leaves out (position embedding, deepstack
+        mergers), so its count is a little low.
+        """
+        h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
+        q = self.num_heads * self.head_dim
+        attn = h * q + q + 2 * (h * kv + kv) + q * h
+        mlp = 3 * h * self.intermediate_size
+        text = self.num_layers * (attn + mlp + 2 * h) + h
+        text += self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        vh, vi = self.vision_hidden, self.vision_intermediate
+        if self.vision_gated_mlp:  # Qwen2.5-VL: gate/up/down with biases, RMSNorm (weight only)
+            vmlp, norm = 3 * vh * vi + 2 * vi + vh, vh
+        else:  # Qwen2-VL: fc1/fc2 with biases, LayerNorm (weight and bias)
+            vmlp, norm = 2 * vh * vi + vi + vh, 2 * vh
+        block = (vh * 3 * vh + 3 * vh) + (vh * vh + vh) + vmlp + 2 * norm
+        merged = vh * merge * merge
+        merger = norm + merged * merged + merged + merged * self.vision_out + self.vision_out
+        patch = 3 * temporal_patch_size * patch_size * patch_size * vh
+        return text + self.vision_depth * block + merger + patch
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as vlcli plans for it: its family, its dimensions, and where they came from."""
+
+    model: str
+    family: Family
+    dims: ModelDims | None
+    source: str  # "local config" or "built-in preset" or "guessed from the name"
+    local_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "family": self.family.name,
+            "source": self.source,
+            "local_path": self.local_path,
+            "patch_size": self.family.patch_size,
+            "factor": self.family.factor,
+            "tokens_per_second": self.family.tokens_per_second,
+            "dims": asdict(self.dims) if self.dims else None,
+        }
+
+
+QWEN2_VL = Family(
+    "qwen2_vl",
+    "Qwen2-VL",
+    patch_size=14,
+    time_encoding="frame-index",
+    processor_video_max_tokens=128000,
+)
+QWEN2_5_VL = Family(
+    "qwen2_5_vl",
+    "Qwen2.5-VL",
+    patch_size=14,
+    tokens_per_second=2,
+    processor_video_max_tokens=128000,
+)
+# Qwen3-VL's processors take ``size`` = {shortest_edge, longest_edge}. The released checkpoints'
+# video_preprocessor_config.json says size {"shortest_edge": 4096, "longest_edge": 25165824} and
+# sets neither cap_pixels_per_frame nor max_video_tokens (so: cap off, 768), preprocessor_config.json
+# (images) {"shortest_edge": 65536, "longest_edge": 16777216}. Checked against what public copies
+# show: notes quoting huggingface.co/Qwen/Qwen3-VL-8B-Instruct/blob/main/video_preprocessor_config.json
+# (size.longest_edge=25165824, described there as the clip's T x H x W pixel budget); a printed
+# AutoProcessor.from_pretrained("Qwen/Qwen3-VL-2B-Instruct") (video 4096 / 25165824, image
+# 65536 / 16777216, no cap keys); github.com/QwenLM/Qwen3-VL/issues/1836, quoting the 8B model's
+# preprocessor_config.json (65536 / 16777216). For video both limits count the whole clip's
+# pixels (frames x height x width), not one frame's.
+QWEN3_VL = Family(
+    "qwen3_vl",
+    "Qwen3-VL",
+    patch_size=16,
+    time_encoding="text-timestamps",
+    processor_video_min_pixels=4096,
+    processor_video_max_pixels=25165824,
+    processor_image_min_pixels=65536,
+    processor_image_max_pixels=16777216,
+)
+FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
+
+def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, v_act, context):  # type: ignore[no-untyped-def]
+    return ModelDims(
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
+        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
+        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        vision_gated_mlp=v_act == "silu", vision_act=v_act,
+        vision_deepstack=3 if v_act == "gelu_pytorch_tanh" else 0,  # Qwen3-VL: blocks [8, 16, 24]
+        context_length=context,
+    )
+
+
+# From the released Qwen/<name>-Instruct checkpoints' config.json. Columns: text hidden, layers, heads, kv heads,
+# MLP width, vocabulary, tied embeddings; vision width, depth, MLP width, output width, MLP activation (SiLU:
+# gated); context length (the text config's max_position_embeddings). The context lengths were checked on
+# 2026-12-01 against public copies of the published config.json files: Qwen2.5-VL-3B and -7B 128000 (the -7B
+# file quoted whole, with fullatt_block_indexes [7, 15, 23, 31] and out_hidden_size 3584), Qwen3-VL-8B 262144
+# (its text_config quoted whole in test files naming Qwen3-VL-8B-Instruct); Qwen2-VL 32768 (a test quoting the
+# 7B's config.json, and two serving projects' model pages: "context length 32768").
+# fmt: off
+SILU, QUICK, TANH = "silu", "quick_gelu", "gelu_pytorch_tanh"
+_PRESETS: dict[str, tuple[Family, ModelDims]] = {
+    "qwen2.5-vl-3b": (QWEN2_5_VL, _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, SILU, 128000)),
+    "qwen2.5-vl-7b": (QWEN2_5_VL, _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, SILU, 128000)),
+    "qwen2.5-vl-32b": (QWEN2_5_VL, _dims(5120, 64, 40, 8, 27648, 152064, False, 1280, 32, 3456, 5120, SILU, 128000)),
+    "qwen2.5-vl-72b": (QWEN2_5_VL, _dims(8192, 80, 64, 8, 29568, 152064, False, 1280, 32, 3456, 8192, SILU, 128000)),
+    "qwen2-vl-2b": (QWEN2_VL,   _dims(1536, 28, 12, 2,  8960, 151936, True,  1280, 32, 5120, 1536, QUICK, 32768)),
+    "qwen2-vl-7b": (QWEN2_VL,   _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, QUICK, 32768)),
+    "qwen3-vl-8b": (QWEN3_VL,   _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, TANH, 262144)),
+}
+# fmt: on
+
+_MODEL_TYPES = {
+    "qwen2_vl": QWEN2_VL,
+    "qwen2_5_vl": QWEN2_5_VL,
+    "qwen3_vl": QWEN3_VL,
+    "qwen3_vl_moe": QWEN3_VL,
+}
+
+
+def family_from_name(model: str) -> Family | None:
+    low = model.lower().replace("_", "-")
+    if "qwen3-vl" in low:
+        return QWEN3_VL
+    if "qwen2.5-vl" in low or "qwen2-5-vl" in low:
+        return QWEN2_5_VL
+    if "qwen2-vl" in low:
+        return QWEN2_VL
+    return None
+
+
+def hf_cache_dir() -> str | None:
+    """The Hugging Face hub cache as the environment names it now (``HF_HUB_CACHE``, else
+    ``HF_HOME``/hub); None for huggingface_hub's own default. Read at each call, not at import."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def hf_cache_snapshot(model_id: str) -> Path | None:
+    """The local snapshot of a hub model id in the Hugging Face cache, if any.
+
+    The one ``refs/main`` points at, found by huggingface_hub itself
+    (``try_to_load_from_cache``). A snapshot fetched by commit has no ref: when the cache holds
+    snapshots but no ``refs/main``, the most recently written one is taken.
+    """
+    if "/" not in model_id or Path(model_id).exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hf_cache_dir()
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", cache_dir=cache)
+    except Exception:  # a malformed id (huggingface_hub validates it): not in the cache
+        return None
+    if isinstance(found, str):
+        return Path(found).parent
+    hub = Path(cache) if cache else Path.home() / ".cache" / "huggingface" / "hub"
+    repo = hub / ("models--" + model_id.replace("/", "--"))
+    if (repo / "refs" / "main").is_file():
+        return None  # main is known and has no config.json
+    snaps = repo / "snapshots"
+    if not snaps.is_dir():
+        return None
+    with_config = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
+    return max(with_config, key=lambda p: p.stat().st_mtime) if with_config else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
+    text = cfg.get("text_config") or cfg
+    vision = cfg.get("vision_config") or {}
+    try:
+        hidden = int(text["hidden_size"])
+        heads = int(text["num_attention_heads"])
+        # Qwen2-VL names the tower's width embed_dim (its hidden_size is the merger's output)
+        vhidden = int(vision.get("embed_dim", vision.get("hidden_size", 0)))
+        if "embed_dim" in vision:  # Qwen2-VL: embed_dim is the tower width, hidden_size the output
+            vout = int(vision.get("hidden_size", hidden))
+            vinter = int(vhidden * vision.get("mlp_ratio", 4))
+            gated = False
+            act = str(vision.get("hidden_act", "quick_gelu"))
+        else:
+            vout = int(vision.get("out_hidden_size", hidden))
+            vinter = int(vision.get("intermediate_size", 4 * vhidden))
+            gated = cfg.get("model_type", "") == "qwen2_5_vl"
+            act = str(vision.get("hidden_act", "silu" if gated else "gelu_pytorch_tanh"))
+        context = text.get("max_position_embeddings", cfg.get("max_position_embeddings"))
+        return ModelDims(
+            hidden_size=hidden,
+            num_layers=int(text["num_hidden_layers"]),
+            num_heads=heads,
+            num_kv_heads=int(text.get("num_key_value_heads") or heads),
+            head_dim=int(text.get("head_dim") or hidden // heads),
+            intermediate_size=int(text["intermediate_size"]),
+            vocab_size=int(text.get("vocab_size", cfg.get("vocab_size", 0))),
+            tie_word_embeddings=bool(
+                cfg.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
+            ),
+            vision_hidden=vhidden,
+            vision_depth=int(vision.get("depth", 0)),
+            vision_intermediate=vinter,
+            vision_heads=int(vision.get("num_heads", 16)),
+            vision_out=vout,
+            vision_gated_mlp=gated,
+            vision_act=act,
+            vision_deepstack=len(vision.get("deepstack_visual_indexes") or ()),
+            context_length=int(context) if context else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
+    """The family a checkpoint folder's config.json says; its name only when it says none."""
+    model_type = str(cfg.get("model_type", ""))
+    if model_type:
+        base = _MODEL_TYPES.get(model_type)
+    else:
+        base = family_from_name(str(folder)) or family_from_name(
+            " ".join(map(str, cfg.get("architectures", [])))
+        )
+    if base is None:
+        said = f"its config.json says model_type {model_type!r}" if model_type else "no model_type"
+        raise ModelError(f"{folder}: not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint ({said})")
+    vision = cfg.get("vision_config") or {}
+    changes: dict[str, Any] = {}
+    for key in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
+        if key in vision:
+            changes[key] = int(vision[key])
+    if base.time_encoding == "absolute-mrope":
+        # Released checkpoints say 2; transformers' class default is 4, so never fall back to it.
+        changes["tokens_per_second"] = vision.get("tokens_per_second", base.tokens_per_second)
+    for fname, prefix in (
+        ("video_preprocessor_config.json", "video"),
+        ("preprocessor_config.json", "image"),
+    ):
+        pre = _read_json(folder / fname)
+        size = pre.get("size") or {}
+        lo = pre.get("min_pixels", size.get("shortest_edge"))
+        hi = pre.get("max_pixels", size.get("longest_edge"))
+        if lo and hi:
+            changes[f"processor_{prefix}_min_pixels"] = int(lo)
+            changes[f"processor_{prefix}_max_pixels"] = int(hi)
+            if prefix == "image" and not (folder / "video_preprocessor_config.json").is_file():
+                # transformers builds the video processor from preprocessor_config.json then.
+                changes["processor_video_min_pixels"] = int(lo)
+                changes["processor_video_max_pixels"] = int(hi)
+    # The video processor is built from preprocessor_config.json when there is no video file.
+    video = _read_json(folder / "video_preprocessor_config.json") or _read_json(
+        folder / "preprocessor_config.json"
+    )
+    changes["processor_video_cap_pixels_per_frame"] = bool(video.get("cap_pixels_per_frame"))
+    tokens = video.get("max_video_tokens")
+    if tokens:
+        changes["processor_video_max_tokens"] = int(tokens)
+    return replace(base, **changes)
+
+
+def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
+    """Family and dimensions of ``model`` (a hub id or a local folder), reading no weights."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        cached = hf_cache_snapshot(model)
+        folder = cached if cached is not None else folder
+    if folder.is_dir():
+        cfg = _read_json(folder / "config.json")
+        if not cfg:
+            raise ModelError(f"{model}: no readable config.json in this folder")
+        return ModelSpec(
+            model,
+            _family_from_folder(folder, cfg),
+            _dims_from_config(cfg),
+            "local config",
+            str(folder),
+        )
+    key = model.lower().removeprefix("qwen/").removesuffix("-instruct")
+    if (
+        model.lower().startswith("qwen/")
+        and model.lower().endswith("-instruct")
+        and key in _PRESETS
+    ):
+        fam, dims = _PRESETS[key]
+        return ModelSpec(model, fam, dims, "built-in preset")
+    fam_guess = family_from_name(model)
+    if fam_guess is None:
+        raise ModelError(
+            f"{model}: not a known Qwen2-VL, Qwen2.5-VL or Qwen3-VL model and not a local folder "
+            "(pass --model PATH to a downloaded checkpoint)"
+        )
+    return ModelSpec(model, fam_guess, None, "guessed from the name")

@@ -1,0 +1,1 @@
+"""Files vlcli writes: the ledger of records, subtitles, evidence, all written atomically."""

@@ -1,0 +1,330 @@
+"""Every file ``vlcli ask`` writes besides standard output: names, checks, atomic writes.
+
+Three rules, so that a long run can be stopped at any moment and run again:
+
+* A file is written to a temporary name in its own folder, synced and renamed over the target
+  (:func:`atomic_write`): an interrupt or a full disk leaves the old file or the new one, never
+  half of one.
+* An input's output names come from its path relative to the argument that named it
+  (``clips/a/clip.mp4`` given as ``clips`` -> ``a/clip``; :func:`output_stems`), not from the
+  order of the run, so that a resumed run writes the same names.
+* Targets are checked before the model is loaded (:func:`check_targets`): no output may be an
+  input or another output, and an existing file is replaced only when it is a subtitle file in
+  the form vlcli writes (:func:`is_vlcli_subtitle`).
+
+Nothing here prints; failures are :class:`~vlcli.errors.VlcliError`.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlcli.errors import InputError, UsageError
+
+SUBTITLE_FORMATS = ("srt", "vtt")
+_SNIFF_BYTES = 4 << 20  # a subtitle file vlcli would replace is read whole up to this size
+_SRT_TIME = r"\d{2,}:\d{2}:\d{2},\d{3}"
+_SRT_CUE = re.compile(rf"(\d+)\n{_SRT_TIME} --> {_SRT_TIME}\n(?:[^\n]+\n?)+")
+_VTT_TIME = r"\d{2,}:\d{2}:\d{2}\.\d{3}"
+_VTT_CUE = re.compile(rf"{_VTT_TIME} --> {_VTT_TIME}\n(?:[^\n]+\n?)+")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it.
+
+    The temporary file is synced before the rename and removed if anything fails (an interrupt
+    included), so that ``path`` holds either its old content or all of the new.
+    """
+    target = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename durable (best effort: not every file system lets a folder be synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def png_bytes(image: object) -> bytes:
+    """A PIL image as PNG bytes (to go through :func:`atomic_write`)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- names
+
+
+def _base_of(arg: str) -> str | None:
+    """The folder an argument names its files from: the folder itself, or a glob's fixed part."""
+    if arg == "-":
+        return None
+    if os.path.isdir(arg):
+        return os.path.normpath(arg)
+    if glob.has_magic(arg) and not os.path.lexists(arg):
+        fixed: list[str] = []
+        for part in Path(os.path.expanduser(arg)).parts:
+            if glob.has_magic(part):
+                break
+            fixed.append(part)
+        return os.path.normpath(os.path.join(*fixed)) if fixed else "."
+    return None
+
+
+def _relative_stem(path: str, bases: Sequence[str]) -> str:
+    norm = os.path.normpath(path)
+    best: str | None = None
+    for base in bases:
+        if base == ".":
+            inside = not os.path.isabs(norm) and not norm.startswith("..")
+        else:
+            inside = norm.startswith(base.rstrip(os.sep) + os.sep)
+        if inside and (best is None or len(base) > len(best)):
+            best = base
+    rel = os.path.relpath(norm, best) if best is not None else os.path.basename(norm)
+    stem = str(Path(rel).with_suffix("")) if Path(rel).suffix else rel
+    return stem if stem not in ("", ".") else "input"
+
+
+def output_stems(args: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """The name (less extension) of each input's output files, unique in the run.
+
+    An input found inside a folder (or a glob's fixed folder) keeps its path relative to that
+    folder (``clips`` -> ``a/clip`` for ``clips/a/clip.mp4``); any other input its file name less
+    its extension. A later input whose name is taken (``x/a.mp4`` and ``y/a.mp4`` given as files,
+    or ``clip.mp4`` and ``clip.mov``) gets ``a-2``, ``a-3``...: the names depend on the inputs
+    and their order, never on which of them a run has finished. Compared without case, for file
+    systems that ignore it.
+    """
+    bases = [b for b in (_base_of(a) for a in args) if b is not None]
+    stems: list[str] = []
+    used: set[str] = set()
+    for path in paths:
+        stem = _relative_stem(path, bases)
+        name, k = stem, 2
+        while name.lower() in used:
+            name, k = f"{stem}-{k}", k + 1
+        used.add(name.lower())
+        stems.append(name)
+    return stems
+
+
+@dataclass(frozen=True)
+class SubtitleTarget:
+    """Where ``--srt``/``--vtt`` go: one file, or a folder with one file per input."""
+
+    fmt: str  # "srt" or "vtt"
+    target: str
+    folder: bool
+
+    def path_for(self, stem: str) -> Path:
+        return Path(self.target) / f"{stem}.{self.fmt}" if self.folder else Path(self.target)
+
+
+def subtitle_targets(srt: str | None, vtt: str | None, several: bool) -> list[SubtitleTarget]:
+    """``--srt``/``--vtt`` as targets; a folder when the run has several answers or it is one."""
+    out = []
+    for fmt, target in (("srt", srt), ("vtt", vtt)):
+        if not target:
+            continue
+        if several and os.path.isfile(target):
+            raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
+        out.append(SubtitleTarget(fmt, target, several or os.path.isdir(target)))
+    return out
+
+
+# ---------------------------------------------------------------- checks before the model loads
+
+
+def is_vlcli_subtitle(path: str | os.PathLike[str], fmt: str) -> bool:
+    """True when ``path`` is empty or holds a subtitle file in exactly the form vlcli writes.
+
+    SubRip: cues numbered 1, 2, 3..., ``hh:mm:ss,mmm --> hh:mm:ss,mmm``, ``\\n`` line ends, one
+    blank line between cues. WebVTT: a ``WEBVTT`` first line, then such cues with ``.``. A file
+    of another kind (a video, a text, a subtitle file in another form) is never replaced.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_SNIFF_BYTES + 1)
+    except OSError:
+        return False
+    if not raw:
+        return True
+    if len(raw) > _SNIFF_BYTES:
+        return False
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if "\r" in text or not text.endswith("\n"):
+        return False
+    if fmt == "vtt":
+        if text == "WEBVTT\n":
+            return True
+        if not text.startswith("WEBVTT\n\n"):
+            return False
+        blocks = text[len("WEBVTT\n\n") :].rstrip("\n").split("\n\n")
+        return all(_VTT_CUE.fullmatch(b + "\n") for b in blocks)
+    blocks = text.rstrip("\n").split("\n\n")
+    for n, block in enumerate(blocks, 1):
+        m = _SRT_CUE.fullmatch(block + "\n")
+        if m is None or int(m.group(1)) != n:
+            return False
+    return True
+
+
+def _real(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.path.expanduser(path))
+
+
+FileId = tuple[int, int]
+
+
+def file_ids(paths: Iterable[str]) -> set[FileId]:
+    """The (device, inode) of each existing path: what a target is compared with to tell that it
+    is an input, through symbolic and hard links alike (one ``stat`` per input)."""
+    ids: set[FileId] = set()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def _file_id(path: str | os.PathLike[str]) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _writable_folder(path: Path) -> str | None:
+    """Why files cannot be made at ``path`` (None when they can): its nearest existing folder."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"permission denied in {probe}"
+    return None
+
+
+def check_targets(
+    inputs: Sequence[str],
+    stems: Sequence[str],
+    subtitles: Iterable[SubtitleTarget],
+    output: str | None,
+    evidence: str | None,
+    resume: bool = False,
+) -> None:
+    """Refuse, before anything is loaded, outputs that would destroy or clash (status 2).
+
+    An output may not be an input or another output (``--srt X --vtt X``, ``-o`` onto a
+    subtitle file); an existing subtitle target must be a subtitle file in vlcli's form (it is
+    replaced); ``--evidence`` must be a folder; each target's folder must be writable; an
+    ``--output`` file that holds records is only continued with ``resume``.
+    """
+    input_ids = file_ids(inputs)
+    taken: dict[str, str] = {}
+
+    def claim(option: str, path: Path) -> None:
+        real = _real(path)
+        if _file_id(path) in input_ids:
+            raise UsageError(f"{option} {path} is an input: refusing to overwrite it")
+        if real in taken and taken[real] != option:
+            raise UsageError(
+                f"{option} {path} is also the target of {taken[real]}: give each its own"
+            )
+        if real in taken:
+            raise UsageError(f"{option} {path} would be written twice in this run")
+        taken[real] = option
+        why = _writable_folder(path.parent)
+        if why is not None:
+            raise UsageError(f"{option} {path}: cannot write there ({why})")
+
+    if output is not None:
+        out = Path(output)
+        if out.is_dir():
+            raise UsageError(
+                f"--output {output} is a folder: give a file for the JSON Lines records"
+            )
+        claim("--output", out)
+        if not resume and out.is_file() and out.stat().st_size > 0:
+            raise UsageError(
+                f"--output {output} already holds records: --resume continues it, "
+                "or remove it (or give another file) to start again"
+            )
+    if evidence is not None:
+        folder = Path(evidence)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--evidence {evidence} is not a folder")
+        if _file_id(folder) in input_ids:
+            raise UsageError(f"--evidence {evidence} is an input")
+        if _real(folder) in taken:
+            raise UsageError(f"--evidence {evidence} is also the target of {taken[_real(folder)]}")
+        why = _writable_folder(folder)
+        if why is not None:
+            raise UsageError(f"--evidence {evidence}: cannot write there ({why})")
+    for sub in subtitles:
+        option = f"--{sub.fmt}"
+        for stem in stems if sub.folder else stems[:1]:
+            path = sub.path_for(stem)
+            claim(option, path)
+            if path.is_dir():
+                raise UsageError(f"{option} {path} is a folder")
+            if path.exists() and not is_vlcli_subtitle(path, sub.fmt):
+                raise UsageError(
+                    f"{option} {path} exists and is not a {sub.fmt} subtitle file written by vlcli: "
+                    "refusing to replace it (move it away or give another target)"
+                )
+        if sub.folder and Path(sub.target).exists() and not Path(sub.target).is_dir():
+            raise UsageError(f"{option} {sub.target} is not a folder")
+
+
+def check_not_input(path: Path, inputs: set[FileId]) -> None:
+    """Refuse to write ``path`` when it is one of the run's inputs (:func:`file_ids`)."""
+    if _file_id(path) in inputs:
+        raise InputError(f"{path} is an input: not overwritten")

@@ -1,0 +1,111 @@
+"""SubRip (``.srt``) and WebVTT (``.vtt``) subtitles from the spans of an answer.
+
+Pure text: no torch, no transformers. The spans should have been through
+:func:`vlcli.times.parse.map_times`, so that the cues are in seconds of the source video (a span that
+was not mapped is written with the seconds the model stated).
+
+Rules, the same for both formats:
+
+- cues are ordered by start, then end (equal spans keep the answer's order);
+- an instant (start == end) is shown for :data:`MIN_DISPLAY_S` seconds (2 s) from its time; a
+  range is shown exactly as stated, however short;
+- times are rounded to the millisecond, halves up, on the decimal value the float prints as;
+  a negative time is written as 0;
+- the cue text is the span's ``text`` (its ``raw`` when the text is empty), blank lines removed
+  since a blank line ends a cue, and ``-->`` written ``->``; WebVTT also escapes ``&``, ``<``
+  and ``>``, which it would otherwise read as markup.
+
+>>> from vlcli.times.parse import TimeSpan
+>>> print(to_srt([TimeSpan(12.5, 12.5, "A dog jumps.")]), end="")
+1
+00:00:12,500 --> 00:00:14,500
+A dog jumps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
+
+from vlcli.times.parse import TimeSpan
+
+__all__ = ["MIN_DISPLAY_S", "to_srt", "to_vtt"]
+
+MIN_DISPLAY_S = 2.0
+"""How long an instant (a span with no length) stays on screen, in seconds."""
+
+
+def _timestamp(seconds: float, decimal_mark: str) -> str:
+    """``hh:mm:ss<mark>mmm``, rounded to the millisecond, halves up."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite number of seconds: {seconds!r}")
+    millis = int(
+        Decimal(repr(max(float(seconds), 0.0))).quantize(Decimal("0.001"), ROUND_HALF_UP) * 1000
+    )
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_mark}{ms:03d}"
+
+
+def _cues(spans: Iterable[TimeSpan], min_display_s: float) -> list[tuple[float, float, str]]:
+    if not math.isfinite(min_display_s) or min_display_s <= 0:
+        raise ValueError(f"min_display_s must be a finite number > 0, not {min_display_s!r}")
+    cues: list[tuple[float, float, str]] = []
+    for span in spans:
+        start, end = span.display_start_s, span.display_end_s
+        if end < start:
+            start, end = end, start
+        if end == start:
+            end = start + min_display_s
+        text = span.text.strip() or span.raw.strip()
+        lines = [line.strip() for line in text.splitlines()]
+        cues.append((start, end, "\n".join(line for line in lines if line).replace("-->", "->")))
+    cues.sort(key=lambda cue: (cue[0], cue[1]))  # stable: equal times keep the answer's order
+    return cues
+
+
+def to_srt(spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S) -> str:
+    """The spans as a SubRip file: numbered cues, ``00:00:12,500`` times, a blank line between.
+
+    Returns ``""`` when there are no spans.
+
+    >>> from vlcli.times.parse import TimeSpan
+    >>> print(to_srt([TimeSpan(75.0, 80.25, "He sits."), TimeSpan(3, 3, "He enters.")]), end="")
+    1
+    00:00:03,000 --> 00:00:05,000
+    He enters.
+    <BLANKLINE>
+    2
+    00:01:15,000 --> 00:01:20,250
+    He sits.
+    """
+    blocks = [
+        f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}"
+        for n, (start, end, text) in enumerate(_cues(spans, min_display_s), start=1)
+    ]
+    return "\n\n".join(blocks) + "\n" if blocks else ""
+
+
+def _escape_vtt(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_vtt(spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S) -> str:
+    """The spans as a WebVTT file: the ``WEBVTT`` header, then ``00:00:12.500`` cues.
+
+    Cues carry no identifiers. With no spans, the result is the header alone.
+
+    >>> from vlcli.times.parse import TimeSpan
+    >>> print(to_vtt([TimeSpan(12.5, 20.0, "A <b> & c")]), end="")
+    WEBVTT
+    <BLANKLINE>
+    00:00:12.500 --> 00:00:20.000
+    A &lt;b&gt; &amp; c
+    """
+    blocks = [
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_escape_vtt(text)}"
+        for start, end, text in _cues(spans, min_display_s)
+    ]
+    return "WEBVTT\n\n" + "\n\n".join(blocks) + "\n" if blocks else "WEBVTT\n"

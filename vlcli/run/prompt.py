@@ -1,0 +1,264 @@
+"""The pieces of one prompt of ``vlcli ask``: the prompt, its fit, the answer's times mapped,
+the record, evidence frames.
+
+Times the model states count seconds from the first frame of the clip it was shown
+(Qwen2/2.5-VL) and are moved to seconds of the source video here; Qwen3-VL is shown source
+timestamps as text, so its times already are source seconds. Every run (one input or many:
+records, resuming, decoding ahead, windows) is :mod:`vlcli.run.ask`, built from these pieces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlcli.errors import UsageError
+from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.prompt import count_prompt_tokens
+from vlcli.times.axis import TimeAxis
+
+if TYPE_CHECKING:
+    from vlcli.backends import Backend
+
+
+@dataclass(frozen=True)
+class AskSettings:
+    question: str
+    task: str = "qa"
+    system: str | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    force: bool = False
+    evidence_dir: str | None = None
+    window: tuple[float, float] | None = None  # --window and --overlap, in seconds
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 <= self.temperature < math.inf:  # also refuses nan and inf
+            raise UsageError(
+                f"--temperature must be zero or a finite positive number, got {self.temperature}"
+            )
+
+
+@dataclass
+class AskResult:
+    """One answered prompt: what ``--json`` prints and what the subtitles are made of.
+
+    A video answered in windows has ``windows`` (one summary each) and ``span_windows`` (the
+    window each of ``times`` came from, after the merge).
+    """
+
+    paths: list[str]
+    plans: list[VideoPlan | ImagePlan]
+    question: str
+    answer: str
+    times: list[Any]  # vlcli.times.parse.TimeSpan, mapped to source seconds when one video was shown
+    prompt_tokens: int
+    generated_tokens: int
+    model: str
+    timings: dict[str, float]
+    task: str = "qa"
+    evidence: list[str] = field(default_factory=list)
+    name: str = (
+        ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
+    )
+    axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
+    key: str = ""  # the record's key (vlcli.outputs.ledger.record_key)
+    backend: dict[str, Any] = field(default_factory=dict)  # the backend's identity
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    span_windows: list[int] = field(default_factory=list)
+    subtitles: list[str] | None = None  # the subtitle files written, when any were asked for
+
+    def to_dict(self) -> dict[str, Any]:
+        times = [t.to_dict() for t in self.times]
+        for t, w in zip(times, self.span_windows, strict=False):
+            t["window"] = w
+        d: dict[str, Any] = {
+            "key": self.key,
+            "status": "ok",
+            "path": self.paths[0] if len(self.paths) == 1 else self.paths,
+            "question": self.question,
+            "task": self.task,
+            "answer": self.answer,
+            "times": times,
+            "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
+            "visual_tokens": sum(p.visual_tokens for p in self.plans),
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "model": self.model,
+            "timings": self.timings,
+        }
+        if self.backend:
+            d["backend"] = self.backend
+        if self.axes:
+            d["time_axes"] = [a.to_dict() if a is not None else None for a in self.axes]
+        if self.windows:
+            d["windows"] = self.windows
+        if self.evidence:
+            d["evidence"] = self.evidence
+        if self.subtitles is not None:
+            d["subtitles"] = self.subtitles
+        return d
+
+
+def map_answer_times(
+    answer: str,
+    plans: list[VideoPlan | ImagePlan],
+    axes: list[TimeAxis | None] | tuple[TimeAxis | None, ...],
+    task: str = "qa",
+) -> list[Any]:
+    """Parse the times the answer states and move them to seconds of the source video.
+
+    Every time goes through the time axis the backend reports for the video
+    (:class:`~vlcli.times.axis.TimeAxis`): the positions the model was really given, and what each
+    temporal patch showed. The result is clipped to the clip and flagged when it falls outside.
+    The spans are returned unmapped (the model's own seconds) when there is no video, when there
+    are several (``--together``: nothing tells which one a time is about, as each video's
+    seconds count from its own first frame), and when the backend could not vouch for the axis.
+    """
+    from vlcli.times.parse import map_times, parse_times
+
+    videos = [p for p in plans if isinstance(p, VideoPlan)]
+    if len(videos) != 1:
+        return parse_times(answer, assume_seconds=(task == "ground"))
+    video = videos[0]
+    axis = axes[0] if len(axes) == 1 else None
+    end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
+    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
+    length = end if video.family == "qwen3_vl" else end - video.clip_start_s  # Qwen3: source s
+    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
+    if not spans or axis is None:
+        return spans
+    return map_times(
+        spans,
+        clip_start_s=axis.clip_start_s,
+        clip_end_s=axis.clip_end_s,
+        to_source=axis.source_seconds,
+    )
+
+
+def _evidence_name(stem: str, seconds: float) -> str:
+    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows)."""
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
+
+
+def save_evidence(
+    path: str,
+    spans: list[Any],
+    folder: str,
+    stem: str | None = None,
+    inputs: set[tuple[int, int]] | None = None,
+) -> list[str]:
+    """Save the frame shown at each stated time (start, and end of a range) as PNG files.
+
+    Times are source seconds, each saved once; a span that lies outside the clip is skipped
+    (its clamped time shows the clip's edge, not what the answer describes). Files are named
+    after the input (``stem``, by default the file's name less its extension; it may hold
+    sub-folders) and the time to the millisecond, so that two times never share a file. Each
+    file is written whole or not at all (:func:`vlcli.outputs.files.atomic_write`); one that would
+    replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`) is refused.
+    """
+    from vlcli.media.probe import frames_at
+    from vlcli.outputs.files import atomic_write, check_not_input, png_bytes
+
+    out = Path(folder)
+    seconds: list[float] = []
+    for span in spans:
+        if not span.mapped or span.outside:
+            continue
+        for s in (span.source_start_s, span.source_end_s):
+            if s not in seconds:
+                seconds.append(s)
+    if not seconds:
+        return []
+    stem = stem or Path(path).stem
+    saved: list[str] = []
+    for s, image in zip(seconds, frames_at(path, seconds), strict=True):
+        target = out / _evidence_name(stem, s)
+        if str(target) in saved:
+            continue
+        if inputs:
+            check_not_input(target, inputs)
+        atomic_write(target, png_bytes(image))
+        saved.append(str(target))
+    return saved
+
+
+def make_prompt(paths: list[str], plans: list[VideoPlan | ImagePlan], settings: AskSettings) -> Any:
+    """The :class:`~vlcli.backends.Prompt` of one prompt over ``paths``."""
+    from vlcli.backends import Prompt
+    from vlcli.planning.tasks import build_prompt
+
+    return Prompt(
+        media=tuple(zip(paths, plans, strict=True)),
+        text=build_prompt(settings.task, settings.question),
+        system=settings.system,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+    )
+
+
+def prompt_tokens(backend: Backend, prompt: Any) -> int:
+    """The prompt's length for the fit check, counted as ``budget`` counts it (exact when the
+    model's chat template and tokenizer are at hand)."""
+    tokens, _exact = count_prompt_tokens(
+        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
+    )
+    return tokens
+
+
+def result_of(
+    answer: Any,
+    paths: list[str],
+    plans: list[VideoPlan | ImagePlan],
+    settings: AskSettings,
+    model: str,
+    warn: Callable[[str], None] | None = None,
+    name: str | None = None,
+) -> AskResult:
+    """An answer with its times parsed and mapped to source seconds (no files written)."""
+    if warn is not None:
+        for note in answer.notes:
+            warn(note)
+    times = map_answer_times(answer.text, plans, answer.axes, settings.task)
+    videos = sum(isinstance(p, VideoPlan) for p in plans)
+    if times and videos > 1 and warn is not None:
+        warn(
+            f"{videos} videos in one prompt: the answer's times are the model's own seconds, "
+            "counted from the first frame of whichever video it means, and are not mapped to "
+            "source seconds (ask about one video at a time to map them)"
+        )
+    return AskResult(
+        paths=paths,
+        plans=plans,
+        question=settings.question,
+        answer=answer.text,
+        times=times,
+        prompt_tokens=answer.prompt_tokens,
+        generated_tokens=answer.generated_tokens,
+        model=model,
+        timings=answer.timings,
+        task=settings.task,
+        name=name or Path(paths[0]).stem,
+        axes=answer.axes,
+    )
+
+
+def evidence_video(result: AskResult) -> tuple[str, str | None] | None:
+    """The one video whose frames are evidence for ``result``'s times, and the stem to use."""
+    if not any(t.mapped for t in result.times):  # mapped: exactly one video
+        return None
+    videos = [
+        p for p, pl in zip(result.paths, result.plans, strict=True) if isinstance(pl, VideoPlan)
+    ]
+    if len(videos) != 1:
+        return None
+    return videos[0], (result.name if videos[0] == result.paths[0] else None)
