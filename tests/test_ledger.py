@@ -168,6 +168,16 @@ def test_a_file_found_with_superseded_records_is_tidied_when_opened(tmp_path: Pa
     led.close()
     assert lines(out)[-1]["path"] == "clip3.mp4"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # a video's old record, then windows of its new version: the windows are what is current
+    video = version(5, 2)["key"]
+    windows = [
+        {"key": placed_key(("input", 5), (2, w)), "status": "window", "parent": video}
+        for w in range(2)
+    ]
+    out.write_bytes(b"".join(record_line(r) for r in [version(5, 1), rec(6), *windows]))
+    Ledger.open(str(out), resume=True).close()
+    assert [r["status"] for r in lines(out)] == ["ok", "window", "window"]
+    assert lines(out)[0]["path"] == "clip6.mp4"
 
 
 # ---------------------------------------------------------------- writers

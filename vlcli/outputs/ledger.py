@@ -108,6 +108,7 @@ class Ledger:
         self._lock = lock
         self._fd = -1
         self.index: dict[str, Entry] = {}
+        self._places: dict[str, set[str]] = {}  # place -> its keys
         self.size = 0
         self.notes: list[str] = []  # what the reader should know about the file as it was found
 
@@ -159,9 +160,9 @@ class Ledger:
         self.notes = scan.notes
         if scan.good_end < len(data):
             os.ftruncate(self._fd, scan.good_end)  # the torn last line: ignored and overwritten
-        self.index, self.size = scan.index, scan.good_end
+        self._index(scan)
         if scan.untidy:
-            self._rewrite(data[: scan.good_end], scan, None, set())
+            self._rewrite(scan, None, set())
 
     # ------------------------------------------------------------ what it holds
 
@@ -190,14 +191,14 @@ class Ledger:
         key, status = str(record["key"]), str(record["status"])
         superseded = {
             k
-            for k, entry in self.index.items()
-            if k[:PLACE] == key[:PLACE] and (status != "window" or entry.status != "window")
+            for k in self._places.get(key[:PLACE], ())
+            if status != "window" or self.index[k].status != "window"
         }
         if superseded:
             with os.fdopen(os.dup(self._fd), "rb") as fh:
                 fh.seek(0)
                 data = fh.read(self.size)
-            self._rewrite(data, _Scan(data), line, superseded)
+            self._rewrite(_Scan(data), line, superseded)
             return
         before = self.size
         try:
@@ -212,13 +213,14 @@ class Ledger:
                 pass
             raise
         self.index[key] = Entry(status, before, len(line))
+        self._places.setdefault(key[:PLACE], set()).add(key)
         self.size = before + len(line)
 
-    def _rewrite(self, data: bytes, scan: _Scan, line: bytes | None, superseded: set[str]) -> None:
-        """Rewrite the file through a temporary one and a rename: one record per key (its
-        latest), less torn lines and the windows of videos whose record is in, with ``line``
-        in the place of the first ``superseded`` record (or at the end); then index it again.
-        The lock is on another file (:class:`_Lock`): the rename does not release it."""
+    def _rewrite(self, scan: _Scan, line: bytes | None, superseded: set[str]) -> None:
+        """Rewrite the file through a temporary one and a rename: the records of
+        :meth:`_Scan.kept`, with ``line`` in the place of the first ``superseded`` one (or at the
+        end); then index it again. The lock is on another file (:class:`_Lock`): the rename
+        does not release it."""
         parts: list[bytes] = []
         for key, offset, end in scan.kept():
             if key in superseded:
@@ -226,7 +228,7 @@ class Ledger:
                     parts.append(line)
                     line = None
                 continue
-            parts.append(data[offset:end])
+            parts.append(scan.data[offset:end])
         if line is not None:
             parts.append(line)
         atomic_write(self.path, b"".join(parts))
@@ -234,8 +236,13 @@ class Ledger:
         os.close(self._fd)
         self._fd = fd
         with os.fdopen(os.dup(fd), "rb") as fh:
-            fresh = _Scan(fh.read())
-        self.index, self.size = fresh.index, fresh.good_end
+            self._index(_Scan(fh.read()))
+
+    def _index(self, scan: _Scan) -> None:
+        self.index, self.size = scan.index, scan.good_end
+        self._places = {}
+        for key in self.index:
+            self._places.setdefault(key[:PLACE], set()).add(key)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -288,20 +295,28 @@ class _Scan:
             self.notes.append(f"{foreign} line{plural} without a record key ignored")
 
     def kept(self) -> list[tuple[str, int, int]]:
-        """The records a tidy file holds (key, start, end), each where its place first was: per
-        place, its last record that is not a window, else its windows (per key, the last)."""
+        """The records a tidy file holds (key, start, end), as :meth:`Ledger.append` leaves
+        them: per place, its last record when that is not a window (where the place's first
+        was), else the windows after its last other record (per key, the latest)."""
         records = [
             (key, status, start, end)
             for _, key, status, start, end in _records(self.data, self.good_end)
             if key is not None
         ]
-        finals = {
-            key[:PLACE]: n for n, (key, status, _, _) in enumerate(records) if status != "window"
-        }
+        last: dict[str, int] = {}
+        last_final: dict[str, int] = {}
+        for n, (key, status, _, _) in enumerate(records):
+            last[key[:PLACE]] = n
+            if status != "window":
+                last_final[key[:PLACE]] = n
         chosen: dict[str, int] = {}
         for n, (key, _, _, _) in enumerate(records):
-            group = key[:PLACE] if key[:PLACE] in finals else key
-            chosen[group] = finals.get(group, n)
+            place = key[:PLACE]
+            final = last_final.get(place, -1)
+            if final == last[place]:
+                chosen[place] = final
+            elif n > final:
+                chosen[key] = n
         return [(records[n][0], records[n][2], records[n][3]) for n in chosen.values()]
 
 
