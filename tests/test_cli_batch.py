@@ -166,6 +166,90 @@ def test_a_torn_line_is_overwritten_on_resume(
     assert [Path(x["path"]).name for x in lines(out)] == ["a.mp4", "b.mp4"]  # every line whole
 
 
+def test_an_output_that_is_not_a_regular_file_is_refused_at_once(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """`-o /dev/null` did the work, then failed; a pipe hung (issue 21): refused, status 2."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in ("/dev/null", str(fifo)):
+        r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", target)
+        assert r.exit_code == 2 and spy.loaded == 0, r.stderr
+        (line,) = stderr_lines(r)
+        assert f"--output {target} is not a regular file" in line
+
+
+def test_a_second_run_on_one_output_file_is_refused(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """Two runs on one file both appended (duplicates; a rewrite lost the other's records)."""
+    from vlcli.outputs.ledger import Ledger
+
+    out = tmp_path / "answers.jsonl"
+    held = Ledger.open(str(out), resume=False)  # another run, in the middle of its work
+    try:
+        r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", out, "--resume")
+    finally:
+        held.close()
+    assert r.exit_code == 2 and spy.loaded == 0 and out.read_bytes() == b""
+    (line,) = stderr_lines(r)
+    assert f"--output {out} is in use by another vlcli run (pid {os.getpid()}" in line
+
+
+def test_a_changed_input_s_record_is_replaced_in_its_place(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    two_clips: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After `touch`, the new answer takes the old record's place at once: an interrupt never
+    leaves two records for one input (issue 21)."""
+    clips = tmp_path / "clips"
+    shutil.copytree(two_clips, clips)
+    out = tmp_path / "answers.jsonl"
+    ask = ("ask", clips, "What happens?", "--model", tiny_qwen25_path, *NEW, "-o", out)
+    assert invoke(*ask).exit_code == 0
+    before = lines(out)
+    for name in ("a.mp4", "b.mp4"):
+        st = os.stat(clips / name)
+        os.utime(clips / name, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    real_generate = TransformersBackend.generate
+
+    def interrupted_at_b(self: TransformersBackend, prepared: Any, on_text: Any = None) -> Any:
+        if prepared.prompt.media[0][0].endswith("b.mp4"):
+            raise Interrupted(signal.SIGTERM)
+        return real_generate(self, prepared, on_text)
+
+    monkeypatch.setattr(TransformersBackend, "generate", interrupted_at_b)
+    assert invoke(*ask, "--resume").exit_code == 143
+    now = lines(out)
+    assert [Path(x["path"]).name for x in now] == ["a.mp4", "b.mp4"]
+    assert now[0]["key"] != before[0]["key"] and now[1] == before[1]
+    monkeypatch.setattr(TransformersBackend, "generate", real_generate)
+    r = invoke(*ask, "--resume")
+    assert r.exit_code == 0 and "1 of 2 inputs already have a record" in r.stderr
+    assert [Path(x["path"]).name for x in lines(out)] == ["a.mp4", "b.mp4"]
+    assert lines(out)[0] == now[0] and lines(out)[1]["key"] != before[1]["key"]
+
+
+def test_the_same_file_named_twice_is_answered_once(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    two_clips: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`a.mp4` and its absolute path: one file, one key: one answer and one record (it was
+    answered twice and recorded once)."""
+    monkeypatch.chdir(two_clips)
+    out = tmp_path / "answers.jsonl"
+    r = invoke("ask", "a.mp4", two_clips / "a.mp4", "q?", "--model", tiny_qwen25_path, *NEW,
+               "--json", "-o", out)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert len(spy.questions) == 1 and len(records(r.stdout)) == 1 and len(lines(out)) == 1
+
+
 def test_resume_needs_an_output_file(spy: Spy, tiny_qwen25_path: Path, tiny_clip: str) -> None:
     r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, "--resume")
     assert r.exit_code == 2 and "-o/--output" in r.stderr and spy.loaded == 0

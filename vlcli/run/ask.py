@@ -45,7 +45,7 @@ from vlcli.outputs.files import (
     file_ids,
     is_vlcli_subtitle,
 )
-from vlcli.outputs.ledger import Ledger, input_facts, record_key
+from vlcli.outputs.ledger import Ledger, input_facts, part_key, placed_key, record_key
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
 from vlcli.planning.windows import Window, merge_spans, plan_windows
@@ -166,9 +166,12 @@ def settings_key(settings: AskSettings, options: SamplingOptions, identity: dict
 
 
 def input_key(base: str, paths: Sequence[str]) -> str:
-    """The key of one record: the run's :func:`settings_key` and each input's path, size and
-    modification time (:func:`vlcli.outputs.ledger.input_facts`)."""
-    return record_key(base, [input_facts(p) for p in paths])
+    """The key of one record: in the place of the run's :func:`settings_key` and the inputs'
+    paths, the version of their sizes and modification times
+    (:func:`vlcli.outputs.ledger.input_facts`): the answer to a changed file supersedes the
+    record of the file as it was."""
+    facts = [input_facts(p) for p in paths]
+    return placed_key([base, [f["path"] for f in facts]], facts)
 
 
 def run_ask(
@@ -257,9 +260,6 @@ class _Run:
                 self.view.close()
                 exc.detail = self._interrupted()
                 raise
-        if self.ledger is not None and self.ledger.needs_rewrite():
-            with self.interrupts.held():
-                self.ledger.rewrite()
         return self.worst
 
     def _tasks(self) -> list[_Task]:
@@ -348,7 +348,7 @@ class _Run:
                         job = _Job(
                             task,
                             [wplan],
-                            record_key(task.key, window.to_dict()),
+                            part_key(task.key, window.to_dict()),
                             window,
                             wplan.notes,
                         )
