@@ -297,6 +297,41 @@ def test_a_failure_to_write_one_input_s_outputs_fails_that_input_only(
     assert "No space left on device" in r.stderr
 
 
+@pytest.mark.parametrize("option", ["--srt", "--vtt"])
+def test_a_subtitle_file_name_for_several_inputs_is_refused(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path, option: str
+) -> None:
+    """Several inputs get one subtitle file each, in a folder: a name that reads as one file
+    (it ends in .srt or .vtt and is no folder yet) is refused, not made into a folder."""
+    for name in ("out.srt", "out.VTT"):
+        target = tmp_path / name
+        r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, target)
+        assert r.exit_code == 2, r.stderr
+        (line,) = [x for x in r.stderr.splitlines() if x.startswith("vlcli:")]
+        assert f"{option} {target}" in line and "give a folder" in line
+        assert not target.exists() and spy.loaded == 0 and r.stdout == ""
+    # a folder of that name that is there already is used as a folder
+    made = tmp_path / "made.srt"
+    made.mkdir()
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, made)
+    assert r.exit_code == 0, r.stderr
+    fmt = option.lstrip("-")
+    assert sorted(p.name for p in made.iterdir()) == [f"a.{fmt}", f"b.{fmt}"]
+
+
+def test_output_files_under_missing_folders_make_them(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """-o makes its missing folders as --srt, --vtt and --evidence do."""
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    out, srt = tmp_path / "runs" / "today" / "answers.jsonl", tmp_path / "subs" / "new" / "a.srt"
+    r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", out, "--srt", srt)
+    assert r.exit_code == 0, r.stderr
+    assert [rec["status"] for rec in lines(out)] == ["ok"]
+    assert "A dot moves" in srt.read_text()
+
+
 def test_progress_lines_on_a_log_and_quiet(
     spy: Spy, tiny_qwen25_path: Path, two_clips: Path
 ) -> None:

@@ -97,6 +97,7 @@ class Ledger:
         must be one vlcli wrote (its records have keys). A torn last line is cut off.
         """
         try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # as subtitles and evidence do
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
         except OSError as exc:
             raise UsageError(f"--output {path}: cannot open it ({exc.strerror or exc})") from None
