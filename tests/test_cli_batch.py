@@ -474,6 +474,26 @@ def test_a_long_video_in_windows(
     assert srt.read_text().count(" --> ") == n + 1  # one track for the whole video
 
 
+def test_windows_are_numbered_from_0_on_the_terminal_as_in_json(
+    spy: Spy, tiny_qwen25_path: Path, clock_long: str
+) -> None:
+    """One numbering: the terminal's window titles, progress labels, times table and budget
+    table use the numbers --json records give (from 0)."""
+    import re
+
+    spy.fixed = "A light at 1 second."
+    window = ("--window", "30", "--overlap", "4", "--fps", "1", "--model", tiny_qwen25_path)
+    r = invoke("ask", clock_long, "What happens?", *window, *NEW)
+    assert r.exit_code == 0, r.stderr
+    named = {int(n) for n in re.findall(r"\bwindow (\d+)", r.stdout + r.stderr)}
+    assert named == {0, 1, 2, 3}, r.stdout + r.stderr
+    assert [int(n) for n in re.findall(r"(\d+) +A light at 1 second", r.stdout)] == [0, 1, 2, 3]
+    planned = invoke("budget", clock_long, *window)
+    assert planned.exit_code == 0, planned.stderr
+    rows = re.findall(r"^ *(\d+) +\d\d:\d\d:\d\d", planned.stdout, flags=re.MULTILINE)
+    assert [int(n) for n in rows] == [0, 1, 2, 3], planned.stdout
+
+
 def test_resume_continues_inside_a_long_video(
     spy: Spy,
     tiny_qwen25_path: Path,

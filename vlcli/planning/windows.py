@@ -55,6 +55,11 @@ class Window:
     def to_dict(self) -> dict[str, Any]:
         return {"window": self.index, "start_s": self.start_s, "end_s": self.end_s}
 
+    def label(self, count: int) -> str:
+        """``window 2 of 0-3``: the terminal numbers windows from 0, as ``--json`` does (the
+        number indexes the record's ``windows``), and says the range so the last reads as last."""
+        return f"window {self.index} of 0-{count - 1}"
+
 
 def default_overlap(window_s: float) -> float:
     """A few seconds, at most a quarter of the window."""
