@@ -141,6 +141,8 @@ def test_retry_failed_tries_failures_again_and_keeps_the_order(
     assert skipped.exit_code == 0 and "1 of them failed: --retry-failed" in skipped.stderr
     retried = invoke(*ask, "--retry-failed", "--json")
     assert retried.exit_code == 0, retried.stderr
+    progress = [x.split()[1] for x in retried.stderr.splitlines() if x.startswith("vlcli: [")]
+    assert progress == ["[2/2]"], retried.stderr  # b was done: a's retry is the second of two
     assert [Path(x["path"]).name for x in records(retried.stdout)] == ["a.mp4"]
     # the file is rewritten whole: one record per input, in input order, the retry in place
     assert [(Path(x["path"]).name, x["status"]) for x in lines(out)] == [
