@@ -141,6 +141,8 @@ def test_retry_failed_tries_failures_again_and_keeps_the_order(
     assert skipped.exit_code == 0 and "1 of them failed: --retry-failed" in skipped.stderr
     retried = invoke(*ask, "--retry-failed", "--json")
     assert retried.exit_code == 0, retried.stderr
+    progress = [x.split()[1] for x in retried.stderr.splitlines() if x.startswith("vlcli: [")]
+    assert progress == ["[2/2]"], retried.stderr  # b was done: a's retry is the second of two
     assert [Path(x["path"]).name for x in records(retried.stdout)] == ["a.mp4"]
     # the file is rewritten whole: one record per input, in input order, the retry in place
     assert [(Path(x["path"]).name, x["status"]) for x in lines(out)] == [
@@ -381,6 +383,41 @@ def test_a_failure_to_write_one_input_s_outputs_fails_that_input_only(
     assert "No space left on device" in r.stderr
 
 
+@pytest.mark.parametrize("option", ["--srt", "--vtt"])
+def test_a_subtitle_file_name_for_several_inputs_is_refused(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path, option: str
+) -> None:
+    """Several inputs get one subtitle file each, in a folder: a name that reads as one file
+    (it ends in .srt or .vtt and is no folder yet) is refused, not made into a folder."""
+    for name in ("out.srt", "out.VTT"):
+        target = tmp_path / name
+        r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, target)
+        assert r.exit_code == 2, r.stderr
+        (line,) = [x for x in r.stderr.splitlines() if x.startswith("vlcli:")]
+        assert f"{option} {target}" in line and "give a folder" in line
+        assert not target.exists() and spy.loaded == 0 and r.stdout == ""
+    # a folder of that name that is there already is used as a folder
+    made = tmp_path / "made.srt"
+    made.mkdir()
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, made)
+    assert r.exit_code == 0, r.stderr
+    fmt = option.lstrip("-")
+    assert sorted(p.name for p in made.iterdir()) == [f"a.{fmt}", f"b.{fmt}"]
+
+
+def test_output_files_under_missing_folders_make_them(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """-o makes its missing folders as --srt, --vtt and --evidence do."""
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    out, srt = tmp_path / "runs" / "today" / "answers.jsonl", tmp_path / "subs" / "new" / "a.srt"
+    r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", out, "--srt", srt)
+    assert r.exit_code == 0, r.stderr
+    assert [rec["status"] for rec in lines(out)] == ["ok"]
+    assert "A dot moves" in srt.read_text()
+
+
 def test_progress_lines_on_a_log_and_quiet(
     spy: Spy, tiny_qwen25_path: Path, two_clips: Path
 ) -> None:
@@ -521,6 +558,26 @@ def test_a_long_video_in_windows(
         seconds = int(h) * 3600 + int(m) * 60 + float(s)
         assert read_clock(Image.open(path)) / 10 == pytest.approx(seconds, abs=0.1 + 1e-6)
     assert srt.read_text().count(" --> ") == n + 1  # one track for the whole video
+
+
+def test_windows_are_numbered_from_0_on_the_terminal_as_in_json(
+    spy: Spy, tiny_qwen25_path: Path, clock_long: str
+) -> None:
+    """One numbering: the terminal's window titles, progress labels, times table and budget
+    table use the numbers --json records give (from 0)."""
+    import re
+
+    spy.fixed = "A light at 1 second."
+    window = ("--window", "30", "--overlap", "4", "--fps", "1", "--model", tiny_qwen25_path)
+    r = invoke("ask", clock_long, "What happens?", *window, *NEW)
+    assert r.exit_code == 0, r.stderr
+    named = {int(n) for n in re.findall(r"\bwindow (\d+)", r.stdout + r.stderr)}
+    assert named == {0, 1, 2, 3}, r.stdout + r.stderr
+    assert [int(n) for n in re.findall(r"(\d+) +A light at 1 second", r.stdout)] == [0, 1, 2, 3]
+    planned = invoke("budget", clock_long, *window)
+    assert planned.exit_code == 0, planned.stderr
+    rows = re.findall(r"^ *(\d+) +\d\d:\d\d:\d\d", planned.stdout, flags=re.MULTILINE)
+    assert [int(n) for n in rows] == [0, 1, 2, 3], planned.stdout
 
 
 def test_resume_continues_inside_a_long_video(

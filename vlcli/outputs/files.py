@@ -160,13 +160,23 @@ class SubtitleTarget:
 
 
 def subtitle_targets(srt: str | None, vtt: str | None, several: bool) -> list[SubtitleTarget]:
-    """``--srt``/``--vtt`` as targets; a folder when the run has several answers or it is one."""
+    """``--srt``/``--vtt`` as targets; a folder when the run has several answers or it is one.
+
+    With several answers, a name that reads as one file (a ``.srt`` or ``.vtt`` ending, and no
+    folder of that name yet) is refused rather than made into a folder the user did not mean.
+    """
     out = []
     for fmt, target in (("srt", srt), ("vtt", vtt)):
         if not target:
             continue
         if several and os.path.isfile(target):
             raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
+        named_as_file = Path(target).suffix.lower().lstrip(".") in SUBTITLE_FORMATS
+        if several and named_as_file and not os.path.isdir(target):
+            raise UsageError(
+                f"--{fmt} {target}: several inputs get one subtitle file each: give a folder "
+                "(one that exists may have any name), or one input"
+            )
         out.append(SubtitleTarget(fmt, target, several or os.path.isdir(target)))
     return out
 

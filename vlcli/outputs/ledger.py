@@ -125,6 +125,7 @@ class Ledger:
         """
         refuse_not_regular("--output", path)  # before it is opened: a pipe would block
         try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # as subtitles and evidence do
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o666)
         except OSError as exc:
             raise UsageError(f"--output {path}: cannot open it ({exc.strerror or exc})") from None

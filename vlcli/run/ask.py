@@ -140,7 +140,7 @@ class _Job:
     def label(self) -> str:
         if self.window is None:
             return self.task.label
-        return f"{self.task.label} (window {self.window.index + 1}/{self.task.windows})"
+        return f"{self.task.label} ({self.window.label(self.task.windows)})"
 
 
 class _Abandoned(Exception):
@@ -414,7 +414,7 @@ class _Run:
             from vlcli.times.parse import format_hms
 
             title = (
-                f"window {job.window.index + 1}/{job.task.windows}: "
+                f"{job.window.label(job.task.windows)}: "
                 f"{format_hms(job.window.start_s)} to {format_hms(job.window.end_s)}"
             )
         several = self.total > 1 or job.window is not None
