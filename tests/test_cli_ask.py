@@ -40,7 +40,7 @@ from vlcli.media.probe import frames_at, probe
 from vlcli.models.families import resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
 from vlcli.planning.tasks import build_prompt
-from vlcli.times.parse import format_hms
+from vlcli.times.format import format_hms
 
 pytest_plugins = ("conftest_models",)
 

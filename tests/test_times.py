@@ -7,13 +7,16 @@ import doctest
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vlcli.outputs import subtitles
 from vlcli.planning import tasks as prompts
+from vlcli.times import format as clock
 from vlcli.times import parse as times
-from vlcli.times.parse import TimeSpan, format_hms, map_times, parse_time_value, parse_times
+from vlcli.times.format import format_hms
+from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
 
 # --------------------------------------------------------------------------------------------
 # parse_times: one form at a time. (answer, [(start_s, end_s), ...])
@@ -472,6 +475,39 @@ def test_to_dict_before_mapping_uses_model_seconds() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# One clock for every output: the table, subtitle cues and evidence names round alike.
+# --------------------------------------------------------------------------------------------
+
+CLOCKS = [
+    # seconds, table (tenths), cue (ms), evidence name (ms)
+    (59.95, "00:01:00.0", "00:00:59,950", "c_00-00-59.950.png"),
+    (59.9995, "00:01:00.0", "00:01:00,000", "c_00-01-00.000.png"),
+    (3599.95, "01:00:00.0", "00:59:59,950", "c_00-59-59.950.png"),
+    (3599.9995, "01:00:00.0", "01:00:00,000", "c_01-00-00.000.png"),
+    (0.0005, "00:00:00.0", "00:00:00,001", "c_00-00-00.001.png"),  # half up, not to even
+    (2.0625, "00:00:02.1", "00:00:02,063", "c_00-00-02.063.png"),
+    (1.0005, "00:00:01.0", "00:00:01,001", "c_00-00-01.001.png"),
+]
+
+
+@pytest.mark.parametrize(("seconds", "table", "cue", "evidence"), CLOCKS)
+def test_every_output_writes_a_second_alike(
+    seconds: float, table: str, cue: str, evidence: str
+) -> None:
+    from vlcli.run.prompt import _evidence_name
+
+    assert format_hms(seconds) == table
+    assert subtitles.to_srt([TimeSpan(seconds, seconds + 1, "x")]).splitlines()[1].startswith(cue)
+    assert _evidence_name("c", seconds) == evidence
+
+
+def test_format_hms_is_public_api_and_lives_with_the_times() -> None:
+    import vlcli
+
+    assert vlcli.format_hms is clock.format_hms
+
+
+# --------------------------------------------------------------------------------------------
 # format_hms: tenths, halves up (on the printed decimal), carrying.
 # --------------------------------------------------------------------------------------------
 
@@ -557,15 +593,15 @@ def test_parse_time_value_rejects_junk(text: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [times, subtitles, prompts])
+@pytest.mark.parametrize("module", [times, clock, subtitles, prompts])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0 and result.attempted > 0
 
 
-@pytest.mark.parametrize("name", ["times.py", "subtitles.py", "prompts.py"])
-def test_no_heavy_imports(name: str) -> None:
-    source = (Path(times.__file__).parent / name).read_text(encoding="utf-8")
+@pytest.mark.parametrize("module", [times, clock, subtitles, prompts])
+def test_no_heavy_imports(module: Any) -> None:
+    source = Path(module.__file__).read_text(encoding="utf-8")
     imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal
 
+from vlcli.times.format import format_clock
 from vlcli.times.parse import TimeSpan
 
 __all__ = ["MIN_DISPLAY_S", "to_srt", "to_vtt"]
@@ -37,16 +37,8 @@ MIN_DISPLAY_S = 2.0
 
 
 def _timestamp(seconds: float, decimal_mark: str) -> str:
-    """``hh:mm:ss<mark>mmm``, rounded to the millisecond, halves up."""
-    if not math.isfinite(seconds):
-        raise ValueError(f"not a finite number of seconds: {seconds!r}")
-    millis = int(
-        Decimal(repr(max(float(seconds), 0.0))).quantize(Decimal("0.001"), ROUND_HALF_UP) * 1000
-    )
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_mark}{ms:03d}"
+    """``hh:mm:ss<mark>mmm``, rounded as every clock vlcli writes (:mod:`vlcli.times.format`)."""
+    return format_clock(max(float(seconds), 0.0), 3, mark=decimal_mark)
 
 
 def _cues(spans: Iterable[TimeSpan], min_display_s: float) -> list[tuple[float, float, str]]:

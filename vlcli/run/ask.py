@@ -411,7 +411,7 @@ class _Run:
         self.view.stage(job.label, "prefill")
         title = None
         if job.window is not None:
-            from vlcli.times.parse import format_hms
+            from vlcli.times.format import format_hms
 
             title = (
                 f"window {job.window.index + 1}/{job.task.windows}: "
@@ -510,7 +510,7 @@ class _Run:
             self._record(task, self._merged(task))
 
     def _merged(self, task: _Task) -> AskResult:
-        from vlcli.times.parse import format_hms
+        from vlcli.times.format import format_hms
 
         parts = sorted(task.parts, key=lambda p: p[0].index)
         merged = merge_spans([(w, plan, result.times) for w, plan, result, _ in parts])

@@ -19,6 +19,7 @@ from vlcli.errors import UsageError
 from vlcli.planning.plan import ImagePlan, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
 from vlcli.times.axis import TimeAxis
+from vlcli.times.format import format_clock
 
 if TYPE_CHECKING:
     from vlcli.backends import Backend
@@ -142,12 +143,9 @@ def map_answer_times(
 
 
 def _evidence_name(stem: str, seconds: float) -> str:
-    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows)."""
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
+    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows), rounded
+    as the subtitles' cues are."""
+    return f"{stem}_{format_clock(seconds, 3, sep='-')}.png"
 
 
 def save_evidence(

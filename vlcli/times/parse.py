@@ -4,8 +4,8 @@ A Qwen2.5-VL or Qwen3-VL model counts seconds from the first frame of the clip i
 ``vlcli ask --start 90`` shows it the video from second 90, so "at 12.5 seconds" in its answer
 means second 102.5 of the file. This module is pure text and arithmetic (no torch, no
 transformers): :func:`parse_times` finds the times an answer states, :func:`map_times` moves them
-to source seconds and clips them to the range that was shown, :func:`format_hms` writes
-``hh:mm:ss.s`` and :func:`parse_time_value` reads one time value (it also reads ``--start`` and
+to source seconds and clips them to the range that was shown (:func:`~vlcli.times.format.format_hms`
+writes them ``hh:mm:ss.s``) and :func:`parse_time_value` reads one time value (it also reads ``--start`` and
 ``--end``).
 
 >>> spans = map_times(parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=90)
@@ -76,14 +76,13 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from vlcli.times.format import format_hms
 from vlcli.times.parse_json import blank, json_regions
 
 __all__ = [
     "TimeSpan",
-    "format_hms",
     "map_times",
     "parse_time_value",
     "parse_times",
@@ -166,33 +165,6 @@ class TimeSpan:
 # --------------------------------------------------------------------------------------------
 # Formatting and single values
 # --------------------------------------------------------------------------------------------
-
-
-def format_hms(seconds: float) -> str:
-    """Seconds as ``hh:mm:ss.s``, rounded to the nearest tenth, halves up.
-
-    The rounding is done on the decimal value as Python prints the float (``repr``), so
-    ``1.45`` gives ``.5`` even though the binary float is a hair below 1.45; it carries into the
-    seconds, minutes and hours. Hours grow past two digits when needed; a negative value gets a
-    ``-`` sign (a value that rounds to zero gets none).
-
-    >>> format_hms(3725.25)
-    '01:02:05.3'
-    >>> format_hms(59.96)
-    '00:01:00.0'
-    >>> format_hms(0.04)
-    '00:00:00.0'
-    """
-    if not math.isfinite(seconds):
-        raise ValueError(f"not a finite number of seconds: {seconds!r}")
-    tenths = int(
-        Decimal(repr(abs(float(seconds)))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP) * 10
-    )
-    hours, rest = divmod(tenths, 36000)
-    minutes, rest = divmod(rest, 600)
-    secs, tenth = divmod(rest, 10)
-    sign = "-" if seconds < 0 and tenths else ""
-    return f"{sign}{hours:02d}:{minutes:02d}:{secs:02d}.{tenth}"
 
 
 _NUM = r"\d+(?:\.\d+)?"
