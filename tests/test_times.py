@@ -461,6 +461,7 @@ def test_to_dict_uses_source_seconds() -> None:
         "mapped": True,
         "clipped": False,
         "outside": False,
+        "reversed": False,
     }
 
 
@@ -866,3 +867,57 @@ def test_ask_reads_three_part_clocks_against_the_planned_clip() -> None:
     answer = '[{"timecode": "00:05:00", "caption": "A dog sits."}]'
     (span,) = map_answer_times(answer, [plan], [plan.time_axis()])
     assert span.source_start_s == pytest.approx(5.0, abs=0.5) and not span.outside  # not 300 s
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 21, items 11-12: an image has no time axis; times not mapped are still flagged.
+# --------------------------------------------------------------------------------------------
+
+
+def _one_second_plan() -> Any:
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
+
+    return plan_video(VideoFacts(640, 360, 30, 30.0), SamplingOptions(), QWEN2_5_VL)  # 1 s
+
+
+def test_an_image_prompt_states_no_times() -> None:
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, plan_image
+    from vlcli.run.prompt import map_answer_times
+
+    image = plan_image(800, 600, SamplingOptions(), QWEN2_5_VL)
+    answer = "The clock shows 10:10, open 9:00-17:00."
+    assert parse_times(answer)  # the text holds clock readings...
+    assert map_answer_times(answer, [image], ()) == []  # ...but no time of a video
+
+
+def test_times_not_vouched_for_are_flagged_outside_and_ordered() -> None:
+    from vlcli.run.prompt import map_answer_times
+
+    plan = _one_second_plan()
+    answer = "Open 9:00-17:00. He waves from 0.8 to 0.2 seconds. At 0.5 seconds he sits."
+    shop, wave, sits = map_answer_times(answer, [plan], [None])  # the axis is not vouched for
+    assert not shop.mapped and shop.outside  # 540-1020 s of a 1 s clip
+    assert (wave.start_s, wave.end_s) == (0.2, 0.8) and wave.reversed and not wave.outside
+    assert not sits.outside and not sits.reversed
+    assert wave.to_dict()["reversed"] and not sits.to_dict()["reversed"]
+
+
+def test_a_mapped_reversed_span_is_flagged() -> None:
+    (span,) = map_times([TimeSpan(9, 6)], clip_start_s=100, clip_end_s=130)
+    assert (span.source_start_s, span.source_end_s) == (106.0, 109.0)
+    assert span.reversed and not span.clipped
+
+
+def test_several_videos_times_are_flagged_against_the_longest() -> None:
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
+    from vlcli.run.prompt import map_answer_times
+
+    short = _one_second_plan()
+    longer = plan_video(VideoFacts(640, 360, 300, 30.0), SamplingOptions(), QWEN2_5_VL)  # 10 s
+    inside, past = map_answer_times(
+        "At 5 seconds a dog; at 50 seconds a cat.", [short, longer], [None, None]
+    )
+    assert not inside.outside and past.outside

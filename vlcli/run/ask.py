@@ -48,7 +48,7 @@ from vlcli.outputs.files import (
 from vlcli.outputs.ledger import Ledger, input_facts, record_key
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
-from vlcli.planning.windows import Window, merge_spans, plan_windows
+from vlcli.planning.windows import Window, merge_spans, plan_windows, shown_range
 from vlcli.run.pipeline import Interrupts, Outcome, Ready, run_ordered
 from vlcli.run.prompt import (
     AskResult,
@@ -612,11 +612,16 @@ class _Run:
         from vlcli.outputs.subtitles import to_srt, to_vtt
 
         written: list[str] = []
+        # no cue runs past the video's end (the last window's, with --window)
+        end = max(
+            (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
+        )
         for target in self.subtitles:
             path = target.path_for(task.stem)
             check_not_input(path, self.inputs)
-            if result.times:
-                atomic_write(path, (to_srt if target.fmt == "srt" else to_vtt)(result.times))
+            if any(not span.outside for span in result.times):  # a span outside has no cue
+                write = to_srt if target.fmt == "srt" else to_vtt
+                atomic_write(path, write(result.times, end_s=end))
                 written.append(str(path))
                 self.view.info(f"wrote {path}")
                 continue

@@ -83,6 +83,7 @@ from vlcli.times.parse_json import blank, json_regions
 
 __all__ = [
     "TimeSpan",
+    "bound_times",
     "map_times",
     "parse_time_value",
     "parse_times",
@@ -100,7 +101,9 @@ class TimeSpan:
     ``start_s``/``end_s`` are the seconds the model stated, counted from the start of the clip it
     saw (``end_s == start_s`` for an instant). :func:`map_times` fills the ``source_*`` fields:
     the same times in seconds of the source video, clipped to the range that was shown
-    (``clipped`` when a bound moved, ``outside`` when the whole span lay outside that range).
+    (``clipped`` when a bound moved, ``outside`` when the whole span lay outside that range);
+    :func:`bound_times` sets ``outside`` for spans left in the model's seconds. ``reversed``:
+    the answer stated the end before the start (both functions put them in order).
 
     >>> span = TimeSpan(3.0, 3.0, text="A man enters.", raw="3 seconds")
     >>> span.is_instant, span.mapped
@@ -115,6 +118,7 @@ class TimeSpan:
     source_end_s: float | None = None
     clipped: bool = False
     outside: bool = False
+    reversed: bool = False
 
     @property
     def is_instant(self) -> bool:
@@ -159,6 +163,7 @@ class TimeSpan:
             "mapped": self.mapped,
             "clipped": self.clipped,
             "outside": self.outside,
+            "reversed": self.reversed,
         }
 
 
@@ -713,7 +718,7 @@ def map_times(
     to ``[clip_start_s, clip_end_s]`` (no upper bound when ``clip_end_s`` is None) and
     ``clipped`` is set when a bound moved. A span lying entirely outside the clip is kept,
     clamped to the nearer bound, with ``outside`` (and ``clipped``) set. A span whose end comes
-    before its start is swapped, with no flag. Source seconds are rounded to microseconds. The
+    before its start is swapped and flagged ``reversed``. Source seconds are rounded to microseconds. The
     spans' own ``start_s``/``end_s`` stay the model's seconds, so mapping again with other
     bounds starts afresh. ``to_source``, when given, replaces the offset: it maps a second the
     model states to a source second (vlcli passes the plan's table of what each temporal patch
@@ -741,9 +746,7 @@ def map_times(
     hi = None if clip_end_s is None else _round(clip_end_s)
     out: list[TimeSpan] = []
     for span in spans:
-        a, b = span.start_s, span.end_s
-        if b < a:
-            a, b = b, a
+        a, b = sorted((span.start_s, span.end_s))
         if to_source is not None:
             src_a, src_b = _round(to_source(a)), _round(to_source(b))
         else:
@@ -761,6 +764,34 @@ def map_times(
                 source_end_s=new_b,
                 clipped=(new_a, new_b) != (src_a, src_b),
                 outside=outside,
+                reversed=span.reversed or span.end_s < span.start_s,
+            )
+        )
+    return out
+
+
+def bound_times(spans: Iterable[TimeSpan], lo_s: float, hi_s: float) -> list[TimeSpan]:
+    """Spans left in the model's seconds, put in order and flagged against ``[lo_s, hi_s]``.
+
+    For times no time axis vouches for (:func:`map_times` is not applied): they stay as the
+    model stated them, but a span whose end comes first is swapped (``reversed``), and one that
+    lies entirely outside the clip as the model counts it is flagged ``outside``, as a mapped
+    span would be, so that no output takes it for a moment of the video.
+
+    >>> [(s.start_s, s.end_s, s.outside, s.reversed) for s in bound_times(
+    ...     [TimeSpan(540, 1020), TimeSpan(0.8, 0.2)], 0.0, 1.0)]
+    [(540, 1020, True, False), (0.2, 0.8, False, True)]
+    """
+    out: list[TimeSpan] = []
+    for span in spans:
+        a, b = sorted((span.start_s, span.end_s))
+        out.append(
+            replace(
+                span,
+                start_s=a,
+                end_s=b,
+                outside=b < lo_s or a > hi_s,
+                reversed=span.reversed or span.end_s < span.start_s,
             )
         )
     return out
