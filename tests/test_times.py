@@ -921,3 +921,65 @@ def test_several_videos_times_are_flagged_against_the_longest() -> None:
         "At 5 seconds a dog; at 50 seconds a cat.", [short, longer], [None, None]
     )
     assert not inside.outside and past.outside
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 21, item 15: forms that were misread.
+# --------------------------------------------------------------------------------------------
+
+FORMS = [
+    # a unit after a range applies to both ends
+    ("It happens from 2 to 3 minutes.", [(120.0, 180.0)]),
+    ("It happens at 2-3 minutes.", [(120.0, 180.0)]),
+    ("The match is between 1 and 2 hours.", [(3600.0, 7200.0)]),
+    ("From 1.5 to 2 minutes he runs.", [(90.0, 120.0)]),
+    # minutes and seconds as one time
+    ("At 1 min 30 s he sits.", [(90.0, 90.0)]),
+    ("At 1 minute 30s he sits.", [(90.0, 90.0)]),
+    # SubRip's hh:mm:ss,mmm, a span with milliseconds
+    ("00:00:05,500 --> 00:00:07,000", [(5.5, 7.0)]),
+    ("The cue runs 01:02:03,250 --> 01:02:04,000.", [(3723.25, 3724.0)]),
+    # decimals of minutes; a decimal comma before a unit
+    ("At 1.5 minutes he sits.", [(90.0, 90.0)]),
+    ("At 1,5 seconds he sits.", [(1.5, 1.5)]),
+    ("At 2,25 s he sits.", [(2.25, 2.25)]),
+    # a negative time is negative (the clip's mapping flags it outside), not its magnitude
+    ("At -3 seconds he sits.", [(-3.0, -3.0)]),
+    # "second N" names a time
+    ("At second 2 he sits.", [(2.0, 2.0)]),
+    ("Around the second 4.5 a dog barks.", [(4.5, 4.5)]),
+    # durations are not times
+    ("It lasted 40 hours.", []),
+    ("It is a 21-second clip.", []),
+    ("It is a 21 second clip.", []),
+    ("It is a 21s clip of a dog.", []),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), FORMS)
+def test_forms_once_misread(answer: str, expected: list[tuple[float, float]]) -> None:
+    assert [(s.start_s, s.end_s) for s in parse_times(answer)] == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "There are 2-3 people.",  # a bare range is no time
+        "The seconds 1,5 and 7 are marked.",  # a comma between numbers is a list
+        "The (00:00:09,00:00:25) bracket is a range.",
+        "It scored 1,500 points at 3 seconds.",
+        "The second 2 people leave.",  # "second" as an ordinal with no "at"
+    ],
+)
+def test_forms_close_to_those_stay_as_they_were(answer: str) -> None:
+    got = [(s.start_s, s.end_s) for s in parse_times(answer)]
+    expected = {
+        "The (00:00:09,00:00:25) bracket is a range.": [(9.0, 25.0)],
+        "It scored 1,500 points at 3 seconds.": [(3.0, 3.0)],
+    }.get(answer, [])
+    assert got == expected
+
+
+def test_a_negative_time_maps_outside_the_clip() -> None:
+    (span,) = map_times(parse_times("At -3 seconds he sits."), clip_start_s=10, clip_end_s=20)
+    assert span.outside and span.source_start_s == 10.0

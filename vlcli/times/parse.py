@@ -19,17 +19,21 @@ What :func:`parse_times` reads
 *Prose*, sentence by sentence:
 
 - seconds with a unit: ``12.5 seconds``, ``12.5s``, ``12.5 sec``, ``at 3 seconds``,
-  ``the 12.5-second mark``; minutes and hours in words: ``1 minute 5 seconds``, ``2 minutes``,
+  ``the 12.5-second mark``, a decimal comma before the unit (``1,5 seconds``), a negative time
+  (``at -3 seconds``: before the clip, flagged outside once mapped), ``at second 2``; minutes
+  and hours in words: ``1 minute 5 seconds``, ``1 min 30 s``, ``2 minutes``, ``1.5 minutes``,
   ``1m30s``;
-- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff`` (not ``4:30 PM``); a
+- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff``, SubRip's
+  ``hh:mm:ss,mmm`` (not ``4:30 PM``); a
   three-part clock is ``hh:mm:ss`` unless the clip's length, when given, rules that out
   (``mm:ss:ff``, as Gemini writes ``00:11:00`` for 11 s: see :func:`parse_times`);
 - Qwen3-VL timestamp tokens echoed back: ``<12.5 seconds>``;
 - ranges of any of these: ``from 12.5 to 20.0 seconds``, ``between 3 and 5 seconds``,
   ``12.5 - 20.0 seconds``, ``12.5-20.0s``, ``00:12 - 00:20``, ``from 1:05 to 1:10``,
   ``[12.5s, 20.0s]``, ``[12.5, 20.0] seconds``, ``(00:00:09,00:00:25)``, several in one
-  bracket ``(0:09-0:25, 0:41-0:45)``; a unit on either end is enough, but a clock and a bare
-  number are not a range (``00:05 - 3 foxes``);
+  bracket ``(0:09-0:25, 0:41-0:45)``, ``00:00:05,500 --> 00:00:07,000``; a unit on either end
+  is enough (minutes or hours after the end apply to a bare start: ``from 2 to 3 minutes`` is
+  120-180 s), but a clock and a bare number are not a range (``00:05 - 3 foxes``);
 - a noun naming the times after "between": ``between the marks 01:10 and 01:45``,
   ``between the timestamps 02:30 and 03:29``, ``between seconds 2 and 5`` (a closed list of such
   nouns: "between the dog at 0:10 and the cat at 0:45" states two instants);
@@ -49,8 +53,8 @@ sentence speaks of time (``seconds``, ``sec``, ``timestamp``, ``time``...), or t
 number is never a time: ``3 people``, ``version 2.5``, ``1920x1080``.
 
 Durations are not times: ``for 3 seconds``, ``lasts 10 seconds``, ``30 seconds long``,
-``a 30-second clip``, ``5 seconds later``, ``every 2 seconds``, ``2 seconds after he sits`` are
-skipped.
+``a 30-second clip``, ``a 21s clip``, ``5 seconds later``, ``every 2 seconds``, ``2 seconds after
+he sits`` are skipped.
 
 *JSON*, anywhere in the answer (a ```` ```json ```` fence, trailing prose, Python-style quotes
 and trailing commas are fine), read by :mod:`vlcli.times.parse_json`: every object with
@@ -177,18 +181,23 @@ _UNIT_S = r"(?:(?:seconds?|secs?|s)(?![a-z])|秒钟?)"
 _UNIT_M = r"(?:minutes?|mins?)(?![a-z])"
 _UNIT_H = r"(?:hours?|hrs?)(?![a-z])"
 _AND = r"(?:\s*,?\s*(?:and\s+)?)"
-# "1 hour 2 minutes 5 seconds", "1 minute and 5.5 seconds", "2 minutes" (it must start with
-# hours or minutes; plain seconds are the number-and-unit form).
+# A decimal comma, only right before a unit ("1,5 seconds"): "1,500" is a thousands group and
+# "1,5 and 7" a list.
+_COMMA_DECIMAL = r"\d+,\d{1,2}(?!\d)"
+_LEAD = rf"(?:{_COMMA_DECIMAL}|{_NUM})"
+_SECONDS_PART = rf"{_AND}(?:{_COMMA_DECIMAL}|{_NUM})\s*(?:seconds?|secs?|s)(?![a-z])"
+# "1 hour 2 minutes 5 seconds", "1 minute and 5.5 seconds", "1 min 30 s", "1.5 minutes" (it
+# must start with hours or minutes; plain seconds are the number-and-unit form).
 _WORDY = (
-    rf"\d+\s*{_UNIT_H}(?:{_AND}\d+\s*{_UNIT_M})?(?:{_AND}{_NUM}\s*(?:seconds?|secs?)(?![a-z]))?"
-    rf"|\d+\s*{_UNIT_M}(?:{_AND}{_NUM}\s*(?:seconds?|secs?)(?![a-z]))?"
+    rf"{_LEAD}\s*{_UNIT_H}(?:{_AND}\d+\s*{_UNIT_M})?(?:{_SECONDS_PART})?"
+    rf"|{_LEAD}\s*{_UNIT_M}(?:{_SECONDS_PART})?"
 )
 # "1h2m3s", "1h30s", "1m30s", "1m30.5s" (a lone "5m" could be metres: not taken).
 _COMPACT = (
     r"\d+h(?:\d{1,2}m(?:\d{1,2}(?:\.\d+)?s)?|\d{1,2}(?:\.\d+)?s)(?![a-z\d])"
     r"|\d+m\d{1,2}(?:\.\d+)?s(?![a-z\d])"
 )
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)", re.I)
+_PART = re.compile(r"(\d+(?:[.,]\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)", re.I)
 _CLOCK_VALUE = re.compile(
     r"(?:(?P<h>\d+):(?P<m>\d{1,2})|(?P<mm>\d+)):(?P<s>\d{2})(?:[.,](?P<f>\d+))?", re.I
 )
@@ -218,14 +227,20 @@ def _clock_seconds(text: str, frames: bool = False) -> float | None:
     return int(m["mm"]) * 60 + secs
 
 
+def _unit_scale(unit: str) -> float:
+    u = unit.lower()
+    return 3600.0 if u.startswith("h") else 60.0 if u.startswith("m") else 1.0
+
+
 def _parts_seconds(text: str) -> float:
     """Sum of "N hours / N minutes / N seconds" parts (words or the compact 1h2m3s)."""
-    total = 0.0
-    for number, unit in _PART.findall(text):
-        u = unit.lower()
-        scale = 3600 if u.startswith("h") else 60 if u.startswith("m") else 1
-        total += float(number) * scale
-    return total
+    return sum(float(n.replace(",", ".")) * _unit_scale(u) for n, u in _PART.findall(text))
+
+
+def _single_unit_scale(text: str) -> float:
+    """The unit's seconds when ``text`` is one number and one unit ("3 minutes"), else 1."""
+    parts = _PART.findall(text)
+    return _unit_scale(parts[0][1]) if len(parts) == 1 else 1.0
 
 
 def parse_time_value(text: str) -> float:
@@ -283,7 +298,9 @@ def _time_value(text: str, frames: bool = False) -> float | None:
 # a comma directly ("(00:00:09,00:00:25)").
 _BEFORE_CLOCK = r"(?<![A-Za-z0-9_.:'’])"
 _BEFORE = rf"{_BEFORE_CLOCK}(?<!\d,)"
-_CLOCK = r"(?:\d{1,2}:[0-5]\d:[0-5]\d|\d{1,3}:[0-5]\d)(?:\.\d+)?"
+# SubRip writes milliseconds after a comma (``00:00:05,500``); two digits after a comma are the
+# next clock of a pair ("(00:00:09,00:00:25)").
+_CLOCK = r"(?:\d{1,2}:[0-5]\d:[0-5]\d(?:,\d{3}(?![\d:])|\.\d+)?|\d{1,3}:[0-5]\d(?:\.\d+)?)"
 
 
 def _value(p: str) -> str:
@@ -292,7 +309,7 @@ def _value(p: str) -> str:
         rf"(?:<\s*(?P<{p}tok>{_NUM})\s*{_UNIT_S}\s*>"
         rf"|{_BEFORE_CLOCK}(?P<{p}clk>{_CLOCK})(?!\d)(?!:\d)(?!\.\d)(?!\s*[ap]\.?m\b)"
         rf"|{_BEFORE}(?P<{p}wordy>{_WORDY}|{_COMPACT})"
-        rf"|{_BEFORE}(?P<{p}num>{_NUM})(?!\d)(?!:\d)(?!\.\d)"
+        rf"|{_BEFORE}(?P<{p}num>{_COMMA_DECIMAL}(?=[ \t]*{_UNIT_S})|{_NUM})(?!\d)(?!:\d)(?!\.\d)"
         rf"(?:(?P<{p}sep>-|[ \t]*)(?P<{p}unit>{_UNIT_S}))?)"
     )
 
@@ -333,6 +350,12 @@ _BRACKET_RE = re.compile(
 )
 _DASH_RE = re.compile(rf"{_value('a')}{_MARK}{_CONN}{_MOD}{_value('b')}", re.I)
 _INSTANT_RE = re.compile(_value("a"), re.I)
+# "at second 2", "around the second 4.5": a time named by its second.
+_SECOND_RE = re.compile(
+    rf"\b(?:at|around|near|by|until|till)\s+(?:the\s+)?(?P<body>second\s+(?P<n>{_NUM}))(?![\d.:])"
+    rf"(?!\s*(?:{_UNIT_S}|{_UNIT_M}|{_UNIT_H}))",
+    re.I,
+)
 
 # The sentence speaks of time: a bare-number range in it may be read as seconds.
 _TIME_WORD = re.compile(
@@ -364,6 +387,7 @@ _RELATIVE_AFTER = re.compile(
     r"\s*(?:before|after)\b(?!\s+the\s+(?:start|beginning|video\s+(?:starts|begins)))", re.I
 )
 _AT_BEFORE = re.compile(r"\b(?:at|by)\s+(?:(?:about|around|approximately|roughly|~)\s*)?$", re.I)
+_ARTICLE_BEFORE = re.compile(r"\b(?:a|an)\s+$", re.I)
 # "the 12.5-second mark" is a time; "a 30-second clip" is a length.
 _MARK_AFTER = re.compile(r"\s*(?:mark|point|timestamp|time|position|moment|frame)\b", re.I)
 
@@ -399,6 +423,7 @@ class _Value:
     unit: str | None
     number: str | None
     clock: bool = False
+    scale: float = 1.0  # "3 minutes": the unit a bare number before it in a range takes
 
 
 def _read_value(m: re.Match[str], p: str, frames: bool) -> _Value | None:
@@ -408,10 +433,13 @@ def _read_value(m: re.Match[str], p: str, frames: bool) -> _Value | None:
         seconds = _clock_seconds(m[f"{p}clk"], frames)
         return None if seconds is None else _Value(seconds, True, None, None, None, clock=True)
     if m[f"{p}wordy"] is not None:
-        return _Value(_parts_seconds(m[f"{p}wordy"]), True, None, None, None)
+        wordy = m[f"{p}wordy"]
+        return _Value(
+            _parts_seconds(wordy), True, None, None, None, scale=_single_unit_scale(wordy)
+        )
     number = m[f"{p}num"]
     unit = m[f"{p}unit"]
-    return _Value(float(number), unit is not None, m[f"{p}sep"], unit, number)
+    return _Value(float(number.replace(",", ".")), unit is not None, m[f"{p}sep"], unit, number)
 
 
 def _sentences(text: str) -> Iterator[tuple[int, str]]:
@@ -463,6 +491,12 @@ def _is_duration(sentence: str, start: int, end: int) -> bool:
     lo = max(0, start - _LOOKBACK)
     if _DURATION_BEFORE.search(sentence, lo, start) or _DURATION_AFTER.match(sentence, end):
         return True
+    if (
+        _ARTICLE_BEFORE.search(sentence, lo, start)
+        and _WORD_AFTER.match(sentence, end)
+        and not _MARK_AFTER.match(sentence, end)
+    ):
+        return True  # "a 21 second clip", "a 21s clip": a length
     return bool(_RELATIVE_AFTER.match(sentence, end)) and not _AT_BEFORE.search(sentence, lo, start)
 
 
@@ -492,6 +526,9 @@ def _candidate(
     kind: str, m: re.Match[str], sentence: str, time_context: bool, frames: bool
 ) -> _Found | None:
     start, end = m.start(), m.end()
+    if kind == "second":
+        n = float(m["n"])
+        return _Found(start, end, n, n, _squeeze(m["body"]), True)
     a = _read_value(m, "a", frames)
     if a is None:
         return None
@@ -499,10 +536,16 @@ def _candidate(
         if not a.has_unit or not _plausible_value(a, sentence, end):
             return None
         keep = not _is_duration(sentence, start, end)
+        if _minus_before(sentence, start):  # "at -3 seconds": before the clip, not 3 s
+            return _Found(
+                start - 1, end, -a.seconds, -a.seconds, "-" + _squeeze(m.group()), True, keep
+            )
         return _Found(start, end, a.seconds, a.seconds, _squeeze(m.group()), True, keep)
     b = _read_value(m, "b", frames)
     if b is None or not _plausible_value(b, sentence, end):
         return None
+    if a.number is not None and not a.has_unit and b.scale != 1.0:  # "from 2 to 3 minutes"
+        a = replace(a, seconds=a.seconds * b.scale, has_unit=True)
     bracket_unit = kind == "bracket" and m["after_unit"] is not None
     if (a.clock and b.number is not None and not b.has_unit) or (
         b.clock and a.number is not None and not a.has_unit
@@ -524,6 +567,15 @@ def _candidate(
     )
 
 
+def _minus_before(sentence: str, start: int) -> bool:
+    """Is the time at ``start`` signed negative ("at -3 seconds"), not joined to a word?"""
+    return (
+        start >= 1
+        and sentence[start - 1] in "-−"
+        and (start == 1 or sentence[start - 2] in " \t([")
+    )
+
+
 def _squeeze(text: str) -> str:
     return " ".join(text.split())
 
@@ -532,6 +584,7 @@ _PATTERNS = (
     ("from", _FROM_RE),
     ("bracket", _BRACKET_RE),
     ("dash", _DASH_RE),
+    ("second", _SECOND_RE),
     ("instant", _INSTANT_RE),
 )
 
