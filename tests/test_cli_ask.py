@@ -356,7 +356,7 @@ def test_times_are_source_seconds(spy: Spy, tiny_qwen25_path: Path, tiny_clip: s
     assert 2.0 <= leaves["start_s"] < leaves["end_s"] <= 3.0
     assert leaves["end_hms"] == format_hms(leaves["end_s"])
 
-    clip_end = plan.clip_end_s + 1 / plan.source_fps  # the last frame is shown one frame time
+    clip_end = plan.shown_end_s  # the last frame is shown one frame time, up to --end
     assert back["model_start_s"] == 9.0
     assert back["outside"] and back["clipped"]
     assert back["start_s"] == back["end_s"] == pytest.approx(clip_end)
@@ -378,7 +378,7 @@ def test_subtitles_have_the_mapped_times(
         round(plan.time_axis().source_seconds(1.0), 6),
         round(plan.time_axis().source_seconds(1.5), 6),
     )
-    end = round(plan.clip_end_s + 1 / plan.source_fps, 6)
+    end = round(plan.shown_end_s, 6)
     first = BALL.split(". ")[0] + "."
     # the instant's 2 s stop at the clip's end; the time outside the clip has no cue
     cues = sorted([(a, min(a + 2.0, end), first), (b, c, first)])

@@ -157,3 +157,26 @@ def test_a_one_patch_clip_spans_its_patch() -> None:
     axis = _axis((0.0,), 0.75, 1.0)
     assert axis.source_seconds(0.5) == pytest.approx(0.375)
     assert axis.source_seconds(1.5) == pytest.approx(1.25)
+
+
+def test_clipped_times_do_not_pass_the_requested_end() -> None:
+    # --start 5 --end 15 of a 30 s 25 fps video: the last frame, 375, starts at 15.0 s; the clip
+    # ends at --end, 15.0, not that frame's end, 15.04
+    plan = plan_video(VideoFacts(640, 360, 750, 25.0), SamplingOptions(start=5, end=15), QWEN2_5_VL)
+    assert plan.clip_end_s == pytest.approx(15.0)
+    axis = plan.time_axis()
+    assert axis.clip_end_s == pytest.approx(15.0)
+    from vlcli.planning.windows import shown_range
+    from vlcli.times.parse import map_times, parse_times
+
+    assert shown_range(plan)[1] == pytest.approx(15.0)
+    (span,) = map_times(
+        parse_times("At 12 seconds he leaves."),
+        clip_start_s=axis.clip_start_s,
+        clip_end_s=axis.clip_end_s,
+        to_source=axis.source_seconds,
+    )
+    assert span.source_start_s == 15.0 and span.outside
+    # without --end the last frame is shown for one frame time
+    whole = plan_video(VideoFacts(640, 360, 750, 25.0), SamplingOptions(start=5), QWEN2_5_VL)
+    assert whole.time_axis().clip_end_s == pytest.approx(whole.clip_end_s + 0.04)
