@@ -983,3 +983,16 @@ def test_forms_close_to_those_stay_as_they_were(answer: str) -> None:
 def test_a_negative_time_maps_outside_the_clip() -> None:
     (span,) = map_times(parse_times("At -3 seconds he sits."), clip_start_s=10, clip_end_s=20)
     assert span.outside and span.source_start_s == 10.0
+
+
+def test_a_window_record_read_back_keeps_its_flags() -> None:
+    # --resume reads a finished window's spans back from its record: the flags come back too
+    from vlcli.run.ask import _result_from_record, _Task
+    from vlcli.run.prompt import AskSettings
+
+    plan = _one_second_plan()
+    (span,) = map_times([TimeSpan(0.8, 0.2, "x")], clip_end_s=1.0)
+    record = {"answer": "x", "times": [span.to_dict()]}
+    task = _Task(paths=["a.mp4"], stem="a", key="k")
+    result = _result_from_record(record, task, plan, AskSettings(question="q"))
+    assert result.times == [span]

@@ -682,6 +682,7 @@ def _result_from_record(
             t["end_s"] if t.get("mapped") else None,
             bool(t.get("clipped")),
             bool(t.get("outside")),
+            bool(t.get("reversed")),
         )
         for t in record.get("times", [])
     ]
