@@ -286,6 +286,21 @@ def test_together_is_one_record(
     assert spy.loaded == 1 and len(spy.questions) == 1
 
 
+def test_an_image_has_no_times(
+    spy: Spy, tiny_qwen25_path: Path, tiny_image: str, tmp_path: Path
+) -> None:
+    # a clock read off a photo is no time of a video: no times, no subtitles
+    spy.fixed = "The clock shows 10:10, open 9:00-17:00."
+    srt = tmp_path / "photo.srt"
+    r = invoke(
+        "ask", tiny_image, "What time is it?", "--model", tiny_qwen25_path, *NEW, "--json",
+        "--srt", srt,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert rec["times"] == [] and rec["subtitles"] == [] and not srt.exists()
+
+
 def test_together_with_two_videos_leaves_times_unmapped(
     spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tiny_image: str, tmp_path: Path
 ) -> None:
