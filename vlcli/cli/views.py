@@ -368,7 +368,7 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
             }
         )
         return
-    from vlcli.times.parse import format_hms
+    from vlcli.times.format import format_hms
 
     print_out(f"[bold]{escape(visible(path))}[/]: {len(rows)} windows, each its own prompt")
     t = Table(show_edge=False, pad_edge=False)
@@ -537,7 +537,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
     clock time to the tenth, both rounded from the same value.
     """
-    from vlcli.times.parse import format_hms
+    from vlcli.times.format import format_hms
 
     write_out("\n")
     if result.times:

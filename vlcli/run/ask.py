@@ -48,7 +48,7 @@ from vlcli.outputs.files import (
 from vlcli.outputs.ledger import Ledger, input_facts, part_key, placed_key, record_key
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
-from vlcli.planning.windows import Window, merge_spans, plan_windows
+from vlcli.planning.windows import Window, merge_spans, plan_windows, shown_range
 from vlcli.run.pipeline import Interrupts, Outcome, Ready, run_ordered
 from vlcli.run.prompt import (
     AskResult,
@@ -411,7 +411,7 @@ class _Run:
         self.view.stage(job.label, "prefill")
         title = None
         if job.window is not None:
-            from vlcli.times.parse import format_hms
+            from vlcli.times.format import format_hms
 
             title = (
                 f"{job.window.label(job.task.windows)}: "
@@ -510,7 +510,7 @@ class _Run:
             self._record(task, self._merged(task))
 
     def _merged(self, task: _Task) -> AskResult:
-        from vlcli.times.parse import format_hms
+        from vlcli.times.format import format_hms
 
         parts = sorted(task.parts, key=lambda p: p[0].index)
         merged = merge_spans([(w, plan, result.times) for w, plan, result, _ in parts])
@@ -612,11 +612,16 @@ class _Run:
         from vlcli.outputs.subtitles import to_srt, to_vtt
 
         written: list[str] = []
+        # no cue runs past the video's end (the last window's, with --window)
+        end = max(
+            (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
+        )
         for target in self.subtitles:
             path = target.path_for(task.stem)
             check_not_input(path, self.inputs)
-            if result.times:
-                atomic_write(path, (to_srt if target.fmt == "srt" else to_vtt)(result.times))
+            if any(not span.outside for span in result.times):  # a span outside has no cue
+                write = to_srt if target.fmt == "srt" else to_vtt
+                atomic_write(path, write(result.times, end_s=end))
                 written.append(str(path))
                 self.view.info(f"wrote {path}")
                 continue
@@ -677,6 +682,7 @@ def _result_from_record(
             t["end_s"] if t.get("mapped") else None,
             bool(t.get("clipped")),
             bool(t.get("outside")),
+            bool(t.get("reversed")),
         )
         for t in record.get("times", [])
     ]
