@@ -8,7 +8,8 @@ so to test what vlcli does with the times an answer states (mapping to source se
 subtitles, evidence frames) the ``spy`` fixture wraps ``TransformersBackend.generate``: it calls the real
 method and then, only when a test sets ``spy.fixed``, replaces the answer's *text* with that
 fixed answer (``dataclasses.replace(answer, text=FIXED)``) and streams it in place of the
-random one. Nothing else of the answer is changed (token counts and timings are the real ones).
+random one, in pieces of 7 characters. Nothing else of the answer is changed (token counts and
+timings are the real ones).
 The spy also counts how many times the model was loaded (``TransformersBackend._load``: a run makes
 its backend before probing anything, to check the options, and loads the model only when an input
 needs it) and records the prompt each call received.
@@ -102,8 +103,9 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         state.streamed.append("".join(pieces))
         if state.fixed is None:
             return answer
-        if on_text is not None:
-            on_text(state.fixed)
+        if on_text is not None:  # in pieces that end mid-word, as a model streams
+            for k in range(0, len(state.fixed), 7):
+                on_text(state.fixed[k : k + 7])
         return dataclasses.replace(answer, text=state.fixed)
 
     monkeypatch.setattr(TransformersBackend, "_load", load)

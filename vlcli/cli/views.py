@@ -463,9 +463,12 @@ class AskOutput:
             self._line_open = False
 
     def _show_header(self) -> None:
-        self._end_line()
+        """Once per answer, before its first text: end the line left open by the answer
+        before, then name the input (when the run has several). Never between two pieces of
+        one answer, which must read as the model wrote it."""
         if self._header is not None and not self._header[3]:
             self._header[3] = True
+            self._end_line()
             if self._header[2]:
                 answer_header(self._header[0], self._header[1])
 
@@ -501,6 +504,7 @@ class AskOutput:
                 if self._header is None:  # not streamed: the header comes now
                     self._header = [result.paths, None, self.progress.total > 1, False]
                 self._show_header()
+                self._end_line()
                 if not self._streamed:  # answered elsewhere (several requests in flight)
                     stream_text(result.answer)
                 answer_view(result, figures=not self.quiet)

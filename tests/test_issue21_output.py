@@ -1,0 +1,112 @@
+"""What ``vlcli ask`` writes, end to end, when the answer or a file name is not plain (issue 21):
+the streamed answer reads as the model wrote it, names that are not UTF-8 keep their bytes,
+a malformed answer stays one input's affair, and a user's own files are never removed.
+
+The answers come from a scripted stand-in for an OpenAI-compatible server (``--server``): it
+serves one model (the tiny Qwen2.5-VL folder, which vlcli also reads for its tokenizer and
+configuration) and streams the pieces a test gives it, as vLLM streams its chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_cli import invoke
+
+pytest_plugins = ("conftest_models",)
+
+ROOT = Path(__file__).resolve().parents[1]
+PIECES = ["The dog", " jumps ", "from 2.", "0 to 3.", "0 seconds."]
+
+
+class StandIn:
+    """The stand-in server's script: the pieces of the next answers (raw event lines when a
+    piece is bytes) and the requests it was sent."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.pieces: list[str | bytes] = list(PIECES)
+        self.requests = 0
+        self.url = ""
+
+    def stream(self) -> bytes:
+        events = []
+        for piece in self.pieces:
+            if isinstance(piece, bytes):  # sent as it is: not necessarily UTF-8
+                events.append(b'data: {"choices": [{"delta": {"content": "' + piece + b'"}}]}')
+                continue
+            chunk = {"model": self.model, "choices": [{"delta": {"content": piece}}]}
+            events.append(b"data: " + json.dumps(chunk).encode())
+        usage = {"prompt_tokens": 100, "completion_tokens": len(self.pieces)}
+        events.append(b"data: " + json.dumps({"choices": [], "usage": usage}).encode())
+        events.append(b"data: [DONE]")
+        return b"".join(e + b"\n\n" for e in events)
+
+
+@pytest.fixture
+def stand_in(tiny_qwen25_path: Path) -> Iterator[StandIn]:
+    script = StandIn(str(tiny_qwen25_path))
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, body: bytes, content_type: str = "application/json") -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._send(json.dumps({"data": [{"id": script.model}]}).encode())
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/tokenize":
+                self._send(json.dumps({"count": 100}).encode())
+                return
+            script.requests += 1
+            self._send(script.stream(), "text/event-stream")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    script.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield script
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def served(script: StandIn) -> tuple[str, ...]:
+    return ("--server", script.url, "--model", script.model)
+
+
+# ---------------------------------------------------------------- the streamed answer
+
+
+def test_a_streamed_answer_reads_as_the_model_wrote_it(
+    stand_in: StandIn, tiny_clip: str, tmp_path: Path
+) -> None:
+    """Each piece the server streams continues the line: no line break between pieces."""
+    r = invoke("ask", tiny_clip, "What happens?", *served(stand_in))
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("".join(PIECES) + "\n\n")
+    # several inputs: each answer under its input's name, still one line each
+    second = tmp_path / "second.mp4"
+    shutil.copy(tiny_clip, second)
+    r = invoke("ask", tiny_clip, second, "What happens?", *served(stand_in))
+    assert r.exit_code == 0, r.stderr
+    answers = [line for line in r.stdout.splitlines() if line.startswith("The dog")]
+    assert answers == ["".join(PIECES)] * 2
+    assert r.stdout.index(Path(tiny_clip).name) < r.stdout.index(answers[0])
+    assert r.stdout.index(answers[0]) < r.stdout.index("second.mp4")
