@@ -10,6 +10,7 @@ configuration) and streams the pieces a test gives it, as vLLM streams its chunk
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -110,3 +111,32 @@ def test_a_streamed_answer_reads_as_the_model_wrote_it(
     assert answers == ["".join(PIECES)] * 2
     assert r.stdout.index(Path(tiny_clip).name) < r.stdout.index(answers[0])
     assert r.stdout.index(answers[0]) < r.stdout.index("second.mp4")
+
+
+# ---------------------------------------------------------------- names that are not UTF-8
+
+
+def test_a_name_that_is_not_utf8_is_answered_and_keeps_its_bytes(
+    stand_in: StandIn, tiny_clip: str, tmp_path: Path
+) -> None:
+    """The record's key, the output file, --json, the subtitles' names and --resume all take a
+    name with a byte that is not UTF-8 (0xff), as probe and budget do."""
+    raw = os.fsencode(tmp_path) + b"/clip\xff.mp4"
+    shutil.copy(tiny_clip, raw)
+    name = os.fsdecode(raw)
+    out, subs = tmp_path / "answers.jsonl", tmp_path / "subs"
+    ask = ("ask", name, tiny_clip, "What happens?", *served(stand_in), "-o", out, "--srt", subs)
+    r = invoke(*ask, "--json")
+    assert r.exit_code == 0, r.stderr
+    printed = [json.loads(line) for line in r.stdout.splitlines()]
+    saved = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert printed == saved and [x["status"] for x in saved] == ["ok", "ok"]
+    assert os.fsencode(saved[0]["path"]) == raw  # the bytes, back from the record
+    assert saved[0]["answer"] == "".join(PIECES)
+    other = os.fsencode(Path(tiny_clip).stem) + b".srt"
+    assert sorted(os.listdir(os.fsencode(subs))) == sorted([b"clip\xff.srt", other])
+    assert saved[0]["subtitles"] == [os.path.join(str(subs), "clip\udcff.srt")]
+    again = invoke(*ask, "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert "2 of 2 inputs already have a record" in again.stderr
+    assert stand_in.requests == 2 and len(out.read_text("utf-8").splitlines()) == 2

@@ -6,7 +6,6 @@ Colour and boxes only where the stream is a terminal: rich turns them off by its
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -17,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vlcli.errors import VlcliError
+from vlcli.outputs.text import json_text
 from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import ImagePlan, VideoPlan
 
@@ -100,20 +100,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, color_system=_COLORS
 def can_rewrite_line(console: Console) -> bool:
     """A line that is rewritten in place (``\r``, erase) only on a real, capable terminal."""
     return console.is_terminal and not console.is_dumb_terminal and not plain_terminal()
-
-
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def json_text(obj: dict[str, Any]) -> str:
-    """One JSON object as one line of text.
-
-    A file name that is not valid UTF-8 reaches Python with each undecodable byte ``0xNN`` as
-    the lone surrogate ``U+DCNN`` (``surrogateescape``); it is written as the JSON escape
-    ``\\udcNN``, which loses nothing: ``os.fsencode(name)`` gives back the original bytes.
-    """
-    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def json_line(obj: dict[str, Any]) -> None:
