@@ -140,3 +140,28 @@ def test_a_name_that_is_not_utf8_is_answered_and_keeps_its_bytes(
     assert again.exit_code == 0, again.stderr
     assert "2 of 2 inputs already have a record" in again.stderr
     assert stand_in.requests == 2 and len(out.read_text("utf-8").splitlines()) == 2
+
+
+# ---------------------------------------------------------------- a malformed answer
+
+
+def test_an_answer_that_is_not_valid_unicode_is_kept_with_replacement_characters(
+    stand_in: StandIn, tiny_clip: str, tmp_path: Path
+) -> None:
+    """A lone surrogate in the server's JSON (``\\udcff``), an emoji whose two halves come in
+    two chunks, and a byte that is not UTF-8: the answer is recorded, written to the subtitles
+    and streamed, with U+FFFD for what cannot be read and the emoji whole; the run goes on."""
+    stand_in.pieces = ["At 1 second a dog \udcff", " barks \ud83d", "\ude00 then ", b"\xff", "."]
+    want = "At 1 second a dog \ufffd barks \U0001f600 then \ufffd."
+    second = tmp_path / "second.mp4"
+    shutil.copy(tiny_clip, second)
+    out, subs = tmp_path / "answers.jsonl", tmp_path / "subs"
+    r = invoke("ask", tiny_clip, second, "What happens?", *served(stand_in), "-o", out,
+               "--srt", subs)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    saved = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [x["status"] for x in saved] == ["ok", "ok"]
+    assert [x["answer"] for x in saved] == [want, want]
+    assert all(want in (subs / f"{Path(x['path']).stem}.srt").read_text("utf-8") for x in saved)
+    assert r.stdout.splitlines().count(want) == 2  # streamed as recorded
+    assert r.stderr.count("1 character that is not valid Unicode") == 2  # the lone \udcff

@@ -46,6 +46,7 @@ from vlcli.outputs.files import (
     is_vlcli_subtitle,
 )
 from vlcli.outputs.ledger import Ledger, input_facts, record_key
+from vlcli.outputs.text import ValidPieces, valid_text
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
 from vlcli.planning.windows import Window, merge_spans, plan_windows
@@ -424,18 +425,35 @@ class _Run:
             else None
         )
         started = [False]
+        pieces = ValidPieces()
 
         def on_text(piece: str) -> None:
             if not started[0]:
                 started[0] = True
                 self.view.stage(job.label, "generating")
-            if sink is not None:
-                sink(piece)
+            if sink is not None and (text := pieces.piece(piece)):
+                sink(text)
 
         try:
-            return self.backend.generate(prepared, on_text)
+            answer = self.backend.generate(prepared, on_text)
         except DeviceOutOfMemory as exc:
             raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
+        if sink is not None and (rest := pieces.rest()):
+            sink(rest)
+        return self._valid(job, answer)
+
+    def _valid(self, job: _Job, answer: Any) -> Any:
+        """The answer with text that can be written anywhere (:mod:`vlcli.outputs.text`): a
+        server that sent broken Unicode costs the user a few characters, not the input."""
+        text, replaced = valid_text(answer.text)
+        if not replaced:
+            return answer
+        self.view.warn(
+            f"{job.label}: the answer held "
+            + (f"{replaced} characters that are" if replaced > 1 else "1 character that is")
+            + " not valid Unicode (lone surrogates): written as U+FFFD"
+        )
+        return dataclasses.replace(answer, text=text)
 
     def _finish(self, outcome: Outcome[_Job, Any]) -> None:
         job = outcome.item
