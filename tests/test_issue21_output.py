@@ -165,3 +165,48 @@ def test_an_answer_that_is_not_valid_unicode_is_kept_with_replacement_characters
     assert all(want in (subs / f"{Path(x['path']).stem}.srt").read_text("utf-8") for x in saved)
     assert r.stdout.splitlines().count(want) == 2  # streamed as recorded
     assert r.stderr.count("1 character that is not valid Unicode") == 2  # the lone \udcff
+
+
+# ---------------------------------------------------------------- files vlcli did not write
+
+
+def test_a_users_own_subtitle_file_is_never_removed_or_replaced(
+    stand_in: StandIn, tiny_clip: str, tmp_path: Path
+) -> None:
+    """A hand-made mine.srt, even in exactly vlcli's form, stops the run (status 2) and stays;
+    a file vlcli wrote is replaced, and removed by an answer with no times, with its proof."""
+    hand_made = "1\n00:00:01,000 --> 00:00:02,000\nMine\n"
+    mine = tmp_path / "mine.srt"
+    mine.write_text(hand_made)
+    stand_in.pieces = ["Nothing happens."]
+    r = invoke("ask", tiny_clip, "What happens?", *served(stand_in), "--srt", mine)
+    assert r.exit_code == 2 and "vlcli did not write it" in r.stderr
+    assert mine.read_text() == hand_made and stand_in.requests == 0
+    # written by vlcli, then an answer with no times: that file goes
+    ours = tmp_path / "ours.srt"
+    stand_in.pieces = list(PIECES)
+    r = invoke("ask", tiny_clip, "What happens?", *served(stand_in), "--srt", ours)
+    assert r.exit_code == 0, r.stderr
+    assert "The dog jumps" in ours.read_text()
+    stand_in.pieces = ["Nothing happens."]
+    r = invoke("ask", tiny_clip, "What happens?", *served(stand_in), "--srt", ours)
+    assert r.exit_code == 0, r.stderr
+    assert "earlier run was removed" in r.stderr and not ours.exists()
+    assert os.listdir(tmp_path) == ["mine.srt"]  # no proof left behind
+
+
+def test_an_evidence_frame_replaces_no_file_vlcli_did_not_write(
+    tiny_clip: str, tmp_path: Path
+) -> None:
+    from vlcli.errors import InputError
+    from vlcli.run.prompt import save_evidence
+    from vlcli.times.parse import TimeSpan
+
+    spans = [TimeSpan(1.0, 1.0, "a dog", source_start_s=1.0, source_end_s=1.0)]
+    (saved,) = save_evidence(tiny_clip, spans, str(tmp_path), "clip")
+    assert Path(saved).name == "clip_00-00-01.000.png"
+    assert save_evidence(tiny_clip, spans, str(tmp_path), "clip") == [saved]  # its own: again
+    Path(saved).write_bytes(b"my own picture")
+    with pytest.raises(InputError, match="vlcli did not write it"):
+        save_evidence(tiny_clip, spans, str(tmp_path), "clip")
+    assert Path(saved).read_bytes() == b"my own picture"

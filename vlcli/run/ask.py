@@ -22,7 +22,6 @@ prompt with ``--together``) with one backend:
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,10 +39,10 @@ from vlcli.errors import (
 )
 from vlcli.outputs.files import (
     SubtitleTarget,
-    atomic_write,
     check_not_input,
     file_ids,
-    is_vlcli_subtitle,
+    remove_owned,
+    write_owned,
 )
 from vlcli.outputs.ledger import Ledger, input_facts, record_key
 from vlcli.outputs.text import ValidPieces, valid_text
@@ -624,8 +623,9 @@ class _Run:
         """Each subtitle file of one answer, whole; none when the answer states no times.
 
         No times: nothing is written (an empty SubRip file is not one that players and FFmpeg
-        read, and a WebVTT file with no cue has no subtitle stream), and a subtitle file of
-        vlcli's left at that name by an earlier run is removed, so that no stale cues stay.
+        read, and a WebVTT file with no cue has no subtitle stream), and the file an earlier run
+        of vlcli wrote at that name (proven: :func:`vlcli.outputs.files.written_by_vlcli`) is
+        removed, so that no stale cues stay; any other file there is left alone.
         """
         from vlcli.outputs.subtitles import to_srt, to_vtt
 
@@ -634,13 +634,12 @@ class _Run:
             path = target.path_for(task.stem)
             check_not_input(path, self.inputs)
             if result.times:
-                atomic_write(path, (to_srt if target.fmt == "srt" else to_vtt)(result.times))
+                text = (to_srt if target.fmt == "srt" else to_vtt)(result.times)
+                write_owned(path, text, "subtitles")
                 written.append(str(path))
                 self.view.info(f"wrote {path}")
                 continue
-            stale = path.is_file() and is_vlcli_subtitle(path, target.fmt)
-            if stale:
-                os.unlink(path)
+            stale = remove_owned(path)
             self.view.info(
                 f"{task.label}: the answer states no times: no {path} written"
                 + (" (the one from an earlier run was removed)" if stale else "")
