@@ -134,7 +134,8 @@ def test_a_name_that_is_not_utf8_is_answered_and_keeps_its_bytes(
     assert os.fsencode(saved[0]["path"]) == raw  # the bytes, back from the record
     assert saved[0]["answer"] == "".join(PIECES)
     other = os.fsencode(Path(tiny_clip).stem) + b".srt"
-    assert sorted(os.listdir(os.fsencode(subs))) == sorted([b"clip\xff.srt", other])
+    names = [n for n in os.listdir(os.fsencode(subs)) if not n.startswith(b".")]  # no proofs
+    assert sorted(names) == sorted([b"clip\xff.srt", other])
     assert saved[0]["subtitles"] == [os.path.join(str(subs), "clip\udcff.srt")]
     again = invoke(*ask, "--resume")
     assert again.exit_code == 0, again.stderr

@@ -224,7 +224,7 @@ def write_owned(path: str | os.PathLike[str], data: bytes | str, what: str = "ou
     payload = data.encode("utf-8") if isinstance(data, str) else data
     new = hashlib.sha256(payload).hexdigest()
     old = _digest(path) if written_by_vlcli(path) else None
-    note = f"sha256 of the {what} vlcli wrote at {Path(path).name}:\n"
+    note = f"The SHA-256 of the {what} vlcli wrote to the file this one is named after:\n"
     proof = proof_path(path)
     atomic_write(proof, note + "".join(f"sha256 {h}\n" for h in (old, new) if h))
     try:
