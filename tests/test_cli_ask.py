@@ -8,7 +8,8 @@ so to test what vlcli does with the times an answer states (mapping to source se
 subtitles, evidence frames) the ``spy`` fixture wraps ``TransformersBackend.generate``: it calls the real
 method and then, only when a test sets ``spy.fixed``, replaces the answer's *text* with that
 fixed answer (``dataclasses.replace(answer, text=FIXED)``) and streams it in place of the
-random one. Nothing else of the answer is changed (token counts and timings are the real ones).
+random one, in pieces of 7 characters. Nothing else of the answer is changed (token counts and
+timings are the real ones).
 The spy also counts how many times the model was loaded (``TransformersBackend._load``: a run makes
 its backend before probing anything, to check the options, and loads the model only when an input
 needs it) and records the prompt each call received.
@@ -102,13 +103,22 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         state.streamed.append("".join(pieces))
         if state.fixed is None:
             return answer
-        if on_text is not None:
-            on_text(state.fixed)
+        if on_text is not None:  # in pieces that end mid-word, as a model streams
+            for k in range(0, len(state.fixed), 7):
+                on_text(state.fixed[k : k + 7])
         return dataclasses.replace(answer, text=state.fixed)
 
     monkeypatch.setattr(TransformersBackend, "_load", load)
     monkeypatch.setattr(TransformersBackend, "generate", generate)
     return state
+
+
+def shown(folder: Path) -> list[str]:
+    """The files of ``folder`` a user sees: not the hidden proofs that vlcli wrote them."""
+    names = sorted(p.name for p in folder.iterdir())
+    visible = [n for n in names if not n.startswith(".")]
+    assert sorted(f".{n}.written-by-vlcli" for n in visible) == [n for n in names if n[0] == "."]
+    return visible
 
 
 def records(stdout: str) -> list[dict[str, Any]]:
@@ -417,7 +427,7 @@ def test_subtitles_for_several_inputs_go_into_a_folder(
         "--srt", out, "--vtt", out, "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.srt", "a.vtt", "b.srt", "b.vtt"]
+    assert shown(out) == ["a.srt", "a.vtt", "b.srt", "b.vtt"]
     for rec in records(r.stdout):
         stem = Path(rec["path"]).stem
         (span,) = rec["times"]
@@ -444,7 +454,7 @@ def test_inputs_with_the_same_name_keep_their_own_subtitles_and_evidence(
         "--srt", out, "--evidence", ev, "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a-2.srt", "a.srt"]
+    assert shown(out) == ["a-2.srt", "a.srt"]
     recs = records(r.stdout)
     assert [Path(rec["path"]) for rec in recs] == [first, second]
     for rec, name in zip(recs, ["a", "a-2"], strict=True):
@@ -452,7 +462,7 @@ def test_inputs_with_the_same_name_keep_their_own_subtitles_and_evidence(
         cue = f"{srt_time(span['start_s'])} --> {srt_time(span['end_s'])}"
         assert (out / f"{name}.srt").read_text() == f"1\n{cue}\n{spy.fixed}\n"
         assert rec["evidence"] and all(Path(p).name.startswith(f"{name}_") for p in rec["evidence"])
-    saved = sorted(p.name for p in ev.iterdir())
+    saved = shown(ev)
     assert saved == sorted(Path(p).name for rec in recs for p in rec["evidence"])
     assert len(saved) == 4
 
@@ -479,7 +489,7 @@ def test_evidence_frames(spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_p
     inside = [t for t in rec["times"] if not t["outside"]]
     seconds = sorted({t["start_s"] for t in inside} | {t["end_s"] for t in inside})
     assert len(seconds) == 3 and len(rec["evidence"]) == 3  # the outside time has none
-    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(p).name for p in rec["evidence"])
+    assert shown(folder) == sorted(Path(p).name for p in rec["evidence"])
     for path, image in zip(rec["evidence"], frames_at(tiny_clip, seconds), strict=True):
         with Image.open(path) as saved:
             assert saved.format == "PNG" and saved.size == (160, 120)

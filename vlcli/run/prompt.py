@@ -173,11 +173,12 @@ def save_evidence(
     (its clamped time shows the clip's edge, not what the answer describes). Files are named
     after the input (``stem``, by default the file's name less its extension; it may hold
     sub-folders) and the time to the millisecond, so that two times never share a file. Each
-    file is written whole or not at all (:func:`vlcli.outputs.files.atomic_write`); one that would
-    replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`) is refused.
+    file is written whole or not at all, with the proof that vlcli wrote it
+    (:func:`vlcli.outputs.files.write_owned`): a file of the same name that vlcli did not write,
+    or that would replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`), is refused.
     """
     from vlcli.media.probe import frames_at
-    from vlcli.outputs.files import atomic_write, check_not_input, png_bytes
+    from vlcli.outputs.files import check_not_input, png_bytes, write_owned
 
     out = Path(folder)
     seconds: list[float] = []
@@ -197,7 +198,7 @@ def save_evidence(
             continue
         if inputs:
             check_not_input(target, inputs)
-        atomic_write(target, png_bytes(image))
+        write_owned(target, png_bytes(image), "evidence frame")
         saved.append(str(target))
     return saved
 
