@@ -129,7 +129,8 @@ def map_answer_times(
     axis = axes[0] if len(axes) == 1 else None
     end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
     # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
-    length = end if video.family == "qwen3_vl" else end - video.clip_start_s  # Qwen3: source s
+    source_seconds = video.family.time_encoding.states_source_seconds  # Qwen3-VL's
+    length = end if source_seconds else end - video.clip_start_s
     spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
     if not spans or axis is None:
         return spans
