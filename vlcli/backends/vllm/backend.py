@@ -382,7 +382,7 @@ class ServerBackend:
         axes: list[TimeAxis | None] = []
         for plan in videos:
             axis = plan.time_axis(engine="vllm")
-            if not self.family.time_encoding.states_source_seconds:
+            if not axis.encoding.states_source_seconds:
                 text_after = _text_after(plan, axis.positions, merge)
                 axis = dataclasses.replace(axis, text_after=text_after)
             axes.append(axis)
