@@ -4,8 +4,8 @@ A model belongs to a *family* (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). The family fixes
 preprocessing constants (patch size, merge size, temporal patch size, hence the resize factor),
 the way the model is told the time, what its processor takes, the coordinates it answers in and
 its presets: everything that differs between families is a field or property of
-:class:`Family`, and the rest of vlcli asks those. The model's *dimensions* (layers, heads, vocabulary,
-vision tower) size the GPU-memory estimate.
+:class:`Family`, and the rest of vlcli asks those. The model's *dimensions* (layers, heads,
+vocabulary, vision tower) size the GPU-memory estimate.
 
 Both are read from the model's own ``config.json`` and preprocessor files when the model is a
 local folder or already in the Hugging Face cache; otherwise they come from the presets below,

@@ -23,10 +23,10 @@ family's, :class:`vlcli.models.families.TimeEncoding`; this module only asks it 
    each position; beyond the ends with the ideal slope ``1 / (second_per_grid_t *
    tokens_per_second)``), and the fractional patch is mapped to the source second by the
    patch times (piecewise linear; beyond the ends with the nearest segment's slope).
-2. positions count patches (Qwen2-VL): positions count patches and carry no time, so a stated second is
-   the model's guess: ``m / second_per_grid_t`` patches, then the patch times as above.
-3. source seconds as text (Qwen3-VL): the model was shown source seconds as text, so ``m`` already
-   is a source second.
+2. positions count patches (Qwen2-VL) and carry no time, so a stated second is the model's
+   guess: ``m / second_per_grid_t`` patches, then the patch times as above.
+3. source seconds as text (Qwen3-VL): the model was shown source seconds, so ``m`` already is
+   a source second.
 
 This module is pure arithmetic: no torch.
 """
