@@ -40,7 +40,7 @@ from vlcli.media.probe import frames_at, probe
 from vlcli.models.families import resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
 from vlcli.planning.tasks import build_prompt
-from vlcli.times.parse import format_hms
+from vlcli.times.format import format_hms
 
 pytest_plugins = ("conftest_models",)
 
@@ -286,6 +286,21 @@ def test_together_is_one_record(
     assert spy.loaded == 1 and len(spy.questions) == 1
 
 
+def test_an_image_has_no_times(
+    spy: Spy, tiny_qwen25_path: Path, tiny_image: str, tmp_path: Path
+) -> None:
+    # a clock read off a photo is no time of a video: no times, no subtitles
+    spy.fixed = "The clock shows 10:10, open 9:00-17:00."
+    srt = tmp_path / "photo.srt"
+    r = invoke(
+        "ask", tiny_image, "What time is it?", "--model", tiny_qwen25_path, *NEW, "--json",
+        "--srt", srt,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert rec["times"] == [] and rec["subtitles"] == [] and not srt.exists()
+
+
 def test_together_with_two_videos_leaves_times_unmapped(
     spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tiny_image: str, tmp_path: Path
 ) -> None:
@@ -356,7 +371,7 @@ def test_times_are_source_seconds(spy: Spy, tiny_qwen25_path: Path, tiny_clip: s
     assert 2.0 <= leaves["start_s"] < leaves["end_s"] <= 3.0
     assert leaves["end_hms"] == format_hms(leaves["end_s"])
 
-    clip_end = plan.clip_end_s + 1 / plan.source_fps  # the last frame is shown one frame time
+    clip_end = plan.shown_end_s  # the last frame is shown one frame time, up to --end
     assert back["model_start_s"] == 9.0
     assert back["outside"] and back["clipped"]
     assert back["start_s"] == back["end_s"] == pytest.approx(clip_end)
@@ -378,9 +393,10 @@ def test_subtitles_have_the_mapped_times(
         round(plan.time_axis().source_seconds(1.0), 6),
         round(plan.time_axis().source_seconds(1.5), 6),
     )
-    end = round(plan.clip_end_s + 1 / plan.source_fps, 6)
-    first, second = BALL.split(". ")[0] + ".", BALL.split(". ")[1]
-    cues = sorted([(a, a + 2.0, first), (b, c, first), (end, end + 2.0, second)])
+    end = round(plan.shown_end_s, 6)
+    first = BALL.split(". ")[0] + "."
+    # the instant's 2 s stop at the clip's end; the time outside the clip has no cue
+    cues = sorted([(a, min(a + 2.0, end), first), (b, c, first)])
     assert srt.read_text() == "\n".join(
         f"{n}\n{srt_time(s)} --> {srt_time(e)}\n{text}\n" for n, (s, e, text) in enumerate(cues, 1)
     )

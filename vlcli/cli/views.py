@@ -368,7 +368,7 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
             }
         )
         return
-    from vlcli.times.parse import format_hms
+    from vlcli.times.format import format_hms
 
     print_out(f"[bold]{escape(visible(path))}[/]: {len(rows)} windows, each its own prompt")
     t = Table(show_edge=False, pad_edge=False)
@@ -376,7 +376,7 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
         t.add_column(col, justify="right")
     for w, plan, tokens, _ in rows:
         t.add_row(
-            str(w.index + 1),
+            str(w.index),
             format_hms(plan.clip_start_s),
             format_hms(plan.clip_end_s),
             str(plan.frames),
@@ -537,7 +537,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
     clock time to the tenth, both rounded from the same value.
     """
-    from vlcli.times.parse import format_hms
+    from vlcli.times.format import format_hms
 
     write_out("\n")
     if result.times:
@@ -558,7 +558,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
                 format_hms(span.display_start_s),
                 format_hms(span.display_end_s),
                 flag,
-                *([str(windows[k] + 1)] if windows else []),
+                *([str(windows[k])] if windows else []),
                 escape(visible(span.text)),
             )
         print_out(t)

@@ -45,10 +45,10 @@ from vlcli.outputs.files import (
     file_ids,
     is_vlcli_subtitle,
 )
-from vlcli.outputs.ledger import Ledger, input_facts, record_key
+from vlcli.outputs.ledger import Ledger, input_facts, part_key, placed_key, record_key
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
-from vlcli.planning.windows import Window, merge_spans, plan_windows
+from vlcli.planning.windows import Window, merge_spans, plan_windows, shown_range
 from vlcli.run.pipeline import Interrupts, Outcome, Ready, run_ordered
 from vlcli.run.prompt import (
     AskResult,
@@ -140,7 +140,7 @@ class _Job:
     def label(self) -> str:
         if self.window is None:
             return self.task.label
-        return f"{self.task.label} (window {self.window.index + 1}/{self.task.windows})"
+        return f"{self.task.label} ({self.window.label(self.task.windows)})"
 
 
 class _Abandoned(Exception):
@@ -166,9 +166,12 @@ def settings_key(settings: AskSettings, options: SamplingOptions, identity: dict
 
 
 def input_key(base: str, paths: Sequence[str]) -> str:
-    """The key of one record: the run's :func:`settings_key` and each input's path, size and
-    modification time (:func:`vlcli.outputs.ledger.input_facts`)."""
-    return record_key(base, [input_facts(p) for p in paths])
+    """The key of one record: in the place of the run's :func:`settings_key` and the inputs'
+    paths, the version of their sizes and modification times
+    (:func:`vlcli.outputs.ledger.input_facts`): the answer to a changed file supersedes the
+    record of the file as it was."""
+    facts = [input_facts(p) for p in paths]
+    return placed_key([base, [f["path"] for f in facts]], facts)
 
 
 def run_ask(
@@ -257,9 +260,6 @@ class _Run:
                 self.view.close()
                 exc.detail = self._interrupted()
                 raise
-        if self.ledger is not None and self.ledger.needs_rewrite():
-            with self.interrupts.held():
-                self.ledger.rewrite()
         return self.worst
 
     def _tasks(self) -> list[_Task]:
@@ -348,7 +348,7 @@ class _Run:
                         job = _Job(
                             task,
                             [wplan],
-                            record_key(task.key, window.to_dict()),
+                            part_key(task.key, window.to_dict()),
                             window,
                             wplan.notes,
                         )
@@ -411,10 +411,10 @@ class _Run:
         self.view.stage(job.label, "prefill")
         title = None
         if job.window is not None:
-            from vlcli.times.parse import format_hms
+            from vlcli.times.format import format_hms
 
             title = (
-                f"window {job.window.index + 1}/{job.task.windows}: "
+                f"{job.window.label(job.task.windows)}: "
                 f"{format_hms(job.window.start_s)} to {format_hms(job.window.end_s)}"
             )
         several = self.total > 1 or job.window is not None
@@ -510,7 +510,7 @@ class _Run:
             self._record(task, self._merged(task))
 
     def _merged(self, task: _Task) -> AskResult:
-        from vlcli.times.parse import format_hms
+        from vlcli.times.format import format_hms
 
         parts = sorted(task.parts, key=lambda p: p[0].index)
         merged = merge_spans([(w, plan, result.times) for w, plan, result, _ in parts])
@@ -612,11 +612,16 @@ class _Run:
         from vlcli.outputs.subtitles import to_srt, to_vtt
 
         written: list[str] = []
+        # no cue runs past the video's end (the last window's, with --window)
+        end = max(
+            (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
+        )
         for target in self.subtitles:
             path = target.path_for(task.stem)
             check_not_input(path, self.inputs)
-            if result.times:
-                atomic_write(path, (to_srt if target.fmt == "srt" else to_vtt)(result.times))
+            if any(not span.outside for span in result.times):  # a span outside has no cue
+                write = to_srt if target.fmt == "srt" else to_vtt
+                atomic_write(path, write(result.times, end_s=end))
                 written.append(str(path))
                 self.view.info(f"wrote {path}")
                 continue
@@ -677,6 +682,7 @@ def _result_from_record(
             t["end_s"] if t.get("mapped") else None,
             bool(t.get("clipped")),
             bool(t.get("outside")),
+            bool(t.get("reversed")),
         )
         for t in record.get("times", [])
     ]

@@ -19,6 +19,7 @@ from vlcli.errors import UsageError
 from vlcli.planning.plan import ImagePlan, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
 from vlcli.times.axis import TimeAxis
+from vlcli.times.format import format_clock
 
 if TYPE_CHECKING:
     from vlcli.backends import Backend
@@ -67,7 +68,7 @@ class AskResult:
         ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
     )
     axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
-    key: str = ""  # the record's key (vlcli.outputs.ledger.record_key)
+    key: str = ""  # the record's key (vlcli.outputs.ledger.placed_key)
     backend: dict[str, Any] = field(default_factory=dict)  # the backend's identity
     windows: list[dict[str, Any]] = field(default_factory=list)
     span_windows: list[int] = field(default_factory=list)
@@ -116,24 +117,28 @@ def map_answer_times(
     Every time goes through the time axis the backend reports for the video
     (:class:`~vlcli.times.axis.TimeAxis`): the positions the model was really given, and what each
     temporal patch showed. The result is clipped to the clip and flagged when it falls outside.
-    The spans are returned unmapped (the model's own seconds) when there is no video, when there
-    are several (``--together``: nothing tells which one a time is about, as each video's
-    seconds count from its own first frame), and when the backend could not vouch for the axis.
+    The spans are left in the model's own seconds, put in order and flagged against the clip
+    as the model counts it, when there are several videos (``--together``: nothing tells which
+    one a time is about, as each video's seconds count from its own first frame; the longest
+    bounds them) and when the backend could not vouch for the axis. A prompt of images alone
+    has no time axis: a clock read off a photo ("10:10") is no time of the prompt, so none.
     """
-    from vlcli.times.parse import map_times, parse_times
+    from vlcli.times.parse import bound_times, map_times, parse_times
 
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if len(videos) != 1:
-        return parse_times(answer, assume_seconds=(task == "ground"))
-    video = videos[0]
+    if not videos:
+        return []
+    ground = task == "ground"
+    ranges = [_model_range(v) for v in videos]
+    if len(videos) > 1:
+        spans = parse_times(answer, assume_seconds=ground)
+        return bound_times(spans, min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
     axis = axes[0] if len(axes) == 1 else None
-    end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
-    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
-    source_seconds = video.family.time_encoding.states_source_seconds  # Qwen3-VL's
-    length = end if source_seconds else end - video.clip_start_s
-    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
-    if not spans or axis is None:
-        return spans
+    lo, hi = ranges[0]
+    # The clip's end in the model's seconds settles what "00:11:00" means (parse_times).
+    spans = parse_times(answer, assume_seconds=ground, clip_duration_s=hi)
+    if axis is None:
+        return bound_times(spans, lo, hi)
     return map_times(
         spans,
         clip_start_s=axis.clip_start_s,
@@ -142,13 +147,17 @@ def map_answer_times(
     )
 
 
+def _model_range(video: VideoPlan) -> tuple[float, float]:
+    """The clip as the model counts its seconds: from its first frame, or, for a model shown
+    source timestamps (Qwen3-VL), the source seconds of its first frame and its end."""
+    axis = video.time_axis()
+    return axis.clip_start_s - axis.offset_s, axis.clip_end_s - axis.offset_s
+
+
 def _evidence_name(stem: str, seconds: float) -> str:
-    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows)."""
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
+    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows), rounded
+    as the subtitles' cues are."""
+    return f"{stem}_{format_clock(seconds, 3, sep='-')}.png"
 
 
 def save_evidence(
