@@ -37,6 +37,7 @@ from test_cli_ask import (  # noqa: F401  (spy, two_clips: fixtures)
 
 from vlcli.backends.transformers.backend import TransformersBackend
 from vlcli.errors import Interrupted
+from vlcli.models.families import family_of_model_type
 from vlcli.outputs.files import write_owned
 from vlcli.outputs.subtitles import to_srt
 from vlcli.planning.plan import VideoPlan
@@ -543,6 +544,7 @@ def test_a_long_video_in_windows(
     for w, planned_w in zip(windows, budget_row["windows"], strict=True):
         # each window's times went through its own time axis (the plan budget shows for it)
         fields = {k: v for k, v in planned_w.items() if k in VideoPlan.__dataclass_fields__}
+        fields["family"] = family_of_model_type(fields["family"])
         plan = VideoPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
         axis = plan.time_axis()
         assert [t["start_s"] for t in w["times"]] == [

@@ -19,7 +19,7 @@ import torch
 from helpers_media import av1, ffmpeg, make_clip, make_vp9_altref, set_rotation, x264, x265
 from torchcodec.decoders import VideoDecoder
 
-from vlcli.media import decode
+from vlcli.media import decode, pieces
 from vlcli.media import workers as worker_pool
 from vlcli.media.bitstream import (
     PacketFacts,
@@ -186,7 +186,7 @@ def test_finisher_gives_torchvisions_bytes(source, size, rotation, resizer, monk
 
     generator = torch.Generator().manual_seed(sum(source) + rotation)
     turned_source = source[::-1] if rotation % 180 else source
-    finisher = decode.Finisher(decode.Output(rotation, size, source))
+    finisher = pieces.Finisher(pieces.Output(rotation, size, source))
     if resizer == "torch" or size == source:
         assert finisher.kernel is None
     elif finisher.kernel is None:
@@ -200,7 +200,7 @@ def test_finisher_gives_torchvisions_bytes(source, size, rotation, resizer, monk
             else resize(chw, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
         )
         assert torch.equal(finisher(hwc), expected)
-    with pytest.raises(decode.SegmentError):  # every size above is oblong: a frame on its side
+    with pytest.raises(pieces.SegmentError):  # every size above is oblong: a frame on its side
         finisher(torch.zeros((*turned_source[::-1], 3), dtype=torch.uint8))
 
 
@@ -222,7 +222,7 @@ def test_which_codecs_take_the_fast_path(codec_clips, media_dir):
     avi = make_clip(media_dir / "codecs" / "mpeg4.avi", codec=("-c:v", "mpeg4"), **SMALL)
     gif = make_clip(media_dir / "codecs" / "a.gif", codec=("-c:v", "gif"), size=(64, 48), seconds=1)
     for path in (avi, gif):
-        with pytest.raises(decode.FastPathUnavailable, match="codec"):
+        with pytest.raises(pieces.FastPathUnavailable, match="codec"):
             decode.prepare(path, _plan(path, [0]))
         plan = plan_video(probe(path).video_facts(), SamplingOptions(nframes=4), QWEN2_5_VL)
         got = torch.cat(list(iter_video_chunks(path, plan, chunk_frames=3)))

@@ -7,7 +7,7 @@ import torch
 from helpers_backend import ask_media
 
 from vlcli.backends.transformers.positions import rope_index, temporal_index
-from vlcli.models.families import QWEN2_5_VL
+from vlcli.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL
 from vlcli.planning.plan import SamplingOptions, plan_video
 from vlcli.planning.plan import temporal_positions as plan_temporal_positions
 
@@ -105,7 +105,7 @@ def test_left_padded_batch_skips_padding() -> None:
 def test_qwen2_vl_counts_temporal_patches() -> None:
     # a <vs> [video: grid (4, 2, 4) -> 4 x 1 x 2] <ve>; temporal index = patch number
     ids = torch.tensor([[1, VS] + [VID] * 8 + [VE]])
-    pos, deltas = rope_index(ids, family="qwen2_vl", video_grid_thw=_t([[4, 2, 4]]), **IDS)
+    pos, deltas = rope_index(ids, family=QWEN2_VL, video_grid_thw=_t([[4, 2, 4]]), **IDS)
     expected = _t(
         [
             [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6],
@@ -122,7 +122,7 @@ def test_qwen2_vl_counts_temporal_patches() -> None:
 )
 def test_temporal_index_equals_the_plans(spg: float) -> None:
     """The model's temporal positions are the ones ``vlcli budget`` shows (float32 arithmetic)."""
-    ours = temporal_index("qwen2_5_vl", 300, spg, 2).tolist()
+    ours = temporal_index(QWEN2_5_VL, 300, spg, 2).tolist()
     assert ours == plan_temporal_positions(QWEN2_5_VL, 300, spg)
 
 
@@ -133,7 +133,7 @@ def test_malformed_prompts_are_refused() -> None:
     with pytest.raises(ValueError, match="fewer vision blocks"):
         rope_index(torch.tensor([[1, 2]]), video_grid_thw=_t([[3, 4, 4]]), **IDS)
     with pytest.raises(ValueError, match="qwen3_vl"):
-        rope_index(torch.tensor([[1, 2]]), family="qwen3_vl", **IDS)
+        rope_index(torch.tensor([[1, 2]]), family=QWEN3_VL, **IDS)
 
 
 # ---------------------------------------------------------------- transformers' own positions
@@ -176,7 +176,7 @@ def test_transformers_qwen2_vl_diverges_when_there_are_more_patches_than_rows() 
         ids, mm_token_type_ids=(ids == VID).long() * 2, video_grid_thw=_t([[4, 2, 4]])
     )
     assert theirs[:, 0, -1].tolist() == [4, 4, 4]  # 2 + max(2, 4) // 2, while the video reaches 5
-    ours, _ = rope_index(ids, family="qwen2_vl", video_grid_thw=_t([[4, 2, 4]]), **IDS)
+    ours, _ = rope_index(ids, family=QWEN2_VL, video_grid_thw=_t([[4, 2, 4]]), **IDS)
     assert ours[:, 0, -1].tolist() == [6, 6, 6]
 
 

@@ -9,7 +9,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.functional import resize
 
-from vlcli.media import decode, resample
+from vlcli.media import pieces, resample
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 
@@ -97,7 +97,7 @@ def test_no_exact_rule_means_torch_resizes(monkeypatch):
     reference's (the Finisher's torch path)."""
     monkeypatch.setattr(resample, "RULES", ((1, True, True),))  # fused sums: not torch's here
     assert resample.kernel_for((1080, 1920), (560, 1008)) is None
-    finisher = decode.Finisher(decode.Output(0, (560, 1008), (1080, 1920)))
+    finisher = pieces.Finisher(pieces.Output(0, (560, 1008), (1080, 1920)))
     assert finisher.kernel is None
     hwc = torch.randint(0, 256, (1080, 1920, 3), dtype=torch.uint8)
     assert torch.equal(finisher(hwc), reference(hwc.permute(2, 0, 1).contiguous(), (560, 1008)))

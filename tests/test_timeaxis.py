@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vlcli.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL
+from vlcli.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, TimeEncoding
 from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
 from vlcli.times.axis import TimeAxis, reference_positions, vllm_positions
 
@@ -53,7 +53,7 @@ def test_several_patches_on_one_position_start_where_the_position_begins() -> No
     # 8 fps sampling: second_per_grid_t 0.25, positions 0,0,1,1,2,2...: position p begins at
     # the first patch that reaches it
     axis = TimeAxis(
-        encoding="absolute-mrope",
+        encoding=TimeEncoding.ABSOLUTE_MROPE,
         positions=tuple(reference_positions(8, 0.25, 2)),
         second_per_grid_t=0.25,
         tokens_per_second=2,
@@ -83,7 +83,7 @@ def test_qwen3_vl_states_source_seconds() -> None:
 
 def test_an_axis_needs_one_position_per_patch() -> None:
     with pytest.raises(ValueError, match="one position per temporal patch"):
-        TimeAxis("absolute-mrope", (0, 2), 1.0, 2, (0.0,), 0.0, 1.0)
+        TimeAxis(TimeEncoding.ABSOLUTE_MROPE, (0, 2), 1.0, 2, (0.0,), 0.0, 1.0)
     with pytest.raises(ValueError, match="unknown time encoding"):
         TimeAxis("seconds", (0,), 1.0, 2, (0.0,), 0.0, 1.0)
 
@@ -95,7 +95,7 @@ def test_an_axis_needs_one_position_per_patch() -> None:
 
 def _axis(patch_times: tuple[float, ...], clip_end_s: float, spg: float) -> TimeAxis:
     return TimeAxis(
-        encoding="absolute-mrope",
+        encoding=TimeEncoding.ABSOLUTE_MROPE,
         positions=tuple(reference_positions(len(patch_times), spg, 2)),
         second_per_grid_t=spg,
         tokens_per_second=2,

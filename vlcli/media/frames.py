@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vlcli.errors import ExitStatus, InputError, VlcliError
+from vlcli.errors import InputError
+from vlcli.media.rgb import decoder_source, video_decoder_class
 
 if TYPE_CHECKING:
     import torch
@@ -38,31 +39,6 @@ def _decoder_failure(path: str, exc: Exception) -> InputError:
     if ".cpp:" in text:
         text = text.split(".cpp:", 1)[1].split(",", 1)[-1].strip()
     return InputError(f"the decoder failed ({text[:200]}): is it truncated or corrupt?", path)
-
-
-def video_decoder_class() -> Any:
-    """torchcodec's ``VideoDecoder``; a :class:`VlcliError` (exit status 6) where torchcodec
-    cannot load FFmpeg's shared libraries (the system's: it brings none of its own)."""
-    try:
-        from torchcodec.decoders import VideoDecoder
-    except (ImportError, OSError, RuntimeError):
-        raise VlcliError(
-            "decoding videos needs FFmpeg's shared libraries, which torchcodec cannot load: "
-            "install FFmpeg (e.g. 'sudo apt-get install ffmpeg')",
-            ExitStatus.MISSING_DEPENDENCY,
-        ) from None
-    return VideoDecoder
-
-
-def decoder_source(path: str) -> Any:
-    """What torchcodec is given to read ``path``: the path, or the open file when the name is
-    not valid UTF-8 (torchcodec takes only names it can encode; the file it reads through
-    Python, and keeps open as long as its decoder lives)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return open(path, "rb")  # noqa: SIM115 (the decoder holds it)
-    return path
 
 
 def open_video(path: str) -> Any:
@@ -93,6 +69,7 @@ def iter_video_chunks(
     import torch
 
     from vlcli.media import decode
+    from vlcli.media.pieces import FastPathUnavailable, SegmentError
 
     if chunk_frames < 1:
         raise ValueError("chunk_frames must be at least 1")
@@ -101,7 +78,7 @@ def iter_video_chunks(
     try:
         job = decode.prepare(path, plan)
         frames = decode.planned_frames(job, workers or decode.default_workers())
-    except decode.FastPathUnavailable:
+    except FastPathUnavailable:
         job = None
     size = (plan.frame_height, plan.frame_width)
     done = 0  # frames of the plan delivered
@@ -116,7 +93,7 @@ def iter_video_chunks(
                     next(frames) if previous is None or indices[n] != indices[n - 1] else previous
                 )
                 previous = chunk[i]
-        except (decode.SegmentError, decode.FastPathUnavailable, StopIteration):
+        except (SegmentError, FastPathUnavailable, StopIteration):
             frames.close() if hasattr(frames, "close") else None
             job = None  # the rest the ordinary way, from the first frame of this chunk
             break

@@ -21,6 +21,9 @@ The tests hold the result to torchcodec's frames on every kind of clip they make
 :func:`vlcli.media.decode.conversion_matches` checks the first frame of each kind at run time, so that
 another FFmpeg or torchcodec than the tested ones falls back to torchcodec rather than differ.
 
+:func:`video_decoder_class` loads torchcodec's decoder itself, for that check and for the
+ordinary decoding in :mod:`vlcli.media.frames`.
+
 Only Linux is supported (the loaded library is found in ``/proc/self/maps``); elsewhere, or
 where it cannot be told, :func:`converter` returns ``None`` and the caller decodes with
 torchcodec.
@@ -32,6 +35,8 @@ import ctypes
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from vlcli.errors import ExitStatus, VlcliError
 
 if TYPE_CHECKING:
     import torch
@@ -80,6 +85,20 @@ def torchcodec_libraries() -> SwsLibraries | None:
             return None
         chosen[lib] = theirs.pop()
     return SwsLibraries(chosen["libswscale"], chosen["libavutil"])
+
+
+def video_decoder_class() -> Any:
+    """torchcodec's ``VideoDecoder``; a :class:`VlcliError` (exit status 6) where torchcodec
+    cannot load FFmpeg's shared libraries (the system's: it brings none of its own)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, OSError, RuntimeError):
+        raise VlcliError(
+            "decoding videos needs FFmpeg's shared libraries, which torchcodec cannot load: "
+            "install FFmpeg (e.g. 'sudo apt-get install ffmpeg')",
+            ExitStatus.MISSING_DEPENDENCY,
+        ) from None
+    return VideoDecoder
 
 
 class RgbConverter:
@@ -213,3 +232,14 @@ def converter() -> RgbConverter | None:
             except (OSError, AttributeError):
                 _CONVERTER = None
     return _CONVERTER
+
+
+def decoder_source(path: str) -> Any:
+    """What torchcodec is given to read ``path``: the path, or the open file when the name is
+    not valid UTF-8 (torchcodec takes only names it can encode; the file it reads through
+    Python, and keeps open as long as its decoder lives)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return open(path, "rb")  # noqa: SIM115 (the decoder holds it)
+    return path

@@ -6,7 +6,7 @@ Workers are forked, since starting Python afresh would cost seconds of imports. 
 * runs torch on one thread: the parent may have used OpenMP threads, which do not survive a fork
   (one thread never starts them), and several workers share the CPUs anyway;
 * opens the file itself and decodes its round-robin share of the pieces
-  (:func:`vlcli.media.decode.decode_segments`), in order;
+  (:func:`vlcli.media.pieces.decode_segments`), in order;
 * writes each finished frame (turned and resized) into one of its own slots of one shared
   anonymous mapping and tells the parent which, through a pipe; it takes a slot again only when
   the parent has handed it back, so memory is bounded by the slots whatever the video's length;
@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from vlcli.media.decode import Job, SegmentError, _cpus, _Reader, decode_segments
+from vlcli.media.pieces import Job, Reader, SegmentError, cpus, decode_segments
 from vlcli.media.segments import assign
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class Pool:
             # While the workers decode, this process keeps to the CPUs they leave: torch's idle
             # threads spin between operations and take CPU from the workers (measured: half of
             # this process's CPU time on 2 CPUs, two workers, two torch threads).
-            torch.set_num_threads(max(1, min(threads, _cpus() - self.workers * self.threads)))
+            torch.set_num_threads(max(1, min(threads, cpus() - self.workers * self.threads)))
             unsent = [0] * self.workers  # frames each worker has yet to hand over
             for pts in self.job.order:
                 unsent[self.owner[pts]] += 1
@@ -157,7 +157,7 @@ class Pool:
         free = list(range(first, first + self.slots))
         reader = None
         try:
-            reader = _Reader(self.job.path, self.job.table, self.threads)
+            reader = Reader(self.job.path, self.job.table, self.threads)
             segments = [self.job.segments[i] for i in self.shares[k]]
             for pts, frame in decode_segments(reader, segments, self.job.output):
                 if not free:

@@ -1,9 +1,11 @@
 """What vlcli needs to know about a model, without importing torch or transformers.
 
 A model belongs to a *family* (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). The family fixes the
-preprocessing constants (patch size, merge size, temporal patch size, hence the resize factor)
-and the way the model is told the time. The model's *dimensions* (layers, heads, vocabulary,
-vision tower) size the GPU-memory estimate.
+preprocessing constants (patch size, merge size, temporal patch size, hence the resize factor),
+the way the model is told the time, what its processor takes, the coordinates it answers in and
+its presets: everything that differs between families is a field or property of
+:class:`Family`, and the rest of vlcli asks those. The model's *dimensions* (layers, heads,
+vocabulary, vision tower) size the GPU-memory estimate.
 
 Both are read from the model's own ``config.json`` and preprocessor files when the model is a
 local folder or already in the Hugging Face cache; otherwise they come from the presets below,
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +26,90 @@ from vlcli.errors import ModelError
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 
+class TimeEncoding(StrEnum):
+    """How a family's model is told the time, and so what a second it states means."""
+
+    FRAME_INDEX = "frame-index"  # Qwen2-VL: one temporal position per temporal patch
+    ABSOLUTE_MROPE = "absolute-mrope"  # Qwen2.5-VL: position floor(g * spg * tokens_per_second)
+    TEXT_TIMESTAMPS = "text-timestamps"  # Qwen3-VL: a "<t seconds>" text before each patch
+
+    @property
+    def positions_are_seconds(self) -> bool:
+        """A temporal position ``p`` stands for second ``p / tokens_per_second`` of the clip (the
+        model takes ``second_per_grid_ts``; the positions depend on the engine's arithmetic)."""
+        return self is TimeEncoding.ABSOLUTE_MROPE
+
+    @property
+    def states_source_seconds(self) -> bool:
+        """The model was shown the source's seconds as text: a second it states is one already."""
+        return self is TimeEncoding.TEXT_TIMESTAMPS
+
+
+class Coordinates(StrEnum):
+    """The coordinate system a family answers positions in the picture with (for boxes)."""
+
+    RESIZED_PIXELS = "resized-pixels"  # Qwen2.5-VL: absolute pixels of the resized input
+    RELATIVE_1000 = "relative-1000"  # Qwen2-VL, Qwen3-VL: 0..1000 of the width and the height
+
+
 @dataclass(frozen=True)
 class Family:
-    """Preprocessing constants and time encoding of one model family."""
+    """Everything that differs between model families, declared once: the rest of vlcli asks
+    these fields and properties and never compares a family's name.
 
-    name: str  # "qwen2_vl", "qwen2_5_vl" or "qwen3_vl"
+    A local checkpoint's files may override the constants (``resolve_model``); ``name`` stays
+    the family's, so two families are the same family when their names are equal.
+    """
+
+    name: str  # the config.json model_type of its main checkpoints, as the JSON output shows it
     label: str
+    model_types: tuple[str, ...]  # config.json model_type values of the family's checkpoints
+    name_patterns: tuple[str, ...]  # how a hub id names it (lower case, "-" for "_")
+    transformers_class: str  # the ``...ForConditionalGeneration`` class in transformers
     patch_size: int
+    # How the model is told the time; tokens_per_second is the released checkpoints' value for
+    # positions that are seconds, None otherwise (a local config.json overrides it).
+    time_encoding: TimeEncoding
+    tokens_per_second: float | None
+    # Estimated text tokens of the "<12.3 seconds>" shown before each temporal patch (Qwen3-VL).
+    timestamp_tokens: int
+    # transformers 5.24 places the text after a video otherwise than the reference does;
+    # vlcli's transformers backend puts the reference's positions back (Qwen2-VL, Qwen2.5-VL).
+    reference_positions: bool
+    coordinates: Coordinates  # what a position in the picture the model states is measured in
+    # The vision tower adds an interpolated, learned position embedding to every patch
+    # (Qwen3-VL), whose float32 copies add to the memory peak (vlcli.planning.memory).
+    vision_position_embedding: bool
+    # The transformers processor resizes once more after qwen-vl-utils, within its own limits:
+    # the released checkpoints' preprocessor files' values (a local model's files override them).
+    processor_video_min_pixels: int
+    processor_video_max_pixels: int
+    processor_image_min_pixels: int
+    processor_image_max_pixels: int
+    # Whether the video processor's limits count the whole clip (frames x height x width,
+    # Qwen3-VL: plan.qwen3_video_resize) rather than one frame (Qwen2/2.5-VL).
+    processor_bounds_clip: bool
+    # The video processor's ``max_video_tokens``, which means something else in each processor:
+    # for Qwen3-VL (see plan.qwen3_video_resize) the per-frame token ceiling of the cap (768);
+    # for Qwen2/2.5-VL (see plan.processor_video_resize) the context length whose 90% in pixels,
+    # shared evenly between the frames, caps each frame (128000, as qwen-vl-utils' own total).
+    processor_video_max_tokens: int
+    # Built-in presets: (hub name lower-cased without "Qwen/" and "-Instruct", its dimensions).
+    presets: tuple[tuple[str, ModelDims], ...]
+    # The same in every family so far; a checkpoint's files may say otherwise.
     spatial_merge_size: int = 2
     temporal_patch_size: int = 2
-    # How the model is told the time:
-    #  "frame-index"     Qwen2-VL: one temporal position per temporal patch (frame pair)
-    #  "absolute-mrope"  Qwen2.5-VL: temporal position = floor(g * second_per_grid_t * tokens_per_second)
-    #  "text-timestamps" Qwen3-VL: a "<t seconds>" text before each frame group
-    time_encoding: str = "absolute-mrope"
-    tokens_per_second: float | None = None
-    # The transformers processor resizes once more after qwen-vl-utils, within its own limits.
-    # These are the released checkpoints' preprocessor_config.json values (min_pixels 3136,
-    # max_pixels 12845056, which the video processor takes too); a local model's files override them.
-    processor_video_min_pixels: int = 3136
-    processor_video_max_pixels: int = 12845056
-    processor_image_min_pixels: int = 3136
-    processor_image_max_pixels: int = 12845056
-    # The video processor's ``cap_pixels_per_frame`` (unset means off in transformers 5.24) and
-    # its ``max_video_tokens``, which means something else in each processor: for Qwen3-VL (see
-    # plan.qwen3_video_resize) the per-frame token ceiling of the cap (768); for Qwen2/2.5-VL
-    # (see plan.processor_video_resize) the context length whose 90% in pixels, shared evenly
-    # between the frames, caps each frame (128000, as qwen-vl-utils' own total).
+    # The video processor's ``cap_pixels_per_frame`` (unset means off in transformers 5.24).
     processor_video_cap_pixels_per_frame: bool = False
-    processor_video_max_tokens: int = 768
 
     @property
     def factor(self) -> int:
         """Side of one merged visual token in pixels: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL."""
         return self.patch_size * self.spatial_merge_size
+
+    def timestamp_text(self, seconds: float) -> str:
+        """The text shown before a temporal patch that starts at ``seconds`` (Qwen3-VL's form)."""
+        return f"<{seconds:.1f} seconds>"
 
 
 @dataclass(frozen=True)
@@ -133,19 +186,76 @@ class ModelSpec:
         }
 
 
+# fmt: off
+def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, v_act, context):  # type: ignore[no-untyped-def]
+    return ModelDims(
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
+        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
+        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
+        vision_gated_mlp=v_act == "silu", vision_act=v_act,
+        vision_deepstack=3 if v_act == "gelu_pytorch_tanh" else 0,  # Qwen3-VL: blocks [8, 16, 24]
+        context_length=context,
+    )
+
+
+# The presets, from the released Qwen/<name>-Instruct checkpoints' config.json. Columns: text hidden, layers, heads,
+# kv heads, MLP width, vocabulary, tied embeddings; vision width, depth, MLP width, output width, MLP activation (SiLU:
+# gated); context length (the text config's max_position_embeddings). The context lengths were checked on
+# 2026-12-01 against public copies of the published config.json files: Qwen2.5-VL-3B and -7B 128000 (the -7B
+# file quoted whole, with fullatt_block_indexes [7, 15, 23, 31] and out_hidden_size 3584), Qwen3-VL-8B 262144
+# (its text_config quoted whole in test files naming Qwen3-VL-8B-Instruct); Qwen2-VL 32768 (a test quoting the
+# 7B's config.json, and two serving projects' model pages: "context length 32768").
+SILU, QUICK, TANH = "silu", "quick_gelu", "gelu_pytorch_tanh"
 QWEN2_VL = Family(
     "qwen2_vl",
     "Qwen2-VL",
+    model_types=("qwen2_vl",),
+    name_patterns=("qwen2-vl",),
+    transformers_class="Qwen2VLForConditionalGeneration",
     patch_size=14,
-    time_encoding="frame-index",
+    time_encoding=TimeEncoding.FRAME_INDEX,
+    tokens_per_second=None,
+    timestamp_tokens=0,
+    reference_positions=True,
+    coordinates=Coordinates.RELATIVE_1000,
+    vision_position_embedding=False,
+    # preprocessor_config.json's min_pixels and max_pixels (the video processor takes them too)
+    processor_video_min_pixels=3136,
+    processor_video_max_pixels=12845056,
+    processor_image_min_pixels=3136,
+    processor_image_max_pixels=12845056,
+    processor_bounds_clip=False,
     processor_video_max_tokens=128000,
+    presets=(
+        ("qwen2-vl-2b", _dims(1536, 28, 12, 2,  8960, 151936, True,  1280, 32, 5120, 1536, QUICK, 32768)),
+        ("qwen2-vl-7b", _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, QUICK, 32768)),
+    ),
 )
 QWEN2_5_VL = Family(
     "qwen2_5_vl",
     "Qwen2.5-VL",
+    model_types=("qwen2_5_vl",),
+    name_patterns=("qwen2.5-vl", "qwen2-5-vl"),
+    transformers_class="Qwen2_5_VLForConditionalGeneration",
     patch_size=14,
+    time_encoding=TimeEncoding.ABSOLUTE_MROPE,
     tokens_per_second=2,
+    timestamp_tokens=0,
+    reference_positions=True,
+    coordinates=Coordinates.RESIZED_PIXELS,
+    vision_position_embedding=False,
+    processor_video_min_pixels=3136,
+    processor_video_max_pixels=12845056,
+    processor_image_min_pixels=3136,
+    processor_image_max_pixels=12845056,
+    processor_bounds_clip=False,
     processor_video_max_tokens=128000,
+    presets=(
+        ("qwen2.5-vl-3b", _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, SILU, 128000)),
+        ("qwen2.5-vl-7b", _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, SILU, 128000)),
+        ("qwen2.5-vl-32b", _dims(5120, 64, 40, 8, 27648, 152064, False, 1280, 32, 3456, 5120, SILU, 128000)),
+        ("qwen2.5-vl-72b", _dims(8192, 80, 64, 8, 29568, 152064, False, 1280, 32, 3456, 8192, SILU, 128000)),
+    ),
 )
 # Qwen3-VL's processors take ``size`` = {shortest_edge, longest_edge}. The released checkpoints'
 # video_preprocessor_config.json says size {"shortest_edge": 4096, "longest_edge": 25165824} and
@@ -160,63 +270,41 @@ QWEN2_5_VL = Family(
 QWEN3_VL = Family(
     "qwen3_vl",
     "Qwen3-VL",
+    model_types=("qwen3_vl", "qwen3_vl_moe"),
+    name_patterns=("qwen3-vl",),
+    transformers_class="Qwen3VLForConditionalGeneration",
     patch_size=16,
-    time_encoding="text-timestamps",
+    time_encoding=TimeEncoding.TEXT_TIMESTAMPS,
+    tokens_per_second=None,
+    timestamp_tokens=6,
+    reference_positions=False,
+    coordinates=Coordinates.RELATIVE_1000,
+    vision_position_embedding=True,
     processor_video_min_pixels=4096,
     processor_video_max_pixels=25165824,
     processor_image_min_pixels=65536,
     processor_image_max_pixels=16777216,
+    processor_bounds_clip=True,
+    processor_video_max_tokens=768,
+    presets=(
+        ("qwen3-vl-8b", _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, TANH, 262144)),
+    ),
 )
-FAMILIES = {f.name: f for f in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
-
-def _dims(hidden, layers, heads, kv, inter, vocab, tied, v_hidden, v_depth, v_inter, v_out, v_act, context):  # type: ignore[no-untyped-def]
-    return ModelDims(
-        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=128,
-        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tied, vision_hidden=v_hidden,
-        vision_depth=v_depth, vision_intermediate=v_inter, vision_heads=16, vision_out=v_out,
-        vision_gated_mlp=v_act == "silu", vision_act=v_act,
-        vision_deepstack=3 if v_act == "gelu_pytorch_tanh" else 0,  # Qwen3-VL: blocks [8, 16, 24]
-        context_length=context,
-    )
-
-
-# From the released Qwen/<name>-Instruct checkpoints' config.json. Columns: text hidden, layers, heads, kv heads,
-# MLP width, vocabulary, tied embeddings; vision width, depth, MLP width, output width, MLP activation (SiLU:
-# gated); context length (the text config's max_position_embeddings). The context lengths were checked on
-# 2026-12-01 against public copies of the published config.json files: Qwen2.5-VL-3B and -7B 128000 (the -7B
-# file quoted whole, with fullatt_block_indexes [7, 15, 23, 31] and out_hidden_size 3584), Qwen3-VL-8B 262144
-# (its text_config quoted whole in test files naming Qwen3-VL-8B-Instruct); Qwen2-VL 32768 (a test quoting the
-# 7B's config.json, and two serving projects' model pages: "context length 32768").
-# fmt: off
-SILU, QUICK, TANH = "silu", "quick_gelu", "gelu_pytorch_tanh"
-_PRESETS: dict[str, tuple[Family, ModelDims]] = {
-    "qwen2.5-vl-3b": (QWEN2_5_VL, _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, SILU, 128000)),
-    "qwen2.5-vl-7b": (QWEN2_5_VL, _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, SILU, 128000)),
-    "qwen2.5-vl-32b": (QWEN2_5_VL, _dims(5120, 64, 40, 8, 27648, 152064, False, 1280, 32, 3456, 5120, SILU, 128000)),
-    "qwen2.5-vl-72b": (QWEN2_5_VL, _dims(8192, 80, 64, 8, 29568, 152064, False, 1280, 32, 3456, 8192, SILU, 128000)),
-    "qwen2-vl-2b": (QWEN2_VL,   _dims(1536, 28, 12, 2,  8960, 151936, True,  1280, 32, 5120, 1536, QUICK, 32768)),
-    "qwen2-vl-7b": (QWEN2_VL,   _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, QUICK, 32768)),
-    "qwen3-vl-8b": (QWEN3_VL,   _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, TANH, 262144)),
-}
 # fmt: on
-
-_MODEL_TYPES = {
-    "qwen2_vl": QWEN2_VL,
-    "qwen2_5_vl": QWEN2_5_VL,
-    "qwen3_vl": QWEN3_VL,
-    "qwen3_vl_moe": QWEN3_VL,
-}
+FAMILIES = (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)
+_PRESETS = {key: (f, dims) for f in FAMILIES for key, dims in f.presets}
+_MODEL_TYPES = {model_type: f for f in FAMILIES for model_type in f.model_types}
 
 
 def family_from_name(model: str) -> Family | None:
+    """The family a model's name says (its hub id, folder or architectures), if any."""
     low = model.lower().replace("_", "-")
-    if "qwen3-vl" in low:
-        return QWEN3_VL
-    if "qwen2.5-vl" in low or "qwen2-5-vl" in low:
-        return QWEN2_5_VL
-    if "qwen2-vl" in low:
-        return QWEN2_VL
-    return None
+    return next((f for f in FAMILIES if any(p in low for p in f.name_patterns)), None)
+
+
+def family_of_model_type(model_type: str) -> Family | None:
+    """The family of a checkpoint whose config.json says ``model_type``."""
+    return _MODEL_TYPES.get(model_type)
 
 
 def hf_cache_dir() -> str | None:
@@ -313,7 +401,7 @@ def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
     """The family a checkpoint folder's config.json says; its name only when it says none."""
     model_type = str(cfg.get("model_type", ""))
     if model_type:
-        base = _MODEL_TYPES.get(model_type)
+        base = family_of_model_type(model_type)
     else:
         base = family_from_name(str(folder)) or family_from_name(
             " ".join(map(str, cfg.get("architectures", [])))
@@ -326,7 +414,7 @@ def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
     for key in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
         if key in vision:
             changes[key] = int(vision[key])
-    if base.time_encoding == "absolute-mrope":
+    if base.time_encoding.positions_are_seconds:
         # Released checkpoints say 2; transformers' class default is 4, so never fall back to it.
         changes["tokens_per_second"] = vision.get("tokens_per_second", base.tokens_per_second)
     for fname, prefix in (

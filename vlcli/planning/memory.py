@@ -192,7 +192,7 @@ def vision_peak_bytes(
         scores = dims.vision_heads * frame * frame * softmax_bytes(b)
         block = max(block, patches * held * vh * b + scores)
     peak = rotary_tables + deepstack + block
-    if fam.name == "qwen3_vl":
+    if fam.vision_position_embedding:
         position = vh * (b + 4 * b + 4 * FLOAT32 + (4 * FLOAT32 if b < FLOAT32 else 0))
         peak = max(peak + patches * vh * FLOAT32, patches * position)
     return pixels + peak

@@ -301,7 +301,7 @@ def processor_video_resize(family: Family, frames: int, height: int, width: int)
                          int(min_pixels * 1.05))
     """
     lo, hi = family.processor_video_min_pixels, family.processor_video_max_pixels
-    if family.name == "qwen3_vl":
+    if family.processor_bounds_clip:
         return qwen3_video_resize(
             frames,
             height,
@@ -412,7 +412,7 @@ def temporal_positions(family: Family, groups: int, second_per_grid_t: float) ->
     computes it (:func:`vlcli.times.axis.reference_positions`). Qwen2-VL: ``g``. Qwen3-VL tells the
     time as text, every group at position 0 of its own block, so ``g`` is reported for order only.
     """
-    if family.time_encoding == "absolute-mrope":
+    if family.time_encoding.positions_are_seconds:
         tps = family.tokens_per_second if family.tokens_per_second is not None else 2
         return reference_positions(groups, second_per_grid_t, tps)
     return list(range(groups))
@@ -425,7 +425,7 @@ def temporal_positions(family: Family, groups: int, second_per_grid_t: float) ->
 class VideoPlan:
     """Exactly what ``vlcli ask`` will feed the model for one video, decided before decoding."""
 
-    family: str
+    family: Family  # shown by its name in the JSON output
     source_width: int
     source_height: int
     source_frames: int
@@ -469,6 +469,7 @@ class VideoPlan:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["family"] = self.family.name
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
@@ -482,8 +483,8 @@ class VideoPlan:
         what ``budget`` shows and what a backend checks its own against.
         """
         positions = self.temporal_positions
-        encoding = _ENCODING[self.family]
-        if encoding == "absolute-mrope" and self.tokens_per_second:
+        encoding = self.family.time_encoding
+        if encoding.positions_are_seconds and self.tokens_per_second:
             formula = {"reference": reference_positions, "vllm": vllm_positions}[engine]
             positions = tuple(
                 formula(len(positions), self.second_per_grid_t, self.tokens_per_second)
@@ -506,18 +507,11 @@ class VideoPlan:
         return position * self.second_per_grid_t
 
 
-_ENCODING = {
-    "qwen2_vl": "frame-index",
-    "qwen2_5_vl": "absolute-mrope",
-    "qwen3_vl": "text-timestamps",
-}
-
-
 @dataclass(frozen=True)
 class ImagePlan:
     """The size an image is resized to and the tokens it costs."""
 
-    family: str
+    family: Family  # shown by its name in the JSON output
     source_width: int
     source_height: int
     frame_height: int  # qwen-vl-utils resizes the image to this size...
@@ -530,6 +524,7 @@ class ImagePlan:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["family"] = self.family.name
         d["grid_thw"] = list(self.grid_thw)
         return d
 
@@ -569,7 +564,7 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
     positions = temporal_positions(family, grid[0], spg)
     patch_times = tuple(frame_times[g * family.temporal_patch_size] for g in range(grid[0]))
     return VideoPlan(
-        family=family.name,
+        family=family,
         source_width=facts.width,
         source_height=facts.height,
         source_frames=facts.num_frames,
@@ -585,7 +580,7 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
         sample_fps=sample_fps,
         second_per_grid_t=spg,
         tokens_per_second=family.tokens_per_second
-        if family.time_encoding == "absolute-mrope"
+        if family.time_encoding.positions_are_seconds
         else None,
         min_pixels=min_px,
         max_pixels=max_px,
@@ -621,7 +616,7 @@ def plan_image(width: int, height: int, options: SamplingOptions, family: Family
         h1, w1, f, family.processor_image_min_pixels, family.processor_image_max_pixels
     )
     grid, tokens = _grid(family, family.temporal_patch_size, h2, w2)
-    return ImagePlan(family.name, width, height, h1, w1, h2, w2, (1, grid[1], grid[2]), tokens)
+    return ImagePlan(family, width, height, h1, w1, h2, w2, (1, grid[1], grid[2]), tokens)
 
 
 Plan = VideoPlan | ImagePlan
@@ -632,7 +627,6 @@ Plan = VideoPlan | ImagePlan
 # "<|im_end|>\n<|im_start|>assistant\n" is 21 tokens with the Qwen2 tokenizer.
 TEMPLATE_TOKENS = 21
 MEDIA_WRAP_TOKENS = 2  # <|vision_start|> and <|vision_end|> around each item
-QWEN3_TIMESTAMP_TOKENS = 6  # "<12.3 seconds>" before each temporal patch (Qwen3-VL)
 
 
 def estimate_prompt_tokens(
@@ -643,6 +637,6 @@ def estimate_prompt_tokens(
     total = TEMPLATE_TOKENS + math.ceil(max(text, 0) / 4)
     for p in plans:
         total += p.visual_tokens + MEDIA_WRAP_TOKENS
-        if isinstance(p, VideoPlan) and p.family == "qwen3_vl":
-            total += QWEN3_TIMESTAMP_TOKENS * p.grid_thw[0]
+        if isinstance(p, VideoPlan):
+            total += p.family.timestamp_tokens * p.grid_thw[0]
     return total

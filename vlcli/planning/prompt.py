@@ -64,11 +64,12 @@ def placeholder(plan: VideoPlan | ImagePlan, family: Family, compact: bool = Fal
     t, h, w = plan.grid_thw
     if isinstance(plan, ImagePlan):
         return IMAGE_PAD * (1 if compact else t * h * w // merge)
-    if family.name != "qwen3_vl":
+    if not family.time_encoding.states_source_seconds:
         return VIDEO_PAD * (1 if compact else t * h * w // merge)
     per_patch = VISION_START + VIDEO_PAD * (1 if compact else h * w // merge) + VISION_END
     return "".join(
-        f"<{s:.1f} seconds>" + per_patch for s in qwen3_timestamps(plan, family.temporal_patch_size)
+        family.timestamp_text(s) + per_patch
+        for s in qwen3_timestamps(plan, family.temporal_patch_size)
     )
 
 
@@ -92,7 +93,7 @@ def expand_text(text: str, media: Media, family: Family, compact: bool = False) 
 def _pads_beyond_one_per_run(plan: VideoPlan | ImagePlan, family: Family) -> int:
     t, h, w = plan.grid_thw
     per_run = h * w // family.spatial_merge_size**2
-    if isinstance(plan, VideoPlan) and family.name == "qwen3_vl":
+    if isinstance(plan, VideoPlan) and family.time_encoding.states_source_seconds:
         return t * (per_run - 1)  # one run per temporal patch
     return t * per_run - 1
 

@@ -14,9 +14,10 @@ for one video of one prompt:
 * ``text_after``: where the text after the video starts, from the video's first position, when
   the engine says so (the reference: one past the video's largest position on any axis).
 
-How a stated second ``m`` is mapped (:meth:`TimeAxis.source_seconds`), by time encoding:
+How a stated second ``m`` is mapped (:meth:`TimeAxis.source_seconds`), by time encoding (the
+family's, :class:`vlcli.models.families.TimeEncoding`; this module only asks it what it means):
 
-1. ``absolute-mrope`` (Qwen2.5-VL): the model reads position ``p`` as second ``p /
+1. positions are seconds (Qwen2.5-VL): the model reads position ``p`` as second ``p /
    tokens_per_second``, so it means position ``m * tokens_per_second``. That position is placed
    among the patches by the axis's own positions (piecewise linear through the first patch of
    each position; beyond the ends with the ideal slope ``1 / (second_per_grid_t *
@@ -27,10 +28,10 @@ How a stated second ``m`` is mapped (:meth:`TimeAxis.source_seconds`), by time e
    on with the slope between the two nearest patches (``second_per_grid_t`` when there is one
    patch). So a second the model was shown, up to the end of its last patch, maps inside the
    clip: "0.8 s" of a 1 s clip is not clipped to its end.
-2. ``frame-index`` (Qwen2-VL): positions count patches and carry no time, so a stated second is
-   the model's guess: ``m / second_per_grid_t`` patches, then the patch times as above.
-3. ``text-timestamps`` (Qwen3-VL): the model was shown source seconds as text, so ``m`` already
-   is a source second.
+2. positions count patches (Qwen2-VL) and carry no time, so a stated second is the model's
+   guess: ``m / second_per_grid_t`` patches, then the patch times as above.
+3. source seconds as text (Qwen3-VL): the model was shown source seconds, so ``m`` already is
+   a source second.
 
 This module is pure arithmetic: no torch.
 """
@@ -40,9 +41,24 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-ENCODINGS = ("absolute-mrope", "frame-index", "text-timestamps")
+
+@runtime_checkable
+class Encoding(Protocol):
+    """How the model was told the time, as a family declares it
+    (:class:`vlcli.models.families.TimeEncoding`, a layer above this one)."""
+
+    @property
+    def value(self) -> str:
+        """Its name, as the JSON output shows it."""
+        ...
+
+    @property
+    def positions_are_seconds(self) -> bool: ...
+
+    @property
+    def states_source_seconds(self) -> bool: ...
 
 
 def _f32(x: float) -> float:
@@ -76,7 +92,7 @@ def vllm_positions(groups: int, second_per_grid_t: float, tokens_per_second: flo
 class TimeAxis:
     """How one video's temporal patches were placed for the model (see the module docstring)."""
 
-    encoding: str  # one of ENCODINGS
+    encoding: Encoding
     positions: tuple[int, ...]
     second_per_grid_t: float
     tokens_per_second: float | None
@@ -87,21 +103,21 @@ class TimeAxis:
     text_after: int | None = None
 
     def __post_init__(self) -> None:
-        if self.encoding not in ENCODINGS:
+        if not isinstance(self.encoding, Encoding):
             raise ValueError(f"unknown time encoding {self.encoding!r}")
         if len(self.positions) != len(self.patch_times_s):
             raise ValueError("one position per temporal patch is needed")
 
     def position_seconds(self, position: float) -> float:
         """The second of the clip that a temporal position stands for, as the model reads it."""
-        if self.encoding == "absolute-mrope" and self.tokens_per_second:
+        if self.encoding.positions_are_seconds and self.tokens_per_second:
             return position / self.tokens_per_second
         return position * self.second_per_grid_t
 
     def model_patch(self, model_seconds: float) -> float:
         """The (fractional) temporal patch the model means when it says ``model_seconds``."""
         spg = self.second_per_grid_t
-        if self.encoding == "absolute-mrope" and self.tokens_per_second and spg > 0:
+        if self.encoding.positions_are_seconds and self.tokens_per_second and spg > 0:
             return _through_positions(
                 self.positions, model_seconds * self.tokens_per_second, spg * self.tokens_per_second
             )
@@ -109,7 +125,7 @@ class TimeAxis:
 
     def source_seconds(self, model_seconds: float) -> float:
         """The source second the model means when it says ``model_seconds`` (not clipped)."""
-        if self.encoding == "text-timestamps":
+        if self.encoding.states_source_seconds:
             return model_seconds
         times = self.patch_times_s
         if not times or self.second_per_grid_t <= 0:
@@ -128,11 +144,11 @@ class TimeAxis:
     @property
     def offset_s(self) -> float:
         """What is added to a stated second when the model's seconds are source seconds."""
-        return 0.0 if self.encoding == "text-timestamps" else self.clip_start_s
+        return 0.0 if self.encoding.states_source_seconds else self.clip_start_s
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "encoding": self.encoding,
+            "encoding": self.encoding.value,
             "engine": self.engine,
             "positions": list(self.positions),
             "text_after": self.text_after,

@@ -27,11 +27,7 @@ import torch
 
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink, timings
 from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs
-from vlcli.backends.transformers.positions import (
-    REFERENCE_FAMILIES,
-    recorded_video_axes,
-    use_reference_positions,
-)
+from vlcli.backends.transformers.positions import recorded_video_axes, use_reference_positions
 from vlcli.errors import (
     DeviceOutOfMemory,
     ExitStatus,
@@ -40,7 +36,7 @@ from vlcli.errors import (
     UsageError,
     VlcliError,
 )
-from vlcli.models.families import ModelSpec
+from vlcli.models.families import Family, ModelSpec
 from vlcli.models.locate import locate_spec
 from vlcli.planning.memory import GIB, canonical_dtype, check_weights_fit, estimate_memory
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
@@ -129,7 +125,7 @@ def check_attention(attn: str, device: torch.device, dtype: torch.dtype) -> None
 _IMPORT_LOCK = threading.Lock()
 
 
-def _import_transformers(family: str) -> tuple[Any, Any]:
+def _import_transformers(family: Family) -> tuple[Any, Any]:
     """``AutoProcessor`` and the model class, imported once, by one thread at a time.
 
     transformers resolves its names lazily and that is not thread-safe: the worker that
@@ -145,15 +141,10 @@ def _import_transformers(family: str) -> tuple[Any, Any]:
         return AutoProcessor, model_class(family)
 
 
-def model_class(family: str) -> Any:
+def model_class(family: Family) -> Any:
     import transformers
 
-    classes = {
-        "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
-        "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
-        "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
-    }
-    return classes[family]
+    return getattr(transformers, family.transformers_class)
 
 
 class _TextStream:
@@ -283,13 +274,13 @@ class TransformersBackend:
             if self.model is not None:
                 return
             self.processor, self.model = self._load(self.folder)
-            if self.family.name in REFERENCE_FAMILIES:
+            if self.family.reference_positions:
                 use_reference_positions(self.model, tokens_per_second=self.family.tokens_per_second)
 
     def _processor_ready(self) -> Any:
         with self._processor_lock:
             if self.processor is None:
-                auto_processor, _ = _import_transformers(self.family.name)
+                auto_processor, _ = _import_transformers(self.family)
                 try:
                     self.processor = auto_processor.from_pretrained(
                         self.folder, trust_remote_code=False
@@ -305,7 +296,7 @@ class TransformersBackend:
         return ModelError(f"{self.spec.model}: cannot load the model ({reason})")
 
     def _load(self, folder: str) -> tuple[Any, Any]:
-        _, model_cls = _import_transformers(self.family.name)
+        _, model_cls = _import_transformers(self.family)
         load: dict[str, Any] = {}
         if self.device.type == "cuda" and importlib.util.find_spec("accelerate") is not None:
             # Straight onto the GPU; without accelerate the weights pass through host memory.
@@ -450,7 +441,7 @@ class TransformersBackend:
         A video whose positions were not recorded (the hook did not run) gets None.
         """
         videos = [p for p in prompt.plans if isinstance(p, VideoPlan)]
-        if self.family.name not in REFERENCE_FAMILIES:
+        if not self.family.reference_positions:
             return tuple(p.time_axis() for p in videos)
         recorded = recorded_video_axes(
             self.model,

@@ -255,8 +255,10 @@ def build_inputs(
     """
     started = time.perf_counter()
     for path, plan in media:
-        if plan.family != family.name:
-            raise UsageError(f"{path}: planned for {plan.family}, but the model is {family.name}")
+        if plan.family.name != family.name:
+            raise UsageError(
+                f"{path}: planned for {plan.family.name}, but the model is {family.name}"
+            )
     video_plans = [p for _, p in media if isinstance(p, VideoPlan)]
     image_plans = [p for _, p in media if isinstance(p, ImagePlan)]
     # The text first, its temporaries given back before the frames: after the frames they
@@ -311,7 +313,7 @@ def build_inputs(
         inputs["video_grid_thw"] = torch.tensor(
             [p.grid_thw for p in video_plans], dtype=torch.long
         ).to(device)
-        if family.name == "qwen2_5_vl":
+        if family.time_encoding.positions_are_seconds:  # the model takes second_per_grid_ts
             inputs["second_per_grid_ts"] = torch.tensor(
                 [p.second_per_grid_t for p in video_plans], dtype=torch.float32
             ).to(device)

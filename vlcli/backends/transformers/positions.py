@@ -72,15 +72,16 @@ from typing import Any
 
 import torch
 
-REFERENCE_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+from vlcli.models.families import FAMILIES, QWEN2_5_VL, Family, family_of_model_type
+
 PAD_POSITION = 1  # position given to padding (masked) tokens, as the reference does
 
 
 def temporal_index(
-    family: str, groups: int, second_per_grid_t: float, tokens_per_second: float
+    family: Family, groups: int, second_per_grid_t: float, tokens_per_second: float
 ) -> torch.Tensor:
     """Temporal position (from the block's start) of each of ``groups`` temporal patches."""
-    if family == "qwen2_vl":
+    if not family.time_encoding.positions_are_seconds:
         return torch.arange(groups, dtype=torch.long)
     spg = torch.tensor(second_per_grid_t, dtype=torch.float32)
     return ((torch.arange(groups, dtype=torch.float32) * spg) * tokens_per_second).long()
@@ -97,7 +98,7 @@ def vision_block(start: int, t_index: torch.Tensor, llm_h: int, llm_w: int) -> t
 
 def _row_positions(
     ids: list[int],
-    family: str,
+    family: Family,
     image_grids: list[torch.Tensor],  # consumed: the grids of later rows stay
     video_grids: list[tuple[torch.Tensor, float]],
     merge: int,
@@ -150,7 +151,7 @@ def _row_positions(
 def rope_index(
     input_ids: torch.Tensor,
     *,
-    family: str = "qwen2_5_vl",
+    family: Family = QWEN2_5_VL,
     image_grid_thw: torch.Tensor | None = None,
     video_grid_thw: torch.Tensor | None = None,
     second_per_grid_ts: torch.Tensor | list[float] | None = None,
@@ -167,8 +168,7 @@ def rope_index(
     ``second_per_grid_ts`` has one value per video (1.0 when missing, as the reference).
     Tokens where ``attention_mask`` is 0 are skipped and get position ``PAD_POSITION``.
     """
-    if family not in REFERENCE_FAMILIES:
-        raise ValueError(f"reference positions are for {REFERENCE_FAMILIES}, not {family!r}")
+    _check_reference(family.name, family)
     batch, length = input_ids.shape
     images = list(image_grid_thw.cpu()) if image_grid_thw is not None else []
     spgs: list[float]
@@ -219,6 +219,14 @@ def rope_index(
     )
 
 
+def _check_reference(model_type: str, family: Family | None) -> Family:
+    """``family``, where vlcli gives it the reference's positions; a ValueError otherwise."""
+    if family is None or not family.reference_positions:
+        names = tuple(f.name for f in FAMILIES if f.reference_positions)
+        raise ValueError(f"reference positions are for {names}, not {model_type!r}")
+    return family
+
+
 def use_reference_positions(model: Any, *, tokens_per_second: float | None = None) -> None:
     """Make a Qwen2-VL / Qwen2.5-VL ``...ForConditionalGeneration`` use :func:`rope_index`.
 
@@ -227,9 +235,7 @@ def use_reference_positions(model: Any, *, tokens_per_second: float | None = Non
     ``tokens_per_second`` defaults to the model config's value.
     """
     config = model.config
-    family = config.model_type
-    if family not in REFERENCE_FAMILIES:
-        raise ValueError(f"reference positions are for {REFERENCE_FAMILIES}, not {family!r}")
+    family = _check_reference(config.model_type, family_of_model_type(config.model_type))
     vision = config.vision_config
     tps = (
         tokens_per_second
@@ -256,7 +262,9 @@ def use_reference_positions(model: Any, *, tokens_per_second: float | None = Non
             family=family,
             image_grid_thw=image_grid_thw,
             video_grid_thw=video_grid_thw,
-            second_per_grid_ts=second_per_grid_ts if family == "qwen2_5_vl" else None,
+            second_per_grid_ts=second_per_grid_ts
+            if family.time_encoding.positions_are_seconds
+            else None,
             attention_mask=attention_mask
             if attention_mask is not None and attention_mask.dim() == 2
             else None,

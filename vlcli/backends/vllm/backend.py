@@ -233,9 +233,9 @@ class ServerBackend:
         done = 0
         urls: list[tuple[VideoPlan | ImagePlan, str]] = []
         for path, plan in prompt.media:
-            if plan.family != self.family.name:
+            if plan.family.name != self.family.name:
                 raise UsageError(
-                    f"{path}: planned for {plan.family}, but the model is {self.family.name}"
+                    f"{path}: planned for {plan.family.name}, but the model is {self.family.name}"
                 )
             if isinstance(plan, ImagePlan):
                 started = time.perf_counter()
@@ -382,7 +382,7 @@ class ServerBackend:
         axes: list[TimeAxis | None] = []
         for plan in videos:
             axis = plan.time_axis(engine="vllm")
-            if axis.encoding != "text-timestamps":
+            if not axis.encoding.states_source_seconds:
                 text_after = _text_after(plan, axis.positions, merge)
                 axis = dataclasses.replace(axis, text_after=text_after)
             axes.append(axis)

@@ -112,7 +112,7 @@ def video_settings(plan: VideoPlan) -> dict[str, Any]:
     writes before each temporal patch, as transformers' does.
     """
     settings: dict[str, Any] = {"num_frames": -1}
-    if plan.family == "qwen3_vl":
+    if plan.family.time_encoding.states_source_seconds:  # timestamps from the source frames
         settings["fps"] = plan.source_fps
         settings["frames_indices"] = list(plan.frame_indices)
         settings["total_num_frames"] = plan.source_frames
@@ -128,7 +128,7 @@ def video_size_pin(plan: VideoPlan, temporal_patch_size: int = 2) -> dict[str, i
     rounded to whole temporal patches, times height times width).
     """
     pixels = plan.resized_height * plan.resized_width
-    if plan.family == "qwen3_vl":
+    if plan.family.processor_bounds_clip:
         frames = round(plan.frames / temporal_patch_size) * temporal_patch_size
         pixels *= frames
     return {"shortest_edge": pixels, "longest_edge": pixels}
