@@ -30,6 +30,7 @@ from test_cli_ask import (  # noqa: F401  (spy, two_clips: fixtures)
     Spy,
     invoke,
     records,
+    shown,
     spy,
     stderr_lines,
     two_clips,
@@ -406,7 +407,7 @@ def test_a_subtitle_file_name_for_several_inputs_is_refused(
     r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, made)
     assert r.exit_code == 0, r.stderr
     fmt = option.lstrip("-")
-    assert sorted(p.name for p in made.iterdir()) == [f"a.{fmt}", f"b.{fmt}"]
+    assert shown(made) == [f"a.{fmt}", f"b.{fmt}"]
 
 
 def test_output_files_under_missing_folders_make_them(
