@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vlcli import __version__
-from vlcli.cli.views import json_text, tsv_cell, visible
+from vlcli.cli.views import json_text, one_line, tsv_cell, visible
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"
@@ -265,3 +265,18 @@ def test_misnamed_model_options_are_said_before_torch_is_imported(
     )
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and message in lines[0] and lines[-1] == "False"
+
+
+def test_error_lines_escape_control_characters_in_names(tmp_path: Path) -> None:
+    """A name with a newline or ESC stays one line on stderr and never reaches the terminal raw
+    (``ESC[2J`` would clear it): escaped as in probe's table."""
+    odd = tmp_path / "two\nlines\x1b[2J.mp4"
+    odd.write_bytes(b"not media")
+    for args in (["probe", str(odd)], ["budget", str(odd)], ["probe", str(tmp_path)]):
+        r = run(*args)
+        assert r.returncode == 3
+        (line,) = r.stderr.decode().splitlines()
+        assert line.endswith(
+            "two\\nlines\\x1b[2J.mp4: not media: FFmpeg cannot read it as a video or image"
+        )
+    assert one_line("a\tb\nc\x1b\x07\r") == "a\\tb\\nc\\x1b\\x07\\r"

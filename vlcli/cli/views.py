@@ -130,6 +130,17 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_LINE_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """A name or message for one line of standard error or a table cell: newline, tab and
+    carriage return written ``\\n``, ``\\t``, ``\\r``, other control characters as ``\\xNN``,
+    so that one error stays one line and a name cannot move the cursor or clear the screen."""
+    return _LINE_BREAKERS.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 def tsv_cell(text: str) -> str:
     """A cell of a tab-separated line: backslash, tab, newline and carriage return escaped as
     ``\\\\``, ``\\t``, ``\\n``, ``\\r``, so that one input is always one line."""
@@ -150,11 +161,11 @@ def print_out(renderable: Any) -> None:
 
 
 def error(exc: VlcliError | str) -> None:
-    err.print(f"[bold red]vlcli:[/] {escape(str(exc))}")
+    err.print(f"[bold red]vlcli:[/] {escape(one_line(str(exc)))}")
 
 
 def warning(message: str) -> None:
-    err.print(f"[yellow]vlcli: warning:[/] {escape(message)}")
+    err.print(f"[yellow]vlcli: warning:[/] {escape(one_line(message))}")
 
 
 def info(message: str) -> None:
@@ -212,7 +223,7 @@ def probe_table(rows: list[dict[str, Any]]) -> None:
     for col in PROBE_COLUMNS:
         table.add_column(col, overflow="fold")
     for c in cells:
-        table.add_row(escape(visible(c[0])), *c[1:])
+        table.add_row(escape(one_line(c[0])), *c[1:])
     out.print(table)
 
 
