@@ -24,6 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
+from vlcli.backends import Prompt
+from vlcli.backends.vllm.backend import ServerBackend
 from vlcli.backends.vllm.client import (
     API_KEY_ENV,
     TRUST_FLAG,
@@ -494,3 +496,17 @@ def test_engine_vllm_checks_a_max_model_len_given_to_vllm_before_it_starts(
             with pytest.raises(MemoryBudgetError, match=f"{limit:,} tokens .*the server's context"):
                 backend.check_fit(prompt, limit, SamplingOptions())
         backend.close()  # never started: nothing to stop
+
+
+def test_a_missing_prompt_count_is_said_as_such(fake_server: Any) -> None:
+    """The server's answer without ``usage.prompt_tokens``: the note names that, not missing
+    tokenizer files (vlcli counted the prompt with them)."""
+    url, routes, _ = fake_server
+    routes["/v1/models"] = _reply(200, {"data": [{"id": "Qwen/Qwen2.5-VL-3B-Instruct"}]})
+    backend = ServerBackend(url, warn=lambda _m: None)
+    prompt = Prompt(media=(("clip.mp4", _plan(nframes=8)),), text="When?")
+    axes, (note,) = backend.axes(prompt, 100, "tokenizer", None)
+    assert axes == (None,)
+    assert "usage.prompt_tokens" in note and "tokenizer" not in note
+    axes, (note,) = backend.axes(prompt, 100, "estimate", 100)
+    assert "no tokenizer files here and no /tokenize" in note
