@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from vlcli import __version__
-from vlcli.cli.views import json_text, one_line, tsv_cell, visible
+from vlcli.cli.views import json_text, tsv_cell, visible
+from vlcli.errors import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"

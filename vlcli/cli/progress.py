@@ -31,7 +31,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
-from vlcli.cli.views import one_line
+from vlcli.errors import one_line
 
 MODES = ("live", "lines", "off")
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vlcli.errors import VlcliError
+from vlcli.errors import VlcliError, one_line
 from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import ImagePlan, VideoPlan
 
@@ -128,17 +128,6 @@ def visible(text: str) -> str:
     """Control characters (but newline and tab) shown as escapes, for a terminal: an answer
     must not ring the bell, move the cursor or change colours."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-_LINE_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def one_line(text: str) -> str:
-    """A name or message for one line of standard error or a table cell: newline, tab and
-    carriage return written ``\\n``, ``\\t``, ``\\r``, other control characters as ``\\xNN``,
-    so that one error stays one line and a name cannot move the cursor or clear the screen."""
-    return _LINE_BREAKERS.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
 def tsv_cell(text: str) -> str:
