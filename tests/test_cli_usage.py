@@ -281,3 +281,31 @@ def test_error_lines_escape_control_characters_in_names(tmp_path: Path) -> None:
             "two\\nlines\\x1b[2J.mp4: not media: FFmpeg cannot read it as a video or image"
         )
     assert one_line("a\tb\nc\x1b\x07\r") == "a\\tb\\nc\\x1b\\x07\\r"
+
+
+@pytest.mark.parametrize(
+    "option", [["-o", "out.jsonl"], ["--srt", "sub/out.srt"], ["--evidence", "frames"]]
+)
+def test_outputs_under_a_folder_that_cannot_be_searched(tmp_path: Path, option: list[str]) -> None:
+    """A folder without execute permission: one line naming the path, status 2 (not "a bug")."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = str(locked / option[1])
+    locked.chmod(0o600)
+    try:
+        r = subprocess.run(
+            [*_without_root_powers(), sys.executable, "-m", "vlcli", "ask", CLIP, "What?"]
+            + ["--model", str(tmp_path / "no-model"), option[0], target],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    named = line.removeprefix("vlcli: ").split(": cannot write there")[0]
+    assert target.startswith(named) and named.startswith(str(locked / "")), line
+    assert line.endswith("(permission denied)")
+    assert "bug" not in line
