@@ -309,3 +309,23 @@ def test_outputs_under_a_folder_that_cannot_be_searched(tmp_path: Path, option: 
     assert target.startswith(named) and named.startswith(str(locked / "")), line
     assert line.endswith("(permission denied)")
     assert "bug" not in line
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["probe", "--help"], ["--version"]])
+def test_help_onto_a_full_disk_is_said_so(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "vlcli", *args], stdout=full,
+                           stderr=subprocess.PIPE, cwd=ROOT, timeout=120)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.decode() == "vlcli: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("args", [["probe", CLIP], ["probe", CLIP, "--json"], ["--help"]])
+def test_a_closed_standard_output_is_said_so(args: list[str]) -> None:
+    """`vlcli probe x >&-`: one line and status 1, not a traceback."""
+    r = subprocess.run([sys.executable, "-m", "vlcli", *args], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, cwd=ROOT, timeout=120,
+                       preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.decode() == "vlcli: cannot write to standard output: Bad file descriptor\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from vlcli.errors import Interrupted
 from vlcli.run import signals
@@ -20,6 +20,8 @@ from vlcli.run import signals
 def main() -> NoReturn:
     signals.install()
     _hold_closed_streams()
+    if sys.stdout is not None:
+        sys.stdout = _Stdout(sys.stdout)  # type: ignore[assignment]
     status: int | None = None  # None: stopped by an interrupt nobody has said yet
     stopped_by: int = signal.SIGINT
     try:
@@ -67,3 +69,33 @@ def _hold_closed_streams() -> None:
             os.close(null)
         stream = open(fd, mode, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
         setattr(sys, name, stream)
+
+
+class _Stdout:
+    """Standard output whose failures are said as such by whoever writes (typer's help too):
+    a full disk or a closed stream is one line and status 1, a reader that left status 0
+    (:func:`vlcli.cli.views.output_failed`)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            _failed(exc)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            _failed(exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _failed(exc: OSError) -> NoReturn:
+    from vlcli.cli.views import output_failed
+
+    output_failed(exc)
