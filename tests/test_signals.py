@@ -48,6 +48,7 @@ runpy.run_module("vlcli", run_name="__main__")
 @pytest.mark.parametrize(
     ("module", "sig"),
     [
+        ("vlcli.planning.plan", signal.SIGINT),  # `import vlcli` imported it before the entry ran
         ("typer", signal.SIGINT),  # the command line's own modules
         ("numpy", signal.SIGINT),  # inside torch's import: torch swallowed it, the run went on
         ("numpy", signal.SIGHUP),
@@ -95,3 +96,18 @@ def test_ignored_signals_stay_ignored() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.split() == ["True", "True", "True"], r.stderr
+
+
+def test_the_entry_handles_signals_before_anything_heavy_is_imported() -> None:
+    """What runs before the handlers are installed is the interpreter's start and a few light
+    modules: not the API's (``import vlcli`` imports them on first use), typer, rich or numpy."""
+    code = (
+        "import sys\n"
+        "import vlcli.cli.entry\n"
+        "heavy = ('vlcli.times.parse', 'vlcli.planning.plan', 'typer', 'rich', 'numpy', 'torch')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "import vlcli\n"
+        "print(sorted(vlcli.__all__) == sorted(n for n in vlcli.__all__ if getattr(vlcli, n, None) is not None))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.splitlines() == ["[]", "True"], r.stderr
