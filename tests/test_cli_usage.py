@@ -17,6 +17,7 @@ import pytest
 
 from vlcli import __version__
 from vlcli.cli.views import json_text, tsv_cell, visible
+from vlcli.errors import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"
@@ -283,3 +284,66 @@ def test_misnamed_model_options_are_said_before_torch_is_imported(
     )
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and message in lines[0] and lines[-1] == "False"
+
+
+def test_error_lines_escape_control_characters_in_names(tmp_path: Path) -> None:
+    """A name with a newline or ESC stays one line on stderr and never reaches the terminal raw
+    (``ESC[2J`` would clear it): escaped as in probe's table."""
+    odd = tmp_path / "two\nlines\x1b[2J.mp4"
+    odd.write_bytes(b"not media")
+    for args in (["probe", str(odd)], ["budget", str(odd)], ["probe", str(tmp_path)]):
+        r = run(*args)
+        assert r.returncode == 3
+        (line,) = r.stderr.decode().splitlines()
+        assert line.endswith(
+            "two\\nlines\\x1b[2J.mp4: not media: FFmpeg cannot read it as a video or image"
+        )
+    assert one_line("a\tb\nc\x1b\x07\r") == "a\\tb\\nc\\x1b\\x07\\r"
+
+
+@pytest.mark.parametrize(
+    "option", [["-o", "out.jsonl"], ["--srt", "sub/out.srt"], ["--evidence", "frames"]]
+)
+def test_outputs_under_a_folder_that_cannot_be_searched(tmp_path: Path, option: list[str]) -> None:
+    """A folder without execute permission: one line naming the path, status 2 (not "a bug")."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = str(locked / option[1])
+    locked.chmod(0o600)
+    try:
+        r = subprocess.run(
+            [*_without_root_powers(), sys.executable, "-m", "vlcli", "ask", CLIP, "What?"]
+            + ["--model", str(tmp_path / "no-model"), option[0], target],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    named = line.removeprefix("vlcli: ").split(": cannot write there")[0]
+    assert target.startswith(named) and named.startswith(str(locked / "")), line
+    assert line.endswith("(permission denied)")
+    assert "bug" not in line
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["probe", "--help"], ["--version"]])
+def test_help_onto_a_full_disk_is_said_so(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "vlcli", *args], stdout=full,
+                           stderr=subprocess.PIPE, cwd=ROOT, timeout=120)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.decode() == "vlcli: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("args", [["probe", CLIP], ["probe", CLIP, "--json"], ["--help"]])
+def test_a_closed_standard_output_is_said_so(args: list[str]) -> None:
+    """`vlcli probe x >&-`: one line and status 1, not a traceback."""
+    r = subprocess.run([sys.executable, "-m", "vlcli", *args], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, cwd=ROOT, timeout=120,
+                       preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.decode() == "vlcli: cannot write to standard output: Bad file descriptor\n"

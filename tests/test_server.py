@@ -24,8 +24,12 @@ import pytest
 import torch
 from PIL import Image
 
+from vlcli.backends import Prompt
+from vlcli.backends.vllm.backend import ServerBackend
 from vlcli.backends.vllm.client import (
     API_KEY_ENV,
+    QUICK_TIMEOUT_S,
+    TIMEOUT_S,
     TRUST_FLAG,
     VIDEO_MIME,
     ServerClient,
@@ -494,3 +498,62 @@ def test_engine_vllm_checks_a_max_model_len_given_to_vllm_before_it_starts(
             with pytest.raises(MemoryBudgetError, match=f"{limit:,} tokens .*the server's context"):
                 backend.check_fit(prompt, limit, SamplingOptions())
         backend.close()  # never started: nothing to stop
+
+
+def test_a_missing_prompt_count_is_said_as_such(fake_server: Any) -> None:
+    """The server's answer without ``usage.prompt_tokens``: the note names that, not missing
+    tokenizer files (vlcli counted the prompt with them)."""
+    url, routes, _ = fake_server
+    routes["/v1/models"] = _reply(200, {"data": [{"id": "Qwen/Qwen2.5-VL-3B-Instruct"}]})
+    backend = ServerBackend(url, warn=lambda _m: None)
+    prompt = Prompt(media=(("clip.mp4", _plan(nframes=8)),), text="When?")
+    axes, (note,) = backend.axes(prompt, 100, "tokenizer", None)
+    assert axes == (None,)
+    assert "usage.prompt_tokens" in note and "tokenizer" not in note
+    axes, (note,) = backend.axes(prompt, 100, "estimate", 100)
+    assert "no tokenizer files here and no /tokenize" in note
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A socket on 127.0.0.1 that accepts every connection and never answers."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_a_server_that_never_answers_is_said_with_what_vlcli_waited_for(
+    silent_server: str,
+) -> None:
+    """Not 600 s of silence per request: the short wait of /v1/models and /tokenize, and the
+    answer's own wait, each end in one line naming what did not come."""
+    client = ServerClient(silent_server, timeout_s=0.3, quick_timeout_s=0.2)
+    with pytest.raises(ServerError) as caught:
+        client.models()
+    assert str(caught.value) == (
+        f"the server at {silent_server} accepted the connection but did not answer "
+        "GET /v1/models within 0.2 s"
+    )
+    with pytest.raises(ServerError, match=r"did not answer POST /tokenize within 0\.2 s"):
+        client.count_tokens([{"role": "user", "content": "hi"}])
+    with pytest.raises(ServerError) as caught:
+        client.chat(chat_request("m", [], "Hi", stream=True))
+    assert "did not answer POST /v1/chat/completions within 0.3 s" in str(caught.value)
+    assert "first byte of the answer" in str(caught.value)
+    assert TIMEOUT_S > QUICK_TIMEOUT_S and QUICK_TIMEOUT_S <= 30

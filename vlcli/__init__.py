@@ -11,20 +11,23 @@ The transformers backend (``vlcli.backends.transformers.backend``) is the only m
 transformers; every backend answers through the seam in ``vlcli.backends``.
 """
 
-from vlcli.errors import ExitStatus, InputError, ModelError, UsageError, VlcliError
-from vlcli.models.families import DEFAULT_MODEL, Family, ModelSpec, resolve_model
-from vlcli.outputs.subtitles import to_srt, to_vtt
-from vlcli.planning.plan import (
-    ImagePlan,
-    SamplingOptions,
-    VideoFacts,
-    VideoPlan,
-    plan_image,
-    plan_video,
-)
-from vlcli.planning.tasks import DEFAULT_SYSTEM_PROMPT, DEFAULT_TASK, TASKS, build_prompt
-from vlcli.times.format import format_hms
-from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlcli.errors import ExitStatus, InputError, ModelError, UsageError, VlcliError
+    from vlcli.models.families import DEFAULT_MODEL, Family, ModelSpec, resolve_model
+    from vlcli.outputs.subtitles import to_srt, to_vtt
+    from vlcli.planning.plan import (
+        ImagePlan,
+        SamplingOptions,
+        VideoFacts,
+        VideoPlan,
+        plan_image,
+        plan_video,
+    )
+    from vlcli.planning.tasks import DEFAULT_SYSTEM_PROMPT, DEFAULT_TASK, TASKS, build_prompt
+    from vlcli.times.format import format_hms
+    from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
 
 __version__ = "0.1.0"
 
@@ -56,3 +59,28 @@ __all__ = [
     "to_srt",
     "to_vtt",
 ]
+
+# Where each name of the API lives: imported on first use, so that ``vlcli``'s own start (which
+# must handle a signal from its first line, vlcli.cli.entry) does not wait on them.
+_HOMES = {
+    "vlcli.errors": ("ExitStatus", "InputError", "ModelError", "UsageError", "VlcliError"),
+    "vlcli.models.families": ("DEFAULT_MODEL", "Family", "ModelSpec", "resolve_model"),
+    "vlcli.outputs.subtitles": ("to_srt", "to_vtt"),
+    "vlcli.planning.plan": (
+        "ImagePlan", "SamplingOptions", "VideoFacts", "VideoPlan", "plan_image", "plan_video",
+    ),
+    "vlcli.planning.tasks": ("DEFAULT_SYSTEM_PROMPT", "DEFAULT_TASK", "TASKS", "build_prompt"),
+    "vlcli.times.format": ("format_hms",),
+    "vlcli.times.parse": ("TimeSpan", "map_times", "parse_time_value", "parse_times"),
+}  # fmt: skip
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'vlcli' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_HOME_OF[name]), name)
+    globals()[name] = value
+    return value

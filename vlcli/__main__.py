@@ -1,3 +1,3 @@
-from vlcli.cli.app import main
+from vlcli.cli.entry import main
 
 main()

@@ -7,6 +7,7 @@ catches it in one place and prints one line on standard error, never a traceback
 
 from __future__ import annotations
 
+import re
 import signal
 from enum import IntEnum
 
@@ -79,3 +80,14 @@ class Interrupted(BaseException):
     @property
     def status(self) -> int:
         return 128 + self.signum
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_LINE_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """A name or message for one line of standard error or a table cell: newline, tab and
+    carriage return written ``\\n``, ``\\t``, ``\\r``, other control characters as ``\\xNN``,
+    so that one error stays one line and a name cannot move the cursor or clear the screen."""
+    return _LINE_BREAKERS.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)

@@ -20,6 +20,7 @@ from vlcli.cli import views as render
 from vlcli.errors import ExitStatus, InputError, Interrupted, UsageError, VlcliError
 from vlcli.models.families import DEFAULT_MODEL, resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, check_options
+from vlcli.run import signals
 
 
 def _plain_labels(params: list[Any]) -> list[Any]:
@@ -550,12 +551,7 @@ def main() -> None:
 def _leave(status: int) -> NoReturn:
     """Exit at once after an interrupt, streams flushed: a decoder still running on another
     thread must not be torn down by the interpreter's exit (C++ aborts the process then)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(status)
+    signals.leave(status)
 
 
 def _usage_failure(exc: typer.TyperException, args: list[str]) -> int:

@@ -31,6 +31,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+from vlcli.errors import one_line
+
 MODES = ("live", "lines", "off")
 
 
@@ -114,21 +116,24 @@ class Progress:
 
     def stage(self, path: str, stage: str) -> None:
         """The input being answered (empty: none yet) and what is happening to it."""
-        self._current = f"{escape(path)}: {stage}" if path else stage
+        self._current = f"{escape(one_line(path))}: {stage}" if path else stage
         self._show(refresh=True)
 
     def decoding(self, path: str, done: int, total: int) -> None:
         """Frames decoded of the input being prepared (the next one, while one is answered);
         ``done >= total`` when it is ready."""
         first = not self._ahead
-        self._ahead = f"{escape(path)}: decoding frames {done}/{total}" if done < total else ""
+        self._ahead = (
+            f"{escape(one_line(path))}: decoding frames {done}/{total}" if done < total else ""
+        )
         self._show(refresh=first or not self._ahead)
 
     def window_finished(self, label: str, seconds: float) -> None:
         """One window of a long video answered: a log line (a video may take hours)."""
         if self.mode == "lines":
             self.console.print(
-                f"[dim]vlcli: {escape(label)}: answered in {seconds:.1f} s[/]", highlight=False
+                f"[dim]vlcli: {escape(one_line(label))}: answered in {seconds:.1f} s[/]",
+                highlight=False,
             )
 
     def finished(self, path: str, status: str, seconds: float) -> None:
@@ -138,6 +143,6 @@ class Progress:
             self._live.update(self._main, completed=self.done, refresh=True)
         elif self.mode == "lines" and self.total > 1:
             self.console.print(
-                f"[dim]vlcli: [{self.done}/{self.total}] {escape(path)}: {status} in {seconds:.1f} s[/]",
+                f"[dim]vlcli: [{self.done}/{self.total}] {escape(one_line(path))}: {status} in {seconds:.1f} s[/]",
                 highlight=False,
             )

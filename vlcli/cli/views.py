@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vlcli.errors import VlcliError
+from vlcli.errors import VlcliError, one_line
 from vlcli.outputs.text import json_text
 from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import ImagePlan, VideoPlan
@@ -136,11 +136,11 @@ def print_out(renderable: Any) -> None:
 
 
 def error(exc: VlcliError | str) -> None:
-    err.print(f"[bold red]vlcli:[/] {escape(str(exc))}")
+    err.print(f"[bold red]vlcli:[/] {escape(one_line(str(exc)))}")
 
 
 def warning(message: str) -> None:
-    err.print(f"[yellow]vlcli: warning:[/] {escape(message)}")
+    err.print(f"[yellow]vlcli: warning:[/] {escape(one_line(message))}")
 
 
 def info(message: str) -> None:
@@ -198,7 +198,7 @@ def probe_table(rows: list[dict[str, Any]]) -> None:
     for col in PROBE_COLUMNS:
         table.add_column(col, overflow="fold")
     for c in cells:
-        table.add_row(escape(visible(c[0])), *c[1:])
+        table.add_row(escape(one_line(c[0])), *c[1:])
     out.print(table)
 
 

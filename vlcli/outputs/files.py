@@ -17,17 +17,21 @@ Nothing here prints; failures are :class:`~vlcli.errors.VlcliError`.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import io
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec
 
 from vlcli.errors import InputError, UsageError
+
+P = ParamSpec("P")
 
 SUBTITLE_FORMATS = ("srt", "vtt")
 _PROOF = ".written-by-vlcli"  # the suffix of a proof's name (see proof_path)
@@ -326,6 +330,22 @@ def _writable_folder(path: Path) -> str | None:
     return None
 
 
+def _unreachable_is_usage(check: Callable[P, None]) -> Callable[P, None]:
+    """A target that cannot even be looked at (under a folder without search permission) is a
+    usage error naming the path, like one that cannot be written."""
+
+    @functools.wraps(check)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            check(*args, **kwargs)
+        except OSError as exc:
+            why = (exc.strerror or type(exc).__name__).lower()
+            raise UsageError(f"{exc.filename or 'an output'}: cannot write there ({why})") from None
+
+    return checked
+
+
+@_unreachable_is_usage
 def check_targets(
     inputs: Sequence[str],
     stems: Sequence[str],

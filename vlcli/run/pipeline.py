@@ -12,9 +12,10 @@ gives it back once it has been generated, so at most ``concurrency`` prepared it
 answered and one more waits (with the transformers backend, two inputs' frames). Finished
 results that wait for an earlier, slower item hold only their answer.
 
-:class:`Interrupts` turns SIGINT and SIGTERM into :class:`~vlcli.errors.Interrupted` on the main
-thread, held back while a finished item's outputs are written (:meth:`Interrupts.held`), so
-that an item is either recorded whole or not at all.
+:class:`Interrupts` turns SIGINT, SIGTERM and SIGHUP into :class:`~vlcli.errors.Interrupted` on
+the main thread (never inside an import: :mod:`vlcli.run.signals`), held back while a finished
+item's outputs are written (:meth:`Interrupts.held`), so that an item is either recorded whole
+or not at all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from vlcli.errors import Interrupted
+from vlcli.run import signals
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -208,13 +210,14 @@ def run_ordered(
 
 
 class Interrupts:
-    """SIGINT and SIGTERM as :class:`Interrupted` on the main thread, while installed.
+    """SIGINT, SIGTERM and SIGHUP as :class:`Interrupted` on the main thread, while installed.
 
     Inside :meth:`held` a signal is remembered and raised when the block ends, so that what the
-    block writes is written whole.
+    block writes is written whole. A signal that arrived before (and that a library swallowed)
+    stops the run before it starts.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = signals.SIGNALS
 
     def __init__(self) -> None:
         self._holding = 0
@@ -228,9 +231,12 @@ class Interrupts:
         raise Interrupted(signum)
 
     def __enter__(self) -> Interrupts:
+        signals.raise_if_received()
         if threading.current_thread() is threading.main_thread():
+            handler = signals.after_imports(self._handler)
             for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handler)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, handler)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -366,11 +366,19 @@ class ServerBackend:
         videos = [p for p in prompt.plans if isinstance(p, VideoPlan)]
         if not videos:
             return (), ()
-        if counted_by == "estimate" or served_tokens is None:
+        unchecked = (
+            "so vlcli cannot check that the server saw the planned frames: the answer's times "
+            "are left as the model stated them"
+        )
+        if counted_by == "estimate":
             return tuple(None for _ in videos), (
                 "vlcli could not count this prompt exactly (no tokenizer files here and no "
-                "/tokenize on the server), so it cannot check that the server saw the planned "
-                "frames: the answer's times are left as the model stated them",
+                f"/tokenize on the server), {unchecked}",
+            )
+        if served_tokens is None:
+            return tuple(None for _ in videos), (
+                "the server's answer does not say how long its prompt was (no "
+                f"usage.prompt_tokens), {unchecked}",
             )
         if served_tokens != expected:
             return tuple(None for _ in videos), (

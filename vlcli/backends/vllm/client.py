@@ -50,7 +50,8 @@ JPEG_QUALITY = 95
 # zlib level 1: 4x faster than PIL's default 6 for 25-30% more bytes (measured on 448x252 and
 # 1008x560 frames: 7 ms against 37 ms, 19 ms against 80 ms); the pixels are the same.
 PNG_COMPRESS_LEVEL = 1
-TIMEOUT_S = 600.0
+TIMEOUT_S = 600.0  # a chat answer's first byte: the server reads every frame before it answers
+QUICK_TIMEOUT_S = 20.0  # /v1/models, /tokenize: a live server answers them at once
 
 
 class ServerError(VlcliError):
@@ -334,10 +335,18 @@ class ServerClient:
     """Requests to one OpenAI-compatible server (``url`` without the ``/v1``), over urllib.
 
     Every failure is a :class:`ServerError` with one line for the user. Thread-safe: each
-    request opens its own connection.
+    request opens its own connection. A server that takes the connection and then says nothing
+    is given ``quick_timeout_s`` for its model list and token counts, ``timeout_s`` for the first
+    byte of an answer (and between two pieces of a streamed one), and said so.
     """
 
-    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = TIMEOUT_S):
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        timeout_s: float = TIMEOUT_S,
+        quick_timeout_s: float = QUICK_TIMEOUT_S,
+    ):
         url = url.strip().rstrip("/")
         if url.endswith("/v1"):
             url = url[:-3]
@@ -347,7 +356,7 @@ class ServerClient:
             )
         self.url = url
         self.api_key = api_key
-        self.timeout_s = timeout_s
+        self.timeout_s, self.quick_timeout_s = timeout_s, quick_timeout_s
 
     def _open(self, path: str, body: dict[str, Any] | None, timeout_s: float | None) -> Any:
         headers = {"Accept": "application/json"}
@@ -358,13 +367,23 @@ class ServerClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url + path, data=data, headers=headers)
+        timeout_s = timeout_s or self.quick_timeout_s
         try:
-            return urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s)
+            return urllib.request.urlopen(request, timeout=timeout_s)
+        except TimeoutError:  # connected, and nothing came back (a connect timeout is a URLError)
+            raise ServerError(self._silent(request.get_method(), path, timeout_s)) from None
         except urllib.error.HTTPError as exc:
             raise ServerError(error_message(exc.code, exc.read(), self.url)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServerError(f"cannot reach the server at {self.url}: {reason}") from None
+
+    def _silent(self, method: str, path: str, timeout_s: float) -> str:
+        waited = " (vlcli waited for the first byte of the answer)" if path.endswith("/completions") else ""
+        return (
+            f"the server at {self.url} accepted the connection but did not answer "
+            f"{method} {path} within {timeout_s:g} s{waited}"
+        )
 
     def get_json(self, path: str, timeout_s: float | None = None) -> Any:
         with self._open(path, None, timeout_s) as response:
@@ -421,10 +440,16 @@ class ServerClient:
         self, body: dict[str, Any], on_text: Callable[[str], None] | None = None
     ) -> Completion:
         """One chat completion; streamed (pieces to ``on_text``) when ``body["stream"]``."""
-        if not body.get("stream"):
-            return parse_completion(self.post_json("/v1/chat/completions", body))
-        with self._open("/v1/chat/completions", body, None) as response:
-            return read_stream(iter_events(response), on_text)
+        path = "/v1/chat/completions"
+        try:
+            if not body.get("stream"):
+                return parse_completion(self.post_json(path, body, self.timeout_s))
+            with self._open(path, body, self.timeout_s) as response:
+                return read_stream(iter_events(response), on_text)
+        except TimeoutError:  # the answer stopped coming midway
+            raise ServerError(
+                f"the server at {self.url} stopped sending its answer for {self.timeout_s:g} s"
+            ) from None
 
 
 def _json_body(data: bytes, url: str) -> Any:
