@@ -208,9 +208,7 @@ class TransformersBackend:
         self.load()
         stats: PrepareStats = prepared.stats
         tokenizer = self.processor.tokenizer
-        config = generation_config(
-            self.model, tokenizer, prompt.max_new_tokens, prompt.temperature
-        )
+        config = generation_config(self.model, tokenizer, prompt.max_new_tokens, prompt.temperature)
         out = generate_text(
             self.model, tokenizer, prepared.inputs, stats.prompt_tokens, config, on_text
         )

@@ -78,9 +78,7 @@ class Generated:
     generate_s: float  # prefill and decoding together
 
 
-def generation_config(
-    model: Any, tokenizer: Any, max_new_tokens: int, temperature: float
-) -> Any:
+def generation_config(model: Any, tokenizer: Any, max_new_tokens: int, temperature: float) -> Any:
     """The model's generation config with vlcli's length and sampling in place of its own."""
     config = copy.deepcopy(model.generation_config)
     config.max_new_tokens = max_new_tokens
