@@ -851,7 +851,7 @@ def test_cuda_out_of_memory_is_one_line(
     """The device running out of memory while the inputs are built or while the model runs."""
     import torch
 
-    from vlcli.backends.transformers import backend
+    from vlcli.backends.transformers import backend, generation
 
     def oom(*args: Any, **kwargs: Any) -> Any:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -859,7 +859,7 @@ def test_cuda_out_of_memory_is_one_line(
     if where == "preparing":
         monkeypatch.setattr(backend, "build_inputs", oom)
     else:  # inside model.generate: the streamer receives the prompt first
-        monkeypatch.setattr(backend._TextStream, "put", oom)
+        monkeypatch.setattr(generation.TextStream, "put", oom)
     r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW)
     assert r.exit_code == 5
     (line,) = stderr_lines(r)

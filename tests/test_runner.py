@@ -238,7 +238,7 @@ def test_bad_options(tiny_qwen25_path: Path) -> None:
 def test_a_device_that_is_not_here_names_those_that_are(
     tiny_qwen25_path: Path, device: str
 ) -> None:
-    from vlcli.backends.transformers.backend import devices_here
+    from vlcli.backends.transformers.device import devices_here
 
     with pytest.raises(UsageError, match=f"--device {device}") as caught:
         TransformersBackend(str(tiny_qwen25_path), device=device, warn=_quiet)
@@ -289,7 +289,9 @@ def test_positions_that_cannot_be_read_back_leave_the_times_unmapped(
         qwen25_runner.model.model, "vlcli_last_positions", (other, torch.zeros(3, *other.shape))
     )
     assert recorded_video_axes(qwen25_runner.model, inputs["input_ids"], [plan.grid_thw], 2) is None
-    monkeypatch.setattr("vlcli.backends.transformers.backend.recorded_video_axes", lambda *a, **k: None)
+    monkeypatch.setattr(
+        "vlcli.backends.transformers.axes.recorded_video_axes", lambda *a, **k: None
+    )
     answer = ask_media(qwen25_runner, [(tiny_clip, plan)], QUESTION, max_new_tokens=2)
     assert answer.axes == (None,) and "left as the model stated them" in answer.notes[0]
     (span,) = map_answer_times("It happens at 1.5 seconds.", [plan], answer.axes)

@@ -7,8 +7,8 @@ The pure parts are a documented Python API, importable without torch::
     spans = map_times(parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=30.0)
     spans[0].source_start_s  # 42.5
 
-The transformers backend (``vlcli.backends.transformers.backend``) is the only module that imports
-transformers; every backend answers through the seam in ``vlcli.backends``.
+The transformers backend (``vlcli.backends.transformers``; its ``loading`` module) is the only
+place that imports transformers; every backend answers through the seam in ``vlcli.backends``.
 """
 
 from typing import TYPE_CHECKING, Any

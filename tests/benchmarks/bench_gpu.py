@@ -169,12 +169,13 @@ def child(
 
     if which == "vlcli":
         from vlcli.backends.transformers.backend import TransformersBackend
+        from vlcli.backends.transformers.generation import generation_config
         from vlcli.planning.memory import estimate_memory
         from vlcli.planning.plan import SamplingOptions, estimate_prompt_tokens, plan_video
 
         runner = TransformersBackend(folder, device=device, dtype="auto")
         plan = plan_video(video_facts(clip, facts), SamplingOptions(), runner.family)
-        cfg = runner._generation_config(new_tokens, 0.0)
+        cfg = generation_config(runner.model, runner.processor.tokenizer, new_tokens, 0.0)
         cfg.min_new_tokens = new_tokens
 
         def prepare():  # noqa: ANN202

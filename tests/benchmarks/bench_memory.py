@@ -265,7 +265,9 @@ def measure_peaks(runner: Any, inputs: dict[str, Any]) -> dict[str, int]:
 def _generate(runner: Any, inputs: dict[str, Any]) -> object:
     import torch
 
-    config = runner._generation_config(1, 0.0)
+    from vlcli.backends.transformers.generation import generation_config
+
+    config = generation_config(runner.model, runner.processor.tokenizer, 1, 0.0)
     with torch.inference_mode():
         return runner.model.generate(
             **inputs, generation_config=config, return_dict_in_generate=True

@@ -259,68 +259,103 @@ def build_inputs(
             raise UsageError(
                 f"{path}: planned for {plan.family.name}, but the model is {family.name}"
             )
-    video_plans = [p for _, p in media if isinstance(p, VideoPlan)]
-    image_plans = [p for _, p in media if isinstance(p, ImagePlan)]
     # The text first, its temporaries given back before the frames: after the frames they
     # would add to the peak (measured on a 43k-token prompt: 23 MB).
     inputs = _text_inputs(processor, family, media, question, system, device)
-    input_ids = inputs["input_ids"]
     heap.give_back()
-    decode_s = 0.0
-    # One tensor for the rows of every video of the prompt, in the model's dtype, on its device.
-    video_rows = [p.grid_thw[0] * p.grid_thw[1] * p.grid_thw[2] for p in video_plans]
-    patch_dim = 3 * family.temporal_patch_size * family.patch_size**2
-    pixel_values_videos = (
-        torch.empty((sum(video_rows), patch_dim), dtype=dtype, device=device)
-        if video_plans
-        else None
-    )
-    images: list[torch.Tensor] = []
-    offset = 0
-    total_frames = sum(p.frames for p in video_plans)
-    done = [0]
-
-    def chunk_done(frames: int) -> None:
-        done[0] += frames
-        if on_frames is not None:
-            on_frames(done[0], total_frames)
-
-    for path, plan in media:
-        if isinstance(plan, VideoPlan):
-            assert pixel_values_videos is not None
-            rows = plan.grid_thw[0] * plan.grid_thw[1] * plan.grid_thw[2]
-            decode_s += video_pixels(
-                processor,
-                path,
-                plan,
-                family,
-                pixel_values_videos[offset : offset + rows],
-                on_chunk=chunk_done,
-            )
-            offset += rows
-        else:
-            pixels, spent = image_pixels(processor, path, plan, dtype, device)
-            images.append(pixels)
-            decode_s += spent
-
-    if images:
-        inputs["pixel_values"] = images[0] if len(images) == 1 else torch.cat(images)
-        inputs["image_grid_thw"] = torch.tensor(
-            [p.grid_thw for p in image_plans], dtype=torch.long
-        ).to(device)
-    if pixel_values_videos is not None:
-        inputs["pixel_values_videos"] = pixel_values_videos
-        inputs["video_grid_thw"] = torch.tensor(
-            [p.grid_thw for p in video_plans], dtype=torch.long
-        ).to(device)
-        if family.time_encoding.positions_are_seconds:  # the model takes second_per_grid_ts
-            inputs["second_per_grid_ts"] = torch.tensor(
-                [p.second_per_grid_t for p in video_plans], dtype=torch.float32
-            ).to(device)
+    pixels, decode_s = _pixel_inputs(processor, family, media, dtype, device, on_frames)
+    inputs.update(pixels)
     stats = PrepareStats(
-        prompt_tokens=int(input_ids.shape[1]),
+        prompt_tokens=int(inputs["input_ids"].shape[1]),
         visual_tokens=sum(p.visual_tokens for _, p in media),
         decode_s=decode_s,
         preprocess_s=time.perf_counter() - started - decode_s,
     )
     return inputs, stats
+
+
+def _pixel_inputs(
+    processor: Any,
+    family: Family,
+    media: Media,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    on_frames: Callable[[int, int], None] | None,
+) -> tuple[dict[str, torch.Tensor], float]:
+    """The pixel rows of the prompt's images and videos with their grids, and the seconds
+    spent decoding.
+
+    The rows of every video go into one tensor allocated up front, in the model's dtype on its
+    device, so that no video is ever held twice (as float32 frames and as model rows).
+    """
+    videos = [p for _, p in media if isinstance(p, VideoPlan)]
+    patch_dim = 3 * family.temporal_patch_size * family.patch_size**2
+    video_rows = (
+        torch.empty((sum(_rows(p) for p in videos), patch_dim), dtype=dtype, device=device)
+        if videos
+        else None
+    )
+    images: list[torch.Tensor] = []
+    chunk_done = _frame_counter(sum(p.frames for p in videos), on_frames)
+    decode_s = 0.0
+    offset = 0
+    for path, plan in media:
+        if isinstance(plan, VideoPlan):
+            assert video_rows is not None
+            out = video_rows[offset : offset + _rows(plan)]
+            decode_s += video_pixels(processor, path, plan, family, out, on_chunk=chunk_done)
+            offset += _rows(plan)
+        else:
+            pixels, spent = image_pixels(processor, path, plan, dtype, device)
+            images.append(pixels)
+            decode_s += spent
+    return _with_grids(family, media, images, video_rows, device), decode_s
+
+
+def _rows(plan: VideoPlan) -> int:
+    """A video's rows of ``pixel_values_videos``: one per patch of its grid."""
+    return plan.grid_thw[0] * plan.grid_thw[1] * plan.grid_thw[2]
+
+
+def _frame_counter(
+    total: int, on_frames: Callable[[int, int], None] | None
+) -> Callable[[int], None]:
+    """What each chunk of each video reports its frames to: ``on_frames`` hears the prompt's
+    frames done so far, of all its videos."""
+    done = 0
+
+    def chunk_done(frames: int) -> None:
+        nonlocal done
+        done += frames
+        if on_frames is not None:
+            on_frames(done, total)
+
+    return chunk_done
+
+
+def _with_grids(
+    family: Family,
+    media: Media,
+    images: list[torch.Tensor],
+    video_rows: torch.Tensor | None,
+    device: torch.device | str,
+) -> dict[str, torch.Tensor]:
+    """The pixel inputs under the names the model takes, each with the grids it was made on
+    (and, for Qwen2.5-VL, each video's seconds per temporal patch)."""
+    pixels: dict[str, torch.Tensor] = {}
+    if images:
+        pixels["pixel_values"] = images[0] if len(images) == 1 else torch.cat(images)
+        pixels["image_grid_thw"] = torch.tensor(
+            [p.grid_thw for _, p in media if isinstance(p, ImagePlan)], dtype=torch.long
+        ).to(device)
+    if video_rows is not None:
+        videos = [p for _, p in media if isinstance(p, VideoPlan)]
+        pixels["pixel_values_videos"] = video_rows
+        pixels["video_grid_thw"] = torch.tensor([p.grid_thw for p in videos], dtype=torch.long).to(
+            device
+        )
+        if family.time_encoding.positions_are_seconds:  # the model takes second_per_grid_ts
+            pixels["second_per_grid_ts"] = torch.tensor(
+                [p.second_per_grid_t for p in videos], dtype=torch.float32
+            ).to(device)
+    return pixels

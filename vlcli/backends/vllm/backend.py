@@ -1,19 +1,22 @@
 """The vLLM server backend: vlcli's prompts answered by an OpenAI-compatible vLLM server.
 
 :class:`ServerBackend` implements the :class:`~vlcli.backends.Backend` protocol over HTTP
-(:mod:`vlcli.backends.vllm.client` builds and reads the requests):
+(:mod:`vlcli.backends.vllm.client` builds and reads the requests) and keeps the server's
+lifetime: a running one (``--server``) is reached at once, a local one (``--engine vllm``,
+:mod:`vlcli.backends.vllm.process`) is started by :meth:`ServerBackend.load` and stopped by
+:meth:`ServerBackend.close`. The rest is done by one collaborator each:
 
-* ``prepare`` decodes the planned frames exactly as the transformers backend does, encodes them
-  (PNG by default) into one request with the settings that make vLLM keep them as planned, and
-  counts the prompt's tokens as vlcli built it: with the model's own tokenizer when its files are
-  on this machine, otherwise with the server's ``/tokenize`` over the same text with each run of
-  pad tokens shortened to one (added back after);
-* ``generate`` streams the answer and compares the server's ``usage.prompt_tokens`` with that
-  count. Equal: each video's time axis is vLLM's (:meth:`VideoPlan.time_axis` with
-  ``engine="vllm"``: its float64 positions, the text after the video one past its largest
-  position). Different (the server resized or cut the frames, or used another template): the
-  axes are ``None`` and a note says so, so that the answer's times are left as the model stated
-  them rather than mapped through a guess.
+* ``prepare`` (:mod:`vlcli.backends.vllm.request`) decodes the planned frames exactly as the
+  transformers backend does, encodes them (PNG by default) into one request with the settings
+  that make vLLM keep them as planned, and counts the prompt's tokens as vlcli built it
+  (:mod:`vlcli.backends.vllm.tokens`): with the model's own tokenizer when its files are on this
+  machine, otherwise with the server's ``/tokenize`` over the same text with each run of pad
+  tokens shortened to one (added back after);
+* ``generate`` streams the answer (:mod:`vlcli.backends.vllm.streaming`) and compares the
+  server's ``usage.prompt_tokens`` with that count (:mod:`vlcli.backends.vllm.tokens`). Equal:
+  each video's time axis is vLLM's. Different (the server resized or cut the frames, or used
+  another template): the axes are ``None`` and a note says so, so that the answer's times are
+  left as the model stated them rather than mapped through a guess.
 """
 
 from __future__ import annotations
@@ -21,46 +24,23 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlcli.backends import Answer, FrameProgress, Prompt, TextSink, timings
-from vlcli.backends.vllm.client import (
-    FRAME_FORMATS,
-    VIDEO_MIME,
-    ServerClient,
-    ServerError,
-    chat_messages,
-    chat_request,
-    encode_picture,
-    image_url,
-)
+from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
+from vlcli.backends.vllm.client import FRAME_FORMATS, ServerClient
 from vlcli.backends.vllm.process import EngineError
+from vlcli.backends.vllm.request import PreparedRequest, prepare_request
+from vlcli.backends.vllm.streaming import answer_of, stream_chat
+from vlcli.backends.vllm.tokens import count_tokens, served_axes
 from vlcli.errors import MemoryBudgetError, ModelError, UsageError
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
-from vlcli.times.axis import TimeAxis
+from vlcli.planning.plan import SamplingOptions
 
 
 def _stderr(message: str) -> None:
     print(f"vlcli: warning: {message}", file=sys.stderr)
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """One prompt as a request body, with vlcli's own count of its tokens."""
-
-    prompt: Prompt
-    body: dict[str, Any]
-    prompt_tokens: int  # as vlcli built the prompt
-    counted_by: str  # "tokenizer" (the model's own files), "server" (/tokenize) or "estimate"
-    visual_tokens: int
-    decode_s: float
-    preprocess_s: float  # encoding the frames, building the request, counting its tokens
-    request_bytes: int
 
 
 def model_spec_for(served: str, root: str | None) -> ModelSpec:
@@ -84,13 +64,6 @@ def _max_model_len(args: tuple[str, ...]) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None  # vLLM's own forms (1k, 2K): its start-up says what it makes of them
-
-
-def _text_after(plan: VideoPlan, positions: tuple[int, ...], merge: int) -> int:
-    """Where vLLM starts the text after a video, from the video's first position: one past the
-    largest position of the video on any axis (temporal, height, width)."""
-    _, h, w = plan.grid_thw
-    return max(positions[-1] if positions else 0, h // merge - 1, w // merge - 1) + 1
 
 
 class ServerBackend:
@@ -226,92 +199,24 @@ class ServerBackend:
             )
 
     def prepare(self, prompt: Prompt, on_frames: FrameProgress | None = None) -> PreparedRequest:
-        from vlcli.media.frames import iter_video_chunks, load_image
-
-        decode_s = encode_s = 0.0
-        total = sum(p.frames for p in prompt.plans if isinstance(p, VideoPlan))
-        done = 0
-        urls: list[tuple[VideoPlan | ImagePlan, str]] = []
-        for path, plan in prompt.media:
-            if plan.family.name != self.family.name:
-                raise UsageError(
-                    f"{path}: planned for {plan.family.name}, but the model is {self.family.name}"
-                )
-            if isinstance(plan, ImagePlan):
-                started = time.perf_counter()
-                image = load_image(path, plan)
-                decode_s += time.perf_counter() - started
-                started = time.perf_counter()
-                urls.append((plan, image_url(image, self.frame_format)))
-                encode_s += time.perf_counter() - started
-                continue
-            pieces: list[str] = []
-            chunks = iter_video_chunks(path, plan)
-            while True:
-                started = time.perf_counter()
-                chunk = next(chunks, None)
-                decode_s += time.perf_counter() - started
-                if chunk is None:
-                    break
-                started = time.perf_counter()
-                pieces.extend(encode_picture(frame, self.frame_format) for frame in chunk)
-                encode_s += time.perf_counter() - started
-                done += int(chunk.shape[0])
-                if on_frames is not None:
-                    on_frames(done, total)
-            urls.append((plan, f"data:{VIDEO_MIME};base64," + ",".join(pieces)))
-        started = time.perf_counter()
-        body = chat_request(
-            self.served,
-            urls,
-            prompt.text,
-            system=prompt.system,
-            max_tokens=prompt.max_new_tokens,
-            temperature=prompt.temperature,
-            stream=True,
-        )
-        tokens, counted_by = self.count_tokens(prompt)
-        size = sum(len(url) for _, url in urls)
-        return PreparedRequest(
-            prompt=prompt,
-            body=body,
-            prompt_tokens=tokens,
-            counted_by=counted_by,
-            visual_tokens=sum(p.visual_tokens for p in prompt.plans),
-            decode_s=decode_s,
-            preprocess_s=encode_s + time.perf_counter() - started,
-            request_bytes=size,
+        """The prompt's request, its frames encoded as planned, and vlcli's count of its tokens."""
+        return prepare_request(
+            prompt, self.served, self.family, self.frame_format, self.count_tokens, on_frames
         )
 
     def generate(self, prepared: Any, on_text: TextSink | None = None) -> Answer:
-        prompt: Prompt = prepared.prompt
-        first: list[float] = []
-
-        def sink(piece: str) -> None:
-            if not first:
-                first.append(time.perf_counter())
-            if on_text is not None:
-                on_text(piece)
-
-        started = time.perf_counter()
+        """Stream the answer; vouch for each video's axis only when the server's prompt had
+        as many tokens as vlcli's."""
         # the name the server gives the model (a local server is asked once it has started)
-        completion = self.client.chat({**prepared.body, "model": self.served}, sink)
-        generate_s = time.perf_counter() - started
-        prefill_s = (first[0] - started) if first else generate_s
-        axes, notes = self.axes(
-            prompt, prepared.prompt_tokens, prepared.counted_by, completion.prompt_tokens
+        streamed = stream_chat(self.client, {**prepared.body, "model": self.served}, on_text)
+        axes, notes = served_axes(
+            prepared.prompt,
+            self.family,
+            prepared.prompt_tokens,
+            prepared.counted_by,
+            streamed.completion.prompt_tokens,
         )
-        return Answer(
-            text=completion.text,
-            prompt_tokens=completion.prompt_tokens
-            if completion.prompt_tokens is not None
-            else prepared.prompt_tokens,
-            generated_tokens=completion.completion_tokens or 0,
-            visual_tokens=prepared.visual_tokens,
-            timings=timings(prepared.decode_s, prepared.preprocess_s, prefill_s, generate_s),
-            axes=axes,
-            notes=notes,
-        )
+        return answer_of(prepared, streamed, axes, notes)
 
     def close(self) -> None:
         """Stop the server when this backend started it (``--engine vllm``)."""
@@ -321,77 +226,13 @@ class ServerBackend:
     # ------------------------------------------------------------ the rest
 
     def count_tokens(self, prompt: Prompt) -> tuple[int, str]:
-        """The prompt's length as vlcli builds it, and what counted it.
+        """The prompt's length as vlcli builds it, and what counted it
+        (:func:`vlcli.backends.vllm.tokens.count_tokens`)."""
+        return count_tokens(self.spec, prompt, self._reached)
 
-        The model's own tokenizer and template when their files are here; otherwise the
-        server's ``/tokenize`` over the same text, each run of pad tokens shortened to one;
-        an estimate (which cannot vouch for the server's prompt) when neither works.
-        """
-        from vlcli.planning.prompt import (
-            VISION_END,
-            VISION_START,
-            _pads_beyond_one_per_run,
-            count_prompt_tokens,
-            placeholder,
-        )
-
-        media = list(prompt.media)
-        tokens, exact = count_prompt_tokens(
-            self.spec.local_path, self.family, media, prompt.text, prompt.system
-        )
-        if exact:
-            return tokens, "tokenizer"
-        parts = [
-            {
-                "type": "text",
-                "text": VISION_START + placeholder(plan, self.family, True) + VISION_END,
-            }
-            for _, plan in media
-        ]
+    def _reached(self) -> tuple[ServerClient, str] | None:
+        """The server and its name for the model; None when a local server failed to start."""
         self._connected.wait()  # a local server is started while the first input decodes
         if self._client is None:
-            return tokens, "estimate"
-        try:
-            counted = self.client.count_tokens(
-                chat_messages(parts, prompt.text, prompt.system), self.served
-            )
-        except ServerError:
-            return tokens, "estimate"
-        return counted + sum(_pads_beyond_one_per_run(p, self.family) for _, p in media), "server"
-
-    def axes(
-        self, prompt: Prompt, expected: int, counted_by: str, served_tokens: int | None
-    ) -> tuple[tuple[TimeAxis | None, ...], tuple[str, ...]]:
-        """Each video's time axis as vLLM placed it, when the server's prompt is vlcli's."""
-        videos = [p for p in prompt.plans if isinstance(p, VideoPlan)]
-        if not videos:
-            return (), ()
-        unchecked = (
-            "so vlcli cannot check that the server saw the planned frames: the answer's times "
-            "are left as the model stated them"
-        )
-        if counted_by == "estimate":
-            return tuple(None for _ in videos), (
-                "vlcli could not count this prompt exactly (no tokenizer files here and no "
-                f"/tokenize on the server), {unchecked}",
-            )
-        if served_tokens is None:
-            return tuple(None for _ in videos), (
-                "the server's answer does not say how long its prompt was (no "
-                f"usage.prompt_tokens), {unchecked}",
-            )
-        if served_tokens != expected:
-            return tuple(None for _ in videos), (
-                f"the server's prompt has {served_tokens} tokens where vlcli's has {expected}: it "
-                "resized or cut the frames, or used another chat template, so the answer's times "
-                "are left as the model stated them",
-            )
-        merge = self.family.spatial_merge_size
-        axes: list[TimeAxis | None] = []
-        for plan in videos:
-            axis = plan.time_axis(engine="vllm")
-            if not axis.encoding.states_source_seconds:
-                text_after = _text_after(plan, axis.positions, merge)
-                axis = dataclasses.replace(axis, text_after=text_after)
-            axes.append(axis)
-        return tuple(axes), ()
+            return None
+        return self._client, self.served
