@@ -500,17 +500,17 @@ def test_engine_vllm_checks_a_max_model_len_given_to_vllm_before_it_starts(
         backend.close()  # never started: nothing to stop
 
 
-def test_a_missing_prompt_count_is_said_as_such(fake_server: Any) -> None:
+def test_a_missing_prompt_count_is_said_as_such() -> None:
     """The server's answer without ``usage.prompt_tokens``: the note names that, not missing
     tokenizer files (vlcli counted the prompt with them)."""
-    url, routes, _ = fake_server
-    routes["/v1/models"] = _reply(200, {"data": [{"id": "Qwen/Qwen2.5-VL-3B-Instruct"}]})
-    backend = ServerBackend(url, warn=lambda _m: None)
+    from vlcli.backends.vllm.tokens import served_axes
+    from vlcli.models.families import QWEN2_5_VL
+
     prompt = Prompt(media=(("clip.mp4", _plan(nframes=8)),), text="When?")
-    axes, (note,) = backend.axes(prompt, 100, "tokenizer", None)
+    axes, (note,) = served_axes(prompt, QWEN2_5_VL, 100, "tokenizer", None)
     assert axes == (None,)
     assert "usage.prompt_tokens" in note and "tokenizer" not in note
-    axes, (note,) = backend.axes(prompt, 100, "estimate", 100)
+    axes, (note,) = served_axes(prompt, QWEN2_5_VL, 100, "estimate", 100)
     assert "no tokenizer files here and no /tokenize" in note
 
 
