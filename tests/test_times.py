@@ -987,12 +987,13 @@ def test_a_negative_time_maps_outside_the_clip() -> None:
 
 def test_a_window_record_read_back_keeps_its_flags() -> None:
     # --resume reads a finished window's spans back from its record: the flags come back too
-    from vlcli.run.ask import _result_from_record, _Task
+    from vlcli.run.inputs import Task
     from vlcli.run.prompt import AskSettings
+    from vlcli.run.windowed import result_from_record
 
     plan = _one_second_plan()
     (span,) = map_times([TimeSpan(0.8, 0.2, "x")], clip_end_s=1.0)
     record = {"answer": "x", "times": [span.to_dict()]}
-    task = _Task(paths=["a.mp4"], stem="a", key="k")
-    result = _result_from_record(record, task, plan, AskSettings(question="q"))
+    task = Task(paths=["a.mp4"], stem="a", key="k")
+    result = result_from_record(record, task, plan, AskSettings(question="q"))
     assert result.times == [span]

@@ -97,113 +97,152 @@ def run_ordered(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-    slots = threading.Semaphore(concurrency + 1 if ahead else concurrency)
-    stop = stopping if stopping is not None else threading.Event()
+    run = _Ordered(prepare, generate, finish, concurrency, warm_up, ahead, stopping)
+    thread = threading.Thread(
+        target=run.prepare_all, args=(source,), name="vlcli-prepare", daemon=True
+    )
+    thread.start()
+    try:
+        run.finish_all()
+    finally:
+        run.stop.set()
+        thread.join(STOP_WAIT_S)
 
-    def take_slot() -> bool:
-        while not stop.is_set():
-            if slots.acquire(timeout=0.1):
-                return True
-        return False
 
-    def worker() -> None:
+class _Ordered(Generic[T, P, R]):
+    """One :func:`run_ordered`: the preparing worker and the calling thread share only a queue
+    of events (what was begun, prepared, generated), the slots that bound memory, and ``stop``;
+    the items in flight, by their place in the source, belong to the calling thread."""
+
+    def __init__(
+        self,
+        prepare: Callable[[T], P],
+        generate: Callable[[P], R],
+        finish: Callable[[Outcome[T, R]], None],
+        concurrency: int,
+        warm_up: Callable[[], None] | None,
+        ahead: bool,
+        stopping: threading.Event | None,
+    ) -> None:
+        self.prepare, self.generate, self.finish = prepare, generate, finish
+        self.concurrency = concurrency
+        self.warm_up = warm_up  # None once it has run
+        self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.slots = threading.Semaphore(concurrency + 1 if ahead else concurrency)
+        self.stop = stopping if stopping is not None else threading.Event()
+        self.entries: dict[int, _Entry] = {}
+        self.total: int | None = None  # known once the source is exhausted
+        self.head = 0  # the next place to finish
+        self.running = 0
+
+    # ------------------------------------------------ on the preparing worker
+
+    def prepare_all(self, source: Iterable[T | Ready[T]]) -> None:
+        """Consume the source and prepare each item, in order, each once it has a slot."""
         seq = 0
         try:
             for item in source:
-                if stop.is_set():
+                if self.stop.is_set():
                     return
                 if isinstance(item, Ready):
-                    events.put(("ready", seq, item.item, item.result, item.error))
+                    self.events.put(("ready", seq, item.item, item.result, item.error))
                     seq += 1
                     continue
-                if not take_slot():
+                if not self._take_slot():
                     return
-                events.put(("begin", seq, item))
+                self.events.put(("begin", seq, item))
                 try:
-                    prepared = prepare(item)
+                    prepared = self.prepare(item)
                 except Exception as exc:
-                    events.put(("prepared", seq, None, exc))
+                    self.events.put(("prepared", seq, None, exc))
                 else:
-                    events.put(("prepared", seq, prepared, None))
+                    self.events.put(("prepared", seq, prepared, None))
                     del prepared
                 seq += 1
-            events.put(("end", seq))
+            self.events.put(("end", seq))
         except BaseException as exc:  # the source broke: stop the run with its error
-            events.put(("crash", exc))
+            self.events.put(("crash", exc))
 
-    def generator(entry: _Entry, seq: int) -> None:
-        try:
-            result = generate(entry.prepared)
-        except Exception as exc:
-            events.put(("generated", seq, None, exc))
-        else:
-            events.put(("generated", seq, result, None))
+    def _take_slot(self) -> bool:
+        while not self.stop.is_set():
+            if self.slots.acquire(timeout=0.1):
+                return True
+        return False
 
-    entries: dict[int, _Entry] = {}
-    total: int | None = None
-    head = 0
-    running = 0
-    warmed = warm_up is None
-    thread = threading.Thread(target=worker, name="vlcli-prepare", daemon=True)
-    thread.start()
-    try:
-        while total is None or head < total:
-            kind, *rest = events.get()
-            if kind == "crash":
-                raise rest[0]
-            if kind == "end":
-                total = rest[0]
-            elif kind == "ready":
-                seq, item, result, exc = rest
-                entries[seq] = _Entry(item, prepare_done=True, done=True, result=result, error=exc)
-            elif kind == "begin":
-                seq, item = rest
-                entries[seq] = _Entry(item)
-                if not warmed:
-                    warmed = True
-                    assert warm_up is not None
-                    warm_up()
-            elif kind == "prepared":
-                seq, prepared, exc = rest
-                entry = entries[seq]
-                entry.prepare_done = True
-                if exc is not None:
-                    entry.error, entry.done = exc, True
-                    slots.release()
+    # ------------------------------------------------ on the calling thread (and generators)
+
+    def finish_all(self) -> None:
+        """Take the events until every item is finished: finish in order, generate in order."""
+        while self.total is None or self.head < self.total:
+            self._take(self.events.get())
+            while self.head in self.entries and self.entries[self.head].done:
+                entry = self.entries.pop(self.head)
+                self.finish(Outcome(entry.item, entry.result, entry.error))
+                self.head += 1
+            self._start_generating()
+
+    def _take(self, event: tuple[Any, ...]) -> None:
+        """Note what one event says of its item (``crash``: raise the source's error)."""
+        kind, *rest = event
+        if kind == "crash":
+            raise rest[0]
+        if kind == "end":
+            self.total = rest[0]
+        elif kind == "ready":
+            seq, item, result, exc = rest
+            self.entries[seq] = _Entry(item, prepare_done=True, done=True, result=result, error=exc)
+        elif kind == "begin":
+            seq, item = rest
+            self.entries[seq] = _Entry(item)
+            if self.warm_up is not None:
+                warm_up, self.warm_up = self.warm_up, None
+                warm_up()
+        elif kind == "prepared":
+            seq, prepared, exc = rest
+            entry = self.entries[seq]
+            entry.prepare_done = True
+            if exc is not None:
+                entry.error, entry.done = exc, True
+                self.slots.release()
+            else:
+                entry.prepared = prepared
+        elif kind == "generated":
+            seq, result, exc = rest
+            entry = self.entries[seq]
+            entry.result, entry.error, entry.done = result, exc, True
+            entry.prepared = None
+            self.running -= 1
+            self.slots.release()
+
+    def _start_generating(self) -> None:
+        """Start generating prepared items, in order, while there is room."""
+        seq = self.head
+        while seq in self.entries and self.running < self.concurrency:
+            entry = self.entries[seq]
+            if entry.prepare_done and not entry.done and not entry.generating:
+                entry.generating = True
+                self.running += 1
+                if self.concurrency == 1:
+                    self._generate_one(entry, seq)  # here, on the calling thread
                 else:
-                    entry.prepared = prepared
-            elif kind == "generated":
-                seq, result, exc = rest
-                entry = entries[seq]
-                entry.result, entry.error, entry.done = result, exc, True
-                entry.prepared = None
-                running -= 1
-                slots.release()
-            # Finish in order.
-            while head in entries and entries[head].done:
-                entry = entries.pop(head)
-                finish(Outcome(entry.item, entry.result, entry.error))
-                head += 1
-            # Start generating prepared items, in order, while there is room.
-            seq = head
-            while seq in entries and running < concurrency:
-                entry = entries[seq]
-                if entry.prepare_done and not entry.done and not entry.generating:
-                    entry.generating = True
-                    running += 1
-                    if concurrency == 1:
-                        generator(entry, seq)  # here, on the calling thread; reported as an event
-                    else:
-                        threading.Thread(
-                            target=generator, args=(entry, seq), name="vlcli-generate", daemon=True
-                        ).start()
-                elif not entry.prepare_done:
-                    break
-                seq += 1
-    finally:
-        stop.set()
-        thread.join(STOP_WAIT_S)
+                    threading.Thread(
+                        target=self._generate_one,
+                        args=(entry, seq),
+                        name="vlcli-generate",
+                        daemon=True,
+                    ).start()
+            elif not entry.prepare_done:
+                break
+            seq += 1
+
+    def _generate_one(self, entry: _Entry, seq: int) -> None:
+        """Generate one prepared item; its result (or error) is reported as an event."""
+        try:
+            result = self.generate(entry.prepared)
+        except Exception as exc:
+            self.events.put(("generated", seq, None, exc))
+        else:
+            self.events.put(("generated", seq, result, None))
 
 
 # ---------------------------------------------------------------- signals

@@ -1,0 +1,95 @@
+"""The files an answer gets besides its record: subtitles (``--srt``/``--vtt``) and evidence
+frames (``--evidence DIR``).
+
+They are written before the record (atomically, :mod:`vlcli.outputs.files`), so that a recorded
+input has its files. Subtitles that cannot be written fail that input (the run goes on);
+evidence frames that cannot be saved are only warned about. No file of the run's inputs is ever
+written over, and only files vlcli can prove it wrote are replaced or removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vlcli.errors import ExitStatus, VlcliError
+from vlcli.outputs.files import (
+    SubtitleTarget,
+    check_not_input,
+    file_ids,
+    remove_owned,
+    write_owned,
+)
+from vlcli.outputs.subtitles import to_srt, to_vtt
+from vlcli.planning.plan import VideoPlan
+from vlcli.planning.windows import shown_range
+from vlcli.run.inputs import Task
+from vlcli.run.prompt import AskResult, evidence_video, save_evidence
+from vlcli.run.view import AskView
+
+
+class AnswerFiles:
+    """Writes each answer's subtitle files and evidence frames, as the run asks (the run's
+    inputs are known from the start, so that none is written over)."""
+
+    def __init__(
+        self,
+        subtitles: Sequence[SubtitleTarget],
+        evidence_dir: str | None,
+        paths: list[str],
+        view: AskView,
+    ) -> None:
+        self.subtitles, self.evidence_dir = list(subtitles), evidence_dir
+        self.inputs = file_ids(paths)  # what no output may be written over
+        self.view = view
+
+    def write(self, task: Task, result: AskResult) -> VlcliError | None:
+        """Write one answer's files (noted in ``result``); the error that fails the input."""
+        try:
+            result.subtitles = self._write_subtitles(task, result) if self.subtitles else None
+        except OSError as exc:
+            return VlcliError(
+                f"cannot write its subtitles: {exc.strerror or exc}", ExitStatus.INPUT
+            )
+        except VlcliError as exc:
+            return exc
+        if self.evidence_dir:
+            self._save_evidence(task, result, self.evidence_dir)
+        return None
+
+    def _write_subtitles(self, task: Task, result: AskResult) -> list[str]:
+        """Each subtitle file of one answer, whole; none when the answer states no times.
+
+        No times: nothing is written (an empty SubRip file is not one that players and FFmpeg
+        read, and a WebVTT file with no cue has no subtitle stream), and the file an earlier run
+        of vlcli wrote at that name (proven: :func:`vlcli.outputs.files.written_by_vlcli`) is
+        removed, so that no stale cues stay; any other file there is left alone.
+        """
+        written: list[str] = []
+        # no cue runs past the video's end (the last window's, with --window)
+        end = max(
+            (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
+        )
+        for target in self.subtitles:
+            path = target.path_for(task.stem)
+            check_not_input(path, self.inputs)
+            if any(not span.outside for span in result.times):  # a span outside has no cue
+                text = (to_srt if target.fmt == "srt" else to_vtt)(result.times, end_s=end)
+                write_owned(path, text, "subtitles")
+                written.append(str(path))
+                self.view.info(f"wrote {path}")
+                continue
+            stale = remove_owned(path)
+            self.view.info(
+                f"{task.label}: the answer states no times: no {path} written"
+                + (" (the one from an earlier run was removed)" if stale else "")
+            )
+        return written
+
+    def _save_evidence(self, task: Task, result: AskResult, folder: str) -> None:
+        video = (task.paths[0], task.stem) if task.windows else evidence_video(result)
+        if video is None:
+            return
+        try:
+            result.evidence = save_evidence(video[0], result.times, folder, video[1], self.inputs)
+        except (VlcliError, OSError) as exc:
+            self.view.warn(f"{video[0]}: evidence frames not saved: {exc}")

@@ -1,0 +1,109 @@
+"""One prompt through the backend, the pipeline's two steps: prepare it (frames decoded, the fit
+checked) and generate its answer (streamed to the view).
+
+A prompt of a video whose record is already made (an earlier window failed), or one still being
+decoded when the run stops, is abandoned (:class:`~vlcli.run.inputs.Abandoned`). A prompt that
+does not fit the device's memory fails with the plan's hint of what to lower. An answer whose
+text is not valid Unicode costs the user a few characters, not the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import TYPE_CHECKING
+
+from vlcli.errors import DeviceOutOfMemory, MemoryBudgetError
+from vlcli.outputs.text import ValidPieces, valid_text
+from vlcli.planning.context import fit_hint
+from vlcli.planning.plan import SamplingOptions
+from vlcli.run.inputs import Abandoned, Job
+from vlcli.run.prompt import AskSettings, make_prompt, prompt_tokens
+from vlcli.run.view import AskView
+from vlcli.run.windowed import window_title
+
+if TYPE_CHECKING:
+    from vlcli.backends import Answer, Backend, Prepared
+
+
+class Answering:
+    """Prepares and answers the run's prompts with one backend, showing their progress."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        settings: AskSettings,
+        options: SamplingOptions,
+        view: AskView,
+        stopping: threading.Event,
+        several: bool,
+    ) -> None:
+        self.backend, self.settings, self.options, self.view = backend, settings, options, view
+        self.stopping = stopping  # set when the run stops: preparing gives up
+        self.several = several  # more than one input: each streamed answer is headed
+
+    def prepare(self, job: Job) -> tuple[Job, Prepared]:
+        """Make the prompt, refuse it if it cannot fit, decode its frames (on the worker)."""
+        if job.task.closed:
+            raise Abandoned
+        prompt = make_prompt(job.task.paths, job.plans, self.settings)
+        self.backend.check_fit(prompt, prompt_tokens(self.backend, prompt), self.options)
+        label = job.label
+
+        def frames(done: int, total: int) -> None:
+            if self.stopping.is_set():  # the run stopped: leave no decoding behind
+                raise Abandoned
+            self.view.decoding(label, done, total)
+
+        try:
+            prepared = self.backend.prepare(prompt, frames)
+        except DeviceOutOfMemory as exc:
+            raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
+        finally:
+            self.view.decoding(label, 0, 0)
+        return job, prepared
+
+    def generate(self, item: tuple[Job, Prepared]) -> Answer:
+        """Answer one prepared prompt; its text is streamed when one prompt runs at a time."""
+        job, prepared = item
+        if job.task.closed:
+            raise Abandoned
+        for note in job.notes:
+            self.view.warn(f"{job.task.label}: {note}")
+        self.view.stage(job.label, "prefill")
+        several = self.several or job.window is not None
+        sink = (
+            self.view.start(job.task.paths, window_title(job), several)
+            if self.backend.concurrency == 1
+            else None
+        )
+        started = [False]
+        pieces = ValidPieces()
+
+        def on_text(piece: str) -> None:
+            if not started[0]:
+                started[0] = True
+                self.view.stage(job.label, "generating")
+            if sink is not None and (text := pieces.piece(piece)):
+                sink(text)
+
+        try:
+            answer = self.backend.generate(prepared, on_text)
+        except DeviceOutOfMemory as exc:
+            raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
+        if sink is not None and (rest := pieces.rest()):
+            sink(rest)
+        return self._valid(job, answer)
+
+    def _valid(self, job: Job, answer: Answer) -> Answer:
+        """The answer with text that can be written anywhere (:mod:`vlcli.outputs.text`): a
+        server that sent broken Unicode costs the user a few characters, not the input."""
+        text, replaced = valid_text(answer.text)
+        if not replaced:
+            return answer
+        self.view.warn(
+            f"{job.label}: the answer held "
+            + (f"{replaced} characters that are" if replaced > 1 else "1 character that is")
+            + " not valid Unicode (lone surrogates): written as U+FFFD"
+        )
+        return dataclasses.replace(answer, text=text)

@@ -1,0 +1,114 @@
+"""The inputs of a run, as records to make, and which of them a resumed run skips.
+
+Each input is one record to make (a :class:`Task`), or all inputs are one with ``--together``;
+a task is answered in one prompt or, a long video with ``--window``, in several (each a
+:class:`Job`). With ``-o FILE``, ``--resume`` skips the tasks that already have a record there
+(``--retry-failed``: only those that succeeded), by their keys (:mod:`vlcli.outputs.ledger`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlcli.outputs.ledger import Ledger
+from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.windows import Window
+from vlcli.run.prompt import AskResult
+from vlcli.run.view import AskView
+
+KeyOf = Callable[[Sequence[str]], str]  # the key of the record of these inputs, in this run
+
+
+@dataclass(frozen=True)
+class WindowPart:
+    """One answered window of a video, kept until its last window is in (then merged)."""
+
+    window: Window
+    plan: VideoPlan
+    result: AskResult
+    summary: dict[str, Any]  # what the window adds to its video's record (and its own)
+
+
+@dataclass
+class Task:
+    """One record to make: one input (maybe in windows), or all inputs together."""
+
+    paths: list[str]
+    stem: str
+    key: str
+    plans: list[VideoPlan | ImagePlan] | None = None  # planned up front (--together)
+    windows: int = 0  # set by the worker when the video is answered in windows
+    parts: list[WindowPart] = field(default_factory=list)
+    closed: bool = False  # recorded (a window failed: the later ones are dropped)
+    counted: bool = True  # one of the run's inputs (not a bad input split off --together)
+
+    @property
+    def label(self) -> str:
+        return self.paths[0] if len(self.paths) == 1 else f"{len(self.paths)} inputs together"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One prompt: a task, or one window of it."""
+
+    task: Task
+    plans: list[VideoPlan | ImagePlan]
+    key: str
+    window: Window | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.window is None:
+            return self.task.label
+        return f"{self.task.label} ({self.window.label(self.task.windows)})"
+
+
+class Abandoned(Exception):
+    """A later window of a video whose record is already made (an earlier window failed), or a
+    prompt still being prepared when the run stopped."""
+
+
+def tasks_of(paths: list[str], stems: list[str], together: bool, key_of: KeyOf) -> list[Task]:
+    """One task per input, or one for all of them with ``--together`` (named by the first)."""
+    if together:
+        return [Task(list(paths), stems[0], key_of(paths))]
+    return [Task([p], stem, key_of([p])) for p, stem in zip(paths, stems, strict=True)]
+
+
+def skip_recorded(
+    tasks: list[Task], ledger: Ledger | None, retry_failed: bool, view: AskView
+) -> list[Task]:
+    """The tasks without a record in the output file (failed ones too with --retry-failed);
+    says how many are skipped, and how to try the failed ones again."""
+    if ledger is None:
+        return tasks
+    pending, failed = [], 0
+    for task in tasks:
+        status = ledger.status(task.key)
+        if status == "ok" or (status == "failed" and not retry_failed):
+            failed += status == "failed"
+            continue
+        pending.append(task)
+    skipped = len(tasks) - len(pending)
+    if skipped:
+        again = f" ({failed} of them failed: --retry-failed tries them again)" if failed else ""
+        view.info(
+            f"resuming {ledger.path}: {skipped} of {len(tasks)} inputs already have a "
+            f"record and are skipped{again}"
+        )
+    return pending
+
+
+def how_to_go_on(done: int, total: int, ledger: Ledger | None, resuming: bool) -> str:
+    """What an interrupt leaves: how many inputs are done, and how to go on."""
+    said = f"{done} of {total} input{'s' if total != 1 else ''} done"
+    if ledger is None:
+        how = "nothing records them for resuming (-o FILE makes a run resumable)"
+    elif resuming:
+        how = f"{ledger.path} holds them: run the same command again to go on"
+    else:
+        how = f"{ledger.path} holds them: run the same command with --resume to go on"
+    return f"{said}; {how}"
