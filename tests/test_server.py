@@ -470,7 +470,6 @@ def test_engine_vllm_checks_a_max_model_len_given_to_vllm_before_it_starts(
     """A prompt is checked against the context before the local server has started (it starts
     while the first input decodes): a --max-model-len passed to vLLM is that context."""
     from vlcli.backends import Prompt
-    from vlcli.backends.vllm.backend import ServerBackend
     from vlcli.errors import MemoryBudgetError
     from vlcli.models.families import resolve_model
 
