@@ -299,6 +299,55 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     assert [json.loads(x)["path"] for x in out.read_text().splitlines()] == paths
 
 
+# A record that vlcli wrote before the record key was made from one settings object (issue 15):
+# `ask` with the question "What?" and every default, answered by FakeServer, of a clip of
+# 3,229 bytes at /tmp/h15fx/c.mp4. Its key is the settings' key (WRITTEN_BASE) and those facts.
+WRITTEN_RECORD = (
+    '{"key": "075dbc1301329e175b9380eb05a34b7d", "status": "ok", "path": "/tmp/h15fx/c.mp4", '
+    '"question": "What?", "task": "qa", "answer": "c.mp4 at 0.5 seconds.", "times": [{"start_s": '
+    '0.5, "end_s": 0.5, "start_hms": "00:00:00.5", "end_hms": "00:00:00.5", "text": "c.mp4 at 0.5 '
+    'seconds.", "raw": "0.5 seconds", "model_start_s": 0.5, "model_end_s": 0.5, "mapped": false, '
+    '"clipped": false, "outside": false}], "frames": 4, "visual_tokens": 280, "prompt_tokens": 10, '
+    '"generated_tokens": 3, "model": "fake", "timings": {}, "backend": {"backend": "fake-server", '
+    '"model": "fake"}}'
+)
+WRITTEN_FACTS = {"path": "/tmp/h15fx/c.mp4", "size": 3229, "mtime_ns": 1796299353990400573}
+WRITTEN_BASE = "23e53ac5b12362fcfe6f41ec21aae2a6"
+
+
+def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_path: Path) -> None:
+    """The key of the same options keeps its value: a record written by the earlier code is
+    found by --resume and its input is not asked again."""
+    import json
+
+    from helpers_media import make_clip
+
+    from vlcli.models.families import QWEN2_5_VL, ModelSpec
+    from vlcli.outputs.ledger import record_key
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.ask import RunOptions, input_key, run_ask, settings_key
+    from vlcli.run.prompt import AskSettings
+
+    written = json.loads(WRITTEN_RECORD)
+    assert record_key(WRITTEN_BASE, [WRITTEN_FACTS]) == written["key"]
+    backend = FakeServer(ModelSpec("fake", QWEN2_5_VL, None, "built-in preset"))
+    assert settings_key(AskSettings("What?"), SamplingOptions(), backend.identity()) == WRITTEN_BASE
+    # the same record for a clip here: its key made as the earlier code made it
+    clip = media_dir / "written" / "c.mp4"
+    if not clip.exists():
+        make_clip(clip, size=(64, 48), fps=4, seconds=2)
+    written.update(path=str(clip), key=input_key(WRITTEN_BASE, [str(clip)]))
+    out = tmp_path / "answers.jsonl"
+    out.write_text(json.dumps(written) + "\n")
+    view = Collect()
+    status = run_ask(
+        backend, [str(clip)], ["c"], AskSettings("What?"), SamplingOptions(),
+        RunOptions(resume=True), view, output=str(out),
+    )  # fmt: skip
+    assert status is None and view.records == [] and backend.loads == 0
+    assert out.read_text() == json.dumps(written) + "\n"
+
+
 def test_a_stopped_run_leaves_no_preparation_running() -> None:
     """The run stops (here finish fails on the first item) while the worker prepares the next:
     the prepare sees `stopping`, gives up, and the run returns only once it has."""
