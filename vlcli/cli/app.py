@@ -17,6 +17,53 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from vlcli.cli import views as render
+from vlcli.cli.options import (
+    ApiKeyOption,
+    AskModel,
+    Attn,
+    Concurrency,
+    Device,
+    Dtype,
+    End,
+    EngineOption,
+    EstimateAttn,
+    EstimateDtype,
+    Evidence,
+    Force,
+    Fps,
+    FrameFormat,
+    Json,
+    MaxFrames,
+    MaxNew,
+    MaxPixels,
+    Media,
+    MediaAndQuestion,
+    MinFrames,
+    MinPixels,
+    Model,
+    NFrames,
+    Null,
+    Output,
+    Overlap,
+    Question,
+    Quiet,
+    Resume,
+    RetryFailed,
+    ServerOption,
+    Srt,
+    Start,
+    SystemOption,
+    TaskOption,
+    Temperature,
+    Together,
+    TotalPixels,
+    VllmArgs,
+    VllmPython,
+    Vtt,
+    Window,
+    media_paths,
+    sampling,
+)
 from vlcli.errors import ExitStatus, InputError, Interrupted, UsageError, VlcliError
 from vlcli.models.families import DEFAULT_MODEL, resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, check_options
@@ -115,225 +162,6 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    from vlcli.times.parse import parse_time_value
-
-    try:
-        return parse_time_value(value)
-    except ValueError:
-        raise UsageError(
-            f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)"
-        ) from None
-
-
-Media = Annotated[
-    list[str],
-    typer.Argument(
-        metavar="MEDIA...",
-        help="Files, folders, glob patterns, or - to read paths from standard input.",
-        show_default=False,
-    ),
-]
-Json = Annotated[bool, typer.Option("--json", help="One JSON object per input, one per line.")]
-Fps = Annotated[
-    float | None,
-    typer.Option(
-        "--fps",
-        metavar="FPS",
-        help="Frames to sample per second of video (default: 2.0).",
-        rich_help_panel="Sampling",
-    ),
-]
-NFrames = Annotated[
-    int | None,
-    typer.Option(
-        "--nframes",
-        metavar="N",
-        help="Sample exactly this many frames (rounded to a multiple of 2); excludes --fps.",
-        rich_help_panel="Sampling",
-    ),
-]
-MinFrames = Annotated[
-    int | None,
-    typer.Option(
-        "--min-frames",
-        metavar="N",
-        help="Least frames to sample with --fps (default: 4).",
-        rich_help_panel="Sampling",
-    ),
-]
-MaxFrames = Annotated[
-    int | None,
-    typer.Option(
-        "--max-frames",
-        metavar="N",
-        help="Most frames to sample with --fps (default: 768).",
-        rich_help_panel="Sampling",
-    ),
-]
-MinPixels = Annotated[
-    int | None,
-    typer.Option(
-        "--min-pixels",
-        metavar="PIXELS",
-        help="Least pixels per frame (default: video 128*28*28, image 4*28*28).",
-        rich_help_panel="Sampling",
-    ),
-]
-MaxPixels = Annotated[
-    int | None,
-    typer.Option(
-        "--max-pixels",
-        metavar="PIXELS",
-        help="Most pixels per frame (default: video 768*28*28, image 16384*28*28).",
-        rich_help_panel="Sampling",
-    ),
-]
-TotalPixels = Annotated[
-    int | None,
-    typer.Option(
-        "--total-pixels",
-        metavar="PIXELS",
-        help="Pixel budget of the whole video; caps each frame at total/frames*2 (default: 128000*28*28*0.9).",
-        rich_help_panel="Sampling",
-    ),
-]
-Start = Annotated[
-    str | None,
-    typer.Option(
-        "--start",
-        metavar="TIME",
-        help="Start of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
-        rich_help_panel="Sampling",
-    ),
-]
-End = Annotated[
-    str | None,
-    typer.Option(
-        "--end",
-        metavar="TIME",
-        help="End of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
-        rich_help_panel="Sampling",
-    ),
-]
-Model = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        metavar="MODEL",
-        help="Hugging Face model id or local folder; selects the family's constants.",
-    ),
-]
-MaxNew = Annotated[
-    int,
-    typer.Option("--max-new-tokens", metavar="N", min=1, help="Most tokens the answer may have."),
-]
-Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
-Window = Annotated[
-    float | None,
-    typer.Option(
-        "--window",
-        metavar="SECONDS",
-        help="Cut a long video into windows of at most this many seconds, each planned like --start/--end.",
-        rich_help_panel="Sampling",
-    ),
-]
-Overlap = Annotated[
-    float | None,
-    typer.Option(
-        "--overlap",
-        metavar="SECONDS",
-        help="Seconds that neighbouring windows share (default: 4, at most a quarter of --window).",
-        rich_help_panel="Sampling",
-    ),
-]
-TaskOption = Annotated[
-    str,
-    typer.Option(
-        "--task",
-        metavar="TASK",
-        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
-    ),
-]
-SystemOption = Annotated[
-    str | None,
-    typer.Option(
-        "--system",
-        metavar="TEXT",
-        help="System prompt (default: the model's own).",
-        rich_help_panel="Model",
-    ),
-]
-ServerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        metavar="URL",
-        help="A running vLLM server (OpenAI-compatible, started with --trust-request-mm-kwargs), "
-        "e.g. http://127.0.0.1:8000: ask answers with it, budget plans for the model it serves.",
-        rich_help_panel="Server",
-    ),
-]
-ApiKeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        metavar="KEY",
-        envvar="VLCLI_API_KEY",
-        help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
-        rich_help_panel="Server",
-        show_default=False,
-    ),
-]
-EngineOption = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        metavar="ENGINE",
-        help="transformers (in this process) or vllm (a local vLLM server vlcli starts and "
-        "stops; see --vllm-python); budget follows its arithmetic for the positions.",
-        rich_help_panel="Server",
-    ),
-]
-
-
-def _options(
-    fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
-) -> SamplingOptions:  # type: ignore[no-untyped-def]
-    return SamplingOptions(
-        fps=fps,
-        nframes=nframes,
-        min_frames=min_frames,
-        max_frames=max_frames,
-        min_pixels=min_pixels,
-        max_pixels=max_pixels,
-        total_pixels=total_pixels,
-        start=_seconds(start),
-        end=_seconds(end),
-    )
-
-
-Null = Annotated[
-    bool,
-    typer.Option(
-        "--null",
-        "-0",
-        help="Paths read from standard input (-) are separated by NUL, as find -print0 writes them.",
-    ),
-]
-
-
-def _paths(media: list[str], null: bool = False) -> list[str]:
-    from vlcli.media.probe import expand_inputs
-
-    paths = expand_inputs(media, sys.stdin, null=null)
-    if not paths:
-        raise UsageError("no media found in the inputs given")
-    return paths
-
-
 def _failure_status(errors: list[VlcliError]) -> ExitStatus:
     """Status 1 when a bug was met on some input, else 3 (an input could not be used)."""
     return (
@@ -355,7 +183,7 @@ def probe(media: Media, json_out: Json = False, null: Null = False) -> None:
 
     errors: list[VlcliError] = []
     rows = []
-    for item in plan_inputs(_paths(media, null), SamplingOptions(), None):
+    for item in plan_inputs(media_paths(media, null), SamplingOptions(), None):
         if item.error is not None or item.info is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -386,25 +214,9 @@ def budget(
     end: End = None,
     model: Model = DEFAULT_MODEL,
     max_new_tokens: MaxNew = 512,
-    dtype: Annotated[
-        str,
-        typer.Option(
-            "--dtype",
-            metavar="DTYPE",
-            help="Weights dtype for the memory estimate: bfloat16, float16 or float32.",
-        ),
-    ] = "bfloat16",
-    attn: Annotated[
-        str,
-        typer.Option(
-            "--attn",
-            metavar="KERNEL",
-            help="Attention kernel for the memory estimate: sdpa, flash_attention_2 or eager.",
-        ),
-    ] = "sdpa",
-    question: Annotated[
-        str, typer.Option("--question", metavar="TEXT", help="The question, to count its tokens.")
-    ] = "",
+    dtype: EstimateDtype = "bfloat16",
+    attn: EstimateAttn = "sdpa",
+    question: Question = "",
     task: TaskOption = "qa",
     system: SystemOption = None,
     together: Together = False,
@@ -424,7 +236,7 @@ def budget(
     from vlcli.planning.windows import check_window
     from vlcli.run.budget import plan_inputs, window_budget
 
-    options = _options(
+    options = sampling(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     windowing = check_window(window, overlap, together)
@@ -458,7 +270,7 @@ def budget(
 
     errors: list[VlcliError] = []
     done = []
-    for item in plan_inputs(_paths(media, null), options, spec):
+    for item in plan_inputs(media_paths(media, null), options, spec):
         if item.error is not None or item.plan is None:
             errors.append(item.error or InputError("unreadable", item.path))
             _report(item.path, errors[-1], json_out)
@@ -586,14 +398,7 @@ def _bug(exc: BaseException) -> None:
 @app.command(cls=_Command)
 @reports_errors
 def ask(
-    media_and_question: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="MEDIA... QUESTION",
-            help="Files, folders, globs or -, then the question (the last argument).",
-            show_default=False,
-        ),
-    ],
+    media_and_question: MediaAndQuestion,
     fps: Fps = None,
     nframes: NFrames = None,
     min_frames: MinFrames = None,
@@ -603,172 +408,34 @@ def ask(
     total_pixels: TotalPixels = None,
     start: Start = None,
     end: End = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            metavar="MODEL",
-            help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL}); with --server, "
-            "the served model's name (default: the one the server lists).",
-            show_default=False,
-        ),
-    ] = None,
+    model: AskModel = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
     engine: EngineOption = "transformers",
-    vllm_python: Annotated[
-        str | None,
-        typer.Option(
-            "--vllm-python",
-            metavar="PATH",
-            help="The Python that runs vLLM for --engine vllm (default: $VLCLI_VLLM_PYTHON, "
-            "else the environment `make vllm-env` builds).",
-            rich_help_panel="Server",
-            show_default=False,
-        ),
-    ] = None,
-    vllm_args: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--vllm-arg",
-            metavar="ARG",
-            help="A flag passed to the vLLM server of --engine vllm, e.g. "
-            "--vllm-arg=--tensor-parallel-size=2 (repeatable).",
-            rich_help_panel="Server",
-            show_default=False,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency",
-            metavar="N",
-            min=1,
-            help="Prompts in flight at once with --server or --engine vllm (the server batches "
-            "them); answers still come out in input order.",
-            rich_help_panel="Server",
-        ),
-    ] = 1,
-    frame_format: Annotated[
-        str,
-        typer.Option(
-            "--frame-format",
-            metavar="FORMAT",
-            help="How frames travel to the server: png (lossless) or jpeg (smaller, lossy).",
-            rich_help_panel="Server",
-        ),
-    ] = "png",
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            metavar="DEVICE",
-            help="auto (CUDA when available, else CPU), cuda, cuda:N or cpu.",
-            rich_help_panel="Model",
-        ),
-    ] = "auto",
-    dtype: Annotated[
-        str,
-        typer.Option(
-            "--dtype",
-            metavar="DTYPE",
-            help="auto (bf16 on a GPU that has it), bfloat16, float16 or float32.",
-            rich_help_panel="Model",
-        ),
-    ] = "auto",
-    attn: Annotated[
-        str,
-        typer.Option(
-            "--attn",
-            metavar="KERNEL",
-            help="Attention kernel: sdpa, flash_attention_2 or eager.",
-            rich_help_panel="Model",
-        ),
-    ] = "sdpa",
+    vllm_python: VllmPython = None,
+    vllm_args: VllmArgs = None,
+    concurrency: Concurrency = 1,
+    frame_format: FrameFormat = "png",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    attn: Attn = "sdpa",
     max_new_tokens: MaxNew = 512,
-    temperature: Annotated[
-        float,
-        typer.Option(
-            "--temperature",
-            metavar="T",
-            min=0.0,
-            help="0 is greedy decoding.",
-            rich_help_panel="Model",
-        ),
-    ] = 0.0,
+    temperature: Temperature = 0.0,
     system: SystemOption = None,
     task: TaskOption = "qa",
     together: Together = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Run even when the memory estimate says the weights or the prompt do not fit.",
-        ),
-    ] = False,
+    force: Force = False,
     json_out: Json = False,
     null: Null = False,
-    srt: Annotated[
-        str | None,
-        typer.Option(
-            "--srt",
-            metavar="FILE",
-            help="Write the answer's time spans as SubRip subtitles to this file (a folder for several inputs).",
-        ),
-    ] = None,
-    vtt: Annotated[
-        str | None,
-        typer.Option(
-            "--vtt",
-            metavar="FILE",
-            help="Write the time spans as WebVTT subtitles to this file (a folder for several inputs).",
-        ),
-    ] = None,
-    evidence: Annotated[
-        str | None,
-        typer.Option(
-            "--evidence",
-            metavar="DIR",
-            help="Save the frame at each stated time as a PNG in this folder.",
-        ),
-    ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Append each input's JSON record to this file (JSON Lines) as soon as it is done.",
-            rich_help_panel="Long runs",
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Skip the inputs that already have a record in --output; append the rest.",
-            rich_help_panel="Long runs",
-        ),
-    ] = False,
-    retry_failed: Annotated[
-        bool,
-        typer.Option(
-            "--retry-failed",
-            help="Resume, and try again the inputs whose record in --output is a failure.",
-            rich_help_panel="Long runs",
-        ),
-    ] = False,
+    srt: Srt = None,
+    vtt: Vtt = None,
+    evidence: Evidence = None,
+    output: Output = None,
+    resume: Resume = False,
+    retry_failed: RetryFailed = False,
     window: Window = None,
     overlap: Overlap = None,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet",
-            "-q",
-            help="No progress on standard error (warnings and errors are still shown).",
-            rich_help_panel="Long runs",
-        ),
-    ] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
     from vlcli.outputs.files import check_targets, output_stems, subtitle_targets
@@ -778,7 +445,7 @@ def ask(
 
     # Every option is checked, then the outputs, then the model, before any input is probed.
     media, question, task = _media_and_question(media_and_question, task)
-    options = _options(
+    options = sampling(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
     windowing = check_window(window, overlap, together)
@@ -787,7 +454,7 @@ def ask(
     )
     run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
     check_run(run, output)
-    paths = _paths(media, null)
+    paths = media_paths(media, null)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
     check_targets(paths, stems[:1] if together else stems, targets, output, evidence, run.resume)
