@@ -268,8 +268,7 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     from helpers_media import make_clip
 
     from vlcli.models.families import QWEN2_5_VL, ModelSpec
-    from vlcli.planning.plan import SamplingOptions
-    from vlcli.run.ask import RunOptions, run_ask
+    from vlcli.run.ask import Outputs, RunOptions, run_ask
     from vlcli.run.prompt import AskSettings
 
     folder = media_dir / "twelve"
@@ -284,8 +283,8 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     view = Collect()
     out = tmp_path / "answers.jsonl"
     status = run_ask(
-        backend, paths, [Path(p).stem for p in paths], AskSettings("What?"), SamplingOptions(),
-        RunOptions(), view, output=str(out),
+        backend, paths, [Path(p).stem for p in paths], AskSettings("What?"),
+        RunOptions(), view, Outputs(str(out)),
     )  # fmt: skip
     assert status == 3  # the missing one
     assert [r["path"] for r in view.records] == paths
@@ -325,13 +324,24 @@ def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_pat
     from vlcli.models.families import QWEN2_5_VL, ModelSpec
     from vlcli.outputs.ledger import record_key
     from vlcli.planning.plan import SamplingOptions
-    from vlcli.run.ask import RunOptions, input_key, run_ask, settings_key
-    from vlcli.run.prompt import AskSettings
+    from vlcli.run.ask import Outputs, RunOptions, input_key, run_ask, settings_key
+    from vlcli.run.prompt import AskSettings, Generation
 
     written = json.loads(WRITTEN_RECORD)
     assert record_key(WRITTEN_BASE, [WRITTEN_FACTS]) == written["key"]
     backend = FakeServer(ModelSpec("fake", QWEN2_5_VL, None, "built-in preset"))
-    assert settings_key(AskSettings("What?"), SamplingOptions(), backend.identity()) == WRITTEN_BASE
+    assert settings_key(AskSettings("What?"), backend.identity()) == WRITTEN_BASE
+    # every field of the settings, as the earlier code keyed them (also computed by it)
+    sampling = SamplingOptions(fps=1.0, max_frames=16, max_pixels=200704, start=2.5, end=90.0)
+    settings = AskSettings(
+        "Where is the cat?", "ground", "Be brief.", sampling, Generation(64, 0.5), (30.0, 4.0)
+    )
+    served = {
+        "backend": "vllm",
+        "server": "http://127.0.0.1:8000",
+        "model": "Qwen/Qwen2.5-VL-3B-Instruct",
+    }
+    assert settings_key(settings, served) == "afb0da18dc084e3a01bb9a1ccf67d2b3"
     # the same record for a clip here: its key made as the earlier code made it
     clip = media_dir / "written" / "c.mp4"
     if not clip.exists():
@@ -341,8 +351,8 @@ def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_pat
     out.write_text(json.dumps(written) + "\n")
     view = Collect()
     status = run_ask(
-        backend, [str(clip)], ["c"], AskSettings("What?"), SamplingOptions(),
-        RunOptions(resume=True), view, output=str(out),
+        backend, [str(clip)], ["c"], AskSettings("What?"),
+        RunOptions(resume=True), view, Outputs(str(out)),
     )  # fmt: skip
     assert status is None and view.records == [] and backend.loads == 0
     assert out.read_text() == json.dumps(written) + "\n"

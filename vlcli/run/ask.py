@@ -47,7 +47,7 @@ from vlcli.outputs.files import (
 )
 from vlcli.outputs.ledger import Ledger, input_facts, record_key
 from vlcli.planning.context import fit_hint
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.planning.plan import ImagePlan, VideoPlan
 from vlcli.planning.windows import Window, merge_spans, plan_windows
 from vlcli.run.pipeline import Interrupts, Outcome, Ready, run_ordered
 from vlcli.run.prompt import (
@@ -82,6 +82,17 @@ class RunOptions:
     resume: bool = False
     retry_failed: bool = False
     ahead: bool = True  # prepare the next input while the model answers (off: to measure it)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files a run writes besides standard output. They never decide an answer (they are
+    not in the record key: a resumed run may add subtitles), and they are checked before any
+    input is probed (:func:`vlcli.outputs.files.check_targets`)."""
+
+    records: str | None = None  # -o/--output: the ledger of records, JSON Lines
+    subtitles: tuple[SubtitleTarget, ...] = ()  # --srt, --vtt
+    evidence: str | None = None  # --evidence: the folder of evidence frames
 
 
 def check_run(run: RunOptions, output: str | None) -> None:
@@ -147,22 +158,10 @@ class _Abandoned(Exception):
     """A later window of a video whose record is already made (an earlier window failed)."""
 
 
-def settings_key(settings: AskSettings, options: SamplingOptions, identity: dict[str, Any]) -> str:
-    """The part of every key of a run that is not the inputs: what decides the answers."""
-    return record_key(
-        {
-            "question": settings.question,
-            "task": settings.task,
-            "system": settings.system,
-            "sampling": dataclasses.asdict(options),
-            "generation": {
-                "max_new_tokens": settings.max_new_tokens,
-                "temperature": settings.temperature,
-            },
-            "backend": identity,
-            "window": list(settings.window) if settings.window else None,
-        }
-    )
+def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
+    """The part of every key of a run that is not the inputs: what decides the answers (all of
+    ``settings``) and the model that gives them (the backend's identity)."""
+    return record_key({**dataclasses.asdict(settings), "backend": identity})
 
 
 def input_key(base: str, paths: Sequence[str]) -> str:
@@ -176,26 +175,24 @@ def run_ask(
     paths: list[str],
     stems: list[str],
     settings: AskSettings,
-    options: SamplingOptions,
     run: RunOptions,
     view: AskView,
-    *,
-    output: str | None = None,
-    subtitles: Sequence[SubtitleTarget] = (),
+    outputs: Outputs = Outputs(),
 ) -> ExitStatus | None:
     """Answer every input (see the module docstring); the worst per-input status, or None.
 
     Raises :class:`~vlcli.errors.Interrupted` on SIGINT/SIGTERM (after saying how to resume),
     and a :class:`~vlcli.errors.VlcliError` that stops the run (a model that cannot load).
     """
-    check_run(run, output)
+    check_run(run, outputs.records)
     if run.together and settings.window:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
+    output = outputs.records
     ledger = Ledger.open(output, resume=run.resume or run.retry_failed) if output else None
     try:
         with Interrupts() as interrupts:
             return _Run(
-                backend, paths, stems, settings, options, run, view, ledger, subtitles, interrupts
+                backend, paths, stems, settings, run, view, ledger, outputs, interrupts
             ).go()
     finally:
         view.close()
@@ -210,21 +207,21 @@ class _Run:
         paths: list[str],
         stems: list[str],
         settings: AskSettings,
-        options: SamplingOptions,
         run: RunOptions,
         view: AskView,
         ledger: Ledger | None,
-        subtitles: Sequence[SubtitleTarget],
+        outputs: Outputs,
         interrupts: Interrupts,
     ):
         self.backend = backend
         self.paths, self.stems = paths, stems
-        self.settings, self.options, self.run = settings, options, run
-        self.view, self.ledger, self.subtitles = view, ledger, list(subtitles)
+        self.settings, self.options, self.run = settings, settings.sampling, run
+        self.view, self.ledger, self.subtitles = view, ledger, list(outputs.subtitles)
+        self.evidence_dir = outputs.evidence
         self.interrupts = interrupts
         self.identity = backend.identity()
         self.inputs = file_ids(paths)
-        self.base_key = settings_key(settings, options, self.identity)
+        self.base_key = settings_key(settings, self.identity)
         self.worst: ExitStatus | None = None
         self.done = 0  # tasks with a record: skipped ones and those of this run
         self.total = 0
@@ -552,7 +549,7 @@ class _Run:
                 )
             except VlcliError as exc:
                 error = exc
-            if error is None and self.settings.evidence_dir:
+            if error is None and self.evidence_dir:
                 self._save_evidence(task, result)
             record = result.to_dict()
             if error is not None:
@@ -630,13 +627,13 @@ class _Run:
         return written
 
     def _save_evidence(self, task: _Task, result: AskResult) -> None:
-        assert self.settings.evidence_dir is not None
+        assert self.evidence_dir is not None
         video = (task.paths[0], task.stem) if task.windows else evidence_video(result)
         if video is None:
             return
         try:
             result.evidence = save_evidence(
-                video[0], result.times, self.settings.evidence_dir, video[1], self.inputs
+                video[0], result.times, self.evidence_dir, video[1], self.inputs
             )
         except (VlcliError, OSError) as exc:
             self.view.warn(f"{video[0]}: evidence frames not saved: {exc}")
