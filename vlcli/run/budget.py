@@ -12,9 +12,8 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from vlcli.backends.registry import check_engine_name, engine_class
 from vlcli.errors import ExitStatus, InputError, UsageError, VlcliError
 from vlcli.media.probe import MediaInfo, probe
 from vlcli.models.families import DEFAULT_MODEL, ModelSpec, resolve_model
@@ -27,7 +26,9 @@ from vlcli.planning.plan import (
     plan_image,
     plan_video,
 )
-from vlcli.planning.windows import Window
+
+if TYPE_CHECKING:
+    from vlcli.planning.windows import Window
 
 WORKERS = 4
 
@@ -161,6 +162,7 @@ class Budget:
     on creation, before any input is probed; then :meth:`estimates`, in input order."""
 
     def __init__(self, settings: BudgetSettings, sampling: SamplingOptions):
+        from vlcli.backends.registry import check_engine_name, engine_class
         from vlcli.planning.memory import canonical_attn, canonical_dtype
 
         self.settings = dataclasses.replace(
