@@ -142,10 +142,9 @@ def _media_and_question(args: list[str], task: str) -> tuple[list[str], str, str
     an extension, or with a ``/``) but names nothing is refused: it is a mistyped input far more
     often than a question.
     """
-    from vlcli.planning.tasks import TASKS, build_prompt
+    from vlcli.planning.tasks import build_prompt, check_task
 
-    if task not in TASKS:
-        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    check_task(task)
     last = args[-1]
     if last == "-" or os.path.lexists(last):
         if task == "ground":

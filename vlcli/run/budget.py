@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from vlcli.errors import ExitStatus, InputError, UsageError, VlcliError
+from vlcli.errors import ExitStatus, InputError, VlcliError
 from vlcli.media.probe import MediaInfo, probe
 from vlcli.models.families import DEFAULT_MODEL, ModelSpec, resolve_model
 from vlcli.planning.memory import MemoryEstimate
@@ -258,10 +258,9 @@ class Budget:
 def _prompt_text(task: str, question: str) -> str:
     """The prompt ``ask`` would build. Without ``--question`` the question's own tokens are not
     counted (a ground prompt is then the template around an empty query)."""
-    from vlcli.planning.tasks import GROUND_TEMPLATE, TASKS, build_prompt
+    from vlcli.planning.tasks import GROUND_TEMPLATE, build_prompt, check_task
 
-    if task not in TASKS:
-        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    check_task(task)
     if task == "ground" and not question.strip():
         return GROUND_TEMPLATE.format(query="")
     return build_prompt(task, question) if question.strip() or task == "caption" else ""
