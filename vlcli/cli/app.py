@@ -1,4 +1,8 @@
-"""The ``vlcli`` command: thin commands that parse, call one core function and render.
+"""The ``vlcli`` command: the app, its help layout, and :func:`main`.
+
+The commands are one module each (:mod:`vlcli.cli.probe`, :mod:`vlcli.cli.budget`,
+:mod:`vlcli.cli.ask`): each parses its options (:mod:`vlcli.cli.options`), builds the typed
+objects of :mod:`vlcli.run`, calls one function there and shows what comes back.
 
 Results go to standard output, everything else to standard error. Every user-facing failure is
 a :class:`~vlcli.errors.VlcliError`, reported in one place (:func:`main`) as one line.
