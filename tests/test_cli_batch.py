@@ -141,6 +141,8 @@ def test_retry_failed_tries_failures_again_and_keeps_the_order(
     assert skipped.exit_code == 0 and "1 of them failed: --retry-failed" in skipped.stderr
     retried = invoke(*ask, "--retry-failed", "--json")
     assert retried.exit_code == 0, retried.stderr
+    progress = [x.split()[1] for x in retried.stderr.splitlines() if x.startswith("vlcli: [")]
+    assert progress == ["[2/2]"], retried.stderr  # b was done: a's retry is the second of two
     assert [Path(x["path"]).name for x in records(retried.stdout)] == ["a.mp4"]
     # the file is rewritten whole: one record per input, in input order, the retry in place
     assert [(Path(x["path"]).name, x["status"]) for x in lines(out)] == [
@@ -164,6 +166,90 @@ def test_a_torn_line_is_overwritten_on_resume(
     assert "torn" in r.stderr
     assert out.read_bytes().startswith(whole)
     assert [Path(x["path"]).name for x in lines(out)] == ["a.mp4", "b.mp4"]  # every line whole
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_at_once(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """`-o /dev/null` did the work, then failed; a pipe hung (issue 21): refused, status 2."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in ("/dev/null", str(fifo)):
+        r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", target)
+        assert r.exit_code == 2 and spy.loaded == 0, r.stderr
+        (line,) = stderr_lines(r)
+        assert f"--output {target} is not a regular file" in line
+
+
+def test_a_second_run_on_one_output_file_is_refused(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """Two runs on one file both appended (duplicates; a rewrite lost the other's records)."""
+    from vlcli.outputs.ledger import Ledger
+
+    out = tmp_path / "answers.jsonl"
+    held = Ledger.open(str(out), resume=False)  # another run, in the middle of its work
+    try:
+        r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", out, "--resume")
+    finally:
+        held.close()
+    assert r.exit_code == 2 and spy.loaded == 0 and out.read_bytes() == b""
+    (line,) = stderr_lines(r)
+    assert f"--output {out} is in use by another vlcli run (pid {os.getpid()}" in line
+
+
+def test_a_changed_input_s_record_is_replaced_in_its_place(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    two_clips: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After `touch`, the new answer takes the old record's place at once: an interrupt never
+    leaves two records for one input (issue 21)."""
+    clips = tmp_path / "clips"
+    shutil.copytree(two_clips, clips)
+    out = tmp_path / "answers.jsonl"
+    ask = ("ask", clips, "What happens?", "--model", tiny_qwen25_path, *NEW, "-o", out)
+    assert invoke(*ask).exit_code == 0
+    before = lines(out)
+    for name in ("a.mp4", "b.mp4"):
+        st = os.stat(clips / name)
+        os.utime(clips / name, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    real_generate = TransformersBackend.generate
+
+    def interrupted_at_b(self: TransformersBackend, prepared: Any, on_text: Any = None) -> Any:
+        if prepared.prompt.media[0][0].endswith("b.mp4"):
+            raise Interrupted(signal.SIGTERM)
+        return real_generate(self, prepared, on_text)
+
+    monkeypatch.setattr(TransformersBackend, "generate", interrupted_at_b)
+    assert invoke(*ask, "--resume").exit_code == 143
+    now = lines(out)
+    assert [Path(x["path"]).name for x in now] == ["a.mp4", "b.mp4"]
+    assert now[0]["key"] != before[0]["key"] and now[1] == before[1]
+    monkeypatch.setattr(TransformersBackend, "generate", real_generate)
+    r = invoke(*ask, "--resume")
+    assert r.exit_code == 0 and "1 of 2 inputs already have a record" in r.stderr
+    assert [Path(x["path"]).name for x in lines(out)] == ["a.mp4", "b.mp4"]
+    assert lines(out)[0] == now[0] and lines(out)[1]["key"] != before[1]["key"]
+
+
+def test_the_same_file_named_twice_is_answered_once(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    two_clips: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`a.mp4` and its absolute path: one file, one key: one answer and one record (it was
+    answered twice and recorded once)."""
+    monkeypatch.chdir(two_clips)
+    out = tmp_path / "answers.jsonl"
+    r = invoke("ask", "a.mp4", two_clips / "a.mp4", "q?", "--model", tiny_qwen25_path, *NEW,
+               "--json", "-o", out)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert len(spy.questions) == 1 and len(records(r.stdout)) == 1 and len(lines(out)) == 1
 
 
 def test_resume_needs_an_output_file(spy: Spy, tiny_qwen25_path: Path, tiny_clip: str) -> None:
@@ -295,6 +381,41 @@ def test_a_failure_to_write_one_input_s_outputs_fails_that_input_only(
     assert b["status"] == "ok" and b["subtitles"] == [str(subs / "b.srt")]
     assert sorted(p.name for p in subs.iterdir()) == ["b.srt"]  # no half file, no temporary
     assert "No space left on device" in r.stderr
+
+
+@pytest.mark.parametrize("option", ["--srt", "--vtt"])
+def test_a_subtitle_file_name_for_several_inputs_is_refused(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path, option: str
+) -> None:
+    """Several inputs get one subtitle file each, in a folder: a name that reads as one file
+    (it ends in .srt or .vtt and is no folder yet) is refused, not made into a folder."""
+    for name in ("out.srt", "out.VTT"):
+        target = tmp_path / name
+        r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, target)
+        assert r.exit_code == 2, r.stderr
+        (line,) = [x for x in r.stderr.splitlines() if x.startswith("vlcli:")]
+        assert f"{option} {target}" in line and "give a folder" in line
+        assert not target.exists() and spy.loaded == 0 and r.stdout == ""
+    # a folder of that name that is there already is used as a folder
+    made = tmp_path / "made.srt"
+    made.mkdir()
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, option, made)
+    assert r.exit_code == 0, r.stderr
+    fmt = option.lstrip("-")
+    assert sorted(p.name for p in made.iterdir()) == [f"a.{fmt}", f"b.{fmt}"]
+
+
+def test_output_files_under_missing_folders_make_them(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """-o makes its missing folders as --srt, --vtt and --evidence do."""
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    out, srt = tmp_path / "runs" / "today" / "answers.jsonl", tmp_path / "subs" / "new" / "a.srt"
+    r = invoke("ask", tiny_clip, "q?", "--model", tiny_qwen25_path, *NEW, "-o", out, "--srt", srt)
+    assert r.exit_code == 0, r.stderr
+    assert [rec["status"] for rec in lines(out)] == ["ok"]
+    assert "A dot moves" in srt.read_text()
 
 
 def test_progress_lines_on_a_log_and_quiet(
@@ -437,6 +558,26 @@ def test_a_long_video_in_windows(
         seconds = int(h) * 3600 + int(m) * 60 + float(s)
         assert read_clock(Image.open(path)) / 10 == pytest.approx(seconds, abs=0.1 + 1e-6)
     assert srt.read_text().count(" --> ") == n + 1  # one track for the whole video
+
+
+def test_windows_are_numbered_from_0_on_the_terminal_as_in_json(
+    spy: Spy, tiny_qwen25_path: Path, clock_long: str
+) -> None:
+    """One numbering: the terminal's window titles, progress labels, times table and budget
+    table use the numbers --json records give (from 0)."""
+    import re
+
+    spy.fixed = "A light at 1 second."
+    window = ("--window", "30", "--overlap", "4", "--fps", "1", "--model", tiny_qwen25_path)
+    r = invoke("ask", clock_long, "What happens?", *window, *NEW)
+    assert r.exit_code == 0, r.stderr
+    named = {int(n) for n in re.findall(r"\bwindow (\d+)", r.stdout + r.stderr)}
+    assert named == {0, 1, 2, 3}, r.stdout + r.stderr
+    assert [int(n) for n in re.findall(r"(\d+) +A light at 1 second", r.stdout)] == [0, 1, 2, 3]
+    planned = invoke("budget", clock_long, *window)
+    assert planned.exit_code == 0, planned.stderr
+    rows = re.findall(r"^ *(\d+) +\d\d:\d\d:\d\d", planned.stdout, flags=re.MULTILINE)
+    assert [int(n) for n in rows] == [0, 1, 2, 3], planned.stdout
 
 
 def test_resume_continues_inside_a_long_video(

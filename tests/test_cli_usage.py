@@ -48,6 +48,8 @@ def run(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.C
         (["ask", CLIP, "q?", "--temperature", "-1"], "Invalid value for '--temperature'"),
         (["nosuch"], "No such command 'nosuch'. Try 'vlcli -h' for help."),
         (["budget", CLIP, "--nframes", "1"], "--nframes 1 rounds to 0"),
+        (["budget", CLIP, "--max-frames", "1"], "--max-frames 1 rounds to 0"),
+        (["ask", CLIP, "q?", "--max-frames", "1"], "--max-frames 1 rounds to 0"),
         (["budget", CLIP, "--min-frames", "100", "--max-frames", "10"], "--max-frames 10 is below"),
         (["budget", CLIP, "--max-pixels", "700"], "--max-pixels 700 is less than one visual token"),
     ],
@@ -166,6 +168,22 @@ def test_the_timing_line_keeps_prefill_and_decoding_apart() -> None:
         "3611 prompt tokens, 40 generated: frames 0.42s, prefill 1.30s (to the first token), "
         "39 more tokens 2.00s (19.5/s), total 3.72s"
     )
+
+
+@pytest.mark.parametrize("command", [["probe"], ["budget"], ["ask", "q?"]])
+def test_a_folder_without_media_is_an_input_failure(tmp_path: Path, command: list[str]) -> None:
+    """Not a usage mistake (the command line is right; the folder holds no media): status 3,
+    one line naming the folders that were searched."""
+    empty, notes = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no video here")
+    media = [str(empty), str(notes)]
+    args = [command[0], *media, *command[1:]]
+    r = run(*args)
+    err = r.stderr.decode()
+    assert r.returncode == 3, err
+    assert err == f"vlcli: no media found under {empty}, {notes}\n" and r.stdout == b""
 
 
 def test_paths_separated_by_nul(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from vlcli.outputs.files import (
     output_stems,
     subtitle_targets,
 )
-from vlcli.outputs.ledger import Ledger, input_facts, record_key, record_line
+from vlcli.outputs.ledger import Ledger, input_facts, placed_key, record_key, record_line
 from vlcli.outputs.subtitles import to_srt, to_vtt
 from vlcli.times.parse import TimeSpan
 
@@ -149,30 +149,35 @@ def test_resume_reads_keys_without_parsing_records(
     led.close()
 
 
-def test_rewrite_keeps_one_record_per_key_in_first_place(tmp_path: Path) -> None:
-    """A retried failure takes its first record's place; windows of a finished video go."""
+def test_a_file_found_with_superseded_records_is_tidied_when_opened(tmp_path: Path) -> None:
+    """Two records of one key (written by two runs at once before the lock): the latest stays,
+    in the place of the first; nothing else moves."""
     out = tmp_path / "answers.jsonl"
-    led = Ledger.open(str(out), resume=False)
-    video = rec(3)["key"]
-    led.append(rec(0))
-    led.append(rec(1, "failed", error="decoder failed"))
-    led.append({"key": record_key(video, 0), "status": "window", "parent": video, "window": 0})
-    led.append({"key": record_key(video, 1), "status": "window", "parent": video, "window": 1})
-    led.append(rec(2))
-    led.append(rec(3, answer="merged"))
-    led.append({"key": record_key("other", 0), "status": "window", "parent": "f" * 32})
-    led.append(rec(1, answer="retried"))
-    assert led.needs_rewrite()
-    led.rewrite()
-    assert [(r["path"], r["status"]) for r in lines(out)[:4]] == [
-        ("clip0.mp4", "ok"), ("clip1.mp4", "ok"), ("clip2.mp4", "ok"), ("clip3.mp4", "ok")
+    out.write_bytes(
+        record_line(rec(0))
+        + record_line(rec(1, "failed", error="decoder failed"))
+        + record_line(rec(2))
+        + record_line(rec(1, answer="retried"))
+    )
+    led = Ledger.open(str(out), resume=True)
+    assert [(r["path"], r["status"]) for r in lines(out)] == [
+        ("clip0.mp4", "ok"), ("clip1.mp4", "ok"), ("clip2.mp4", "ok")
     ]  # fmt: skip
-    assert lines(out)[1]["answer"] == "retried"
-    assert lines(out)[4]["status"] == "window"  # its video has no record yet: kept
-    led.append(rec(4))  # still open, on the new file
+    assert lines(out)[1]["answer"] == "retried" and led.status(rec(1)["key"]) == "ok"
+    led.append(rec(3))  # still open, on the new file
     led.close()
-    assert lines(out)[-1]["path"] == "clip4.mp4"
+    assert lines(out)[-1]["path"] == "clip3.mp4"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # a video's old record, then windows of its new version: the windows are what is current
+    video = version(5, 2)["key"]
+    windows = [
+        {"key": placed_key(("input", 5), (2, w)), "status": "window", "parent": video}
+        for w in range(2)
+    ]
+    out.write_bytes(b"".join(record_line(r) for r in [version(5, 1), rec(6), *windows]))
+    Ledger.open(str(out), resume=True).close()
+    assert [r["status"] for r in lines(out)] == ["ok", "window", "window"]
+    assert lines(out)[0]["path"] == "clip6.mp4"
 
 
 # ---------------------------------------------------------------- writers
@@ -286,3 +291,119 @@ def test_folder_targets_check_each_input_s_file(tmp_path: Path) -> None:
         check_targets(paths, ["a", "b"], targets, None, None)
     with pytest.raises(InputError, match="is an input"):
         check_not_input(clips / "a.mp4", file_ids(paths))
+
+
+# ---------------------------------------------------------------- what may be a ledger (issue 21)
+
+
+@pytest.mark.parametrize("kind", ["device", "pipe"])
+def test_a_device_or_a_pipe_is_refused_without_reading_it(tmp_path: Path, kind: str) -> None:
+    """`-o /dev/full` was read as an old ledger (memory without end), a pipe hung: refused."""
+    if kind == "device":
+        target = "/dev/null"
+    else:
+        target = str(tmp_path / "fifo")
+        os.mkfifo(target)
+    with pytest.raises(UsageError, match=f"--output {target} is not a regular file \\(a {kind}"):
+        Ledger.open(target, resume=True)
+    with pytest.raises(UsageError, match=f"--output {target} is not a regular file"):
+        check_targets(["x.mp4"], ["x"], [], target, None, resume=True)
+
+
+# ---------------------------------------------------------------- one run at a time (issue 21)
+
+
+def test_a_second_run_on_one_file_is_refused_and_told_who_holds_it(tmp_path: Path) -> None:
+    out = tmp_path / "answers.jsonl"
+    first = Ledger.open(str(out), resume=False)
+    with pytest.raises(UsageError, match=f"in use by another vlcli run \\(pid {os.getpid()}"):
+        Ledger.open(str(out), resume=True)
+    first.append(rec(0))
+    first.append(rec(0, answer="again"))  # replaces the file: the lock must hold across that
+    with pytest.raises(UsageError, match="in use by another vlcli run"):
+        Ledger.open(str(out), resume=True)
+    first.close()
+    second = Ledger.open(str(out), resume=True)  # free again once the first run ends
+    second.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl"]  # no lock file left
+
+
+def test_the_lock_is_held_across_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "answers.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from vlcli.outputs.ledger import Ledger; "
+         f"led = Ledger.open({str(out)!r}, resume=False); print('held', flush=True); "
+         "sys.stdin.read(); led.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(UsageError, match=f"pid {holder.pid}\\b"):
+            Ledger.open(str(out), resume=True)
+    finally:
+        holder.communicate("")
+    Ledger.open(str(out), resume=True).close()
+
+
+def test_someone_else_s_file_at_the_lock_s_name_is_not_touched(tmp_path: Path) -> None:
+    out = tmp_path / "answers.jsonl"
+    mine = tmp_path / "answers.jsonl.lock"
+    mine.write_text("my notes\n")
+    with pytest.raises(UsageError, match="answers.jsonl.lock"):
+        Ledger.open(str(out), resume=False)
+    assert mine.read_text() == "my notes\n"
+
+
+# ---------------------------------------------------------------- one record per input (issue 21)
+
+
+def test_a_torn_line_in_the_middle_is_not_done_and_said(tmp_path: Path) -> None:
+    """A writer killed half-way, then another record appended after it on the same line."""
+    out = tmp_path / "answers.jsonl"
+    torn = record_line(rec(1))[:50]
+    out.write_bytes(record_line(rec(0)) + torn + record_line(rec(2)) + record_line(rec(3)))
+    led = Ledger.open(str(out), resume=True)
+    assert led.status(rec(1)["key"]) is None  # not done: answered again
+    assert [led.status(rec(n)["key"]) for n in (0, 2, 3)] == ["ok", "ok", "ok"]
+    assert any("torn" in note and "line 2" in note for note in led.notes)
+    led.append(rec(1))
+    led.close()
+    assert [r["path"] for r in lines(out)] == ["clip0.mp4", "clip2.mp4", "clip3.mp4", "clip1.mp4"]
+    out.write_bytes(record_line(rec(0)) + torn + b"\n" + record_line(rec(2)))
+    led = Ledger.open(str(out), resume=True)  # cut off by a newline: torn too
+    assert led.status(rec(1)["key"]) is None and any("torn" in n for n in led.notes)
+    led.close()
+
+
+def version(n: int, v: int, status: str = "ok", **extra: Any) -> dict[str, Any]:
+    """Record ``n`` of version ``v`` of its input (a file that changed has a new version)."""
+    return {"key": placed_key(("input", n), v), "status": status, "path": f"clip{n}.mp4", **extra}
+
+
+def test_a_new_version_replaces_the_old_record_in_its_place(tmp_path: Path) -> None:
+    """A changed input, a retried failure, a video over its windows: never two records for one
+    input, even between two appends (what an interrupt leaves)."""
+    out = tmp_path / "answers.jsonl"
+    led = Ledger.open(str(out), resume=False)
+    for n in range(3):
+        led.append(version(n, 1, "failed" if n == 2 else "ok"))
+    led.append(version(1, 2, answer="the file changed"))
+    assert [(r["path"], r.get("answer")) for r in lines(out)] == [
+        ("clip0.mp4", None), ("clip1.mp4", "the file changed"), ("clip2.mp4", None)
+    ]  # fmt: skip
+    assert led.status(version(1, 1)["key"]) is None and led.status(version(1, 2)["key"]) == "ok"
+    led.append(version(2, 1, answer="retried"))
+    assert [r.get("answer") for r in lines(out)] == [None, "the file changed", "retried"]
+    video = version(3, 1)["key"]
+    for w in range(2):
+        led.append({"key": placed_key(("input", 3), (1, w)), "status": "window", "parent": video})
+    assert [r["status"] for r in lines(out)] == ["ok", "ok", "ok", "window", "window"]
+    led.append(version(3, 1, answer="merged"))
+    assert [r.get("answer") for r in lines(out)] == [None, "the file changed", "retried", "merged"]
+    led.append(version(4, 1))  # still open, on the new file
+    led.close()
+    assert len(lines(out)) == 5 and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]

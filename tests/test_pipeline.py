@@ -300,9 +300,10 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
 
 # A record that vlcli wrote before the record key was made from one settings object (issue 15):
 # `ask` with the question "What?" and every default, answered by FakeServer, of a clip of
-# 3,229 bytes at /tmp/h15fx/c.mp4. Its key is the settings' key (WRITTEN_BASE) and those facts.
+# 3,229 bytes at /tmp/h15fx2/c.mp4, by the code of main at aae6487 (the key in its place and
+# version form). Its key is made of the settings' key (WRITTEN_BASE) and those facts.
 WRITTEN_RECORD = (
-    '{"key": "075dbc1301329e175b9380eb05a34b7d", "status": "ok", "path": "/tmp/h15fx/c.mp4", '
+    '{"key": "ee683838f98c6fd366dd6fbaa578ff53", "status": "ok", "path": "/tmp/h15fx2/c.mp4", '
     '"question": "What?", "task": "qa", "answer": "c.mp4 at 0.5 seconds.", "times": [{"start_s": '
     '0.5, "end_s": 0.5, "start_hms": "00:00:00.5", "end_hms": "00:00:00.5", "text": "c.mp4 at 0.5 '
     'seconds.", "raw": "0.5 seconds", "model_start_s": 0.5, "model_end_s": 0.5, "mapped": false, '
@@ -310,7 +311,7 @@ WRITTEN_RECORD = (
     '"generated_tokens": 3, "model": "fake", "timings": {}, "backend": {"backend": "fake-server", '
     '"model": "fake"}}'
 )
-WRITTEN_FACTS = {"path": "/tmp/h15fx/c.mp4", "size": 3229, "mtime_ns": 1796299353990400573}
+WRITTEN_FACTS = {"path": "/tmp/h15fx2/c.mp4", "size": 3229, "mtime_ns": 1796299353990400573}
 WRITTEN_BASE = "23e53ac5b12362fcfe6f41ec21aae2a6"
 
 
@@ -322,13 +323,14 @@ def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_pat
     from helpers_media import make_clip
 
     from vlcli.models.families import QWEN2_5_VL, ModelSpec
-    from vlcli.outputs.ledger import record_key
+    from vlcli.outputs.ledger import placed_key
     from vlcli.planning.plan import SamplingOptions
     from vlcli.run.ask import Outputs, RunOptions, input_key, run_ask, settings_key
     from vlcli.run.prompt import AskSettings, Generation
 
     written = json.loads(WRITTEN_RECORD)
-    assert record_key(WRITTEN_BASE, [WRITTEN_FACTS]) == written["key"]
+    place = [WRITTEN_BASE, [WRITTEN_FACTS["path"]]]
+    assert placed_key(place, [WRITTEN_FACTS]) == written["key"]
     backend = FakeServer(ModelSpec("fake", QWEN2_5_VL, None, "built-in preset"))
     assert settings_key(AskSettings("What?"), backend.identity()) == WRITTEN_BASE
     # every field of the settings, as the earlier code keyed them (also computed by it)

@@ -14,10 +14,11 @@ from helpers_clock import make_clock_clip, read_clock
 from vlcli.errors import UsageError
 from vlcli.media.probe import frames_at, probe
 from vlcli.models.families import QWEN2_5_VL
-from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
+from vlcli.planning.plan import SamplingOptions, VideoFacts, VideoPlan, plan_video
 from vlcli.planning.windows import (
     Window,
     check_window,
+    default_overlap,
     merge_spans,
     plan_windows,
     shown_range,
@@ -169,3 +170,47 @@ def test_sparse_sampling_names_window(media_dir: Path) -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "options"),
+    [
+        (21, SamplingOptions(fps=0.5)),  # 10 frames (pairs) over 21 s: 0.48 fps, the user's rate
+        (20, SamplingOptions(max_frames=7)),  # the user's own cap: 6 frames over 20 s
+        (2000, SamplingOptions(max_frames=700)),  # the user's cap, below the 768 one
+        (2000, SamplingOptions(nframes=100)),
+        (1000, SamplingOptions(fps=0.25)),  # 250 frames: no cap reached, the user's rate
+    ],
+)
+def test_sparse_note_is_silent_when_the_user_set_the_rate(
+    seconds: int, options: SamplingOptions
+) -> None:
+    """The warning is about the 768-frame cap: a low rate the user's own options give is theirs."""
+    facts = VideoFacts(width=64, height=48, num_frames=seconds * 10, average_fps=10.0)
+    plan = plan_video(facts, options, QWEN2_5_VL)
+    assert plan.sample_fps < 0.5
+    assert sparse_note(plan, options) is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "source_fps", "fps"),
+    [(1700, 10, None), (7200, 10, 0.5), (7200, 10, 0.3), (3000, 30, 30)],
+)
+def test_sparse_note_names_a_window_that_raises_the_rate(
+    seconds: int, source_fps: int, fps: float | None
+) -> None:
+    """When the cap lowers the rate below 0.5 fps (even an asked 0.3 fps), the --window named is
+    shorter than the clip and its windows, planned as ask plans them, keep the asked rate."""
+    options = SamplingOptions(fps=fps)
+    facts = VideoFacts(
+        width=64, height=48, num_frames=seconds * source_fps, average_fps=float(source_fps)
+    )
+    plan = plan_video(facts, options, QWEN2_5_VL)
+    note = sparse_note(plan, options)
+    assert note is not None, plan.sample_fps
+    window = float(note.split("--window ")[1].split()[0])
+    assert window < seconds
+    planned = plan_windows(facts, options, QWEN2_5_VL, window, default_overlap(window))
+    wanted = fps if fps is not None else 2.0
+    assert all(p.sample_fps > plan.sample_fps for _, p in planned)
+    assert all(p.sample_fps >= wanted * 0.9 for _, p in planned), [p.sample_fps for _, p in planned]

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from vlcli.errors import UsageError
+from vlcli.errors import InputError, UsageError
 from vlcli.models.families import DEFAULT_MODEL
 from vlcli.planning.plan import SamplingOptions
 
@@ -443,11 +443,12 @@ def sampling(
 
 
 def media_paths(media: list[str], null: bool = False) -> list[str]:
-    """The input files that ``MEDIA...`` names (folders, globs and ``-`` expanded); none is a
-    usage error."""
+    """The media files the arguments name; none at all (every argument a folder or pattern
+    without media, or an empty standard input) is an input failure (status 3), not a usage one."""
     from vlcli.media.probe import expand_inputs
 
     paths = expand_inputs(media, sys.stdin, null=null)
     if not paths:
-        raise UsageError("no media found in the inputs given")
+        searched = ", ".join("standard input" if m == "-" else m for m in media)
+        raise InputError(f"no media found under {searched}")
     return paths

@@ -376,7 +376,7 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
         t.add_column(col, justify="right")
     for w, plan, tokens, _ in rows:
         t.add_row(
-            str(w.index + 1),
+            str(w.index),
             format_hms(plan.clip_start_s),
             format_hms(plan.clip_end_s),
             str(plan.frames),
@@ -558,7 +558,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
                 format_hms(span.display_start_s),
                 format_hms(span.display_end_s),
                 flag,
-                *([str(windows[k] + 1)] if windows else []),
+                *([str(windows[k])] if windows else []),
                 escape(visible(span.text)),
             )
         print_out(t)

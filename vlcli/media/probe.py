@@ -313,7 +313,7 @@ def expand_inputs(
     out: list[str] = []
 
     def add(p: str) -> None:
-        key = os.path.normpath(p)
+        key = os.path.abspath(p)  # as records' keys see a file: a.mp4 and ./a.mp4 are one
         if key not in seen:
             seen.add(key)
             out.append(p)

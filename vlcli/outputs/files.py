@@ -22,6 +22,7 @@ import io
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,13 +160,23 @@ class SubtitleTarget:
 
 
 def subtitle_targets(srt: str | None, vtt: str | None, several: bool) -> list[SubtitleTarget]:
-    """``--srt``/``--vtt`` as targets; a folder when the run has several answers or it is one."""
+    """``--srt``/``--vtt`` as targets; a folder when the run has several answers or it is one.
+
+    With several answers, a name that reads as one file (a ``.srt`` or ``.vtt`` ending, and no
+    folder of that name yet) is refused rather than made into a folder the user did not mean.
+    """
     out = []
     for fmt, target in (("srt", srt), ("vtt", vtt)):
         if not target:
             continue
         if several and os.path.isfile(target):
             raise UsageError(f"--{fmt} {target}: several inputs need a folder, and this is a file")
+        named_as_file = Path(target).suffix.lower().lstrip(".") in SUBTITLE_FORMATS
+        if several and named_as_file and not os.path.isdir(target):
+            raise UsageError(
+                f"--{fmt} {target}: several inputs get one subtitle file each: give a folder "
+                "(one that exists may have any name), or one input"
+            )
         out.append(SubtitleTarget(fmt, target, several or os.path.isdir(target)))
     return out
 
@@ -238,6 +249,34 @@ def _file_id(path: str | os.PathLike[str]) -> FileId | None:
     return st.st_dev, st.st_ino
 
 
+def not_regular(path: str | os.PathLike[str], mode: int | None = None) -> str | None:
+    """What ``path`` (of ``mode`` when it is known) is when it exists and is not a regular file
+    or a folder (a device, a pipe...), else None.
+
+    An output file is read before it is added to (``-o``): a device such as /dev/full never
+    ends and a pipe blocks, so only a regular file (or none yet) may be one.
+    """
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a file"
+
+
+def refuse_not_regular(option: str, path: str | os.PathLike[str], mode: int | None = None) -> None:
+    """Refuse (status 2) an output target that exists and is not a regular file."""
+    kind = not_regular(path, mode)
+    if kind is not None:
+        raise UsageError(f"{option} {path} is not a regular file ({kind}): give a file")
+
+
 def _writable_folder(path: Path) -> str | None:
     """Why files cannot be made at ``path`` (None when they can): its nearest existing folder."""
     probe = path
@@ -291,6 +330,7 @@ def check_targets(
             raise UsageError(
                 f"--output {output} is a folder: give a file for the JSON Lines records"
             )
+        refuse_not_regular("--output", out)
         claim("--output", out)
         if not resume and out.is_file() and out.stat().st_size > 0:
             raise UsageError(

@@ -93,6 +93,14 @@ class SamplingOptions:
             raise UsageError(
                 f"--nframes {self.nframes} rounds to 0 (frames are taken in pairs): use 2 or more"
             )
+        if (
+            self.max_frames is not None
+            and floor_by_factor(self.max_frames, FRAME_FACTOR) < FRAME_FACTOR
+        ):
+            raise UsageError(
+                f"--max-frames {self.max_frames} rounds to 0 (frames are taken in pairs): "
+                "use 2 or more"
+            )
         if self.min_frames and self.max_frames and self.max_frames < self.min_frames:
             raise UsageError(
                 f"--max-frames {self.max_frames} is below --min-frames {self.min_frames}: "

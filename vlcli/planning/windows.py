@@ -31,10 +31,17 @@ from typing import Any
 
 from vlcli.errors import UsageError
 from vlcli.models.families import Family
-from vlcli.planning.plan import SamplingOptions, VideoFacts, VideoPlan, plan_video
+from vlcli.planning.plan import (
+    DEFAULT_FPS,
+    MAX_FRAMES,
+    SamplingOptions,
+    VideoFacts,
+    VideoPlan,
+    plan_video,
+)
 
 DEFAULT_OVERLAP_S = 4.0
-SPARSE_FPS = 0.5  # below this sampling rate (set by the frame cap) ask and budget name --window
+SPARSE_FPS = 0.5  # below this rate (set by the 768-frame cap) ask and budget name --window
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,11 @@ class Window:
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": self.index, "start_s": self.start_s, "end_s": self.end_s}
+
+    def label(self, count: int) -> str:
+        """``window 2 of 0-3``: the terminal numbers windows from 0, as ``--json`` does (the
+        number indexes the record's ``windows``), and says the range so the last reads as last."""
+        return f"window {self.index} of 0-{count - 1}"
 
 
 def default_overlap(window_s: float) -> float:
@@ -122,17 +134,27 @@ def shown_range(plan: VideoPlan) -> tuple[float, float]:
 
 
 def sparse_note(plan: VideoPlan, options: SamplingOptions) -> str | None:
-    """A warning when the frame cap, not the user, set the sampling below 0.5 fps."""
-    wanted = options.fps if options.fps is not None else 2.0
-    if options.nframes is not None or plan.sample_fps >= SPARSE_FPS or wanted < SPARSE_FPS:
+    """A warning when the 768-frame cap, not the user's own options, set the sampling below 0.5
+    fps, naming a ``--window`` whose windows the cap leaves at the asked rate.
+
+    A rate the user chose (``--fps``, ``--nframes``, ``--max-frames``) is not warned about: the
+    warning is for the default cap silently thinning a long video. The window named is the
+    longest (in whole minutes, or whole seconds under a minute) whose frames at the asked rate
+    fit the cap; the cap binding means the clip is longer than it, so it really raises the rate.
+    """
+    if options.nframes is not None or options.max_frames is not None:
         return None
-    seconds = plan.clip_end_s - plan.clip_start_s
-    every = 1.0 / plan.sample_fps
-    suggest = max(60, int(plan.frames / max(wanted, 1e-9) // 60 * 60)) if plan.frames else 600
+    wanted = options.fps if options.fps is not None else DEFAULT_FPS
+    seconds = (plan.end_frame - plan.start_frame + 1) / plan.source_fps
+    if plan.sample_fps >= SPARSE_FPS or seconds * wanted <= MAX_FRAMES:
+        return None
+    longest = MAX_FRAMES / wanted
+    window = int(longest // 60 * 60) if longest >= 60 else max(1, int(longest))
+    rate = min(wanted, plan.source_fps, MAX_FRAMES / window)
     return (
-        f"{plan.frames} frames over {seconds:.0f} s is one frame every {every:.1f} s (the "
-        f"{plan.frames}-frame cap): times will be coarse; --window {suggest} answers the video in "
-        f"windows of {suggest} s at --fps {wanted:g}"
+        f"{plan.frames} frames over {seconds:.0f} s is one frame every {1 / plan.sample_fps:.1f} s "
+        f"(the {MAX_FRAMES}-frame cap): times will be coarse; --window {window} answers the video "
+        f"in windows of {window} s at {rate:g} fps"
     )
 
 

@@ -45,7 +45,7 @@ from vlcli.outputs.files import (
     file_ids,
     is_vlcli_subtitle,
 )
-from vlcli.outputs.ledger import Ledger, input_facts, record_key
+from vlcli.outputs.ledger import Ledger, input_facts, part_key, placed_key, record_key
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, VideoPlan
 from vlcli.planning.windows import Window, merge_spans, plan_windows
@@ -151,7 +151,7 @@ class _Job:
     def label(self) -> str:
         if self.window is None:
             return self.task.label
-        return f"{self.task.label} (window {self.window.index + 1}/{self.task.windows})"
+        return f"{self.task.label} ({self.window.label(self.task.windows)})"
 
 
 class _Abandoned(Exception):
@@ -165,9 +165,12 @@ def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
 
 
 def input_key(base: str, paths: Sequence[str]) -> str:
-    """The key of one record: the run's :func:`settings_key` and each input's path, size and
-    modification time (:func:`vlcli.outputs.ledger.input_facts`)."""
-    return record_key(base, [input_facts(p) for p in paths])
+    """The key of one record: in the place of the run's :func:`settings_key` and the inputs'
+    paths, the version of their sizes and modification times
+    (:func:`vlcli.outputs.ledger.input_facts`): the answer to a changed file supersedes the
+    record of the file as it was."""
+    facts = [input_facts(p) for p in paths]
+    return placed_key([base, [f["path"] for f in facts]], facts)
 
 
 def run_ask(
@@ -254,9 +257,6 @@ class _Run:
                 self.view.close()
                 exc.detail = self._interrupted()
                 raise
-        if self.ledger is not None and self.ledger.needs_rewrite():
-            with self.interrupts.held():
-                self.ledger.rewrite()
         return self.worst
 
     def _tasks(self) -> list[_Task]:
@@ -345,7 +345,7 @@ class _Run:
                         job = _Job(
                             task,
                             [wplan],
-                            record_key(task.key, window.to_dict()),
+                            part_key(task.key, window.to_dict()),
                             window,
                             wplan.notes,
                         )
@@ -411,7 +411,7 @@ class _Run:
             from vlcli.times.parse import format_hms
 
             title = (
-                f"window {job.window.index + 1}/{job.task.windows}: "
+                f"{job.window.label(job.task.windows)}: "
                 f"{format_hms(job.window.start_s)} to {format_hms(job.window.end_s)}"
             )
         several = self.total > 1 or job.window is not None

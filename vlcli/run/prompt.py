@@ -81,7 +81,7 @@ class AskResult:
         ""  # file-name stem of this answer's outputs (subtitles, evidence), unique in the run
     )
     axes: tuple[TimeAxis | None, ...] = ()  # per video: the time axis its times went through
-    key: str = ""  # the record's key (vlcli.outputs.ledger.record_key)
+    key: str = ""  # the record's key (vlcli.outputs.ledger.placed_key)
     backend: dict[str, Any] = field(default_factory=dict)  # the backend's identity
     windows: list[dict[str, Any]] = field(default_factory=list)
     span_windows: list[int] = field(default_factory=list)
