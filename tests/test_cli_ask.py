@@ -8,7 +8,8 @@ so to test what vlcli does with the times an answer states (mapping to source se
 subtitles, evidence frames) the ``spy`` fixture wraps ``TransformersBackend.generate``: it calls the real
 method and then, only when a test sets ``spy.fixed``, replaces the answer's *text* with that
 fixed answer (``dataclasses.replace(answer, text=FIXED)``) and streams it in place of the
-random one. Nothing else of the answer is changed (token counts and timings are the real ones).
+random one, in pieces of 7 characters. Nothing else of the answer is changed (token counts and
+timings are the real ones).
 The spy also counts how many times the model was loaded (``TransformersBackend._load``: a run makes
 its backend before probing anything, to check the options, and loads the model only when an input
 needs it) and records the prompt each call received.
@@ -40,7 +41,7 @@ from vlcli.media.probe import frames_at, probe
 from vlcli.models.families import resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
 from vlcli.planning.tasks import build_prompt
-from vlcli.times.parse import format_hms
+from vlcli.times.format import format_hms
 
 pytest_plugins = ("conftest_models",)
 
@@ -102,13 +103,22 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         state.streamed.append("".join(pieces))
         if state.fixed is None:
             return answer
-        if on_text is not None:
-            on_text(state.fixed)
+        if on_text is not None:  # in pieces that end mid-word, as a model streams
+            for k in range(0, len(state.fixed), 7):
+                on_text(state.fixed[k : k + 7])
         return dataclasses.replace(answer, text=state.fixed)
 
     monkeypatch.setattr(TransformersBackend, "_load", load)
     monkeypatch.setattr(TransformersBackend, "generate", generate)
     return state
+
+
+def shown(folder: Path) -> list[str]:
+    """The files of ``folder`` a user sees: not the hidden proofs that vlcli wrote them."""
+    names = sorted(p.name for p in folder.iterdir())
+    visible = [n for n in names if not n.startswith(".")]
+    assert sorted(f".{n}.written-by-vlcli" for n in visible) == [n for n in names if n[0] == "."]
+    return visible
 
 
 def records(stdout: str) -> list[dict[str, Any]]:
@@ -286,6 +296,21 @@ def test_together_is_one_record(
     assert spy.loaded == 1 and len(spy.questions) == 1
 
 
+def test_an_image_has_no_times(
+    spy: Spy, tiny_qwen25_path: Path, tiny_image: str, tmp_path: Path
+) -> None:
+    # a clock read off a photo is no time of a video: no times, no subtitles
+    spy.fixed = "The clock shows 10:10, open 9:00-17:00."
+    srt = tmp_path / "photo.srt"
+    r = invoke(
+        "ask", tiny_image, "What time is it?", "--model", tiny_qwen25_path, *NEW, "--json",
+        "--srt", srt,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert rec["times"] == [] and rec["subtitles"] == [] and not srt.exists()
+
+
 def test_together_with_two_videos_leaves_times_unmapped(
     spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tiny_image: str, tmp_path: Path
 ) -> None:
@@ -356,7 +381,7 @@ def test_times_are_source_seconds(spy: Spy, tiny_qwen25_path: Path, tiny_clip: s
     assert 2.0 <= leaves["start_s"] < leaves["end_s"] <= 3.0
     assert leaves["end_hms"] == format_hms(leaves["end_s"])
 
-    clip_end = plan.clip_end_s + 1 / plan.source_fps  # the last frame is shown one frame time
+    clip_end = plan.shown_end_s  # the last frame is shown one frame time, up to --end
     assert back["model_start_s"] == 9.0
     assert back["outside"] and back["clipped"]
     assert back["start_s"] == back["end_s"] == pytest.approx(clip_end)
@@ -378,9 +403,10 @@ def test_subtitles_have_the_mapped_times(
         round(plan.time_axis().source_seconds(1.0), 6),
         round(plan.time_axis().source_seconds(1.5), 6),
     )
-    end = round(plan.clip_end_s + 1 / plan.source_fps, 6)
-    first, second = BALL.split(". ")[0] + ".", BALL.split(". ")[1]
-    cues = sorted([(a, a + 2.0, first), (b, c, first), (end, end + 2.0, second)])
+    end = round(plan.shown_end_s, 6)
+    first = BALL.split(". ")[0] + "."
+    # the instant's 2 s stop at the clip's end; the time outside the clip has no cue
+    cues = sorted([(a, min(a + 2.0, end), first), (b, c, first)])
     assert srt.read_text() == "\n".join(
         f"{n}\n{srt_time(s)} --> {srt_time(e)}\n{text}\n" for n, (s, e, text) in enumerate(cues, 1)
     )
@@ -401,7 +427,7 @@ def test_subtitles_for_several_inputs_go_into_a_folder(
         "--srt", out, "--vtt", out, "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.srt", "a.vtt", "b.srt", "b.vtt"]
+    assert shown(out) == ["a.srt", "a.vtt", "b.srt", "b.vtt"]
     for rec in records(r.stdout):
         stem = Path(rec["path"]).stem
         (span,) = rec["times"]
@@ -428,7 +454,7 @@ def test_inputs_with_the_same_name_keep_their_own_subtitles_and_evidence(
         "--srt", out, "--evidence", ev, "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a-2.srt", "a.srt"]
+    assert shown(out) == ["a-2.srt", "a.srt"]
     recs = records(r.stdout)
     assert [Path(rec["path"]) for rec in recs] == [first, second]
     for rec, name in zip(recs, ["a", "a-2"], strict=True):
@@ -436,7 +462,7 @@ def test_inputs_with_the_same_name_keep_their_own_subtitles_and_evidence(
         cue = f"{srt_time(span['start_s'])} --> {srt_time(span['end_s'])}"
         assert (out / f"{name}.srt").read_text() == f"1\n{cue}\n{spy.fixed}\n"
         assert rec["evidence"] and all(Path(p).name.startswith(f"{name}_") for p in rec["evidence"])
-    saved = sorted(p.name for p in ev.iterdir())
+    saved = shown(ev)
     assert saved == sorted(Path(p).name for rec in recs for p in rec["evidence"])
     assert len(saved) == 4
 
@@ -463,7 +489,7 @@ def test_evidence_frames(spy: Spy, tiny_qwen25_path: Path, tiny_clip: str, tmp_p
     inside = [t for t in rec["times"] if not t["outside"]]
     seconds = sorted({t["start_s"] for t in inside} | {t["end_s"] for t in inside})
     assert len(seconds) == 3 and len(rec["evidence"]) == 3  # the outside time has none
-    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(p).name for p in rec["evidence"])
+    assert shown(folder) == sorted(Path(p).name for p in rec["evidence"])
     for path, image in zip(rec["evidence"], frames_at(tiny_clip, seconds), strict=True):
         with Image.open(path) as saved:
             assert saved.format == "PNG" and saved.size == (160, 120)

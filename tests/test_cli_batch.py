@@ -37,6 +37,7 @@ from test_cli_ask import (  # noqa: F401  (spy, two_clips: fixtures)
 
 from vlcli.backends.transformers.backend import TransformersBackend
 from vlcli.errors import Interrupted
+from vlcli.outputs.files import write_owned
 from vlcli.outputs.subtitles import to_srt
 from vlcli.planning.plan import VideoPlan
 from vlcli.times.parse import TimeSpan
@@ -320,7 +321,7 @@ def test_outputs_that_would_destroy_an_input_are_refused_before_loading(
         (("--vtt", video), "is an input"),
         (("-o", video), "is an input"),
         (("--srt", same, "--vtt", same), "also the target of --srt"),
-        (("--srt", notes), "not a srt subtitle file written by vlcli"),
+        (("--srt", notes), "vlcli did not write it"),
     ]:
         r = invoke("ask", video, "q?", "--model", tiny_qwen25_path, *NEW, *extra)
         assert r.exit_code == 2, (extra, r.stderr)
@@ -329,7 +330,7 @@ def test_outputs_that_would_destroy_an_input_are_refused_before_loading(
     assert not same.exists() and spy.loaded == 0
     # a subtitle file vlcli wrote is replaced
     ours = tmp_path / "ours.srt"
-    ours.write_text(to_srt([TimeSpan(0.5, 1.0, "old cue")]))
+    write_owned(ours, to_srt([TimeSpan(0.5, 1.0, "old cue")]))
     spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
     r = invoke("ask", video, "q?", "--model", tiny_qwen25_path, *NEW, "--srt", ours)
     assert r.exit_code == 0, r.stderr and "old cue" not in ours.read_text()
@@ -342,7 +343,7 @@ def test_an_answer_without_times_writes_no_subtitles(
     """No cue: no file (an empty .srt is not one FFmpeg or players read, a cue-less .vtt has
     no stream); an older subtitle file of vlcli's at that name goes, so no stale cues stay."""
     srt, vtt = tmp_path / "clip.srt", tmp_path / "clip.vtt"
-    srt.write_text(to_srt([TimeSpan(0.5, 1.0, "an earlier answer")]))
+    write_owned(srt, to_srt([TimeSpan(0.5, 1.0, "an earlier answer")]))
     spy.fixed = "Nothing happens."
     r = invoke("ask", tiny_clip, "What happens?", "--model", tiny_qwen25_path, *NEW, "--json",
                "--srt", srt, "--vtt", vtt)  # fmt: skip
@@ -360,16 +361,16 @@ def test_a_failure_to_write_one_input_s_outputs_fails_that_input_only(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from vlcli.run import ask as batch
+    from vlcli.outputs import files
 
-    real = batch.atomic_write
+    real = files.atomic_write
 
     def full_disk_for_a(path: Any, data: Any) -> None:
         if Path(path).name == "a.srt":
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(batch, "atomic_write", full_disk_for_a)
+    monkeypatch.setattr(files, "atomic_write", full_disk_for_a)
     spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
     subs = tmp_path / "subs"
     r = invoke("ask", two_clips, "q?", "--model", tiny_qwen25_path, *NEW, "--json",
@@ -379,7 +380,8 @@ def test_a_failure_to_write_one_input_s_outputs_fails_that_input_only(
     assert a["status"] == "failed" and "No space left on device" in a["error"]
     assert a["answer"] == spy.fixed  # the answer is kept in the record
     assert b["status"] == "ok" and b["subtitles"] == [str(subs / "b.srt")]
-    assert sorted(p.name for p in subs.iterdir()) == ["b.srt"]  # no half file, no temporary
+    # no half file, no temporary; b.srt's proof that vlcli wrote it
+    assert sorted(p.name for p in subs.iterdir()) == [".b.srt.written-by-vlcli", "b.srt"]
     assert "No space left on device" in r.stderr
 
 

@@ -17,9 +17,12 @@ from vlcli.outputs.files import (
     check_not_input,
     check_targets,
     file_ids,
-    is_vlcli_subtitle,
     output_stems,
+    proof_path,
+    remove_owned,
     subtitle_targets,
+    write_owned,
+    written_by_vlcli,
 )
 from vlcli.outputs.ledger import Ledger, input_facts, placed_key, record_key, record_line
 from vlcli.outputs.subtitles import to_srt, to_vtt
@@ -220,23 +223,28 @@ def test_output_names_come_from_the_path_relative_to_the_argument(tmp_path: Path
     assert output_stems(["-"], [str(a), str(top)]) == ["clip", "clip-2"]
 
 
-def test_is_vlcli_subtitle(tmp_path: Path) -> None:
+def test_only_files_vlcli_can_prove_it_wrote_are_replaced_or_removed(tmp_path: Path) -> None:
+    """A file in exactly the form vlcli writes is not proof: the SHA-256 kept beside it is."""
     spans = [TimeSpan(1.0, 2.0, "A dog.", source_start_s=1.0, source_end_s=2.0)]
-    cases = {
-        "ours.srt": (to_srt(spans), "srt", True),
-        "ours.vtt": (to_vtt(spans), "vtt", True),
-        "empty.vtt": ("WEBVTT\n", "vtt", True),
-        "empty.srt": ("", "srt", True),
-        "crlf.srt": (to_srt(spans).replace("\n", "\r\n"), "srt", False),
-        "notes.srt": ("my notes\n", "srt", False),
-        "vtt-as.srt": (to_vtt(spans), "srt", False),
-    }
-    for name, (text, fmt, expected) in cases.items():
-        (tmp_path / name).write_text(text, newline="")
-        assert is_vlcli_subtitle(tmp_path / name, fmt) is expected, name
-    video = tmp_path / "clip.mp4"
-    video.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(range(256)))
-    assert not is_vlcli_subtitle(video, "srt")
+    mine, ours = tmp_path / "mine.srt", tmp_path / "ours.srt"
+    mine.write_text(to_srt(spans))  # hand-made, byte for byte what vlcli would write
+    assert not written_by_vlcli(mine) and not remove_owned(mine)
+    with pytest.raises(InputError, match="vlcli did not write it"):
+        write_owned(mine, to_srt(spans))
+    assert mine.read_text() == to_srt(spans)
+    write_owned(ours, to_srt(spans))
+    assert written_by_vlcli(ours) and proof_path(ours).name == ".ours.srt.written-by-vlcli"
+    write_owned(ours, to_vtt(spans))  # its own file: replaced, and proven again
+    assert written_by_vlcli(ours) and ours.read_text() == to_vtt(spans)
+    ours.write_text(to_vtt(spans) + "my own line\n")  # changed by hand since: not vlcli's
+    assert not written_by_vlcli(ours) and not remove_owned(ours) and ours.exists()
+    ours.write_text(to_vtt(spans))
+    assert remove_owned(ours) and not ours.exists() and not proof_path(ours).exists()
+    empty = tmp_path / "empty.srt"
+    empty.write_text("")  # nothing to lose: written over, never removed
+    assert not remove_owned(empty)
+    write_owned(empty, to_srt(spans))
+    assert written_by_vlcli(empty)
 
 
 def test_targets_that_would_destroy_or_clash_are_refused(tmp_path: Path) -> None:
@@ -259,14 +267,16 @@ def test_targets_that_would_destroy_or_clash_are_refused(tmp_path: Path) -> None
         str(tmp_path / "x.srt"), None, output=str(tmp_path / "x.srt")
     )
     (tmp_path / "notes.srt").write_text("my own notes\n")
-    assert "not a srt subtitle file written by vlcli" in refused(str(tmp_path / "notes.srt"), None)
+    assert "vlcli did not write it" in refused(str(tmp_path / "notes.srt"), None)
+    (tmp_path / "mine.srt").write_text(to_srt([TimeSpan(1, 2, "x")]))  # in vlcli's form: not proof
+    assert "vlcli did not write it" in refused(str(tmp_path / "mine.srt"), None)
     assert "not a folder" in refused(None, None, evidence=str(clip))
     assert (
         clip.read_bytes() == b"video bytes"
         and (tmp_path / "notes.srt").read_text() == "my own notes\n"
     )
     # a subtitle file of vlcli's is replaced; a folder holds one file per input
-    (tmp_path / "ours.srt").write_text(to_srt([TimeSpan(1, 2, "x")]))
+    write_owned(tmp_path / "ours.srt", to_srt([TimeSpan(1, 2, "x")]))
     check_targets(one, stems, subtitle_targets(str(tmp_path / "ours.srt"), None, False), None, None)
     out = tmp_path / "subs"
     check_targets(

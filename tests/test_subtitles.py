@@ -73,10 +73,10 @@ CASES = [
         "00:01:12.000 --> 00:01:14.000\nAt 12 seconds the phone rings.\n\n"
         "00:01:20.000 --> 00:01:24.250\nHe sits down.\n",
     ),
-    (  # a span clamped to the clip end: an instant there
-        map_times([TimeSpan(40, 50, "late")], clip_start_s=0, clip_end_s=30),
-        "1\n00:00:30,000 --> 00:00:32,000\nlate\n",
-        "WEBVTT\n\n00:00:30.000 --> 00:00:32.000\nlate\n",
+    (  # a span past the clip end has no cue (it was an instant there); one across it is cut
+        map_times([TimeSpan(40, 50, "late"), TimeSpan(25, 50, "on")], clip_end_s=30),
+        "1\n00:00:25,000 --> 00:00:30,000\non\n",
+        "WEBVTT\n\n00:00:25.000 --> 00:00:30.000\non\n",
     ),
 ]
 
@@ -110,3 +110,33 @@ def test_rejects_bad_min_display(bad: float) -> None:
 def test_rejects_non_finite_times() -> None:
     with pytest.raises(ValueError):
         to_srt([TimeSpan(math.nan, 1, "x")])
+
+
+# Issue 21, items 12 and 14: subtitles never carry a span outside the clip.
+
+
+def test_a_span_outside_the_clip_has_no_cue() -> None:
+    # a caption at 25-30 s of a 20 s video was a cue at 20-22 s; 1e20 s a cue at
+    # 27777777777777777777:46:40,000
+    spans = map_times([TimeSpan(25, 30, "Late."), TimeSpan(3, 4, "Early.")], clip_end_s=20)
+    assert spans[0].outside
+    assert to_srt(spans) == "1\n00:00:03,000 --> 00:00:04,000\nEarly.\n"
+    huge = map_times(parse_times("At 100000000000000000000 seconds it ends."), clip_end_s=1)
+    assert to_srt(huge) == "" and to_vtt(huge) == "WEBVTT\n"
+
+
+def test_an_unmapped_span_outside_the_clip_has_no_cue() -> None:
+    from vlcli.times.parse import bound_times
+
+    spans = bound_times([TimeSpan(540, 1020, "Open.")], 0.0, 1.0)
+    assert to_srt(spans) == ""
+
+
+def test_an_instant_near_the_clip_end_stops_at_it() -> None:
+    # a 30-minute video: an instant at 29:59 is shown to 30:00, not 30:01; one at 30:00 (the
+    # end) is shown for the 2 s before it, not to 00:30:02
+    spans = map_times([TimeSpan(1799, 1799, "A."), TimeSpan(1800, 1800, "B.")], clip_end_s=1800)
+    assert to_srt(spans, end_s=1800) == (
+        "1\n00:29:58,000 --> 00:30:00,000\nB.\n\n2\n00:29:59,000 --> 00:30:00,000\nA.\n"
+    )
+    assert "00:30:02" not in to_vtt(spans, end_s=1800)

@@ -13,8 +13,10 @@ import pytest
 
 from vlcli.outputs import subtitles
 from vlcli.planning import tasks as prompts
+from vlcli.times import format as clock
 from vlcli.times import parse as times
-from vlcli.times.parse import TimeSpan, format_hms, map_times, parse_time_value, parse_times
+from vlcli.times.format import format_hms
+from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
 
 # --------------------------------------------------------------------------------------------
 # parse_times: one form at a time. (answer, [(start_s, end_s), ...])
@@ -459,6 +461,7 @@ def test_to_dict_uses_source_seconds() -> None:
         "mapped": True,
         "clipped": False,
         "outside": False,
+        "reversed": False,
     }
 
 
@@ -470,6 +473,39 @@ def test_to_dict_before_mapping_uses_model_seconds() -> None:
         "00:00:01.0",
         False,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# One clock for every output: the table, subtitle cues and evidence names round alike.
+# --------------------------------------------------------------------------------------------
+
+CLOCKS = [
+    # seconds, table (tenths), cue (ms), evidence name (ms)
+    (59.95, "00:01:00.0", "00:00:59,950", "c_00-00-59.950.png"),
+    (59.9995, "00:01:00.0", "00:01:00,000", "c_00-01-00.000.png"),
+    (3599.95, "01:00:00.0", "00:59:59,950", "c_00-59-59.950.png"),
+    (3599.9995, "01:00:00.0", "01:00:00,000", "c_01-00-00.000.png"),
+    (0.0005, "00:00:00.0", "00:00:00,001", "c_00-00-00.001.png"),  # half up, not to even
+    (2.0625, "00:00:02.1", "00:00:02,063", "c_00-00-02.063.png"),
+    (1.0005, "00:00:01.0", "00:00:01,001", "c_00-00-01.001.png"),
+]
+
+
+@pytest.mark.parametrize(("seconds", "table", "cue", "evidence"), CLOCKS)
+def test_every_output_writes_a_second_alike(
+    seconds: float, table: str, cue: str, evidence: str
+) -> None:
+    from vlcli.run.prompt import _evidence_name
+
+    assert format_hms(seconds) == table
+    assert subtitles.to_srt([TimeSpan(seconds, seconds + 1, "x")]).splitlines()[1].startswith(cue)
+    assert _evidence_name("c", seconds) == evidence
+
+
+def test_format_hms_is_public_api_and_lives_with_the_times() -> None:
+    import vlcli
+
+    assert vlcli.format_hms is clock.format_hms
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,13 +594,13 @@ def test_parse_time_value_rejects_junk(text: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [times, subtitles, prompts])
+@pytest.mark.parametrize("module", [times, clock, subtitles, prompts])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0 and result.attempted > 0
 
 
-@pytest.mark.parametrize("module", [times, subtitles, prompts])
+@pytest.mark.parametrize("module", [times, clock, subtitles, prompts])
 def test_no_heavy_imports(module: Any) -> None:
     source = Path(module.__file__).read_text(encoding="utf-8")
     imported: set[str] = set()
@@ -831,3 +867,132 @@ def test_ask_reads_three_part_clocks_against_the_planned_clip() -> None:
     answer = '[{"timecode": "00:05:00", "caption": "A dog sits."}]'
     (span,) = map_answer_times(answer, [plan], [plan.time_axis()])
     assert span.source_start_s == pytest.approx(5.0, abs=0.5) and not span.outside  # not 300 s
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 21, items 11-12: an image has no time axis; times not mapped are still flagged.
+# --------------------------------------------------------------------------------------------
+
+
+def _one_second_plan() -> Any:
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
+
+    return plan_video(VideoFacts(640, 360, 30, 30.0), SamplingOptions(), QWEN2_5_VL)  # 1 s
+
+
+def test_an_image_prompt_states_no_times() -> None:
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, plan_image
+    from vlcli.run.prompt import map_answer_times
+
+    image = plan_image(800, 600, SamplingOptions(), QWEN2_5_VL)
+    answer = "The clock shows 10:10, open 9:00-17:00."
+    assert parse_times(answer)  # the text holds clock readings...
+    assert map_answer_times(answer, [image], ()) == []  # ...but no time of a video
+
+
+def test_times_not_vouched_for_are_flagged_outside_and_ordered() -> None:
+    from vlcli.run.prompt import map_answer_times
+
+    plan = _one_second_plan()
+    answer = "Open 9:00-17:00. He waves from 0.8 to 0.2 seconds. At 0.5 seconds he sits."
+    shop, wave, sits = map_answer_times(answer, [plan], [None])  # the axis is not vouched for
+    assert not shop.mapped and shop.outside  # 540-1020 s of a 1 s clip
+    assert (wave.start_s, wave.end_s) == (0.2, 0.8) and wave.reversed and not wave.outside
+    assert not sits.outside and not sits.reversed
+    assert wave.to_dict()["reversed"] and not sits.to_dict()["reversed"]
+
+
+def test_a_mapped_reversed_span_is_flagged() -> None:
+    (span,) = map_times([TimeSpan(9, 6)], clip_start_s=100, clip_end_s=130)
+    assert (span.source_start_s, span.source_end_s) == (106.0, 109.0)
+    assert span.reversed and not span.clipped
+
+
+def test_several_videos_times_are_flagged_against_the_longest() -> None:
+    from vlcli.models.families import QWEN2_5_VL
+    from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_video
+    from vlcli.run.prompt import map_answer_times
+
+    short = _one_second_plan()
+    longer = plan_video(VideoFacts(640, 360, 300, 30.0), SamplingOptions(), QWEN2_5_VL)  # 10 s
+    inside, past = map_answer_times(
+        "At 5 seconds a dog; at 50 seconds a cat.", [short, longer], [None, None]
+    )
+    assert not inside.outside and past.outside
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 21, item 15: forms that were misread.
+# --------------------------------------------------------------------------------------------
+
+FORMS = [
+    # a unit after a range applies to both ends
+    ("It happens from 2 to 3 minutes.", [(120.0, 180.0)]),
+    ("It happens at 2-3 minutes.", [(120.0, 180.0)]),
+    ("The match is between 1 and 2 hours.", [(3600.0, 7200.0)]),
+    ("From 1.5 to 2 minutes he runs.", [(90.0, 120.0)]),
+    # minutes and seconds as one time
+    ("At 1 min 30 s he sits.", [(90.0, 90.0)]),
+    ("At 1 minute 30s he sits.", [(90.0, 90.0)]),
+    # SubRip's hh:mm:ss,mmm, a span with milliseconds
+    ("00:00:05,500 --> 00:00:07,000", [(5.5, 7.0)]),
+    ("The cue runs 01:02:03,250 --> 01:02:04,000.", [(3723.25, 3724.0)]),
+    # decimals of minutes; a decimal comma before a unit
+    ("At 1.5 minutes he sits.", [(90.0, 90.0)]),
+    ("At 1,5 seconds he sits.", [(1.5, 1.5)]),
+    ("At 2,25 s he sits.", [(2.25, 2.25)]),
+    # a negative time is negative (the clip's mapping flags it outside), not its magnitude
+    ("At -3 seconds he sits.", [(-3.0, -3.0)]),
+    # "second N" names a time
+    ("At second 2 he sits.", [(2.0, 2.0)]),
+    ("Around the second 4.5 a dog barks.", [(4.5, 4.5)]),
+    # durations are not times
+    ("It lasted 40 hours.", []),
+    ("It is a 21-second clip.", []),
+    ("It is a 21 second clip.", []),
+    ("It is a 21s clip of a dog.", []),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), FORMS)
+def test_forms_once_misread(answer: str, expected: list[tuple[float, float]]) -> None:
+    assert [(s.start_s, s.end_s) for s in parse_times(answer)] == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "There are 2-3 people.",  # a bare range is no time
+        "The seconds 1,5 and 7 are marked.",  # a comma between numbers is a list
+        "The (00:00:09,00:00:25) bracket is a range.",
+        "It scored 1,500 points at 3 seconds.",
+        "The second 2 people leave.",  # "second" as an ordinal with no "at"
+    ],
+)
+def test_forms_close_to_those_stay_as_they_were(answer: str) -> None:
+    got = [(s.start_s, s.end_s) for s in parse_times(answer)]
+    expected = {
+        "The (00:00:09,00:00:25) bracket is a range.": [(9.0, 25.0)],
+        "It scored 1,500 points at 3 seconds.": [(3.0, 3.0)],
+    }.get(answer, [])
+    assert got == expected
+
+
+def test_a_negative_time_maps_outside_the_clip() -> None:
+    (span,) = map_times(parse_times("At -3 seconds he sits."), clip_start_s=10, clip_end_s=20)
+    assert span.outside and span.source_start_s == 10.0
+
+
+def test_a_window_record_read_back_keeps_its_flags() -> None:
+    # --resume reads a finished window's spans back from its record: the flags come back too
+    from vlcli.run.ask import _result_from_record, _Task
+    from vlcli.run.prompt import AskSettings
+
+    plan = _one_second_plan()
+    (span,) = map_times([TimeSpan(0.8, 0.2, "x")], clip_end_s=1.0)
+    record = {"answer": "x", "times": [span.to_dict()]}
+    task = _Task(paths=["a.mp4"], stem="a", key="k")
+    result = _result_from_record(record, task, plan, AskSettings(question="q"))
+    assert result.times == [span]

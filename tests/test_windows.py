@@ -214,3 +214,29 @@ def test_sparse_note_names_a_window_that_raises_the_rate(
     wanted = fps if fps is not None else 2.0
     assert all(p.sample_fps > plan.sample_fps for _, p in planned)
     assert all(p.sample_fps >= wanted * 0.9 for _, p in planned), [p.sample_fps for _, p in planned]
+
+
+def test_windows_subtitles_have_no_phantom_cue_and_end_with_the_video() -> None:
+    # a 30-minute clip in windows of 300 s: each window's answer states a time past its own
+    # window (350 s: outside, clamped to its boundary) and one 1 s before its end. The outside
+    # ones were each a 2 s cue at a boundary, and the last bell a cue to 00:30:01.
+    from vlcli.outputs.subtitles import to_srt
+    from vlcli.planning.plan import VideoFacts
+    from vlcli.planning.windows import plan_windows
+    from vlcli.run.prompt import map_answer_times
+
+    facts = VideoFacts(640, 360, 1800 * 30, 30.0)
+    windows = plan_windows(facts, SamplingOptions(), QWEN2_5_VL, 300.0, 4.0)
+    parts = []
+    for w, plan in windows:
+        length = shown_range(plan)[1] - plan.clip_start_s
+        answer = f"At 350 seconds nothing. A bell at {length - 1:.3f} seconds."
+        spans = map_answer_times(answer, [plan], [plan.time_axis()])
+        assert spans[0].outside and not spans[1].outside
+        parts.append((w, plan, spans))
+    end = shown_range(windows[-1][1])[1]
+    assert end == pytest.approx(1800.0)
+    srt = to_srt([span for _, span in merge_spans(parts)], end_s=end)
+    assert "nothing" not in srt
+    assert srt.count("A bell") == 7  # one a window; the overlaps hold none
+    assert srt.splitlines()[-2].endswith(" --> 00:30:00,000")  # cut at the video's end

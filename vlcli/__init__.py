@@ -23,7 +23,8 @@ from vlcli.planning.plan import (
     plan_video,
 )
 from vlcli.planning.tasks import DEFAULT_SYSTEM_PROMPT, DEFAULT_TASK, TASKS, build_prompt
-from vlcli.times.parse import TimeSpan, format_hms, map_times, parse_time_value, parse_times
+from vlcli.times.format import format_hms
+from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
 
 __version__ = "0.1.0"
 

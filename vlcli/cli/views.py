@@ -6,7 +6,6 @@ Colour and boxes only where the stream is a terminal: rich turns them off by its
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -17,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vlcli.errors import VlcliError
+from vlcli.outputs.text import json_text
 from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import ImagePlan, VideoPlan
 
@@ -100,20 +100,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, color_system=_COLORS
 def can_rewrite_line(console: Console) -> bool:
     """A line that is rewritten in place (``\r``, erase) only on a real, capable terminal."""
     return console.is_terminal and not console.is_dumb_terminal and not plain_terminal()
-
-
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def json_text(obj: dict[str, Any]) -> str:
-    """One JSON object as one line of text.
-
-    A file name that is not valid UTF-8 reaches Python with each undecodable byte ``0xNN`` as
-    the lone surrogate ``U+DCNN`` (``surrogateescape``); it is written as the JSON escape
-    ``\\udcNN``, which loses nothing: ``os.fsencode(name)`` gives back the original bytes.
-    """
-    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def json_line(obj: dict[str, Any]) -> None:
@@ -368,7 +354,7 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
             }
         )
         return
-    from vlcli.times.parse import format_hms
+    from vlcli.times.format import format_hms
 
     print_out(f"[bold]{escape(visible(path))}[/]: {len(rows)} windows, each its own prompt")
     t = Table(show_edge=False, pad_edge=False)
@@ -463,9 +449,12 @@ class AskOutput:
             self._line_open = False
 
     def _show_header(self) -> None:
-        self._end_line()
+        """Once per answer, before its first text: end the line left open by the answer
+        before, then name the input (when the run has several). Never between two pieces of
+        one answer, which must read as the model wrote it."""
         if self._header is not None and not self._header[3]:
             self._header[3] = True
+            self._end_line()
             if self._header[2]:
                 answer_header(self._header[0], self._header[1])
 
@@ -501,6 +490,7 @@ class AskOutput:
                 if self._header is None:  # not streamed: the header comes now
                     self._header = [result.paths, None, self.progress.total > 1, False]
                 self._show_header()
+                self._end_line()
                 if not self._streamed:  # answered elsewhere (several requests in flight)
                     stream_text(result.answer)
                 answer_view(result, figures=not self.quiet)
@@ -537,7 +527,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
     clock time to the tenth, both rounded from the same value.
     """
-    from vlcli.times.parse import format_hms
+    from vlcli.times.format import format_hms
 
     write_out("\n")
     if result.times:

@@ -408,7 +408,7 @@ def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
     for byte; ``None`` where torchcodec cannot show the same frame to compare with."""
     import torch
 
-    from vlcli.media.frames import video_decoder_class
+    from vlcli.media.frames import decoder_source, video_decoder_class
     from vlcli.media.rgb import converter
 
     VideoDecoder = video_decoder_class()  # noqa: N806
@@ -418,9 +418,9 @@ def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
     ours = turned(rgb.convert(frame, bool(round(rotation / 90) % 4)), rotation)
     seconds = float(frame.pts * frame.time_base)
     try:
-        decoder = VideoDecoder(path, seek_mode="approximate", num_ffmpeg_threads=1)
+        decoder = VideoDecoder(decoder_source(path), seek_mode="approximate", num_ffmpeg_threads=1)
         theirs = decoder.get_frames_played_at(seconds=[seconds])
-    except (RuntimeError, ValueError, IndexError):
+    except (RuntimeError, ValueError, IndexError, OSError):
         return None
     if abs(float(theirs.pts_seconds[0]) - seconds) > 1e-6:
         return None

@@ -54,11 +54,25 @@ def video_decoder_class() -> Any:
     return VideoDecoder
 
 
+def decoder_source(path: str) -> Any:
+    """What torchcodec is given to read ``path``: the path, or the open file when the name is
+    not valid UTF-8 (torchcodec takes only names it can encode; the file it reads through
+    Python, and keeps open as long as its decoder lives)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return open(path, "rb")  # noqa: SIM115 (the decoder holds it)
+    return path
+
+
 def open_video(path: str) -> Any:
     """torchcodec's ``VideoDecoder`` for ``path`` in exact seek mode (it scans the packets)."""
     VideoDecoder = video_decoder_class()  # noqa: N806
     try:
-        return VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=DECODER_THREADS)
+        source = decoder_source(path)
+        return VideoDecoder(source, seek_mode="exact", num_ffmpeg_threads=DECODER_THREADS)
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", path) from None
     except (RuntimeError, ValueError) as exc:
         raise _decoder_failure(path, exc) from None
 

@@ -9,8 +9,8 @@ Three rules, so that a long run can be stopped at any moment and run again:
   (``clips/a/clip.mp4`` given as ``clips`` -> ``a/clip``; :func:`output_stems`), not from the
   order of the run, so that a resumed run writes the same names.
 * Targets are checked before the model is loaded (:func:`check_targets`): no output may be an
-  input or another output, and an existing file is replaced only when it is a subtitle file in
-  the form vlcli writes (:func:`is_vlcli_subtitle`).
+  input or another output, and an existing file is replaced or removed only when vlcli can
+  prove it wrote it (:func:`written_by_vlcli`: the SHA-256 of what it wrote, kept beside it).
 
 Nothing here prints; failures are :class:`~vlcli.errors.VlcliError`.
 """
@@ -18,9 +18,9 @@ Nothing here prints; failures are :class:`~vlcli.errors.VlcliError`.
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import os
-import re
 import secrets
 import stat
 from collections.abc import Iterable, Sequence
@@ -30,11 +30,7 @@ from pathlib import Path
 from vlcli.errors import InputError, UsageError
 
 SUBTITLE_FORMATS = ("srt", "vtt")
-_SNIFF_BYTES = 4 << 20  # a subtitle file vlcli would replace is read whole up to this size
-_SRT_TIME = r"\d{2,}:\d{2}:\d{2},\d{3}"
-_SRT_CUE = re.compile(rf"(\d+)\n{_SRT_TIME} --> {_SRT_TIME}\n(?:[^\n]+\n?)+")
-_VTT_TIME = r"\d{2,}:\d{2}:\d{2}\.\d{3}"
-_VTT_CUE = re.compile(rf"{_VTT_TIME} --> {_VTT_TIME}\n(?:[^\n]+\n?)+")
+_PROOF = ".written-by-vlcli"  # the suffix of a proof's name (see proof_path)
 
 
 # ---------------------------------------------------------------- writing
@@ -184,40 +180,79 @@ def subtitle_targets(srt: str | None, vtt: str | None, several: bool) -> list[Su
 # ---------------------------------------------------------------- checks before the model loads
 
 
-def is_vlcli_subtitle(path: str | os.PathLike[str], fmt: str) -> bool:
-    """True when ``path`` is empty or holds a subtitle file in exactly the form vlcli writes.
+def proof_path(path: str | os.PathLike[str]) -> Path:
+    """Where vlcli keeps the proof that it wrote ``path``: ``.NAME.written-by-vlcli`` beside it,
+    holding the SHA-256 of the bytes it wrote."""
+    target = Path(path)
+    return target.with_name(f".{target.name}{_PROOF}")
 
-    SubRip: cues numbered 1, 2, 3..., ``hh:mm:ss,mmm --> hh:mm:ss,mmm``, ``\\n`` line ends, one
-    blank line between cues. WebVTT: a ``WEBVTT`` first line, then such cues with ``.``. A file
-    of another kind (a video, a text, a subtitle file in another form) is never replaced.
-    """
+
+def _digest(path: str | os.PathLike[str]) -> str | None:
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(_SNIFF_BYTES + 1)
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _proven(path: str | os.PathLike[str]) -> set[str]:
+    try:
+        text = proof_path(path).read_text("ascii", "replace")
+    except OSError:
+        return set()
+    return {line.split()[-1] for line in text.splitlines() if line.startswith("sha256 ")}
+
+
+def written_by_vlcli(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` holds exactly the bytes vlcli wrote there (its proof says so). A file
+    that only looks like vlcli's (a hand-made subtitle file in the same form), or one changed
+    since, is not: vlcli never removes or replaces it."""
+    proven = _proven(path)
+    return bool(proven) and _digest(path) in proven
+
+
+def replaceable(path: str | os.PathLike[str]) -> bool:
+    """``path`` may be written over: it does not exist, is empty, or vlcli wrote it."""
+    try:
+        if os.stat(path).st_size == 0:
+            return True
+    except FileNotFoundError:
+        return True
     except OSError:
         return False
-    if not raw:
-        return True
-    if len(raw) > _SNIFF_BYTES:
-        return False
+    return written_by_vlcli(path)
+
+
+def write_owned(path: str | os.PathLike[str], data: bytes | str, what: str = "output") -> None:
+    """:func:`atomic_write` ``data`` to ``path`` with the proof that vlcli wrote it; a file there
+    that vlcli cannot prove it wrote is left alone (:class:`~vlcli.errors.InputError`).
+
+    The proof lists the old bytes and the new while the file is replaced, so that an interrupt
+    at any moment leaves a file vlcli can still prove its own.
+    """
+    if not replaceable(path):
+        raise InputError(f"{path} exists and vlcli did not write it: not replaced (move it away)")
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    new = hashlib.sha256(payload).hexdigest()
+    old = _digest(path) if written_by_vlcli(path) else None
+    note = f"The SHA-256 of the {what} vlcli wrote to the file this one is named after:\n"
+    proof = proof_path(path)
+    atomic_write(proof, note + "".join(f"sha256 {h}\n" for h in (old, new) if h))
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+        atomic_write(path, payload)
+    except BaseException:
+        if old is None:  # nothing of vlcli's there: no proof either
+            proof.unlink(missing_ok=True)
+        raise
+    atomic_write(proof, f"{note}sha256 {new}\n")
+
+
+def remove_owned(path: str | os.PathLike[str]) -> bool:
+    """Remove ``path`` and its proof when vlcli wrote it; True when it did."""
+    if not written_by_vlcli(path):
         return False
-    if "\r" in text or not text.endswith("\n"):
-        return False
-    if fmt == "vtt":
-        if text == "WEBVTT\n":
-            return True
-        if not text.startswith("WEBVTT\n\n"):
-            return False
-        blocks = text[len("WEBVTT\n\n") :].rstrip("\n").split("\n\n")
-        return all(_VTT_CUE.fullmatch(b + "\n") for b in blocks)
-    blocks = text.rstrip("\n").split("\n\n")
-    for n, block in enumerate(blocks, 1):
-        m = _SRT_CUE.fullmatch(block + "\n")
-        if m is None or int(m.group(1)) != n:
-            return False
+    os.unlink(path)
+    proof_path(path).unlink(missing_ok=True)
     return True
 
 
@@ -302,7 +337,7 @@ def check_targets(
     """Refuse, before anything is loaded, outputs that would destroy or clash (status 2).
 
     An output may not be an input or another output (``--srt X --vtt X``, ``-o`` onto a
-    subtitle file); an existing subtitle target must be a subtitle file in vlcli's form (it is
+    subtitle file); an existing subtitle target must be empty or written by vlcli (it is
     replaced); ``--evidence`` must be a folder; each target's folder must be writable; an
     ``--output`` file that holds records is only continued with ``resume``.
     """
@@ -355,9 +390,9 @@ def check_targets(
             claim(option, path)
             if path.is_dir():
                 raise UsageError(f"{option} {path} is a folder")
-            if path.exists() and not is_vlcli_subtitle(path, sub.fmt):
+            if path.exists() and not replaceable(path):
                 raise UsageError(
-                    f"{option} {path} exists and is not a {sub.fmt} subtitle file written by vlcli: "
+                    f"{option} {path} exists and vlcli did not write it (or it changed since): "
                     "refusing to replace it (move it away or give another target)"
                 )
         if sub.folder and Path(sub.target).exists() and not Path(sub.target).is_dir():

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from vlcli.errors import UsageError
 from vlcli.outputs.files import atomic_write, refuse_not_regular
+from vlcli.outputs.text import json_text
 
 STATUSES = ("ok", "failed", "window")
 PLACE = 16  # the hex digits of a key that name its place (see the module docstring)
@@ -66,9 +67,10 @@ def input_facts(path: str) -> dict[str, Any]:
 
 
 def record_key(*parts: Any) -> str:
-    """A stable key (32 hex digits of SHA-256) of JSON-able ``parts`` (dict keys sorted)."""
+    """A stable key (32 hex digits of SHA-256) of JSON-able ``parts`` (dict keys sorted), file
+    names that are not valid UTF-8 included."""
     text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def placed_key(place: Any, version: Any) -> str:
@@ -85,11 +87,12 @@ def part_key(key: str, part: Any) -> str:
 
 
 def record_line(record: Mapping[str, Any]) -> bytes:
-    """One record as the bytes of one line: ``key`` and ``status`` first, no NaN, UTF-8."""
+    """One record as the bytes of one line: ``key`` and ``status`` first, no NaN, UTF-8 (a name
+    that is not valid UTF-8 written as ``--json`` writes it: :func:`vlcli.outputs.text.json_text`)."""
     if "key" not in record or record.get("status") not in STATUSES:
         raise ValueError("a record needs a key and a status first")
     ordered = {"key": record["key"], "status": record["status"], **record}
-    return (json.dumps(ordered, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    return (json_text(ordered) + "\n").encode("utf-8")
 
 
 class Entry(NamedTuple):

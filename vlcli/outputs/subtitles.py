@@ -7,8 +7,12 @@ was not mapped is written with the seconds the model stated).
 Rules, the same for both formats:
 
 - cues are ordered by start, then end (equal spans keep the answer's order);
+- a span flagged ``outside`` the clip has no cue (its clamped time is the clip's edge, not a
+  moment the answer describes);
 - an instant (start == end) is shown for :data:`MIN_DISPLAY_S` seconds (2 s) from its time; a
   range is shown exactly as stated, however short;
+- with ``end_s``, the end of the video the cues are for, no cue runs past it: an instant less
+  than 2 s before it stops there, and one at the end is shown for the 2 s before it;
 - times are rounded to the millisecond, halves up, on the decimal value the float prints as;
   a negative time is written as 0;
 - the cue text is the span's ``text`` (its ``raw`` when the text is empty), blank lines removed
@@ -26,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal
 
+from vlcli.times.format import format_clock
 from vlcli.times.parse import TimeSpan
 
 __all__ = ["MIN_DISPLAY_S", "to_srt", "to_vtt"]
@@ -37,28 +41,25 @@ MIN_DISPLAY_S = 2.0
 
 
 def _timestamp(seconds: float, decimal_mark: str) -> str:
-    """``hh:mm:ss<mark>mmm``, rounded to the millisecond, halves up."""
-    if not math.isfinite(seconds):
-        raise ValueError(f"not a finite number of seconds: {seconds!r}")
-    millis = int(
-        Decimal(repr(max(float(seconds), 0.0))).quantize(Decimal("0.001"), ROUND_HALF_UP) * 1000
-    )
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_mark}{ms:03d}"
+    """``hh:mm:ss<mark>mmm``, rounded as every clock vlcli writes (:mod:`vlcli.times.format`)."""
+    return format_clock(max(float(seconds), 0.0), 3, mark=decimal_mark)
 
 
-def _cues(spans: Iterable[TimeSpan], min_display_s: float) -> list[tuple[float, float, str]]:
+def _cues(
+    spans: Iterable[TimeSpan], min_display_s: float, end_s: float | None
+) -> list[tuple[float, float, str]]:
     if not math.isfinite(min_display_s) or min_display_s <= 0:
         raise ValueError(f"min_display_s must be a finite number > 0, not {min_display_s!r}")
+    limit = math.inf if end_s is None else end_s
     cues: list[tuple[float, float, str]] = []
     for span in spans:
-        start, end = span.display_start_s, span.display_end_s
-        if end < start:
-            start, end = end, start
+        start, end = sorted((span.display_start_s, span.display_end_s))
+        if span.outside or start > limit:
+            continue
         if end == start:
-            end = start + min_display_s
+            end = min(start + min_display_s, limit)
+            start = min(start, max(end - min_display_s, 0.0)) if end == start else start
+        end = min(end, limit)
         text = span.text.strip() or span.raw.strip()
         lines = [line.strip() for line in text.splitlines()]
         cues.append((start, end, "\n".join(line for line in lines if line).replace("-->", "->")))
@@ -66,7 +67,9 @@ def _cues(spans: Iterable[TimeSpan], min_display_s: float) -> list[tuple[float, 
     return cues
 
 
-def to_srt(spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S) -> str:
+def to_srt(
+    spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S, end_s: float | None = None
+) -> str:
     """The spans as a SubRip file: numbered cues, ``00:00:12,500`` times, a blank line between.
 
     Returns ``""`` when there are no spans.
@@ -83,7 +86,7 @@ def to_srt(spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S) -
     """
     blocks = [
         f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}"
-        for n, (start, end, text) in enumerate(_cues(spans, min_display_s), start=1)
+        for n, (start, end, text) in enumerate(_cues(spans, min_display_s, end_s), start=1)
     ]
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
@@ -92,7 +95,9 @@ def _escape_vtt(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_vtt(spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S) -> str:
+def to_vtt(
+    spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S, end_s: float | None = None
+) -> str:
     """The spans as a WebVTT file: the ``WEBVTT`` header, then ``00:00:12.500`` cues.
 
     Cues carry no identifiers. With no spans, the result is the header alone.
@@ -106,6 +111,6 @@ def to_vtt(spans: Iterable[TimeSpan], *, min_display_s: float = MIN_DISPLAY_S) -
     """
     blocks = [
         f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_escape_vtt(text)}"
-        for start, end, text in _cues(spans, min_display_s)
+        for start, end, text in _cues(spans, min_display_s, end_s)
     ]
     return "WEBVTT\n\n" + "\n\n".join(blocks) + "\n" if blocks else "WEBVTT\n"

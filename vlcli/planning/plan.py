@@ -453,6 +453,19 @@ class VideoPlan:
     patch_times_s: tuple[float, ...]
     notes: tuple[str, ...] = ()  # things the user should know (e.g. --end clamped to the video)
     kind: str = field(default="video")
+    requested_end_s: float | None = None  # --end, when given: the clip ends there at the latest
+
+    @property
+    def shown_end_s(self) -> float:
+        """Where the clip the model was shown ends: its last frame's end (the frame is shown for
+        one frame time), but no later than ``--end`` (a frame starting at 15.0 s with ``--end 15``
+        does not take the clip to 15.04 s)."""
+        end = self.clip_end_s + 1.0 / self.source_fps
+        return (
+            end
+            if self.requested_end_s is None
+            else max(min(end, self.requested_end_s), self.clip_end_s)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -482,8 +495,7 @@ class VideoPlan:
             tokens_per_second=self.tokens_per_second,
             patch_times_s=self.patch_times_s,
             clip_start_s=self.clip_start_s,
-            clip_end_s=self.clip_end_s
-            + 1.0 / self.source_fps,  # the last frame is shown one frame time
+            clip_end_s=self.shown_end_s,
             engine=engine,
         )
 
@@ -586,6 +598,7 @@ def plan_video(facts: VideoFacts, options: SamplingOptions, family: Family) -> V
         temporal_positions=tuple(positions),
         patch_times_s=patch_times,
         notes=notes,
+        requested_end_s=options.end,
     )
 
 

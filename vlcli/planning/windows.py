@@ -129,8 +129,9 @@ def plan_windows(
 
 
 def shown_range(plan: VideoPlan) -> tuple[float, float]:
-    """The source seconds a plan shows: its first frame to the end of its last frame."""
-    return plan.clip_start_s, plan.clip_end_s + 1.0 / plan.source_fps
+    """The source seconds a plan shows: its first frame to the end of its last frame (no later
+    than ``--end``: :attr:`~vlcli.planning.plan.VideoPlan.shown_end_s`)."""
+    return plan.clip_start_s, plan.shown_end_s
 
 
 def sparse_note(plan: VideoPlan, options: SamplingOptions) -> str | None:

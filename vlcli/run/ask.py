@@ -22,7 +22,6 @@ prompt with ``--together``) with one backend:
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,15 +39,16 @@ from vlcli.errors import (
 )
 from vlcli.outputs.files import (
     SubtitleTarget,
-    atomic_write,
     check_not_input,
     file_ids,
-    is_vlcli_subtitle,
+    remove_owned,
+    write_owned,
 )
 from vlcli.outputs.ledger import Ledger, input_facts, part_key, placed_key, record_key
+from vlcli.outputs.text import ValidPieces, valid_text
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import ImagePlan, VideoPlan
-from vlcli.planning.windows import Window, merge_spans, plan_windows
+from vlcli.planning.windows import Window, merge_spans, plan_windows, shown_range
 from vlcli.run.pipeline import Interrupts, Outcome, Ready, run_ordered
 from vlcli.run.prompt import (
     AskResult,
@@ -408,7 +408,7 @@ class _Run:
         self.view.stage(job.label, "prefill")
         title = None
         if job.window is not None:
-            from vlcli.times.parse import format_hms
+            from vlcli.times.format import format_hms
 
             title = (
                 f"{job.window.label(job.task.windows)}: "
@@ -421,18 +421,35 @@ class _Run:
             else None
         )
         started = [False]
+        pieces = ValidPieces()
 
         def on_text(piece: str) -> None:
             if not started[0]:
                 started[0] = True
                 self.view.stage(job.label, "generating")
-            if sink is not None:
-                sink(piece)
+            if sink is not None and (text := pieces.piece(piece)):
+                sink(text)
 
         try:
-            return self.backend.generate(prepared, on_text)
+            answer = self.backend.generate(prepared, on_text)
         except DeviceOutOfMemory as exc:
             raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
+        if sink is not None and (rest := pieces.rest()):
+            sink(rest)
+        return self._valid(job, answer)
+
+    def _valid(self, job: _Job, answer: Any) -> Any:
+        """The answer with text that can be written anywhere (:mod:`vlcli.outputs.text`): a
+        server that sent broken Unicode costs the user a few characters, not the input."""
+        text, replaced = valid_text(answer.text)
+        if not replaced:
+            return answer
+        self.view.warn(
+            f"{job.label}: the answer held "
+            + (f"{replaced} characters that are" if replaced > 1 else "1 character that is")
+            + " not valid Unicode (lone surrogates): written as U+FFFD"
+        )
+        return dataclasses.replace(answer, text=text)
 
     def _finish(self, outcome: Outcome[_Job, Any]) -> None:
         job = outcome.item
@@ -507,7 +524,7 @@ class _Run:
             self._record(task, self._merged(task))
 
     def _merged(self, task: _Task) -> AskResult:
-        from vlcli.times.parse import format_hms
+        from vlcli.times.format import format_hms
 
         parts = sorted(task.parts, key=lambda p: p[0].index)
         merged = merge_spans([(w, plan, result.times) for w, plan, result, _ in parts])
@@ -603,23 +620,27 @@ class _Run:
         """Each subtitle file of one answer, whole; none when the answer states no times.
 
         No times: nothing is written (an empty SubRip file is not one that players and FFmpeg
-        read, and a WebVTT file with no cue has no subtitle stream), and a subtitle file of
-        vlcli's left at that name by an earlier run is removed, so that no stale cues stay.
+        read, and a WebVTT file with no cue has no subtitle stream), and the file an earlier run
+        of vlcli wrote at that name (proven: :func:`vlcli.outputs.files.written_by_vlcli`) is
+        removed, so that no stale cues stay; any other file there is left alone.
         """
         from vlcli.outputs.subtitles import to_srt, to_vtt
 
         written: list[str] = []
+        # no cue runs past the video's end (the last window's, with --window)
+        end = max(
+            (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
+        )
         for target in self.subtitles:
             path = target.path_for(task.stem)
             check_not_input(path, self.inputs)
-            if result.times:
-                atomic_write(path, (to_srt if target.fmt == "srt" else to_vtt)(result.times))
+            if any(not span.outside for span in result.times):  # a span outside has no cue
+                text = (to_srt if target.fmt == "srt" else to_vtt)(result.times, end_s=end)
+                write_owned(path, text, "subtitles")
                 written.append(str(path))
                 self.view.info(f"wrote {path}")
                 continue
-            stale = path.is_file() and is_vlcli_subtitle(path, target.fmt)
-            if stale:
-                os.unlink(path)
+            stale = remove_owned(path)
             self.view.info(
                 f"{task.label}: the answer states no times: no {path} written"
                 + (" (the one from an earlier run was removed)" if stale else "")
@@ -674,6 +695,7 @@ def _result_from_record(
             t["end_s"] if t.get("mapped") else None,
             bool(t.get("clipped")),
             bool(t.get("outside")),
+            bool(t.get("reversed")),
         )
         for t in record.get("times", [])
     ]

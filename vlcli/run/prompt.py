@@ -19,6 +19,7 @@ from vlcli.errors import UsageError
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
 from vlcli.times.axis import TimeAxis
+from vlcli.times.format import format_clock
 
 if TYPE_CHECKING:
     from vlcli.backends import Backend
@@ -130,23 +131,28 @@ def map_answer_times(
     Every time goes through the time axis the backend reports for the video
     (:class:`~vlcli.times.axis.TimeAxis`): the positions the model was really given, and what each
     temporal patch showed. The result is clipped to the clip and flagged when it falls outside.
-    The spans are returned unmapped (the model's own seconds) when there is no video, when there
-    are several (``--together``: nothing tells which one a time is about, as each video's
-    seconds count from its own first frame), and when the backend could not vouch for the axis.
+    The spans are left in the model's own seconds, put in order and flagged against the clip
+    as the model counts it, when there are several videos (``--together``: nothing tells which
+    one a time is about, as each video's seconds count from its own first frame; the longest
+    bounds them) and when the backend could not vouch for the axis. A prompt of images alone
+    has no time axis: a clock read off a photo ("10:10") is no time of the prompt, so none.
     """
-    from vlcli.times.parse import map_times, parse_times
+    from vlcli.times.parse import bound_times, map_times, parse_times
 
     videos = [p for p in plans if isinstance(p, VideoPlan)]
-    if len(videos) != 1:
-        return parse_times(answer, assume_seconds=(task == "ground"))
-    video = videos[0]
+    if not videos:
+        return []
+    ground = task == "ground"
+    ranges = [_model_range(v) for v in videos]
+    if len(videos) > 1:
+        spans = parse_times(answer, assume_seconds=ground)
+        return bound_times(spans, min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
     axis = axes[0] if len(axes) == 1 else None
-    end = video.clip_end_s + 1.0 / video.source_fps  # the last frame is shown for one frame time
-    # The clip's length in the model's seconds settles what "00:11:00" means (parse_times).
-    length = end if video.family == "qwen3_vl" else end - video.clip_start_s  # Qwen3: source s
-    spans = parse_times(answer, assume_seconds=(task == "ground"), clip_duration_s=length)
-    if not spans or axis is None:
-        return spans
+    lo, hi = ranges[0]
+    # The clip's end in the model's seconds settles what "00:11:00" means (parse_times).
+    spans = parse_times(answer, assume_seconds=ground, clip_duration_s=hi)
+    if axis is None:
+        return bound_times(spans, lo, hi)
     return map_times(
         spans,
         clip_start_s=axis.clip_start_s,
@@ -155,13 +161,17 @@ def map_answer_times(
     )
 
 
+def _model_range(video: VideoPlan) -> tuple[float, float]:
+    """The clip as the model counts its seconds: from its first frame, or, for a model shown
+    source timestamps (Qwen3-VL), the source seconds of its first frame and its end."""
+    axis = video.time_axis()
+    return axis.clip_start_s - axis.offset_s, axis.clip_end_s - axis.offset_s
+
+
 def _evidence_name(stem: str, seconds: float) -> str:
-    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows)."""
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{stem}_{hours:02d}-{minutes:02d}-{secs:02d}.{ms:03d}.png"
+    """``clip_00-01-02.345.png``: the source time to the millisecond, no ``:`` (Windows), rounded
+    as the subtitles' cues are."""
+    return f"{stem}_{format_clock(seconds, 3, sep='-')}.png"
 
 
 def save_evidence(
@@ -177,11 +187,12 @@ def save_evidence(
     (its clamped time shows the clip's edge, not what the answer describes). Files are named
     after the input (``stem``, by default the file's name less its extension; it may hold
     sub-folders) and the time to the millisecond, so that two times never share a file. Each
-    file is written whole or not at all (:func:`vlcli.outputs.files.atomic_write`); one that would
-    replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`) is refused.
+    file is written whole or not at all, with the proof that vlcli wrote it
+    (:func:`vlcli.outputs.files.write_owned`): a file of the same name that vlcli did not write,
+    or that would replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`), is refused.
     """
     from vlcli.media.probe import frames_at
-    from vlcli.outputs.files import atomic_write, check_not_input, png_bytes
+    from vlcli.outputs.files import check_not_input, png_bytes, write_owned
 
     out = Path(folder)
     seconds: list[float] = []
@@ -201,7 +212,7 @@ def save_evidence(
             continue
         if inputs:
             check_not_input(target, inputs)
-        atomic_write(target, png_bytes(image))
+        write_owned(target, png_bytes(image), "evidence frame")
         saved.append(str(target))
     return saved
 

@@ -21,7 +21,12 @@ How a stated second ``m`` is mapped (:meth:`TimeAxis.source_seconds`), by time e
    among the patches by the axis's own positions (piecewise linear through the first patch of
    each position; beyond the ends with the ideal slope ``1 / (second_per_grid_t *
    tokens_per_second)``), and the fractional patch is mapped to the source second by the
-   patch times (piecewise linear; beyond the ends with the nearest segment's slope).
+   patch times: patch ``k`` covers its frames' span, from its first frame to the next patch's
+   (``patch_times_s[k]`` to ``patch_times_s[k + 1]``; the last one to ``clip_end_s``, the
+   end of the clip), linearly; before the first patch and past the clip's end the mapping goes
+   on with the slope between the two nearest patches (``second_per_grid_t`` when there is one
+   patch). So a second the model was shown, up to the end of its last patch, maps inside the
+   clip: "0.8 s" of a 1 s clip is not clipped to its end.
 2. ``frame-index`` (Qwen2-VL): positions count patches and carry no time, so a stated second is
    the model's guess: ``m / second_per_grid_t`` patches, then the patch times as above.
 3. ``text-timestamps`` (Qwen3-VL): the model was shown source seconds as text, so ``m`` already
@@ -107,11 +112,18 @@ class TimeAxis:
         if self.encoding == "text-timestamps":
             return model_seconds
         times = self.patch_times_s
-        if len(times) < 2 or self.second_per_grid_t <= 0:
+        if not times or self.second_per_grid_t <= 0:
             return self.clip_start_s + model_seconds
         g = self.model_patch(model_seconds)
-        k = min(max(math.floor(g), 0), len(times) - 2)
-        return times[k] + (g - k) * (times[k + 1] - times[k])
+        n = len(times)
+        if g < 0:  # before the first patch: the slope between the first two
+            return times[0] + g * (times[1] - times[0] if n > 1 else self.second_per_grid_t)
+        if g >= n:  # past the clip's end: the slope between the last two patches
+            step = times[-1] - times[-2] if n > 1 else self.second_per_grid_t
+            return self.clip_end_s + (g - n) * step
+        k = math.floor(g)
+        ends = times[k + 1] if k + 1 < n else self.clip_end_s  # the last patch runs to the end
+        return times[k] + (g - k) * (ends - times[k])
 
     @property
     def offset_s(self) -> float:

@@ -4,8 +4,8 @@ A Qwen2.5-VL or Qwen3-VL model counts seconds from the first frame of the clip i
 ``vlcli ask --start 90`` shows it the video from second 90, so "at 12.5 seconds" in its answer
 means second 102.5 of the file. This module is pure text and arithmetic (no torch, no
 transformers): :func:`parse_times` finds the times an answer states, :func:`map_times` moves them
-to source seconds and clips them to the range that was shown, :func:`format_hms` writes
-``hh:mm:ss.s`` and :func:`parse_time_value` reads one time value (it also reads ``--start`` and
+to source seconds and clips them to the range that was shown (:func:`~vlcli.times.format.format_hms`
+writes them ``hh:mm:ss.s``) and :func:`parse_time_value` reads one time value (it also reads ``--start`` and
 ``--end``).
 
 >>> spans = map_times(parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=90)
@@ -19,17 +19,21 @@ What :func:`parse_times` reads
 *Prose*, sentence by sentence:
 
 - seconds with a unit: ``12.5 seconds``, ``12.5s``, ``12.5 sec``, ``at 3 seconds``,
-  ``the 12.5-second mark``; minutes and hours in words: ``1 minute 5 seconds``, ``2 minutes``,
+  ``the 12.5-second mark``, a decimal comma before the unit (``1,5 seconds``), a negative time
+  (``at -3 seconds``: before the clip, flagged outside once mapped), ``at second 2``; minutes
+  and hours in words: ``1 minute 5 seconds``, ``1 min 30 s``, ``2 minutes``, ``1.5 minutes``,
   ``1m30s``;
-- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff`` (not ``4:30 PM``); a
+- clock times: ``mm:ss``, ``mm:ss.ff``, ``hh:mm:ss``, ``hh:mm:ss.fff``, SubRip's
+  ``hh:mm:ss,mmm`` (not ``4:30 PM``); a
   three-part clock is ``hh:mm:ss`` unless the clip's length, when given, rules that out
   (``mm:ss:ff``, as Gemini writes ``00:11:00`` for 11 s: see :func:`parse_times`);
 - Qwen3-VL timestamp tokens echoed back: ``<12.5 seconds>``;
 - ranges of any of these: ``from 12.5 to 20.0 seconds``, ``between 3 and 5 seconds``,
   ``12.5 - 20.0 seconds``, ``12.5-20.0s``, ``00:12 - 00:20``, ``from 1:05 to 1:10``,
   ``[12.5s, 20.0s]``, ``[12.5, 20.0] seconds``, ``(00:00:09,00:00:25)``, several in one
-  bracket ``(0:09-0:25, 0:41-0:45)``; a unit on either end is enough, but a clock and a bare
-  number are not a range (``00:05 - 3 foxes``);
+  bracket ``(0:09-0:25, 0:41-0:45)``, ``00:00:05,500 --> 00:00:07,000``; a unit on either end
+  is enough (minutes or hours after the end apply to a bare start: ``from 2 to 3 minutes`` is
+  120-180 s), but a clock and a bare number are not a range (``00:05 - 3 foxes``);
 - a noun naming the times after "between": ``between the marks 01:10 and 01:45``,
   ``between the timestamps 02:30 and 03:29``, ``between seconds 2 and 5`` (a closed list of such
   nouns: "between the dog at 0:10 and the cat at 0:45" states two instants);
@@ -49,8 +53,8 @@ sentence speaks of time (``seconds``, ``sec``, ``timestamp``, ``time``...), or t
 number is never a time: ``3 people``, ``version 2.5``, ``1920x1080``.
 
 Durations are not times: ``for 3 seconds``, ``lasts 10 seconds``, ``30 seconds long``,
-``a 30-second clip``, ``5 seconds later``, ``every 2 seconds``, ``2 seconds after he sits`` are
-skipped.
+``a 30-second clip``, ``a 21s clip``, ``5 seconds later``, ``every 2 seconds``, ``2 seconds after
+he sits`` are skipped.
 
 *JSON*, anywhere in the answer (a ```` ```json ```` fence, trailing prose, Python-style quotes
 and trailing commas are fine), read by :mod:`vlcli.times.parse_json`: every object with
@@ -76,14 +80,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from vlcli.times.format import format_hms
 from vlcli.times.parse_json import blank, json_regions
 
 __all__ = [
     "TimeSpan",
-    "format_hms",
+    "bound_times",
     "map_times",
     "parse_time_value",
     "parse_times",
@@ -101,7 +105,9 @@ class TimeSpan:
     ``start_s``/``end_s`` are the seconds the model stated, counted from the start of the clip it
     saw (``end_s == start_s`` for an instant). :func:`map_times` fills the ``source_*`` fields:
     the same times in seconds of the source video, clipped to the range that was shown
-    (``clipped`` when a bound moved, ``outside`` when the whole span lay outside that range).
+    (``clipped`` when a bound moved, ``outside`` when the whole span lay outside that range);
+    :func:`bound_times` sets ``outside`` for spans left in the model's seconds. ``reversed``:
+    the answer stated the end before the start (both functions put them in order).
 
     >>> span = TimeSpan(3.0, 3.0, text="A man enters.", raw="3 seconds")
     >>> span.is_instant, span.mapped
@@ -116,6 +122,7 @@ class TimeSpan:
     source_end_s: float | None = None
     clipped: bool = False
     outside: bool = False
+    reversed: bool = False
 
     @property
     def is_instant(self) -> bool:
@@ -160,6 +167,7 @@ class TimeSpan:
             "mapped": self.mapped,
             "clipped": self.clipped,
             "outside": self.outside,
+            "reversed": self.reversed,
         }
 
 
@@ -168,50 +176,28 @@ class TimeSpan:
 # --------------------------------------------------------------------------------------------
 
 
-def format_hms(seconds: float) -> str:
-    """Seconds as ``hh:mm:ss.s``, rounded to the nearest tenth, halves up.
-
-    The rounding is done on the decimal value as Python prints the float (``repr``), so
-    ``1.45`` gives ``.5`` even though the binary float is a hair below 1.45; it carries into the
-    seconds, minutes and hours. Hours grow past two digits when needed; a negative value gets a
-    ``-`` sign (a value that rounds to zero gets none).
-
-    >>> format_hms(3725.25)
-    '01:02:05.3'
-    >>> format_hms(59.96)
-    '00:01:00.0'
-    >>> format_hms(0.04)
-    '00:00:00.0'
-    """
-    if not math.isfinite(seconds):
-        raise ValueError(f"not a finite number of seconds: {seconds!r}")
-    tenths = int(
-        Decimal(repr(abs(float(seconds)))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP) * 10
-    )
-    hours, rest = divmod(tenths, 36000)
-    minutes, rest = divmod(rest, 600)
-    secs, tenth = divmod(rest, 10)
-    sign = "-" if seconds < 0 and tenths else ""
-    return f"{sign}{hours:02d}:{minutes:02d}:{secs:02d}.{tenth}"
-
-
 _NUM = r"\d+(?:\.\d+)?"
 _UNIT_S = r"(?:(?:seconds?|secs?|s)(?![a-z])|秒钟?)"
 _UNIT_M = r"(?:minutes?|mins?)(?![a-z])"
 _UNIT_H = r"(?:hours?|hrs?)(?![a-z])"
 _AND = r"(?:\s*,?\s*(?:and\s+)?)"
-# "1 hour 2 minutes 5 seconds", "1 minute and 5.5 seconds", "2 minutes" (it must start with
-# hours or minutes; plain seconds are the number-and-unit form).
+# A decimal comma, only right before a unit ("1,5 seconds"): "1,500" is a thousands group and
+# "1,5 and 7" a list.
+_COMMA_DECIMAL = r"\d+,\d{1,2}(?!\d)"
+_LEAD = rf"(?:{_COMMA_DECIMAL}|{_NUM})"
+_SECONDS_PART = rf"{_AND}(?:{_COMMA_DECIMAL}|{_NUM})\s*(?:seconds?|secs?|s)(?![a-z])"
+# "1 hour 2 minutes 5 seconds", "1 minute and 5.5 seconds", "1 min 30 s", "1.5 minutes" (it
+# must start with hours or minutes; plain seconds are the number-and-unit form).
 _WORDY = (
-    rf"\d+\s*{_UNIT_H}(?:{_AND}\d+\s*{_UNIT_M})?(?:{_AND}{_NUM}\s*(?:seconds?|secs?)(?![a-z]))?"
-    rf"|\d+\s*{_UNIT_M}(?:{_AND}{_NUM}\s*(?:seconds?|secs?)(?![a-z]))?"
+    rf"{_LEAD}\s*{_UNIT_H}(?:{_AND}\d+\s*{_UNIT_M})?(?:{_SECONDS_PART})?"
+    rf"|{_LEAD}\s*{_UNIT_M}(?:{_SECONDS_PART})?"
 )
 # "1h2m3s", "1h30s", "1m30s", "1m30.5s" (a lone "5m" could be metres: not taken).
 _COMPACT = (
     r"\d+h(?:\d{1,2}m(?:\d{1,2}(?:\.\d+)?s)?|\d{1,2}(?:\.\d+)?s)(?![a-z\d])"
     r"|\d+m\d{1,2}(?:\.\d+)?s(?![a-z\d])"
 )
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)", re.I)
+_PART = re.compile(r"(\d+(?:[.,]\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)", re.I)
 _CLOCK_VALUE = re.compile(
     r"(?:(?P<h>\d+):(?P<m>\d{1,2})|(?P<mm>\d+)):(?P<s>\d{2})(?:[.,](?P<f>\d+))?", re.I
 )
@@ -241,14 +227,20 @@ def _clock_seconds(text: str, frames: bool = False) -> float | None:
     return int(m["mm"]) * 60 + secs
 
 
+def _unit_scale(unit: str) -> float:
+    u = unit.lower()
+    return 3600.0 if u.startswith("h") else 60.0 if u.startswith("m") else 1.0
+
+
 def _parts_seconds(text: str) -> float:
     """Sum of "N hours / N minutes / N seconds" parts (words or the compact 1h2m3s)."""
-    total = 0.0
-    for number, unit in _PART.findall(text):
-        u = unit.lower()
-        scale = 3600 if u.startswith("h") else 60 if u.startswith("m") else 1
-        total += float(number) * scale
-    return total
+    return sum(float(n.replace(",", ".")) * _unit_scale(u) for n, u in _PART.findall(text))
+
+
+def _single_unit_scale(text: str) -> float:
+    """The unit's seconds when ``text`` is one number and one unit ("3 minutes"), else 1."""
+    parts = _PART.findall(text)
+    return _unit_scale(parts[0][1]) if len(parts) == 1 else 1.0
 
 
 def parse_time_value(text: str) -> float:
@@ -306,7 +298,9 @@ def _time_value(text: str, frames: bool = False) -> float | None:
 # a comma directly ("(00:00:09,00:00:25)").
 _BEFORE_CLOCK = r"(?<![A-Za-z0-9_.:'’])"
 _BEFORE = rf"{_BEFORE_CLOCK}(?<!\d,)"
-_CLOCK = r"(?:\d{1,2}:[0-5]\d:[0-5]\d|\d{1,3}:[0-5]\d)(?:\.\d+)?"
+# SubRip writes milliseconds after a comma (``00:00:05,500``); two digits after a comma are the
+# next clock of a pair ("(00:00:09,00:00:25)").
+_CLOCK = r"(?:\d{1,2}:[0-5]\d:[0-5]\d(?:,\d{3}(?![\d:])|\.\d+)?|\d{1,3}:[0-5]\d(?:\.\d+)?)"
 
 
 def _value(p: str) -> str:
@@ -315,7 +309,7 @@ def _value(p: str) -> str:
         rf"(?:<\s*(?P<{p}tok>{_NUM})\s*{_UNIT_S}\s*>"
         rf"|{_BEFORE_CLOCK}(?P<{p}clk>{_CLOCK})(?!\d)(?!:\d)(?!\.\d)(?!\s*[ap]\.?m\b)"
         rf"|{_BEFORE}(?P<{p}wordy>{_WORDY}|{_COMPACT})"
-        rf"|{_BEFORE}(?P<{p}num>{_NUM})(?!\d)(?!:\d)(?!\.\d)"
+        rf"|{_BEFORE}(?P<{p}num>{_COMMA_DECIMAL}(?=[ \t]*{_UNIT_S})|{_NUM})(?!\d)(?!:\d)(?!\.\d)"
         rf"(?:(?P<{p}sep>-|[ \t]*)(?P<{p}unit>{_UNIT_S}))?)"
     )
 
@@ -356,6 +350,12 @@ _BRACKET_RE = re.compile(
 )
 _DASH_RE = re.compile(rf"{_value('a')}{_MARK}{_CONN}{_MOD}{_value('b')}", re.I)
 _INSTANT_RE = re.compile(_value("a"), re.I)
+# "at second 2", "around the second 4.5": a time named by its second.
+_SECOND_RE = re.compile(
+    rf"\b(?:at|around|near|by|until|till)\s+(?:the\s+)?(?P<body>second\s+(?P<n>{_NUM}))(?![\d.:])"
+    rf"(?!\s*(?:{_UNIT_S}|{_UNIT_M}|{_UNIT_H}))",
+    re.I,
+)
 
 # The sentence speaks of time: a bare-number range in it may be read as seconds.
 _TIME_WORD = re.compile(
@@ -387,6 +387,7 @@ _RELATIVE_AFTER = re.compile(
     r"\s*(?:before|after)\b(?!\s+the\s+(?:start|beginning|video\s+(?:starts|begins)))", re.I
 )
 _AT_BEFORE = re.compile(r"\b(?:at|by)\s+(?:(?:about|around|approximately|roughly|~)\s*)?$", re.I)
+_ARTICLE_BEFORE = re.compile(r"\b(?:a|an)\s+$", re.I)
 # "the 12.5-second mark" is a time; "a 30-second clip" is a length.
 _MARK_AFTER = re.compile(r"\s*(?:mark|point|timestamp|time|position|moment|frame)\b", re.I)
 
@@ -422,6 +423,7 @@ class _Value:
     unit: str | None
     number: str | None
     clock: bool = False
+    scale: float = 1.0  # "3 minutes": the unit a bare number before it in a range takes
 
 
 def _read_value(m: re.Match[str], p: str, frames: bool) -> _Value | None:
@@ -431,10 +433,13 @@ def _read_value(m: re.Match[str], p: str, frames: bool) -> _Value | None:
         seconds = _clock_seconds(m[f"{p}clk"], frames)
         return None if seconds is None else _Value(seconds, True, None, None, None, clock=True)
     if m[f"{p}wordy"] is not None:
-        return _Value(_parts_seconds(m[f"{p}wordy"]), True, None, None, None)
+        wordy = m[f"{p}wordy"]
+        return _Value(
+            _parts_seconds(wordy), True, None, None, None, scale=_single_unit_scale(wordy)
+        )
     number = m[f"{p}num"]
     unit = m[f"{p}unit"]
-    return _Value(float(number), unit is not None, m[f"{p}sep"], unit, number)
+    return _Value(float(number.replace(",", ".")), unit is not None, m[f"{p}sep"], unit, number)
 
 
 def _sentences(text: str) -> Iterator[tuple[int, str]]:
@@ -486,6 +491,12 @@ def _is_duration(sentence: str, start: int, end: int) -> bool:
     lo = max(0, start - _LOOKBACK)
     if _DURATION_BEFORE.search(sentence, lo, start) or _DURATION_AFTER.match(sentence, end):
         return True
+    if (
+        _ARTICLE_BEFORE.search(sentence, lo, start)
+        and _WORD_AFTER.match(sentence, end)
+        and not _MARK_AFTER.match(sentence, end)
+    ):
+        return True  # "a 21 second clip", "a 21s clip": a length
     return bool(_RELATIVE_AFTER.match(sentence, end)) and not _AT_BEFORE.search(sentence, lo, start)
 
 
@@ -515,6 +526,9 @@ def _candidate(
     kind: str, m: re.Match[str], sentence: str, time_context: bool, frames: bool
 ) -> _Found | None:
     start, end = m.start(), m.end()
+    if kind == "second":
+        n = float(m["n"])
+        return _Found(start, end, n, n, _squeeze(m["body"]), True)
     a = _read_value(m, "a", frames)
     if a is None:
         return None
@@ -522,10 +536,16 @@ def _candidate(
         if not a.has_unit or not _plausible_value(a, sentence, end):
             return None
         keep = not _is_duration(sentence, start, end)
+        if _minus_before(sentence, start):  # "at -3 seconds": before the clip, not 3 s
+            return _Found(
+                start - 1, end, -a.seconds, -a.seconds, "-" + _squeeze(m.group()), True, keep
+            )
         return _Found(start, end, a.seconds, a.seconds, _squeeze(m.group()), True, keep)
     b = _read_value(m, "b", frames)
     if b is None or not _plausible_value(b, sentence, end):
         return None
+    if a.number is not None and not a.has_unit and b.scale != 1.0:  # "from 2 to 3 minutes"
+        a = replace(a, seconds=a.seconds * b.scale, has_unit=True)
     bracket_unit = kind == "bracket" and m["after_unit"] is not None
     if (a.clock and b.number is not None and not b.has_unit) or (
         b.clock and a.number is not None and not a.has_unit
@@ -547,6 +567,15 @@ def _candidate(
     )
 
 
+def _minus_before(sentence: str, start: int) -> bool:
+    """Is the time at ``start`` signed negative ("at -3 seconds"), not joined to a word?"""
+    return (
+        start >= 1
+        and sentence[start - 1] in "-−"
+        and (start == 1 or sentence[start - 2] in " \t([")
+    )
+
+
 def _squeeze(text: str) -> str:
     return " ".join(text.split())
 
@@ -555,6 +584,7 @@ _PATTERNS = (
     ("from", _FROM_RE),
     ("bracket", _BRACKET_RE),
     ("dash", _DASH_RE),
+    ("second", _SECOND_RE),
     ("instant", _INSTANT_RE),
 )
 
@@ -741,7 +771,7 @@ def map_times(
     to ``[clip_start_s, clip_end_s]`` (no upper bound when ``clip_end_s`` is None) and
     ``clipped`` is set when a bound moved. A span lying entirely outside the clip is kept,
     clamped to the nearer bound, with ``outside`` (and ``clipped``) set. A span whose end comes
-    before its start is swapped, with no flag. Source seconds are rounded to microseconds. The
+    before its start is swapped and flagged ``reversed``. Source seconds are rounded to microseconds. The
     spans' own ``start_s``/``end_s`` stay the model's seconds, so mapping again with other
     bounds starts afresh. ``to_source``, when given, replaces the offset: it maps a second the
     model states to a source second (vlcli passes the plan's table of what each temporal patch
@@ -769,9 +799,7 @@ def map_times(
     hi = None if clip_end_s is None else _round(clip_end_s)
     out: list[TimeSpan] = []
     for span in spans:
-        a, b = span.start_s, span.end_s
-        if b < a:
-            a, b = b, a
+        a, b = sorted((span.start_s, span.end_s))
         if to_source is not None:
             src_a, src_b = _round(to_source(a)), _round(to_source(b))
         else:
@@ -789,6 +817,34 @@ def map_times(
                 source_end_s=new_b,
                 clipped=(new_a, new_b) != (src_a, src_b),
                 outside=outside,
+                reversed=span.reversed or span.end_s < span.start_s,
+            )
+        )
+    return out
+
+
+def bound_times(spans: Iterable[TimeSpan], lo_s: float, hi_s: float) -> list[TimeSpan]:
+    """Spans left in the model's seconds, put in order and flagged against ``[lo_s, hi_s]``.
+
+    For times no time axis vouches for (:func:`map_times` is not applied): they stay as the
+    model stated them, but a span whose end comes first is swapped (``reversed``), and one that
+    lies entirely outside the clip as the model counts it is flagged ``outside``, as a mapped
+    span would be, so that no output takes it for a moment of the video.
+
+    >>> [(s.start_s, s.end_s, s.outside, s.reversed) for s in bound_times(
+    ...     [TimeSpan(540, 1020), TimeSpan(0.8, 0.2)], 0.0, 1.0)]
+    [(540, 1020, True, False), (0.2, 0.8, False, True)]
+    """
+    out: list[TimeSpan] = []
+    for span in spans:
+        a, b = sorted((span.start_s, span.end_s))
+        out.append(
+            replace(
+                span,
+                start_s=a,
+                end_s=b,
+                outside=b < lo_s or a > hi_s,
+                reversed=span.reversed or span.end_s < span.start_s,
             )
         )
     return out

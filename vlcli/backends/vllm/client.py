@@ -234,10 +234,11 @@ def iter_events(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
     """The JSON objects of a server-sent event stream, up to ``data: [DONE]``.
 
     Only ``data:`` lines count (comments, ``event:`` and blank lines are skipped); an error
-    object sent mid-stream becomes a :class:`ServerError`.
+    object sent mid-stream becomes a :class:`ServerError`. Bytes that are not UTF-8 are read
+    as U+FFFD, as any UTF-8 reader shows them: one bad character does not lose the answer.
     """
     for raw in lines:
-        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw  # U+FFFD
         line = line.strip()
         if not line.startswith("data:"):
             continue
