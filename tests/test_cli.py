@@ -143,6 +143,23 @@ def test_budget_does_not_import_torch(clip_landscape):
     assert r.returncode == 0, r.stderr
 
 
+def test_an_engine_is_imported_only_when_it_is_used():
+    """The registry names each engine as module:class: checking a name imports nothing, and the
+    vLLM engine (a server client) comes without torch, which only transformers needs."""
+    code = (
+        "import sys\n"
+        "from vlcli.backends.registry import ENGINES, check_engine_name, engine_class\n"
+        "for name in ENGINES: check_engine_name(name)\n"
+        "assert not any(m.startswith('vlcli.backends.transformers') for m in sys.modules)\n"
+        "assert engine_class('vllm').__name__ == 'ServerBackend'\n"
+        "assert 'torch' not in sys.modules, 'heavy import'\n"
+        "assert engine_class('transformers').__name__ == 'TransformersBackend'\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
 def test_budget_sample_media_folder():
     r = _run("budget", str(SAMPLES), "--json")
     assert r.returncode == 0, r.stderr

@@ -268,8 +268,7 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     from helpers_media import make_clip
 
     from vlcli.models.families import QWEN2_5_VL, ModelSpec
-    from vlcli.planning.plan import SamplingOptions
-    from vlcli.run.ask import RunOptions, run_ask
+    from vlcli.run.ask import Outputs, RunOptions, run_ask
     from vlcli.run.prompt import AskSettings
 
     folder = media_dir / "twelve"
@@ -284,8 +283,8 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     view = Collect()
     out = tmp_path / "answers.jsonl"
     status = run_ask(
-        backend, paths, [Path(p).stem for p in paths], AskSettings("What?"), SamplingOptions(),
-        RunOptions(), view, output=str(out),
+        backend, paths, [Path(p).stem for p in paths], AskSettings("What?"),
+        RunOptions(), view, Outputs(str(out)),
     )  # fmt: skip
     assert status == 3  # the missing one
     assert [r["path"] for r in view.records] == paths
@@ -297,6 +296,68 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     import json
 
     assert [json.loads(x)["path"] for x in out.read_text().splitlines()] == paths
+
+
+# A record that vlcli wrote before the record key was made from one settings object (issue 15):
+# `ask` with the question "What?" and every default, answered by FakeServer, of a clip of
+# 3,229 bytes at /tmp/h15fx2/c.mp4, by the code of main at aae6487 (the key in its place and
+# version form). Its key is made of the settings' key (WRITTEN_BASE) and those facts.
+WRITTEN_RECORD = (
+    '{"key": "ee683838f98c6fd366dd6fbaa578ff53", "status": "ok", "path": "/tmp/h15fx2/c.mp4", '
+    '"question": "What?", "task": "qa", "answer": "c.mp4 at 0.5 seconds.", "times": [{"start_s": '
+    '0.5, "end_s": 0.5, "start_hms": "00:00:00.5", "end_hms": "00:00:00.5", "text": "c.mp4 at 0.5 '
+    'seconds.", "raw": "0.5 seconds", "model_start_s": 0.5, "model_end_s": 0.5, "mapped": false, '
+    '"clipped": false, "outside": false}], "frames": 4, "visual_tokens": 280, "prompt_tokens": 10, '
+    '"generated_tokens": 3, "model": "fake", "timings": {}, "backend": {"backend": "fake-server", '
+    '"model": "fake"}}'
+)
+WRITTEN_FACTS = {"path": "/tmp/h15fx2/c.mp4", "size": 3229, "mtime_ns": 1796299353990400573}
+WRITTEN_BASE = "23e53ac5b12362fcfe6f41ec21aae2a6"
+
+
+def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_path: Path) -> None:
+    """The key of the same options keeps its value: a record written by the earlier code is
+    found by --resume and its input is not asked again."""
+    import json
+
+    from helpers_media import make_clip
+
+    from vlcli.models.families import QWEN2_5_VL, ModelSpec
+    from vlcli.outputs.ledger import placed_key
+    from vlcli.planning.plan import SamplingOptions
+    from vlcli.run.ask import Outputs, RunOptions, input_key, run_ask, settings_key
+    from vlcli.run.prompt import AskSettings, Generation
+
+    written = json.loads(WRITTEN_RECORD)
+    place = [WRITTEN_BASE, [WRITTEN_FACTS["path"]]]
+    assert placed_key(place, [WRITTEN_FACTS]) == written["key"]
+    backend = FakeServer(ModelSpec("fake", QWEN2_5_VL, None, "built-in preset"))
+    assert settings_key(AskSettings("What?"), backend.identity()) == WRITTEN_BASE
+    # every field of the settings, as the earlier code keyed them (also computed by it)
+    sampling = SamplingOptions(fps=1.0, max_frames=16, max_pixels=200704, start=2.5, end=90.0)
+    settings = AskSettings(
+        "Where is the cat?", "ground", "Be brief.", sampling, Generation(64, 0.5), (30.0, 4.0)
+    )
+    served = {
+        "backend": "vllm",
+        "server": "http://127.0.0.1:8000",
+        "model": "Qwen/Qwen2.5-VL-3B-Instruct",
+    }
+    assert settings_key(settings, served) == "afb0da18dc084e3a01bb9a1ccf67d2b3"
+    # the same record for a clip here: its key made as the earlier code made it
+    clip = media_dir / "written" / "c.mp4"
+    if not clip.exists():
+        make_clip(clip, size=(64, 48), fps=4, seconds=2)
+    written.update(path=str(clip), key=input_key(WRITTEN_BASE, [str(clip)]))
+    out = tmp_path / "answers.jsonl"
+    out.write_text(json.dumps(written) + "\n")
+    view = Collect()
+    status = run_ask(
+        backend, [str(clip)], ["c"], AskSettings("What?"),
+        RunOptions(resume=True), view, Outputs(str(out)),
+    )  # fmt: skip
+    assert status is None and view.records == [] and backend.loads == 0
+    assert out.read_text() == json.dumps(written) + "\n"
 
 
 def test_a_stopped_run_leaves_no_preparation_running() -> None:

@@ -80,9 +80,8 @@ def one_run(mode: str, model: Path, folder: Path, new_tokens: int) -> dict:
     """In this process: one whole run over the folder; its figures."""
     from vlcli.backends.transformers.backend import TransformersBackend
     from vlcli.media.probe import expand_inputs
-    from vlcli.planning.plan import SamplingOptions
     from vlcli.run.ask import RunOptions, run_ask
-    from vlcli.run.prompt import AskSettings
+    from vlcli.run.prompt import AskSettings, Generation
 
     paths = expand_inputs([str(folder)])
     started = time.perf_counter()
@@ -91,8 +90,8 @@ def one_run(mode: str, model: Path, folder: Path, new_tokens: int) -> dict:
     )
     view = Quiet()
     run_ask(
-        backend, paths, [Path(p).stem for p in paths], AskSettings("What happens?", max_new_tokens=new_tokens),
-        SamplingOptions(), RunOptions(ahead=(mode == "ahead")), view,
+        backend, paths, [Path(p).stem for p in paths], AskSettings("What happens?", generation=Generation(new_tokens)),
+        RunOptions(ahead=(mode == "ahead")), view,
     )  # fmt: skip
     wall = time.perf_counter() - started
     ok = [r for r in view.records if r["status"] == "ok"]
@@ -125,9 +124,8 @@ def resume(args: argparse.Namespace) -> dict:
     from vlcli.backends.transformers.backend import TransformersBackend
     from vlcli.media.probe import expand_inputs
     from vlcli.outputs.files import check_targets, output_stems
-    from vlcli.planning.plan import SamplingOptions
-    from vlcli.run.ask import RunOptions, input_key, run_ask, settings_key
-    from vlcli.run.prompt import AskSettings
+    from vlcli.run.ask import Outputs, RunOptions, input_key, run_ask, settings_key
+    from vlcli.run.prompt import AskSettings, Generation
 
     model, _ = setup(0)
     folder = BENCH / f"resume{args.records}"
@@ -139,14 +137,14 @@ def resume(args: argparse.Namespace) -> dict:
         link = folder / f"c{n:05d}.mp4"
         if not link.exists():
             os.link(seed, link)
-    settings, options = AskSettings("What happens?", max_new_tokens=8), SamplingOptions()
+    settings = AskSettings("What happens?", generation=Generation(8))
     backend = TransformersBackend(
         str(model), device="cpu", dtype="float32", warn=lambda m: None, load=False
     )
     out = BENCH / "resume.jsonl"
     paths = sorted(str(p) for p in folder.iterdir())
     body = {"question": "What happens?", "task": "qa", "answer": "x" * 2200, "times": []}
-    base = settings_key(settings, options, backend.identity())
+    base = settings_key(settings, backend.identity())
     with open(out, "w") as fh:
         for p in paths[:-1]:  # every input but the last is done
             key = input_key(base, [p])
@@ -170,7 +168,7 @@ def resume(args: argparse.Namespace) -> dict:
     checked = time.perf_counter()
     view = Quiet()
     run_ask(
-        backend, found, stems, settings, options, RunOptions(resume=True), view, output=str(out)
+        backend, found, stems, settings, RunOptions(resume=True), view, Outputs(str(out))
     )
     assert len(view.records) == 1 and first_prepare
     return {

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import re
 
+from vlcli.errors import UsageError
+
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "DEFAULT_TASK", "TASKS", "build_prompt", "grounding_query"]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -110,3 +112,9 @@ def build_prompt(task: str, question: str) -> str:
             raise ValueError("the 'ground' task needs something to look for")
         return GROUND_TEMPLATE.format(query=query)
     return text
+
+
+def check_task(task: str) -> None:
+    """Refuse a ``--task`` that is not one of :data:`TASKS`: a usage error, before anything runs."""
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from vlcli.errors import ExitStatus, Interrupted, UsageError, VlcliError
 from vlcli.outputs.files import SubtitleTarget
 from vlcli.outputs.ledger import Ledger, input_facts, placed_key, record_key
-from vlcli.planning.plan import SamplingOptions
 from vlcli.run.answer_files import AnswerFiles
 from vlcli.run.answering import Answering
 from vlcli.run.inputs import Abandoned, Job, Task, how_to_go_on, skip_recorded, tasks_of
@@ -69,22 +68,21 @@ def check_run(run: RunOptions, output: str | None) -> None:
         )
 
 
-def settings_key(settings: AskSettings, options: SamplingOptions, identity: dict[str, Any]) -> str:
-    """The part of every key of a run that is not the inputs: what decides the answers."""
-    return record_key(
-        {
-            "question": settings.question,
-            "task": settings.task,
-            "system": settings.system,
-            "sampling": dataclasses.asdict(options),
-            "generation": {
-                "max_new_tokens": settings.max_new_tokens,
-                "temperature": settings.temperature,
-            },
-            "backend": identity,
-            "window": list(settings.window) if settings.window else None,
-        }
-    )
+@dataclass(frozen=True)
+class Outputs:
+    """The files a run writes besides standard output. They never decide an answer (they are
+    not in the record key: a resumed run may add subtitles), and they are checked before any
+    input is probed (:func:`vlcli.outputs.files.check_targets`)."""
+
+    records: str | None = None  # -o/--output: the ledger of records, JSON Lines
+    subtitles: tuple[SubtitleTarget, ...] = ()  # --srt, --vtt
+    evidence: str | None = None  # --evidence: the folder of evidence frames
+
+
+def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
+    """The part of every key of a run that is not the inputs: what decides the answers (all of
+    ``settings``) and the model that gives them (the backend's identity)."""
+    return record_key({**dataclasses.asdict(settings), "backend": identity})
 
 
 def input_key(base: str, paths: Sequence[str]) -> str:
@@ -101,26 +99,24 @@ def run_ask(
     paths: list[str],
     stems: list[str],
     settings: AskSettings,
-    options: SamplingOptions,
     run: RunOptions,
     view: AskView,
-    *,
-    output: str | None = None,
-    subtitles: Sequence[SubtitleTarget] = (),
+    outputs: Outputs = Outputs(),
 ) -> ExitStatus | None:
     """Answer every input (see the module docstring); the worst per-input status, or None.
 
     Raises :class:`~vlcli.errors.Interrupted` on SIGINT/SIGTERM (after saying how to resume),
     and a :class:`~vlcli.errors.VlcliError` that stops the run (a model that cannot load).
     """
-    check_run(run, output)
+    check_run(run, outputs.records)
+    output = outputs.records
     if run.together and settings.window:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
     ledger = Ledger.open(output, resume=run.resume or run.retry_failed) if output else None
     try:
         with Interrupts() as interrupts:
             return _Run(
-                backend, paths, stems, settings, options, run, view, ledger, subtitles, interrupts
+                backend, paths, stems, settings, run, view, ledger, outputs, interrupts
             ).go()
     finally:
         view.close()
@@ -137,20 +133,19 @@ class _Run:
         paths: list[str],
         stems: list[str],
         settings: AskSettings,
-        options: SamplingOptions,
         run: RunOptions,
         view: AskView,
         ledger: Ledger | None,
-        subtitles: Sequence[SubtitleTarget],
+        outputs: Outputs,
         interrupts: Interrupts,
     ):
         self.backend, self.paths, self.stems = backend, paths, stems
-        self.settings, self.options, self.run = settings, options, run
+        self.settings, self.options, self.run = settings, settings.sampling, run
         self.view, self.ledger, self.interrupts = view, ledger, interrupts
         self.identity = backend.identity()
-        self.key_of = functools.partial(input_key, settings_key(settings, options, self.identity))
+        self.key_of = functools.partial(input_key, settings_key(settings, self.identity))
         self.records = Records(ledger, view, interrupts)
-        self.files = AnswerFiles(subtitles, settings.evidence_dir, paths, view)
+        self.files = AnswerFiles(outputs.subtitles, outputs.evidence, paths, view)
         self.windows = Windows(settings, backend.spec.model, self.records, view)
 
     def go(self) -> ExitStatus | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlcli.errors import UsageError
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
 from vlcli.times.axis import TimeAxis
 from vlcli.times.format import format_clock
@@ -26,15 +26,11 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class AskSettings:
-    question: str
-    task: str = "qa"
-    system: str | None = None
+class Generation:
+    """How the answer's tokens are generated."""
+
     max_new_tokens: int = 512
     temperature: float = 0.0
-    force: bool = False
-    evidence_dir: str | None = None
-    window: tuple[float, float] | None = None  # --window and --overlap, in seconds
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -43,6 +39,22 @@ class AskSettings:
             raise UsageError(
                 f"--temperature must be zero or a finite positive number, got {self.temperature}"
             )
+
+
+@dataclass(frozen=True)
+class AskSettings:
+    """What decides an answer, and nothing else: the record key of a run
+    (:func:`vlcli.run.ask.settings_key`) is made of every field here, so an option that changes
+    the answer belongs here and one that does not (where files go, the device) does not. The
+    fields' names and nesting are the key's: renaming one would orphan every ledger written
+    before (``tests/test_pipeline.py`` keeps a record of the earlier code that must resume)."""
+
+    question: str
+    task: str = "qa"
+    system: str | None = None
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    generation: Generation = field(default_factory=Generation)
+    window: tuple[float, float] | None = None  # --window and --overlap, in seconds
 
 
 @dataclass
@@ -57,7 +69,9 @@ class AskResult:
     plans: list[VideoPlan | ImagePlan]
     question: str
     answer: str
-    times: list[Any]  # vlcli.times.parse.TimeSpan, mapped to source seconds when one video was shown
+    times: list[
+        Any
+    ]  # vlcli.times.parse.TimeSpan, mapped to source seconds when one video was shown
     prompt_tokens: int
     generated_tokens: int
     model: str
@@ -212,8 +226,8 @@ def make_prompt(paths: list[str], plans: list[VideoPlan | ImagePlan], settings: 
         media=tuple(zip(paths, plans, strict=True)),
         text=build_prompt(settings.task, settings.question),
         system=settings.system,
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
+        max_new_tokens=settings.generation.max_new_tokens,
+        temperature=settings.generation.temperature,
     )
 
 

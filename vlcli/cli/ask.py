@@ -1,0 +1,175 @@
+"""``vlcli ask``: the command's options, turned into the run's typed objects, then the run.
+
+Every option is checked, then the outputs, then the engine and the model, before any input is
+probed; the run itself is :func:`vlcli.run.engine.ask_with`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import typer
+
+from vlcli.cli import views as render
+from vlcli.cli.options import (
+    ApiKeyOption,
+    AskModel,
+    Attn,
+    Concurrency,
+    Device,
+    Dtype,
+    End,
+    EngineOption,
+    Evidence,
+    Force,
+    Fps,
+    FrameFormat,
+    Json,
+    MaxFrames,
+    MaxNew,
+    MaxPixels,
+    MediaAndQuestion,
+    MinFrames,
+    MinPixels,
+    NFrames,
+    Null,
+    Output,
+    Overlap,
+    Quiet,
+    Resume,
+    RetryFailed,
+    ServerOption,
+    Srt,
+    Start,
+    SystemOption,
+    TaskOption,
+    Temperature,
+    Together,
+    TotalPixels,
+    VllmArgs,
+    VllmPython,
+    Vtt,
+    Window,
+    media_paths,
+    sampling,
+)
+from vlcli.errors import UsageError
+
+
+def ask(
+    media_and_question: MediaAndQuestion,
+    fps: Fps = None,
+    nframes: NFrames = None,
+    min_frames: MinFrames = None,
+    max_frames: MaxFrames = None,
+    min_pixels: MinPixels = None,
+    max_pixels: MaxPixels = None,
+    total_pixels: TotalPixels = None,
+    start: Start = None,
+    end: End = None,
+    model: AskModel = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    engine: EngineOption = "transformers",
+    vllm_python: VllmPython = None,
+    vllm_args: VllmArgs = None,
+    concurrency: Concurrency = 1,
+    frame_format: FrameFormat = "png",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    attn: Attn = "sdpa",
+    max_new_tokens: MaxNew = 512,
+    temperature: Temperature = 0.0,
+    system: SystemOption = None,
+    task: TaskOption = "qa",
+    together: Together = False,
+    force: Force = False,
+    json_out: Json = False,
+    null: Null = False,
+    srt: Srt = None,
+    vtt: Vtt = None,
+    evidence: Evidence = None,
+    output: Output = None,
+    resume: Resume = False,
+    retry_failed: RetryFailed = False,
+    window: Window = None,
+    overlap: Overlap = None,
+    quiet: Quiet = False,
+) -> None:
+    """Ask the model about each input; print the answer with its times in seconds of the source."""
+    from vlcli.outputs.files import check_targets, output_stems, subtitle_targets
+    from vlcli.planning.windows import check_window
+    from vlcli.run.ask import Outputs, RunOptions, check_run
+    from vlcli.run.engine import EngineOptions, ask_with
+    from vlcli.run.prompt import AskSettings, Generation
+
+    media, question, task = _media_and_question(media_and_question, task)
+    options = sampling(
+        fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
+    )
+    windowing = check_window(window, overlap, together)
+    generation = Generation(max_new_tokens, temperature)
+    settings = AskSettings(question, task, system, options, generation, windowing)
+    run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
+    check_run(run, output)
+    paths = media_paths(media, null)
+    stems = output_stems(media, paths)
+    targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
+    check_targets(paths, stems[:1] if together else stems, targets, output, evidence, run.resume)
+    outputs = Outputs(output, tuple(targets), evidence)
+    engine_options = EngineOptions(
+        engine, model, server, api_key, device, dtype, attn, vllm_python,
+        tuple(vllm_args or ()), concurrency, frame_format, force,
+    )  # fmt: skip
+    view = render.AskOutput(json_out, quiet)
+    worst = ask_with(
+        engine_options, paths, stems, settings, run, view, outputs, render.warning, view.loading
+    )
+    if worst is not None:
+        raise typer.Exit(int(worst))
+
+
+_PATH_LIKE = re.compile(r"^\S*(?:/\S*|\.[A-Za-z0-9]{2,5})$")
+
+
+def _media_and_question(args: list[str], task: str) -> tuple[list[str], str, str]:
+    """Split ``MEDIA... QUESTION``; return the media, the question and the task to run.
+
+    With media only (the last argument names an existing file or folder, or ``-``), there is
+    no question: the default task becomes ``caption`` (what happens, with start and end times),
+    said in one line on stderr. A last argument that looks like a file name (one word ending in
+    an extension, or with a ``/``) but names nothing is refused: it is a mistyped input far more
+    often than a question.
+    """
+    from vlcli.planning.tasks import build_prompt, check_task
+
+    check_task(task)
+    last = args[-1]
+    if last == "-" or os.path.lexists(last):
+        if task == "ground":
+            raise UsageError(
+                f"the last argument, {last!r}, is an input: --task ground needs the question "
+                "(what to find) after the media"
+            )
+        if task == "qa":
+            render.info(
+                "no question given: describing what happens, with start and end times "
+                "(--task caption); give a question after the media to ask it"
+            )
+            task = "caption"
+        media, question = list(args), ""
+    else:
+        *media, question = args
+        if not media:
+            raise UsageError("give at least one media input before the question")
+        if _PATH_LIKE.match(question):
+            raise UsageError(
+                f"the last argument, {question!r}, looks like a file name but there is no such "
+                "file: check it, or quote the question and put it last"
+            )
+    try:
+        build_prompt(task, question)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (the last argument)") from None
+    return media, question, task

@@ -1,0 +1,454 @@
+"""Every option of the ``vlcli`` commands, declared once (``typing.Annotated`` aliases), and
+what turns their raw values into the typed objects the commands pass on.
+
+A command's signature is its list of options: ``fps: Fps = None``. An option two commands share
+is the same alias, so its flag, metavar, help and panel cannot drift apart. Where ``budget`` and
+``ask`` mean different things by one flag (``--dtype`` of an estimate, ``--dtype`` to load the
+weights in), the two are two aliases side by side, each named for its meaning.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from vlcli.errors import InputError, UsageError
+from vlcli.models.families import DEFAULT_MODEL
+from vlcli.planning.plan import SamplingOptions
+
+Media = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="MEDIA...",
+        help="Files, folders, glob patterns, or - to read paths from standard input.",
+        show_default=False,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="One JSON object per input, one per line.")]
+Fps = Annotated[
+    float | None,
+    typer.Option(
+        "--fps",
+        metavar="FPS",
+        help="Frames to sample per second of video (default: 2.0).",
+        rich_help_panel="Sampling",
+    ),
+]
+NFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--nframes",
+        metavar="N",
+        help="Sample exactly this many frames (rounded to a multiple of 2); excludes --fps.",
+        rich_help_panel="Sampling",
+    ),
+]
+MinFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--min-frames",
+        metavar="N",
+        help="Least frames to sample with --fps (default: 4).",
+        rich_help_panel="Sampling",
+    ),
+]
+MaxFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--max-frames",
+        metavar="N",
+        help="Most frames to sample with --fps (default: 768).",
+        rich_help_panel="Sampling",
+    ),
+]
+MinPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--min-pixels",
+        metavar="PIXELS",
+        help="Least pixels per frame (default: video 128*28*28, image 4*28*28).",
+        rich_help_panel="Sampling",
+    ),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        metavar="PIXELS",
+        help="Most pixels per frame (default: video 768*28*28, image 16384*28*28).",
+        rich_help_panel="Sampling",
+    ),
+]
+TotalPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--total-pixels",
+        metavar="PIXELS",
+        help="Pixel budget of the whole video; caps each frame at total/frames*2 (default: 128000*28*28*0.9).",
+        rich_help_panel="Sampling",
+    ),
+]
+Start = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        metavar="TIME",
+        help="Start of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
+        rich_help_panel="Sampling",
+    ),
+]
+End = Annotated[
+    str | None,
+    typer.Option(
+        "--end",
+        metavar="TIME",
+        help="End of the clip to analyse (seconds, mm:ss or hh:mm:ss).",
+        rich_help_panel="Sampling",
+    ),
+]
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        metavar="MODEL",
+        help="Hugging Face model id or local folder; selects the family's constants.",
+    ),
+]
+MaxNew = Annotated[
+    int,
+    typer.Option("--max-new-tokens", metavar="N", min=1, help="Most tokens the answer may have."),
+]
+Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
+Window = Annotated[
+    float | None,
+    typer.Option(
+        "--window",
+        metavar="SECONDS",
+        help="Cut a long video into windows of at most this many seconds, each planned like --start/--end.",
+        rich_help_panel="Sampling",
+    ),
+]
+Overlap = Annotated[
+    float | None,
+    typer.Option(
+        "--overlap",
+        metavar="SECONDS",
+        help="Seconds that neighbouring windows share (default: 4, at most a quarter of --window).",
+        rich_help_panel="Sampling",
+    ),
+]
+TaskOption = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        metavar="TASK",
+        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+    ),
+]
+SystemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        metavar="TEXT",
+        help="System prompt (default: the model's own).",
+        rich_help_panel="Model",
+    ),
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help="A running vLLM server (OpenAI-compatible, started with --trust-request-mm-kwargs), "
+        "e.g. http://127.0.0.1:8000: ask answers with it, budget plans for the model it serves.",
+        rich_help_panel="Server",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        envvar="VLCLI_API_KEY",
+        help="The server's API key (better given as the VLCLI_API_KEY environment variable).",
+        rich_help_panel="Server",
+        show_default=False,
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="transformers (in this process) or vllm (a local vLLM server vlcli starts and "
+        "stops; see --vllm-python); budget follows its arithmetic for the positions.",
+        rich_help_panel="Server",
+    ),
+]
+
+
+Null = Annotated[
+    bool,
+    typer.Option(
+        "--null",
+        "-0",
+        help="Paths read from standard input (-) are separated by NUL, as find -print0 writes them.",
+    ),
+]
+
+
+EstimateDtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        metavar="DTYPE",
+        help="Weights dtype for the memory estimate: bfloat16, float16 or float32.",
+    ),
+]
+
+EstimateAttn = Annotated[
+    str,
+    typer.Option(
+        "--attn",
+        metavar="KERNEL",
+        help="Attention kernel for the memory estimate: sdpa, flash_attention_2 or eager.",
+    ),
+]
+
+Question = Annotated[
+    str, typer.Option("--question", metavar="TEXT", help="The question, to count its tokens.")
+]
+
+MediaAndQuestion = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="MEDIA... QUESTION",
+        help="Files, folders, globs or -, then the question (the last argument).",
+        show_default=False,
+    ),
+]
+
+AskModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        metavar="MODEL",
+        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL}); with --server, "
+        "the served model's name (default: the one the server lists).",
+        show_default=False,
+    ),
+]
+
+VllmPython = Annotated[
+    str | None,
+    typer.Option(
+        "--vllm-python",
+        metavar="PATH",
+        help="The Python that runs vLLM for --engine vllm (default: $VLCLI_VLLM_PYTHON, "
+        "else the environment `make vllm-env` builds).",
+        rich_help_panel="Server",
+        show_default=False,
+    ),
+]
+
+VllmArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vllm-arg",
+        metavar="ARG",
+        help="A flag passed to the vLLM server of --engine vllm, e.g. "
+        "--vllm-arg=--tensor-parallel-size=2 (repeatable).",
+        rich_help_panel="Server",
+        show_default=False,
+    ),
+]
+
+Concurrency = Annotated[
+    int,
+    typer.Option(
+        "--concurrency",
+        metavar="N",
+        min=1,
+        help="Prompts in flight at once with --server or --engine vllm (the server batches "
+        "them); answers still come out in input order.",
+        rich_help_panel="Server",
+    ),
+]
+
+FrameFormat = Annotated[
+    str,
+    typer.Option(
+        "--frame-format",
+        metavar="FORMAT",
+        help="How frames travel to the server: png (lossless) or jpeg (smaller, lossy).",
+        rich_help_panel="Server",
+    ),
+]
+
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        help="auto (CUDA when available, else CPU), cuda, cuda:N or cpu.",
+        rich_help_panel="Model",
+    ),
+]
+
+Dtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        metavar="DTYPE",
+        help="auto (bf16 on a GPU that has it), bfloat16, float16 or float32.",
+        rich_help_panel="Model",
+    ),
+]
+
+Attn = Annotated[
+    str,
+    typer.Option(
+        "--attn",
+        metavar="KERNEL",
+        help="Attention kernel: sdpa, flash_attention_2 or eager.",
+        rich_help_panel="Model",
+    ),
+]
+
+Temperature = Annotated[
+    float,
+    typer.Option(
+        "--temperature",
+        metavar="T",
+        min=0.0,
+        help="0 is greedy decoding.",
+        rich_help_panel="Model",
+    ),
+]
+
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Run even when the memory estimate says the weights or the prompt do not fit.",
+    ),
+]
+
+Srt = Annotated[
+    str | None,
+    typer.Option(
+        "--srt",
+        metavar="FILE",
+        help="Write the answer's time spans as SubRip subtitles to this file (a folder for several inputs).",
+    ),
+]
+
+Vtt = Annotated[
+    str | None,
+    typer.Option(
+        "--vtt",
+        metavar="FILE",
+        help="Write the time spans as WebVTT subtitles to this file (a folder for several inputs).",
+    ),
+]
+
+Evidence = Annotated[
+    str | None,
+    typer.Option(
+        "--evidence",
+        metavar="DIR",
+        help="Save the frame at each stated time as a PNG in this folder.",
+    ),
+]
+
+Output = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Append each input's JSON record to this file (JSON Lines) as soon as it is done.",
+        rich_help_panel="Long runs",
+    ),
+]
+
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Skip the inputs that already have a record in --output; append the rest.",
+        rich_help_panel="Long runs",
+    ),
+]
+
+RetryFailed = Annotated[
+    bool,
+    typer.Option(
+        "--retry-failed",
+        help="Resume, and try again the inputs whose record in --output is a failure.",
+        rich_help_panel="Long runs",
+    ),
+]
+
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress on standard error (warnings and errors are still shown).",
+        rich_help_panel="Long runs",
+    ),
+]
+
+
+def seconds(value: str | None) -> float | None:
+    """A ``--start``/``--end`` value in seconds; a value that is not a time is a usage error."""
+    if value is None:
+        return None
+    from vlcli.times.parse import parse_time_value
+
+    try:
+        return parse_time_value(value)
+    except ValueError:
+        raise UsageError(
+            f"{value!r} is not a time (use seconds like 90 or 12.5, or mm:ss, hh:mm:ss)"
+        ) from None
+
+
+def sampling(
+    fps: float | None,
+    nframes: int | None,
+    min_frames: int | None,
+    max_frames: int | None,
+    min_pixels: int | None,
+    max_pixels: int | None,
+    total_pixels: int | None,
+    start: str | None,
+    end: str | None,
+) -> SamplingOptions:
+    """The Sampling panel's options as one object (times parsed to seconds)."""
+    return SamplingOptions(
+        fps=fps,
+        nframes=nframes,
+        min_frames=min_frames,
+        max_frames=max_frames,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        total_pixels=total_pixels,
+        start=seconds(start),
+        end=seconds(end),
+    )
+
+
+def media_paths(media: list[str], null: bool = False) -> list[str]:
+    """The media files the arguments name; none at all (every argument a folder or pattern
+    without media, or an empty standard input) is an input failure (status 3), not a usage one."""
+    from vlcli.media.probe import expand_inputs
+
+    paths = expand_inputs(media, sys.stdin, null=null)
+    if not paths:
+        searched = ", ".join("standard input" if m == "-" else m for m in media)
+        raise InputError(f"no media found under {searched}")
+    return paths
