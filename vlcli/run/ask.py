@@ -120,10 +120,17 @@ class _Task:
     parts: list[tuple[Window, VideoPlan, AskResult, dict[str, Any]]] = field(default_factory=list)
     closed: bool = False  # recorded (a window failed: the later ones are dropped)
     counted: bool = True  # one of the run's inputs (not a bad input split off --together)
+    facts: list[dict[str, Any]] = field(default_factory=list)  # each input's, when keyed
 
     @property
     def label(self) -> str:
         return self.paths[0] if len(self.paths) == 1 else f"{len(self.paths)} inputs together"
+
+    def file(self) -> Any:
+        """The record's ``file``: each input's size and modification time when it was keyed, so
+        that ``vlcli cut`` can tell a changed source; one dict for one input, else a list."""
+        files = [{k: f[k] for k in ("size", "mtime_ns") if k in f} for f in self.facts]
+        return files[0] if len(self.paths) == 1 and len(files) == 1 else files
 
 
 @dataclass(frozen=True)
@@ -165,13 +172,18 @@ def settings_key(settings: AskSettings, options: SamplingOptions, identity: dict
     )
 
 
-def input_key(base: str, paths: Sequence[str]) -> str:
+def input_key(base: str, facts: Sequence[dict[str, Any]]) -> str:
     """The key of one record: in the place of the run's :func:`settings_key` and the inputs'
     paths, the version of their sizes and modification times
     (:func:`vlcli.outputs.ledger.input_facts`): the answer to a changed file supersedes the
     record of the file as it was."""
+    return placed_key([base, [f["path"] for f in facts]], list(facts))
+
+
+def _task(base: str, paths: list[str], stem: str, counted: bool = True) -> _Task:
+    """A task keyed by its inputs' facts, taken once: the key and the record's ``file`` agree."""
     facts = [input_facts(p) for p in paths]
-    return placed_key([base, [f["path"] for f in facts]], facts)
+    return _Task(paths, stem, input_key(base, facts), facts=facts, counted=counted)
 
 
 def run_ask(
@@ -265,15 +277,10 @@ class _Run:
     def _tasks(self) -> list[_Task]:
         if not self.run.together:
             return [
-                _Task(
-                    [p],
-                    stem,
-                    input_key(self.base_key, [p]),
-                )
+                _task(self.base_key, [p], stem)
                 for p, stem in zip(self.paths, self.stems, strict=True)
             ]
-        key = input_key(self.base_key, self.paths)
-        return [_Task(list(self.paths), self.stems[0], key)]
+        return [_task(self.base_key, list(self.paths), self.stems[0])]
 
     def _skip_done(self, tasks: list[_Task]) -> list[_Task]:
         """The tasks without a record in the output file (failed ones too with --retry-failed)."""
@@ -369,10 +376,10 @@ class _Run:
         plans, good = [], []
         for item in plan_inputs(task.paths, self.options, self.backend.spec):
             if item.error is not None or item.plan is None:
-                key = input_key(self.base_key, [item.path])
-                alone = _Task([item.path], task.stem, key, counted=False)
+                alone = _task(self.base_key, [item.path], task.stem, counted=False)
                 yield Ready(
-                    _Job(alone, [], key), error=item.error or InputError("unreadable", item.path)
+                    _Job(alone, [], alone.key),
+                    error=item.error or InputError("unreadable", item.path),
                 )
                 continue
             plans.append(item.plan)
@@ -572,6 +579,7 @@ class _Run:
             if error is None and self.settings.evidence_dir:
                 self._save_evidence(task, result)
             record = result.to_dict()
+            record["file"] = task.file()
             if error is not None:
                 error.path = error.path or (task.paths[0] if len(task.paths) == 1 else None)
                 record["status"] = "failed"
@@ -590,6 +598,7 @@ class _Run:
             "key": task.key,
             "status": "failed",
             "path": task.paths[0] if len(task.paths) == 1 else task.paths,
+            "file": task.file(),
             "error": error.message,
         }
         with self.interrupts.held():
