@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from vlcli.cli import views as render
+from vlcli.cli.cut import cut
 from vlcli.errors import ExitStatus, InputError, Interrupted, UsageError, VlcliError
 from vlcli.models.families import DEFAULT_MODEL, resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, check_options
@@ -920,3 +921,6 @@ def _media_and_question(args: list[str], task: str) -> tuple[list[str], str, str
     except ValueError as exc:
         raise UsageError(f"{exc} (the last argument)") from None
     return media, question, task
+
+
+app.command(cls=_Command)(reports_errors(cut))  # vlcli cut: vlcli/cli/cut.py

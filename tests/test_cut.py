@@ -1,0 +1,275 @@
+# ruff: noqa: F811  (the spy and two_clips fixtures are imported from test_cli_ask.py)
+"""`vlcli cut`: clips cut out of the source at the spans `ask --json` records state (issue 19).
+
+The sources carry a burned-in frame counter (helpers_clock): a clip's frames are decoded back
+and read, so "the clip starts at 5.05 s" is checked as "its first frame is the source's frame
+50". FFmpeg is the system one, as in every media test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from helpers_clock import make_clock_clip, read_clock
+from helpers_media import ffmpeg, make_clip, set_rotation
+from test_cli_ask import NEW, Spy, invoke, records, spy, two_clips  # noqa: F401  (fixtures)
+from typer.testing import CliRunner
+
+from vlcli.cli.app import app
+
+pytest_plugins = ("conftest_models",)
+ROOT = Path(__file__).resolve().parents[1]
+FPS = 10
+
+
+@pytest.fixture(scope="session")
+def clock_av(media_dir: Path) -> str:
+    """20 s at 10 fps with its frame number burned in, a keyframe every 2.5 s, and a tone."""
+    plain = make_clock_clip(media_dir / "cut_clock_plain.mp4", seconds=20, fps=FPS)
+    out = media_dir / "cut_clock.mp4"
+    ffmpeg(
+        "-i", plain, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "20",
+        "-c:v", "libx264", "-qp", "4", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+        "-c:a", "aac", str(out),
+    )  # fmt: skip
+    return str(out)
+
+
+def record(path: str | Path, *spans: tuple[float, float], **extra: Any) -> dict[str, Any]:
+    """An ``ask --json`` record of ``path`` stating ``spans`` (source seconds), as ask writes it."""
+    st = os.stat(path)
+    times = [
+        {"start_s": a, "end_s": b, "text": f"span {n}", "mapped": True, "outside": False}
+        for n, (a, b) in enumerate(spans)
+    ]
+    rec = {"status": "ok", "path": str(path), "times": times}
+    rec["file"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    rec.update(extra)
+    return rec
+
+
+def cut(tmp_path: Path, records: list[dict[str, Any]], *args: Any) -> Any:
+    """``vlcli cut - ARGS`` in-process with ``records`` on standard input."""
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    return CliRunner().invoke(app, ["cut", "-", *map(str, args)], input=text)
+
+
+def clips(r: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def frame_numbers(path: str) -> list[int]:
+    with av.open(path) as container:
+        return [read_clock(f.to_image()) for f in container.decode(video=0)]
+
+
+def durations(path: str) -> tuple[float, float, float]:
+    """The clip's video and audio durations (decoded) and one audio frame's length, seconds."""
+    with av.open(path) as container:
+        video = container.streams.video[0]
+        frames = list(container.decode(video=0))
+        last = frames[-1]
+        first_pts = frames[0].pts
+        v = float((last.pts - first_pts) * video.time_base) + 1 / FPS
+    with av.open(path) as container:
+        samples = [f.samples for f in container.decode(audio=0)]
+        rate = container.streams.audio[0].rate
+    return v, sum(samples) / rate, max(samples) / rate
+
+
+def test_ask_records_carry_their_file_and_cut_reads_them_from_a_pipe(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path
+) -> None:
+    """`vlcli ask clips/ ... --json | vlcli cut - --out goals/`: each record carries its
+    source's size and modification time; each clip keeps its source's name."""
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    r = invoke("ask", two_clips, "What moves?", "--model", tiny_qwen25_path, *NEW, "--json")
+    assert r.exit_code == 0, r.stderr
+    answers = records(r.stdout)
+    for rec in answers:
+        st = os.stat(rec["path"])
+        assert rec["file"] == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    made = clips(cut(tmp_path, answers, "--out", tmp_path / "goals", "--json"))
+    assert [Path(c["clip"]).parent for c in made] == [tmp_path / "goals"] * 2
+    assert [Path(c["clip"]).name.split("_")[0] for c in made] == ["a", "b"]
+    assert [c["span"] for c in made] == [
+        [t["start_s"], t["end_s"]] for a in answers for t in a["times"]
+    ]
+
+
+def test_an_exact_clip_starts_and_ends_at_the_frames_of_its_span(
+    clock_av: str, tmp_path: Path
+) -> None:
+    """5.05-7.0 s: the frame shown at 5.05 s is frame 50, the one at 7.0 s frame 70; the audio
+    lasts as long as the video, within one audio frame."""
+    r = cut(tmp_path, [record(clock_av, (5.05, 7.0))], "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    (made,) = clips(r)
+    assert made["clip"] == str(tmp_path / "out" / "cut_clock_00-00-05.050_00-00-07.000.mp4")
+    assert (made["cut"], made["start_s"], made["end_s"]) == ("exact", 5.0, 7.1)
+    assert frame_numbers(made["clip"]) == list(range(50, 71))
+    video, audio, one = durations(made["clip"])
+    assert abs(video - 2.1) < 1e-6 and abs(audio - video) <= one
+    with av.open(made["clip"]) as container:
+        assert (
+            container.streams.video[0].codec_context.name,
+            container.streams.audio[0].codec_context.name,
+        ) == ("h264", "aac")
+
+
+def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Path) -> None:
+    """6.0 s lies between the keyframes at 5.0 and 7.5 s: the copy starts at frame 50."""
+    r = cut(tmp_path, [record(clock_av, (6.0, 7.0))], "--out", tmp_path, "--copy", "--json")
+    assert r.exit_code == 0, r.stderr
+    (made,) = clips(r)
+    assert made["clip"].endswith("cut_clock_00-00-06.000_00-00-07.000.copy.mp4")
+    assert (made["cut"], made["start_s"], made["end_s"]) == ("copied", 5.0, 7.1)
+    numbers = frame_numbers(made["clip"])
+    assert numbers[0] == round(made["start_s"] * FPS) == 50 and 70 in numbers
+
+
+def test_instants_get_a_second_each_side_and_pad_widens_clipped_to_the_video(
+    clock_av: str, tmp_path: Path
+) -> None:
+    r = cut(tmp_path, [record(clock_av, (12.0, 12.0))], "--out", tmp_path, "--json")
+    assert [(c["start_s"], c["end_s"]) for c in clips(r)] == [(11.0, 13.1)]
+    r = cut(
+        tmp_path,
+        [record(clock_av, (0.5, 1.0), (19.0, 19.5))],
+        "--out",
+        tmp_path,
+        "--pad",
+        2,
+        "--json",
+    )
+    assert [(c["start_s"], c["end_s"]) for c in clips(r)] == [(0.0, 3.1), (17.0, 20.0)]
+    assert frame_numbers(clips(r)[1]["clip"])[-1] == 199
+
+
+def test_a_rotated_phone_clip_stays_rotated(media_dir: Path, tmp_path: Path) -> None:
+    """Coded 320x180 shown turned by 90 degrees: the clip shows 180x320 too."""
+    plain = make_clip(tmp_path / "plain.mp4", size=(320, 180), fps=10, seconds=3)
+    phone = set_rotation(plain, tmp_path / "phone.mp4", 90)
+    r = cut(tmp_path, [record(phone, (1.0, 2.0))], "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    with av.open(clips(r)[0]["clip"]) as container:
+        frame = next(container.decode(video=0))
+        shown = (frame.width, frame.height)
+        if frame.rotation in (90, -90, 270, -270):
+            shown = shown[::-1]
+    assert shown == (180, 320)
+
+
+def test_records_that_cannot_be_cut_are_said_and_the_others_go_on(
+    clock_av: str, tmp_path: Path
+) -> None:
+    """A failed record and one without times are skipped and counted; a missing and a changed
+    source are refused with a line each (status 3); the good record is cut."""
+    changed = tmp_path / "changed.mp4"
+    shutil.copy(clock_av, changed)
+    stale = record(changed, (1.0, 2.0))
+    with open(changed, "ab") as fh:
+        fh.write(b"\0")
+    records = [
+        {"status": "failed", "path": clock_av, "error": "boom"},
+        record(clock_av),
+        record(clock_av, (1.0, 2.0)) | {"path": str(tmp_path / "gone.mp4")},
+        stale,
+        record(clock_av, (3.0, 4.0)),
+    ]
+    r = cut(tmp_path, records, "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 3
+    assert [Path(c["clip"]).name for c in clips(r)] == ["cut_clock_00-00-03.000_00-00-04.000.mp4"]
+    err = r.stderr
+    assert f"{clock_av}: skipped: the record failed" in err
+    assert f"{clock_av}: skipped: the answer states no times" in err
+    assert f"{tmp_path / 'gone.mp4'}: cannot cut: No such file or directory" in err
+    assert f"{changed}: changed since it was answered" in err
+    assert "1 clips written, 0 kept, 2 skipped, 2 records refused" in err
+    made = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert made == ["cut_clock_00-00-03.000_00-00-04.000.mp4"]
+
+
+def test_a_second_run_keeps_the_clips_and_force_cuts_them_again(
+    clock_av: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "clips" / "a" / "match.mp4"
+    src.parent.mkdir(parents=True)
+    shutil.copy(clock_av, src)
+    other = tmp_path / "clips" / "b.mp4"
+    shutil.copy(clock_av, other)
+    records = [record(src, (1.0, 2.0)), record(other, (1.0, 2.0))]
+    out = tmp_path / "goals"
+    first = clips(cut(tmp_path, records, "--out", out, "--json"))
+    assert [c["clip"] for c in first] == [
+        str(out / "a" / "match_00-00-01.000_00-00-02.000.mp4"),
+        str(out / "b_00-00-01.000_00-00-02.000.mp4"),
+    ]
+    inode = os.stat(first[0]["clip"]).st_ino
+    again = cut(tmp_path, records, "--out", out, "--json")
+    assert [c["kept"] for c in clips(again)] == [True, True]
+    assert os.stat(first[0]["clip"]).st_ino == inode
+    forced = cut(tmp_path, records, "--out", out, "--json", "--force")
+    assert [c["kept"] for c in clips(forced)] == [False, False]
+    assert os.stat(first[0]["clip"]).st_ino != inode
+    assert sorted(os.listdir(out)) == ["a", "b_00-00-01.000_00-00-02.000.mp4"]
+
+
+def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:
+    src = tmp_path / "m.mp4"
+    shutil.copy(clock_av, src)
+    victim = tmp_path / "m_00-00-01.000_00-00-02.000.mp4"
+    shutil.copy(clock_av, victim)
+    records = [record(src, (1.0, 2.0)), record(victim, (3.0, 4.0))]
+    r = cut(tmp_path, records, "--out", tmp_path, "--force")
+    assert r.exit_code == 3 and "would replace an input" in r.stderr
+    assert victim.read_bytes() == Path(clock_av).read_bytes()
+
+
+def test_a_missing_ffmpeg_is_one_line(
+    clock_av: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    r = cut(tmp_path, [record(clock_av, (1.0, 2.0))], "--out", tmp_path / "out")
+    assert r.exit_code == 6
+    assert r.stderr.splitlines() == [
+        "vlcli: ffmpeg not found on PATH: vlcli cut needs FFmpeg's command-line tool (make "
+        "setup installs it; or apt-get install ffmpeg)"
+    ]
+
+
+def test_sigint_mid_cut_leaves_no_partial_clip_and_exits_130(
+    media_dir: Path, tmp_path: Path
+) -> None:
+    """A real SIGINT to a real vlcli while FFmpeg encodes a long clip."""
+    codec = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+    long = make_clip(media_dir / "cut_long.mp4", size=(640, 360), fps=25, seconds=60, codec=codec)
+    out = tmp_path / "out"
+    records = tmp_path / "answers.jsonl"
+    records.write_text(json.dumps(record(long, (0.0, 60.0))) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlcli", "cut", str(records), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    while not (out.exists() and os.listdir(out)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists() and os.listdir(out), "the cut never started"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.decode().strip().splitlines()[-1] == "vlcli: interrupted"
+    assert os.listdir(out) == []

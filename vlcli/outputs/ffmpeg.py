@@ -1,0 +1,136 @@
+"""Writing one clip with the system ``ffmpeg``, driven through ffmpeg-python (commands built as
+argument lists, never shell strings), whole or not at all.
+
+Exact cuts are re-encoded: H.264 (libx264, ``-crf 18 -preset medium``, 8-bit 4:2:0, which every
+player takes; CRF 18 is commonly held to look like its source) and AAC at 192 kbit/s, in MP4 with
+``+faststart`` (the index first, so that a browser plays it before it is all downloaded). The
+seek is ``-ss`` before ``-i``: FFmpeg 5.1 then decodes from the keyframe before it and drops
+what comes before the start (``-accurate_seek``, on by default when re-encoding), audio and
+video alike, so they stay in sync; its rotation is applied to the frames (``-autorotate``, on
+by default), so the clip shows as the source did. The start is the exact start of the frame
+shown at the span's start, rounded down to the microsecond FFmpeg counts in, and the length
+ends where the frame shown at the span's end stops.
+
+``--copy`` copies the streams from a keyframe (no re-encoding: fast, the start is not exact);
+the display matrix goes along with the stream.
+
+A clip is written to a hidden temporary file in its folder and then linked to its name, so
+that nobody sees a partial clip; an interrupt or a failure removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+
+from vlcli.errors import ExitStatus, VlcliError
+
+VIDEO = {"c:v": "libx264", "crf": 18, "preset": "medium", "pix_fmt": "yuv420p"}
+AUDIO = {"c:a": "aac", "b:a": "192k"}
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One cut of ``source``: from ``start`` (source seconds, as ``-ss`` counts), ``length`` long."""
+
+    source: str
+    start: Fraction
+    length: Fraction
+    audio: bool
+    copy: bool
+
+
+def find_ffmpeg() -> str:
+    """The system ``ffmpeg``, or a one-line error saying it is missing."""
+    found = shutil.which("ffmpeg")
+    if found is None:
+        raise VlcliError(
+            "ffmpeg not found on PATH: vlcli cut needs FFmpeg's command-line tool "
+            "(make setup installs it; or apt-get install ffmpeg)",
+            ExitStatus.MISSING_DEPENDENCY,
+        )
+    return found
+
+
+def _seconds(value: Fraction, *, down: bool) -> str:
+    """``value`` in the microseconds FFmpeg parses times to: rounded down, or to the nearest."""
+    us = int(value * 1_000_000) if down else round(value * 1_000_000)
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def command(ffmpeg_path: str, cut: Cut, target: str) -> list[str]:
+    """The ``ffmpeg`` argument list that writes ``cut`` to ``target`` (MP4, whatever its name)."""
+    import ffmpeg
+
+    # exact: at or before the frame's start; copy: the keyframe itself (the nearest microsecond)
+    source = ffmpeg.input(
+        "file:" + os.path.abspath(cut.source), ss=_seconds(cut.start, down=not cut.copy)
+    )
+    streams = [source["v:0"], source["a:0"]] if cut.audio else [source["v:0"]]
+    codecs = {"c": "copy", "avoid_negative_ts": "make_zero"} if cut.copy else {**VIDEO, **AUDIO}
+    out = ffmpeg.output(
+        *streams,
+        "file:" + os.path.abspath(target),
+        t=_seconds(cut.length, down=True),
+        movflags="+faststart",
+        f="mp4",
+        **codecs,
+    )
+    return list(
+        ffmpeg.compile(
+            out.global_args("-hide_banner", "-nostdin", "-v", "error", "-y"), cmd=ffmpeg_path
+        )
+    )
+
+
+def write_clip(ffmpeg_path: str, cut: Cut, target: str, *, force: bool) -> bool:
+    """Write ``cut`` to ``target``; False when a clip is there already and ``force`` is not set.
+
+    FFmpeg's failure is a :class:`VlcliError` of one line naming the clip; an interrupt
+    (``KeyboardInterrupt``) stops FFmpeg and leaves no partial file.
+    """
+    if os.path.lexists(target) and not force:
+        return False
+    folder = os.path.dirname(target) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, part = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=folder)
+    os.close(fd)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        proc = subprocess.Popen(
+            command(ffmpeg_path, cut, part),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise VlcliError(f"ffmpeg failed: {_last_line(err)}", ExitStatus.INPUT, target)
+        return _place(part, target, force)
+    finally:
+        if proc is not None and proc.poll() is None:  # interrupted: FFmpeg stops too
+            proc.kill()
+            proc.wait()
+        if os.path.lexists(part):
+            os.unlink(part)
+
+
+def _place(part: str, target: str, force: bool) -> bool:
+    """The finished file under its name: replacing one only with ``force``."""
+    if force:
+        os.replace(part, target)
+        return True
+    try:
+        os.link(part, target)  # fails if a clip appeared meanwhile: never overwritten
+    except FileExistsError:
+        return False
+    return True
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [x.strip() for x in stderr.decode(errors="replace").splitlines() if x.strip()]
+    return lines[-1] if lines else "no message (its exit status was not 0)"
