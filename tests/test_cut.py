@@ -156,11 +156,13 @@ def test_instants_get_a_second_each_side_and_pad_widens_clipped_to_the_video(
     assert frame_numbers(clips(r)[1]["clip"])[-1] == 199
 
 
-def test_a_rotated_phone_clip_stays_rotated(media_dir: Path, tmp_path: Path) -> None:
-    """Coded 320x180 shown turned by 90 degrees: the clip shows 180x320 too."""
+@pytest.mark.parametrize("how", [(), ("--copy",)], ids=["exact", "copy"])
+def test_a_rotated_phone_clip_stays_rotated(tmp_path: Path, how: tuple[str, ...]) -> None:
+    """Coded 320x180 shown turned by 90 degrees: the clip shows 180x320 too (exact: the frames
+    are turned; copied: the display matrix goes along)."""
     plain = make_clip(tmp_path / "plain.mp4", size=(320, 180), fps=10, seconds=3)
     phone = set_rotation(plain, tmp_path / "phone.mp4", 90)
-    r = cut(tmp_path, [record(phone, (1.0, 2.0))], "--out", tmp_path / "out", "--json")
+    r = cut(tmp_path, [record(phone, (1.0, 2.0))], "--out", tmp_path / "out", "--json", *how)
     assert r.exit_code == 0, r.stderr
     with av.open(clips(r)[0]["clip"]) as container:
         frame = next(container.decode(video=0))
@@ -168,6 +170,40 @@ def test_a_rotated_phone_clip_stays_rotated(media_dir: Path, tmp_path: Path) -> 
         if frame.rotation in (90, -90, 270, -270):
             shown = shown[::-1]
     assert shown == (180, 320)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs mounted under tmp_path (root only), unmounted after the test."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk is a small tmpfs mount, which needs root")
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip("this machine does not let a tmpfs be mounted (a container without the right)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file(
+    clock_av: str, tmp_path: Path, full_disk: Path
+) -> None:
+    """The 20 s clip does not fit in what is left (FFmpeg 5.1 may exit 0 then, with an "Error
+    writing trailer" line: that fails the clip too): one line, no file; the clips that fit are
+    cut."""
+    spans = [(1.0, 1.5), (0.0, 20.0), (2.0, 3.0)]
+    r = cut(tmp_path, [record(clock_av, s) for s in spans], "--out", full_disk, "--json")
+    assert r.exit_code == 3
+    kept = ["cut_clock_00-00-01.000_00-00-01.500.mp4", "cut_clock_00-00-02.000_00-00-03.000.mp4"]
+    assert [Path(c["clip"]).name for c in clips(r)] == kept
+    (failed,) = [x for x in r.stderr.splitlines() if "ffmpeg failed" in x]
+    clip = full_disk / "cut_clock_00-00-00.000_00-00-20.000.mp4"
+    assert failed.startswith(f"vlcli: {clip}: ffmpeg failed: ")
+    assert failed.endswith("No space left on device")
+    assert sorted(os.listdir(full_disk)) == kept
 
 
 def test_records_that_cannot_be_cut_are_said_and_the_others_go_on(

@@ -108,8 +108,10 @@ def write_clip(ffmpeg_path: str, cut: Cut, target: str, *, force: bool) -> bool:
             stderr=subprocess.PIPE,
         )
         _, err = proc.communicate()
-        if proc.returncode != 0:
-            raise VlcliError(f"ffmpeg failed: {_last_line(err)}", ExitStatus.INPUT, target)
+        failure = _failure(proc.returncode, err.decode(errors="replace"))
+        if failure is not None:
+            reason = failure.replace("file:" + os.path.abspath(part), "it").replace(part, "it")
+            raise VlcliError(f"ffmpeg failed: {reason}", ExitStatus.INPUT, target)
         return _place(part, target, force)
     finally:
         if proc is not None and proc.poll() is None:  # interrupted: FFmpeg stops too
@@ -131,6 +133,15 @@ def _place(part: str, target: str, force: bool) -> bool:
     return True
 
 
-def _last_line(stderr: bytes) -> str:
-    lines = [x.strip() for x in stderr.decode(errors="replace").splitlines() if x.strip()]
-    return lines[-1] if lines else "no message (its exit status was not 0)"
+def _failure(status: int, stderr: str) -> str | None:
+    """FFmpeg's first error line when the clip is not whole, else None.
+
+    FFmpeg 5.1 exits with status 0 when the file cannot be finished ("Error writing trailer",
+    "Error closing file": a full disk at the end): those lines fail the clip too. The first
+    line is the cause; the ones after it are its consequences ("Error initializing output").
+    """
+    lines = [x.strip() for x in stderr.splitlines() if x.strip()]
+    unfinished = any(x.startswith(("Error writing trailer", "Error closing file")) for x in lines)
+    if status == 0 and not unfinished:
+        return None
+    return lines[0] if lines else f"no message (exit status {status})"
