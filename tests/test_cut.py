@@ -284,27 +284,35 @@ def test_a_missing_ffmpeg_is_one_line(
     ]
 
 
+@pytest.mark.parametrize("to_group", [False, True], ids=["vlcli", "terminal"])
 def test_sigint_mid_cut_leaves_no_partial_clip_and_exits_130(
-    media_dir: Path, tmp_path: Path
+    media_dir: Path, tmp_path: Path, to_group: bool
 ) -> None:
-    """A real SIGINT to a real vlcli while FFmpeg encodes a long clip."""
+    """A real SIGINT while FFmpeg encodes a long clip: to vlcli alone, or to its process group
+    as Ctrl-C on a terminal sends it (FFmpeg gets it too, and would finish its file)."""
     codec = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
     long = make_clip(media_dir / "cut_long.mp4", size=(640, 360), fps=25, seconds=60, codec=codec)
     out = tmp_path / "out"
     records = tmp_path / "answers.jsonl"
-    records.write_text(json.dumps(record(long, (0.0, 60.0))) + "\n")
+    records.write_text(
+        json.dumps(record(long, (0.0, 60.0))) + "\n" + json.dumps(record(long, (1.0, 2.0))) + "\n"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "vlcli", "cut", str(records), "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
+        start_new_session=True,  # its own process group, which the test may signal whole
     )
     deadline = time.monotonic() + 60
     while not (out.exists() and os.listdir(out)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert out.exists() and os.listdir(out), "the cut never started"
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.decode().strip().splitlines()[-1] == "vlcli: interrupted"

@@ -4,7 +4,7 @@ Each record is checked before anything is cut: a failed record or one without ti
 and counted; a source that is gone, or that changed since it was answered (its size or
 modification time differ from the record's ``file``), is refused for that record with a line,
 and the other records go on. Each span is then cut to the frame (re-encoded), or from the
-keyframe at or before it with ``copy`` (:mod:`vlcli.outputs.ffmpeg`), and said with the seconds
+keyframe at or before it with ``copy`` (:mod:`vlcli.outputs.clip_file`), and said with the seconds
 the clip really starts and ends at. No clip replaces a source or another clip of the run, and a
 clip from an earlier run is kept unless ``force``.
 """
@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from vlcli.errors import InputError, VlcliError
 from vlcli.media.container import FrameTable, frame_table
+from vlcli.outputs.clip_file import Cut, find_ffmpeg, write_clip
 from vlcli.outputs.clips import Span, clip_path, common_root, plan_spans, record_spans
-from vlcli.outputs.ffmpeg import Cut, find_ffmpeg, write_clip
 
 
 @dataclass(frozen=True)
