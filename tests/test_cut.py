@@ -138,6 +138,20 @@ def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Pa
     assert numbers[0] == round(made["start_s"] * FPS) == 50 and 70 in numbers
 
 
+def test_ffmpeg_s_progress_is_followed_to_the_clip_s_end(clock_av: str, tmp_path: Path) -> None:
+    """The seconds written so far, as FFmpeg's -progress says them, up to the clip's length."""
+    from fractions import Fraction
+
+    from vlcli.outputs.clip_file import Cut, find_ffmpeg, write_clip
+
+    seen: list[float] = []
+    cut_ = Cut(clock_av, Fraction(2), Fraction(10), audio=True, copy=False)
+    target = str(tmp_path / "c.mp4")
+    assert write_clip(find_ffmpeg(), cut_, target, force=False, progress=seen.append)
+    assert seen and seen == sorted(seen) and abs(seen[-1] - 10) < 0.05
+    assert os.listdir(tmp_path) == ["c.mp4"]
+
+
 def test_instants_get_a_second_each_side_and_pad_widens_clipped_to_the_video(
     clock_av: str, tmp_path: Path
 ) -> None:

@@ -18,7 +18,14 @@ class _Lines:
     def __init__(self, json_out: bool):
         self.json_out = json_out
 
+    def progress(self, clip: str, done_s: float, total_s: float) -> None:
+        """A line rewritten in place on a terminal (none elsewhere), for long cuts."""
+        if render.can_rewrite_line(render.err):
+            render.status(f"cutting {clip}: {done_s / total_s:.0%}" if total_s else "")
+
     def clip(self, made: Any) -> None:
+        if render.can_rewrite_line(render.err):
+            render.status("")  # the progress line wiped
         if self.json_out:
             render.json_line(made.to_dict())
             return
@@ -31,6 +38,8 @@ class _Lines:
         render.info(f"{source}: skipped: {reason}")
 
     def failed(self, error: VlcliError) -> None:
+        if render.can_rewrite_line(render.err):
+            render.status("")
         render.error(error)
 
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -82,16 +83,27 @@ def command(ffmpeg_path: str, cut: Cut, target: str) -> list[str]:
     )
     return list(
         ffmpeg.compile(
-            out.global_args("-hide_banner", "-nostdin", "-v", "error", "-y"), cmd=ffmpeg_path
+            out.global_args(
+                "-hide_banner", "-nostdin", "-v", "error", "-y", "-nostats", "-progress", "pipe:1"
+            ),
+            cmd=ffmpeg_path,
         )
     )
 
 
-def write_clip(ffmpeg_path: str, cut: Cut, target: str, *, force: bool) -> bool:
+def write_clip(
+    ffmpeg_path: str,
+    cut: Cut,
+    target: str,
+    *,
+    force: bool,
+    progress: Callable[[float], None] | None = None,
+) -> bool:
     """Write ``cut`` to ``target``; False when a clip is there already and ``force`` is not set.
 
-    FFmpeg's failure is a :class:`VlcliError` of one line naming the clip; an interrupt
-    (``KeyboardInterrupt``) stops FFmpeg and leaves no partial file.
+    ``progress`` is told the seconds of the clip written so far, as FFmpeg reports them
+    (``-progress``). FFmpeg's failure is a :class:`VlcliError` of one line naming the clip; an
+    interrupt (``KeyboardInterrupt``) stops FFmpeg and leaves no partial file.
     """
     if os.path.lexists(target) and not force:
         return False
@@ -101,14 +113,16 @@ def write_clip(ffmpeg_path: str, cut: Cut, target: str, *, force: bool) -> bool:
     os.close(fd)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen(
-            command(ffmpeg_path, cut, part),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _, err = proc.communicate()
-        failure = _failure(proc.returncode, err.decode(errors="replace"))
+        with tempfile.TemporaryFile() as errors:  # a file: FFmpeg never waits on a full pipe
+            proc = subprocess.Popen(
+                command(ffmpeg_path, cut, part),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+            _follow(proc, progress)
+            errors.seek(0)
+            failure = _failure(proc.returncode, errors.read().decode(errors="replace"))
         if failure is not None:
             reason = failure.replace("file:" + os.path.abspath(part), "it").replace(part, "it")
             raise VlcliError(f"ffmpeg failed: {reason}", ExitStatus.INPUT, target)
@@ -119,6 +133,16 @@ def write_clip(ffmpeg_path: str, cut: Cut, target: str, *, force: bool) -> bool:
             proc.wait()
         if os.path.lexists(part):
             os.unlink(part)
+
+
+def _follow(proc: subprocess.Popen[bytes], progress: Callable[[float], None] | None) -> None:
+    """Read FFmpeg's ``-progress`` lines (``out_time_us=...``) until it exits."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        key, _, value = line.decode(errors="replace").strip().partition("=")
+        if progress is not None and key == "out_time_us" and value.lstrip("-").isdigit():
+            progress(max(int(value), 0) / 1_000_000)
+    proc.wait()
 
 
 def _place(part: str, target: str, force: bool) -> bool:

@@ -61,6 +61,7 @@ class CutView(Protocol):
     def clip(self, made: ClipMade) -> None: ...
     def skipped(self, source: str, reason: str) -> None: ...
     def failed(self, error: VlcliError) -> None: ...
+    def progress(self, clip: str, done_s: float, total_s: float) -> None: ...
 
 
 @dataclass
@@ -134,7 +135,14 @@ class _Run:
         end = table.frame_end(table.frame_at(span.end_s))
         start = table.keyframe_at(first) if self.options.copy else first
         cut = Cut(source, start, end - start, table.audio, self.options.copy)
-        written = write_clip(self.ffmpeg, cut, target, force=self.options.force)
+        total = float(cut.length)
+        written = write_clip(
+            self.ffmpeg,
+            cut,
+            target,
+            force=self.options.force,
+            progress=lambda done: self.view.progress(target, min(done, total), total),
+        )
         self.summary.clips += written
         self.summary.kept += not written
         return ClipMade(source, span, target, float(start), float(end), cut.copy, not written)
