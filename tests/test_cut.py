@@ -138,6 +138,19 @@ def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Pa
     assert numbers[0] == round(made["start_s"] * FPS) == 50 and 70 in numbers
 
 
+def test_times_on_frame_starts_at_30000_1001_fps_cut_from_that_frame(
+    media_dir: Path, tmp_path: Path
+) -> None:
+    """5.005 s is where frame 150 starts (150 x 1001 / 30000), as the record writes it; the
+    binary float 5.005 lies a hair before it (frame 149 before the fix)."""
+    ntsc = make_clock_clip(media_dir / "cut_ntsc.mp4", seconds=8, fps="30000/1001")  # type: ignore[arg-type]
+    spans = [(1.0, 2.0), (3.3, 4.4), (5.005, 6.006)]
+    r = cut(tmp_path, [record(ntsc, *spans)], "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    firsts_lasts = [(n[0], n[-1]) for n in map(frame_numbers, (c["clip"] for c in clips(r)))]
+    assert firsts_lasts == [(29, 59), (98, 131), (150, 180)]
+
+
 def test_ffmpeg_s_progress_is_followed_to_the_clip_s_end(clock_av: str, tmp_path: Path) -> None:
     """The seconds written so far, as FFmpeg's -progress says them, up to the clip's length."""
     from fractions import Fraction

@@ -231,8 +231,14 @@ class FrameTable:
     audio: bool
 
     def frame_at(self, seconds: float) -> int:
-        """The index of the frame shown at ``seconds`` (the first frame before the start)."""
-        return max(bisect.bisect_right(self.starts, Fraction(seconds)) - 1, 0)
+        """The index of the frame shown at ``seconds`` (the first frame before the start).
+
+        ``seconds`` is taken as the decimal it prints as, the rule of every time vlcli writes
+        (:mod:`vlcli.times.format`): 5.005 s is the start of frame 150 at 30000/1001 fps,
+        although the binary float 5.005 lies a hair before it, in frame 149.
+        """
+        at = Fraction(repr(float(seconds)))
+        return max(bisect.bisect_right(self.starts, at) - 1, 0)
 
     def frame_end(self, index: int) -> Fraction:
         """Where frame ``index`` stops being shown."""
