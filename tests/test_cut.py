@@ -116,6 +116,9 @@ def test_an_exact_clip_starts_and_ends_at_the_frames_of_its_span(
     assert r.exit_code == 0, r.stderr
     (made,) = clips(r)
     assert made["clip"] == str(tmp_path / "out" / "cut_clock_00-00-05.050_00-00-07.000.mp4")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(made["clip"]).st_mode & 0o777 == 0o666 & ~umask  # as any file made here
     assert (made["cut"], made["start_s"], made["end_s"]) == ("exact", 5.0, 7.1)
     assert frame_numbers(made["clip"]) == list(range(50, 71))
     video, audio, one = durations(made["clip"])
@@ -286,6 +289,25 @@ def test_a_second_run_keeps_the_clips_and_force_cuts_them_again(
     assert [c["kept"] for c in clips(forced)] == [False, False]
     assert os.stat(first[0]["clip"]).st_ino != inode
     assert sorted(os.listdir(out)) == ["a", "b_00-00-01.000_00-00-02.000.mp4"]
+
+
+def test_root_names_the_folders_kept_and_a_line_that_is_no_record_is_said(
+    clock_av: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "clips" / "a" / "match.mp4"
+    src.parent.mkdir(parents=True)
+    shutil.copy(clock_av, src)
+    text = "not json\n" + json.dumps(record(src, (1.0, 2.0))) + "\n"
+    out, root = tmp_path / "goals", tmp_path / "clips"
+    r = CliRunner().invoke(
+        app, ["cut", "-", "--out", str(out), "--root", str(root), "--json"], input=text
+    )
+    assert r.exit_code == 3
+    assert (
+        r.stderr.splitlines()[0]
+        == "vlcli: standard input: line 1 is not a JSON record of vlcli ask"
+    )
+    assert [c["clip"] for c in clips(r)] == [str(out / "a" / "match_00-00-01.000_00-00-02.000.mp4")]
 
 
 def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ that nobody sees a partial clip; an interrupt or a failure removes the temporary
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -109,8 +110,10 @@ def write_clip(
         return False
     folder = os.path.dirname(target) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, part = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=folder)
-    os.close(fd)
+    part = os.path.join(
+        folder, f".{os.path.basename(target)}.{os.getpid()}-{secrets.token_hex(4)}.part"
+    )
+    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask's mode
     proc: subprocess.Popen[bytes] | None = None
     try:
         with tempfile.TemporaryFile() as errors:  # a file: FFmpeg never waits on a full pipe
@@ -146,7 +149,12 @@ def _follow(proc: subprocess.Popen[bytes], progress: Callable[[float], None] | N
 
 
 def _place(part: str, target: str, force: bool) -> bool:
-    """The finished file under its name: replacing one only with ``force``."""
+    """The finished file, synced, under its name: replacing one only with ``force``."""
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     if force:
         os.replace(part, target)
         return True
