@@ -73,14 +73,14 @@ def frame_numbers(path: str) -> list[int]:
         return [read_clock(f.to_image()) for f in container.decode(video=0)]
 
 
-def durations(path: str) -> tuple[float, float, float]:
+def durations(path: str, fps: int = FPS) -> tuple[float, float, float]:
     """The clip's video and audio durations (decoded) and one audio frame's length, seconds."""
     with av.open(path) as container:
         video = container.streams.video[0]
         frames = list(container.decode(video=0))
         last = frames[-1]
         first_pts = frames[0].pts
-        v = float((last.pts - first_pts) * video.time_base) + 1 / FPS
+        v = float((last.pts - first_pts) * video.time_base) + 1 / fps
     with av.open(path) as container:
         samples = [f.samples for f in container.decode(audio=0)]
         rate = container.streams.audio[0].rate
@@ -308,6 +308,35 @@ def test_root_names_the_folders_kept_and_a_line_that_is_no_record_is_said(
         == "vlcli: standard input: line 1 is not a JSON record of vlcli ask"
     )
     assert [c["clip"] for c in clips(r)] == [str(out / "a" / "match_00-00-01.000_00-00-02.000.mp4")]
+
+
+def test_a_reel_joins_the_clips_with_a_chapter_each(clock_av: str, tmp_path: Path) -> None:
+    """Two spans of the clock (with sound) and one of a silent 320x180 clip: one 1280x720 video,
+    three chapters titled by the spans' texts, each starting where its clip's frames start,
+    the sound as long as the picture."""
+    silent = make_clip(tmp_path / "silent.mp4", size=(320, 180), fps=10, seconds=3)
+    records = [record(clock_av, (5.05, 7.0), (3.0, 4.0)), record(silent, (1.0, 2.0))]
+    records[0]["times"][0]["text"] = "goal = one; #1"
+    reel = tmp_path / "reel.mp4"
+    r = cut(tmp_path, records, "--out", tmp_path / "out", "--reel", reel)
+    assert r.exit_code == 0, r.stderr
+    assert f"wrote the reel {reel} (3 chapters)" in r.stderr
+    with av.open(str(reel)) as container:
+        chapters = [(c["start"], c["end"], c["metadata"]["title"]) for c in container.chapters()]
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+        frames = [(float(f.time), f.to_image()) for f in container.decode(video=0)]
+    assert chapters == [
+        (0, 2100, "goal = one; #1"), (2100, 3200, "span 1"), (3200, 4300, "span 0")
+    ]  # fmt: skip
+
+    def clock_at(seconds: float) -> int:  # the clock, 192x48, was scaled to 1280x320
+        image = next(im for t, im in frames if t >= seconds - 1e-6)
+        return read_clock(image.crop((0, 200, 1280, 520)).resize((192, 48)))
+
+    assert (clock_at(0.0), clock_at(2.1), clock_at(3.1)) == (50, 30, 40)
+    video, audio, one = durations(str(reel), fps=30)
+    assert abs(video - 4.3) < 0.05 and abs(audio - video) <= one
 
 
 def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:

@@ -34,6 +34,12 @@ class _Lines:
         copied = ", copied from a keyframe" if made.copied else ""
         render.write_out(f"{how} {made.clip} ({made.source} {span}{copied})\n")
 
+    def reel(self, path: str, chapters: int, written: bool) -> None:
+        if render.can_rewrite_line(render.err):
+            render.status("")
+        how = "wrote" if written else "kept (it exists: --force joins it again)"
+        render.info(f"{how} the reel {path} ({chapters} chapters)")
+
     def skipped(self, source: str, reason: str) -> None:
         render.info(f"{source}: skipped: {reason}")
 
@@ -86,6 +92,16 @@ def cut(
             show_default=False,
         ),
     ] = None,
+    reel: Annotated[
+        str | None,
+        typer.Option(
+            "--reel",
+            metavar="FILE",
+            help="Also join every clip, in record order, into FILE (MP4), a chapter per span "
+            "titled by its text.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON object per clip, one per line.")
     ] = False,
@@ -105,7 +121,7 @@ def cut(
             else:
                 found.append(item)
     view = _Lines(json_out)
-    summary = run_cut(found, CutOptions(out, pad, copy, force, root), view)
+    summary = run_cut(found, CutOptions(out, pad, copy, force, root, reel), view)
     errors += summary.errors
     render.info(
         f"{summary.clips} clips written, {summary.kept} kept, {summary.skipped} skipped, "

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from vlcli.errors import ExitStatus, VlcliError
 
@@ -82,6 +83,13 @@ def command(ffmpeg_path: str, cut: Cut, target: str) -> list[str]:
         f="mp4",
         **codecs,
     )
+    return finish(out, ffmpeg_path)
+
+
+def finish(out: Any, ffmpeg_path: str) -> list[str]:
+    """The argument list of ffmpeg-python's output ``out``, quiet, following ``-progress``."""
+    import ffmpeg
+
     return list(
         ffmpeg.compile(
             out.global_args(
@@ -106,6 +114,20 @@ def write_clip(
     (``-progress``). FFmpeg's failure is a :class:`VlcliError` of one line naming the clip; an
     interrupt (``KeyboardInterrupt``) stops FFmpeg and leaves no partial file.
     """
+    return write_with(
+        lambda part: command(ffmpeg_path, cut, part), target, force=force, progress=progress
+    )
+
+
+def write_with(
+    args: Callable[[str], list[str]],
+    target: str,
+    *,
+    force: bool,
+    progress: Callable[[float], None] | None = None,
+) -> bool:
+    """Run the FFmpeg command ``args(part)`` makes, then put ``part`` at ``target``, as
+    :func:`write_clip` says."""
     if os.path.lexists(target) and not force:
         return False
     folder = os.path.dirname(target) or "."
@@ -118,7 +140,7 @@ def write_clip(
     try:
         with tempfile.TemporaryFile() as errors:  # a file: FFmpeg never waits on a full pipe
             proc = subprocess.Popen(
-                command(ffmpeg_path, cut, part),
+                args(part),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=errors,

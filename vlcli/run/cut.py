@@ -17,10 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vlcli.errors import InputError, VlcliError
+from vlcli.errors import InputError, UsageError, VlcliError
 from vlcli.media.container import FrameTable, frame_table
 from vlcli.outputs.clip_file import Cut, find_ffmpeg, write_clip
 from vlcli.outputs.clips import Span, clip_path, common_root, plan_spans, record_spans
+from vlcli.outputs.reel import ReelPart, write_reel
+from vlcli.times.format import format_clock
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class CutOptions:
     copy: bool = False
     force: bool = False
     root: str | None = None  # the folder clip names start under (default: the sources' common one)
+    reel: str | None = None  # every clip joined into this file, a chapter each
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class CutView(Protocol):
     def skipped(self, source: str, reason: str) -> None: ...
     def failed(self, error: VlcliError) -> None: ...
     def progress(self, clip: str, done_s: float, total_s: float) -> None: ...
+    def reel(self, path: str, chapters: int, written: bool) -> None: ...
 
 
 @dataclass
@@ -102,6 +106,8 @@ def run_cut(records: list[dict[str, Any]], options: CutOptions, view: CutView) -
             exc.path = exc.path or str(record.get("path"))
             run.summary.errors.append(exc)
             view.failed(exc)
+    if options.reel is not None and run.parts:
+        run.write_reel(options.reel)
     return run.summary
 
 
@@ -111,6 +117,7 @@ class _Run:
         self.summary = CutSummary()
         self.inputs: set[str] = set()
         self.made: dict[str, tuple[str, tuple[float, float]]] = {}  # clip -> its source and span
+        self.parts: list[ReelPart] = []  # each clip, for the reel
 
     def record(self, record: dict[str, Any]) -> None:
         times, reason = record_spans(record)
@@ -145,7 +152,23 @@ class _Run:
         )
         self.summary.clips += written
         self.summary.kept += not written
+        title = span.text or f"{source} {format_clock(float(start), 1)}"
+        self.parts.append(ReelPart(target, title, total, table.audio))
         return ClipMade(source, span, target, float(start), float(end), cut.copy, not written)
+
+    def write_reel(self, target: str) -> None:
+        """Every clip of the run joined into ``target``; a failure is one line, as a clip's."""
+        if os.path.abspath(target) in self.inputs or os.path.abspath(target) in self.made:
+            raise UsageError(f"--reel {target} is an input or a clip of this run")
+        total = sum(p.length_s for p in self.parts)
+        written = write_reel(
+            self.ffmpeg,
+            self.parts,
+            target,
+            force=self.options.force,
+            progress=lambda done: self.view.progress(target, min(done, total), total),
+        )
+        self.view.reel(target, len(self.parts), written)
 
     def _check_target(self, target: str, source: str, span: Span) -> None:
         """No clip replaces an input, nor another clip of this run (two sources, one name)."""
