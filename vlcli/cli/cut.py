@@ -66,8 +66,8 @@ def cut(
         typer.Option(
             "--pad",
             metavar="SECONDS",
-            help="Widen each span by this much on each side (clipped to the video) "
-            "[default: 0; 1 on each side of an instant].",
+            help="Widen each span by this much on each side, clipped to the video "
+            "(default: 0, and 1 on each side of an instant).",
             show_default=False,
         ),
     ] = None,
@@ -87,8 +87,8 @@ def cut(
         typer.Option(
             "--root",
             metavar="DIR",
-            help="Clip names keep the sources' folders below DIR [default: the folder all "
-            "sources share].",
+            help="Clip names keep the sources' folders below DIR (default: the folder all "
+            "sources share).",
             show_default=False,
         ),
     ] = None,
