@@ -252,18 +252,26 @@ def test_records_that_cannot_be_cut_are_said_and_the_others_go_on(
         record(clock_av, (1.0, 2.0)) | {"path": str(tmp_path / "gone.mp4")},
         stale,
         record(clock_av, (3.0, 4.0)),
+        {k: v for k, v in record(clock_av, (5.0, 6.0)).items() if k != "file"},
     ]
     r = cut(tmp_path, records, "--out", tmp_path / "out", "--json")
     assert r.exit_code == 3
-    assert [Path(c["clip"]).name for c in clips(r)] == ["cut_clock_00-00-03.000_00-00-04.000.mp4"]
+    assert [Path(c["clip"]).name for c in clips(r)] == [
+        "cut_clock_00-00-03.000_00-00-04.000.mp4",
+        "cut_clock_00-00-05.000_00-00-06.000.mp4",
+    ]
+    assert (
+        f"vlcli: warning: {clock_av}: its record (of an older vlcli) has no file size and time: "
+        "not checked to be the file it was made from"
+    ) in r.stderr
     err = r.stderr
     assert f"{clock_av}: skipped: the record failed" in err
     assert f"{clock_av}: skipped: the answer states no times" in err
     assert f"{tmp_path / 'gone.mp4'}: cannot cut: No such file or directory" in err
     assert f"{changed}: changed since it was answered" in err
-    assert "1 clips written, 0 kept, 2 skipped, 2 records refused" in err
-    made = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
-    assert made == ["cut_clock_00-00-03.000_00-00-04.000.mp4"]
+    assert "2 clips written, 0 kept, 2 skipped, 2 records refused" in err
+    made = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert made == [Path(c["clip"]).name for c in clips(r)]
 
 
 def test_a_second_run_keeps_the_clips_and_force_cuts_them_again(

@@ -40,6 +40,9 @@ class _Lines:
         how = "wrote" if written else "kept (it exists: --force joins it again)"
         render.info(f"{how} the reel {path} ({chapters} chapters)")
 
+    def note(self, message: str) -> None:
+        render.warning(message)
+
     def skipped(self, source: str, reason: str) -> None:
         render.info(f"{source}: skipped: {reason}")
 

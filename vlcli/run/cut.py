@@ -66,6 +66,7 @@ class CutView(Protocol):
     def failed(self, error: VlcliError) -> None: ...
     def progress(self, clip: str, done_s: float, total_s: float) -> None: ...
     def reel(self, path: str, chapters: int, written: bool) -> None: ...
+    def note(self, message: str) -> None: ...
 
 
 @dataclass
@@ -126,7 +127,11 @@ class _Run:
             self.summary.skipped += 1
             self.view.skipped(source, reason)
             return
-        _check_source(source, record.get("file"))
+        if not _check_source(source, record.get("file")):
+            self.view.note(
+                f"{source}: its record (of an older vlcli) has no file size and time: not "
+                "checked to be the file it was made from"
+            )
         table = frame_table(source)
         spans, outside = plan_spans(times, self.options.pad, float(table.end_s))
         if outside:
@@ -180,20 +185,22 @@ class _Run:
             raise InputError(f"its clip {target} has the name of a clip of {earlier[0]}")
 
 
-def _check_source(source: str, file: Any) -> None:
-    """The source is there and is the file the record was made from (size, modification time)."""
+def _check_source(source: str, file: Any) -> bool:
+    """The source is there and is the file the record was made from (size, modification time);
+    False when the record does not say which file that was."""
     try:
         st = os.stat(source)
     except OSError as exc:
         raise InputError(f"cannot cut: {exc.strerror or exc}", source) from None
     if not isinstance(file, dict) or "size" not in file:
-        return  # a record of an older vlcli: nothing to compare
+        return False
     if (st.st_size, st.st_mtime_ns) != (file.get("size"), file.get("mtime_ns")):
         raise InputError(
             "changed since it was answered (size or modification time differ from the "
             "record's): ask again, its times may not be this file's",
             source,
         )
+    return True
 
 
 def _same_file(a: str, b: str) -> bool:
