@@ -356,6 +356,9 @@ def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:
     r = cut(tmp_path, records, "--out", tmp_path, "--force")
     assert r.exit_code == 3 and "would replace an input" in r.stderr
     assert victim.read_bytes() == Path(clock_av).read_bytes()
+    r = cut(tmp_path, records[:1], "--out", tmp_path / "out", "--reel", src, "--force")
+    assert r.exit_code == 2 and f"--reel {src} is one of the records' sources" in r.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything is cut
 
 
 def test_a_missing_ffmpeg_is_one_line(

@@ -100,6 +100,8 @@ def run_cut(records: list[dict[str, Any]], options: CutOptions, view: CutView) -
     ]
     run = _Run(options, view, ffmpeg_path, options.root or common_root(sources))
     run.inputs = {os.path.abspath(p) for p in sources}
+    if options.reel is not None and os.path.abspath(options.reel) in run.inputs:
+        raise UsageError(f"--reel {options.reel} is one of the records' sources")
     for record in records:
         try:
             run.record(record)
@@ -163,8 +165,8 @@ class _Run:
 
     def write_reel(self, target: str) -> None:
         """Every clip of the run joined into ``target``; a failure is one line, as a clip's."""
-        if os.path.abspath(target) in self.inputs or os.path.abspath(target) in self.made:
-            raise UsageError(f"--reel {target} is an input or a clip of this run")
+        if os.path.abspath(target) in self.made:
+            raise InputError(f"--reel {target} is a clip of this run: not joined")
         total = sum(p.length_s for p in self.parts)
         written = write_reel(
             self.ffmpeg,
