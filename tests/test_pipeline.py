@@ -348,7 +348,7 @@ def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_pat
     clip = media_dir / "written" / "c.mp4"
     if not clip.exists():
         make_clip(clip, size=(64, 48), fps=4, seconds=2)
-    written.update(path=str(clip), key=input_key(WRITTEN_BASE, [str(clip)]))
+    written.update(path=str(clip), key=input_key(WRITTEN_BASE, [input_facts(str(clip))]))
     out = tmp_path / "answers.jsonl"
     out.write_text(json.dumps(written) + "\n")
     view = Collect()

@@ -124,6 +124,7 @@ def resume(args: argparse.Namespace) -> dict:
     from vlcli.backends.transformers.backend import TransformersBackend
     from vlcli.media.probe import expand_inputs
     from vlcli.outputs.files import check_targets, output_stems
+    from vlcli.outputs.ledger import input_facts
     from vlcli.run.ask import Outputs, RunOptions, input_key, run_ask, settings_key
     from vlcli.run.prompt import AskSettings, Generation
 
@@ -147,7 +148,7 @@ def resume(args: argparse.Namespace) -> dict:
     base = settings_key(settings, backend.identity())
     with open(out, "w") as fh:
         for p in paths[:-1]:  # every input but the last is done
-            key = input_key(base, [p])
+            key = input_key(base, [input_facts(p)])
             fh.write(json.dumps({"key": key, "status": "ok", "path": p, **body}) + "\n")
     size_mb = out.stat().st_size / 1e6
 

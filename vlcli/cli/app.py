@@ -22,6 +22,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from vlcli.cli import views as render
 from vlcli.cli.ask import ask
 from vlcli.cli.budget import budget
+from vlcli.cli.cut import cut
 from vlcli.cli.probe import probe
 from vlcli.errors import ExitStatus, Interrupted, VlcliError
 from vlcli.run import signals
@@ -123,6 +124,7 @@ def reports_errors(command: F) -> F:
 app.command(cls=_Command)(reports_errors(probe))
 app.command(cls=_Command)(reports_errors(budget))
 app.command(cls=_Command)(reports_errors(ask))
+app.command(cls=_Command)(reports_errors(cut))
 
 
 def main() -> None:

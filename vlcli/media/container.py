@@ -11,9 +11,11 @@ decodes. Nothing here imports torch.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from vlcli.errors import InputError
@@ -212,3 +214,61 @@ class _FirstFrame:
         if frames:
             self.rotation = int(frames[0].rotation or 0)
         return True
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Where each frame of a video starts, in source seconds, for cutting it (``vlcli cut``).
+
+    ``starts`` are the frames' presentation times in order, as exact fractions, counted like
+    FFmpeg's ``-ss`` (from the container's start time); ``keyframes`` the starts a decoder can
+    begin at; ``end_s`` where the last frame ends.
+    """
+
+    starts: tuple[Fraction, ...]
+    keyframes: tuple[Fraction, ...]
+    end_s: Fraction
+    audio: bool
+
+    def frame_at(self, seconds: float) -> int:
+        """The index of the frame shown at ``seconds`` (the first frame before the start).
+
+        ``seconds`` is taken as the decimal it prints as, the rule of every time vlcli writes
+        (:mod:`vlcli.times.format`): 5.005 s is the start of frame 150 at 30000/1001 fps,
+        although the binary float 5.005 lies a hair before it, in frame 149.
+        """
+        at = Fraction(repr(float(seconds)))
+        return max(bisect.bisect_right(self.starts, at) - 1, 0)
+
+    def frame_end(self, index: int) -> Fraction:
+        """Where frame ``index`` stops being shown."""
+        return self.starts[index + 1] if index + 1 < len(self.starts) else self.end_s
+
+    def keyframe_at(self, seconds: Fraction) -> Fraction:
+        """The last keyframe at or before ``seconds`` (the first one if none is)."""
+        at = bisect.bisect_right(self.keyframes, seconds) - 1
+        return self.keyframes[max(at, 0)]
+
+
+def frame_table(path: str) -> FrameTable:
+    """The :class:`FrameTable` of the video stream the decoder takes, from its packets."""
+    with open_input(path, "video") as container:
+        stream = video_stream(container, path)
+        tb = Fraction(stream.time_base or 0)
+        origin = Fraction(container.start_time or 0, 1_000_000)
+        starts: list[Fraction] = []
+        keys: list[Fraction] = []
+        end = Fraction(0)
+        for packet in packets(container, stream, path):
+            t = packet.pts if packet.pts is not None else packet.dts
+            if packet.is_discard or t is None:
+                continue
+            start = t * tb - origin
+            starts.append(start)
+            if packet.is_keyframe:
+                keys.append(start)
+            end = max(end, start + (packet.duration or 0) * tb)
+        audio = bool(container.streams.audio)
+    if not starts:
+        raise InputError("truncated or corrupt: no video frames in it", path)
+    return FrameTable(tuple(sorted(starts)), tuple(sorted(keys)) or (min(starts),), end, audio)

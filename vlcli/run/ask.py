@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlcli.errors import ExitStatus, Interrupted, UsageError, VlcliError
 from vlcli.outputs.files import SubtitleTarget
-from vlcli.outputs.ledger import Ledger, input_facts, placed_key, record_key
+from vlcli.outputs.ledger import Ledger, placed_key, record_key
 from vlcli.run.answer_files import AnswerFiles
 from vlcli.run.answering import Answering
 from vlcli.run.inputs import Abandoned, Job, Task, how_to_go_on, skip_recorded, tasks_of
@@ -85,13 +85,12 @@ def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
     return record_key({**dataclasses.asdict(settings), "backend": identity})
 
 
-def input_key(base: str, paths: Sequence[str]) -> str:
+def input_key(base: str, facts: Sequence[dict[str, Any]]) -> str:
     """The key of one record: in the place of the run's :func:`settings_key` and the inputs'
     paths, the version of their sizes and modification times
     (:func:`vlcli.outputs.ledger.input_facts`): the answer to a changed file supersedes the
     record of the file as it was."""
-    facts = [input_facts(p) for p in paths]
-    return placed_key([base, [f["path"] for f in facts]], facts)
+    return placed_key([base, [f["path"] for f in facts]], list(facts))
 
 
 def run_ask(

@@ -12,13 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlcli.outputs.ledger import Ledger
+from vlcli.outputs.ledger import Ledger, input_facts
 from vlcli.planning.plan import ImagePlan, VideoPlan
 from vlcli.planning.windows import Window
 from vlcli.run.prompt import AskResult
 from vlcli.run.view import AskView
 
-KeyOf = Callable[[Sequence[str]], str]  # the key of the record of these inputs, in this run
+# The key of the record of these inputs (their facts: path, size, time), in this run.
+KeyOf = Callable[[Sequence[dict[str, Any]]], str]
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,17 @@ class Task:
     parts: list[WindowPart] = field(default_factory=list)
     closed: bool = False  # recorded (a window failed: the later ones are dropped)
     counted: bool = True  # one of the run's inputs (not a bad input split off --together)
+    facts: list[dict[str, Any]] = field(default_factory=list)  # each input's, when keyed
 
     @property
     def label(self) -> str:
         return self.paths[0] if len(self.paths) == 1 else f"{len(self.paths)} inputs together"
+
+    def file(self) -> Any:
+        """The record's ``file``: each input's size and modification time when it was keyed, so
+        that ``vlcli cut`` can tell a changed source; one dict for one input, else a list."""
+        files = [{k: f[k] for k in ("size", "mtime_ns") if k in f} for f in self.facts]
+        return files[0] if len(self.paths) == 1 and len(files) == 1 else files
 
 
 @dataclass(frozen=True)
@@ -71,11 +79,17 @@ class Abandoned(Exception):
     prompt still being prepared when the run stopped."""
 
 
+def task_for(paths: list[str], stem: str, key_of: KeyOf, counted: bool = True) -> Task:
+    """A task keyed by its inputs' facts, taken once: its key and its record's ``file`` agree."""
+    facts = [input_facts(p) for p in paths]
+    return Task(paths, stem, key_of(facts), counted=counted, facts=facts)
+
+
 def tasks_of(paths: list[str], stems: list[str], together: bool, key_of: KeyOf) -> list[Task]:
     """One task per input, or one for all of them with ``--together`` (named by the first)."""
     if together:
-        return [Task(list(paths), stems[0], key_of(paths))]
-    return [Task([p], stem, key_of([p])) for p, stem in zip(paths, stems, strict=True)]
+        return [task_for(list(paths), stems[0], key_of)]
+    return [task_for([p], stem, key_of) for p, stem in zip(paths, stems, strict=True)]
 
 
 def skip_recorded(

@@ -16,7 +16,7 @@ from vlcli.models.families import ModelSpec
 from vlcli.outputs.ledger import Ledger
 from vlcli.planning.plan import SamplingOptions, VideoPlan
 from vlcli.planning.windows import plan_windows
-from vlcli.run.inputs import Job, KeyOf, Task
+from vlcli.run.inputs import Job, KeyOf, Task, task_for
 from vlcli.run.pipeline import Ready
 from vlcli.run.windowed import window_jobs
 
@@ -73,10 +73,9 @@ class Planned:
         plans, good = [], []
         for item in plan_inputs(task.paths, self.options, self.spec):
             if item.error is not None or item.plan is None:
-                key = self.key_of([item.path])
-                alone = Task([item.path], task.stem, key, counted=False)
+                alone = task_for([item.path], task.stem, self.key_of, counted=False)
                 error = item.error or InputError("unreadable", item.path)
-                yield Ready(Job(alone, [], key), error=error)
+                yield Ready(Job(alone, [], alone.key), error=error)
                 continue
             plans.append(item.plan)
             good.append(item.path)

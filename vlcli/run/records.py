@@ -43,6 +43,7 @@ class Records:
         """Record an answered task, or its failure when its files could not be written; show
         it. Called inside :meth:`~vlcli.run.pipeline.Interrupts.held`, with its files."""
         record = result.to_dict()
+        record["file"] = task.file()
         if error is not None:
             error.path = error.path or (task.paths[0] if len(task.paths) == 1 else None)
             record["status"] = "failed"
@@ -62,6 +63,7 @@ class Records:
             "key": task.key,
             "status": "failed",
             "path": task.paths[0] if len(task.paths) == 1 else task.paths,
+            "file": task.file(),
             "error": error.message,
         }
         with self.interrupts.held():

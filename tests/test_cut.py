@@ -1,0 +1,408 @@
+# ruff: noqa: F811  (the spy and two_clips fixtures are imported from test_cli_ask.py)
+"""`vlcli cut`: clips cut out of the source at the spans `ask --json` records state (issue 19).
+
+The sources carry a burned-in frame counter (helpers_clock): a clip's frames are decoded back
+and read, so "the clip starts at 5.05 s" is checked as "its first frame is the source's frame
+50". FFmpeg is the system one, as in every media test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from helpers_clock import make_clock_clip, read_clock
+from helpers_media import ffmpeg, make_clip, set_rotation
+from test_cli_ask import NEW, Spy, invoke, records, spy, two_clips  # noqa: F401  (fixtures)
+from typer.testing import CliRunner
+
+from vlcli.cli.app import app
+
+pytest_plugins = ("conftest_models",)
+ROOT = Path(__file__).resolve().parents[1]
+FPS = 10
+
+
+@pytest.fixture(scope="session")
+def clock_av(media_dir: Path) -> str:
+    """20 s at 10 fps with its frame number burned in, a keyframe every 2.5 s, and a tone."""
+    plain = make_clock_clip(media_dir / "cut_clock_plain.mp4", seconds=20, fps=FPS)
+    out = media_dir / "cut_clock.mp4"
+    ffmpeg(
+        "-i", plain, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "20",
+        "-c:v", "libx264", "-qp", "4", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+        "-c:a", "aac", str(out),
+    )  # fmt: skip
+    return str(out)
+
+
+def record(path: str | Path, *spans: tuple[float, float], **extra: Any) -> dict[str, Any]:
+    """An ``ask --json`` record of ``path`` stating ``spans`` (source seconds), as ask writes it."""
+    st = os.stat(path)
+    times = [
+        {"start_s": a, "end_s": b, "text": f"span {n}", "mapped": True, "outside": False}
+        for n, (a, b) in enumerate(spans)
+    ]
+    rec = {"status": "ok", "path": str(path), "times": times}
+    rec["file"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    rec.update(extra)
+    return rec
+
+
+def cut(tmp_path: Path, records: list[dict[str, Any]], *args: Any) -> Any:
+    """``vlcli cut - ARGS`` in-process with ``records`` on standard input."""
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    return CliRunner().invoke(app, ["cut", "-", *map(str, args)], input=text)
+
+
+def clips(r: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def frame_numbers(path: str) -> list[int]:
+    with av.open(path) as container:
+        return [read_clock(f.to_image()) for f in container.decode(video=0)]
+
+
+def durations(path: str, fps: int = FPS) -> tuple[float, float, float]:
+    """The clip's video and audio durations (decoded) and one audio frame's length, seconds."""
+    with av.open(path) as container:
+        video = container.streams.video[0]
+        frames = list(container.decode(video=0))
+        last = frames[-1]
+        first_pts = frames[0].pts
+        v = float((last.pts - first_pts) * video.time_base) + 1 / fps
+    with av.open(path) as container:
+        samples = [f.samples for f in container.decode(audio=0)]
+        rate = container.streams.audio[0].rate
+    return v, sum(samples) / rate, max(samples) / rate
+
+
+def test_ask_records_carry_their_file_and_cut_reads_them_from_a_pipe(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path
+) -> None:
+    """`vlcli ask clips/ ... --json | vlcli cut - --out goals/`: each record carries its
+    source's size and modification time; each clip keeps its source's name."""
+    spy.fixed = "A dot moves from 0.5 to 1.0 seconds."
+    r = invoke("ask", two_clips, "What moves?", "--model", tiny_qwen25_path, *NEW, "--json")
+    assert r.exit_code == 0, r.stderr
+    answers = records(r.stdout)
+    for rec in answers:
+        st = os.stat(rec["path"])
+        assert rec["file"] == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    made = clips(cut(tmp_path, answers, "--out", tmp_path / "goals", "--json"))
+    assert [Path(c["clip"]).parent for c in made] == [tmp_path / "goals"] * 2
+    assert [Path(c["clip"]).name.split("_")[0] for c in made] == ["a", "b"]
+    assert [c["span"] for c in made] == [
+        [t["start_s"], t["end_s"]] for a in answers for t in a["times"]
+    ]
+
+
+def test_an_exact_clip_starts_and_ends_at_the_frames_of_its_span(
+    clock_av: str, tmp_path: Path
+) -> None:
+    """5.05-7.0 s: the frame shown at 5.05 s is frame 50, the one at 7.0 s frame 70; the audio
+    lasts as long as the video, within one audio frame."""
+    r = cut(tmp_path, [record(clock_av, (5.05, 7.0))], "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    (made,) = clips(r)
+    assert made["clip"] == str(tmp_path / "out" / "cut_clock_00-00-05.050_00-00-07.000.mp4")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(made["clip"]).st_mode & 0o777 == 0o666 & ~umask  # as any file made here
+    assert (made["cut"], made["start_s"], made["end_s"]) == ("exact", 5.0, 7.1)
+    assert frame_numbers(made["clip"]) == list(range(50, 71))
+    video, audio, one = durations(made["clip"])
+    assert abs(video - 2.1) < 1e-6 and abs(audio - video) <= one
+    with av.open(made["clip"]) as container:
+        assert (
+            container.streams.video[0].codec_context.name,
+            container.streams.audio[0].codec_context.name,
+        ) == ("h264", "aac")
+
+
+def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Path) -> None:
+    """6.0 s lies between the keyframes at 5.0 and 7.5 s: the copy starts at frame 50."""
+    r = cut(tmp_path, [record(clock_av, (6.0, 7.0))], "--out", tmp_path, "--copy", "--json")
+    assert r.exit_code == 0, r.stderr
+    (made,) = clips(r)
+    assert made["clip"].endswith("cut_clock_00-00-06.000_00-00-07.000.copy.mp4")
+    assert (made["cut"], made["start_s"], made["end_s"]) == ("copied", 5.0, 7.1)
+    numbers = frame_numbers(made["clip"])
+    assert numbers[0] == round(made["start_s"] * FPS) == 50 and 70 in numbers
+
+
+def test_times_on_frame_starts_at_30000_1001_fps_cut_from_that_frame(
+    media_dir: Path, tmp_path: Path
+) -> None:
+    """5.005 s is where frame 150 starts (150 x 1001 / 30000), as the record writes it; the
+    binary float 5.005 lies a hair before it (frame 149 before the fix)."""
+    ntsc = make_clock_clip(media_dir / "cut_ntsc.mp4", seconds=8, fps="30000/1001")  # type: ignore[arg-type]
+    spans = [(1.0, 2.0), (3.3, 4.4), (5.005, 6.006)]
+    r = cut(tmp_path, [record(ntsc, *spans)], "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    firsts_lasts = [(n[0], n[-1]) for n in map(frame_numbers, (c["clip"] for c in clips(r)))]
+    assert firsts_lasts == [(29, 59), (98, 131), (150, 180)]
+
+
+def test_ffmpeg_s_progress_is_followed_to_the_clip_s_end(clock_av: str, tmp_path: Path) -> None:
+    """The seconds written so far, as FFmpeg's -progress says them, up to the clip's length."""
+    from fractions import Fraction
+
+    from vlcli.outputs.clip_file import Cut, find_ffmpeg, write_clip
+
+    seen: list[float] = []
+    cut_ = Cut(clock_av, Fraction(2), Fraction(10), audio=True, copy=False)
+    target = str(tmp_path / "c.mp4")
+    assert write_clip(find_ffmpeg(), cut_, target, force=False, progress=seen.append)
+    assert seen and seen == sorted(seen) and abs(seen[-1] - 10) < 0.05
+    assert os.listdir(tmp_path) == ["c.mp4"]
+
+
+def test_instants_get_a_second_each_side_and_pad_widens_clipped_to_the_video(
+    clock_av: str, tmp_path: Path
+) -> None:
+    r = cut(tmp_path, [record(clock_av, (12.0, 12.0))], "--out", tmp_path, "--json")
+    assert [(c["start_s"], c["end_s"]) for c in clips(r)] == [(11.0, 13.1)]
+    r = cut(
+        tmp_path,
+        [record(clock_av, (0.5, 1.0), (19.0, 19.5))],
+        "--out",
+        tmp_path,
+        "--pad",
+        2,
+        "--json",
+    )
+    assert [(c["start_s"], c["end_s"]) for c in clips(r)] == [(0.0, 3.1), (17.0, 20.0)]
+    assert frame_numbers(clips(r)[1]["clip"])[-1] == 199
+
+
+@pytest.mark.parametrize("how", [(), ("--copy",)], ids=["exact", "copy"])
+def test_a_rotated_phone_clip_stays_rotated(tmp_path: Path, how: tuple[str, ...]) -> None:
+    """Coded 320x180 shown turned by 90 degrees: the clip shows 180x320 too (exact: the frames
+    are turned; copied: the display matrix goes along)."""
+    plain = make_clip(tmp_path / "plain.mp4", size=(320, 180), fps=10, seconds=3)
+    phone = set_rotation(plain, tmp_path / "phone.mp4", 90)
+    r = cut(tmp_path, [record(phone, (1.0, 2.0))], "--out", tmp_path / "out", "--json", *how)
+    assert r.exit_code == 0, r.stderr
+    with av.open(clips(r)[0]["clip"]) as container:
+        frame = next(container.decode(video=0))
+        shown = (frame.width, frame.height)
+        if frame.rotation in (90, -90, 270, -270):
+            shown = shown[::-1]
+    assert shown == (180, 320)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs mounted under tmp_path (root only), unmounted after the test."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk is a small tmpfs mount, which needs root")
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip("this machine does not let a tmpfs be mounted (a container without the right)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file(
+    clock_av: str, tmp_path: Path, full_disk: Path
+) -> None:
+    """The 20 s clip does not fit in what is left (FFmpeg 5.1 may exit 0 then, with an "Error
+    writing trailer" line: that fails the clip too): one line, no file; the clips that fit are
+    cut."""
+    spans = [(1.0, 1.5), (0.0, 20.0), (2.0, 3.0)]
+    r = cut(tmp_path, [record(clock_av, s) for s in spans], "--out", full_disk, "--json")
+    assert r.exit_code == 3
+    kept = ["cut_clock_00-00-01.000_00-00-01.500.mp4", "cut_clock_00-00-02.000_00-00-03.000.mp4"]
+    assert [Path(c["clip"]).name for c in clips(r)] == kept
+    (failed,) = [x for x in r.stderr.splitlines() if "ffmpeg failed" in x]
+    clip = full_disk / "cut_clock_00-00-00.000_00-00-20.000.mp4"
+    assert failed.startswith(f"vlcli: {clip}: ffmpeg failed: ")
+    assert failed.endswith("No space left on device")
+    assert sorted(os.listdir(full_disk)) == kept
+
+
+def test_records_that_cannot_be_cut_are_said_and_the_others_go_on(
+    clock_av: str, tmp_path: Path
+) -> None:
+    """A failed record and one without times are skipped and counted; a missing and a changed
+    source are refused with a line each (status 3); the good record is cut."""
+    changed = tmp_path / "changed.mp4"
+    shutil.copy(clock_av, changed)
+    stale = record(changed, (1.0, 2.0))
+    with open(changed, "ab") as fh:
+        fh.write(b"\0")
+    records = [
+        {"status": "failed", "path": clock_av, "error": "boom"},
+        record(clock_av),
+        record(clock_av, (1.0, 2.0)) | {"path": str(tmp_path / "gone.mp4")},
+        stale,
+        record(clock_av, (3.0, 4.0)),
+        {k: v for k, v in record(clock_av, (5.0, 6.0)).items() if k != "file"},
+    ]
+    r = cut(tmp_path, records, "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 3
+    assert [Path(c["clip"]).name for c in clips(r)] == [
+        "cut_clock_00-00-03.000_00-00-04.000.mp4",
+        "cut_clock_00-00-05.000_00-00-06.000.mp4",
+    ]
+    assert (
+        f"vlcli: warning: {clock_av}: its record (of an older vlcli) has no file size and time: "
+        "not checked to be the file it was made from"
+    ) in r.stderr
+    err = r.stderr
+    assert f"{clock_av}: skipped: the record failed" in err
+    assert f"{clock_av}: skipped: the answer states no times" in err
+    assert f"{tmp_path / 'gone.mp4'}: cannot cut: No such file or directory" in err
+    assert f"{changed}: changed since it was answered" in err
+    assert "2 clips written, 0 kept, 2 skipped, 2 records refused" in err
+    made = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert made == [Path(c["clip"]).name for c in clips(r)]
+
+
+def test_a_second_run_keeps_the_clips_and_force_cuts_them_again(
+    clock_av: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "clips" / "a" / "match.mp4"
+    src.parent.mkdir(parents=True)
+    shutil.copy(clock_av, src)
+    other = tmp_path / "clips" / "b.mp4"
+    shutil.copy(clock_av, other)
+    records = [record(src, (1.0, 2.0)), record(other, (1.0, 2.0))]
+    out = tmp_path / "goals"
+    first = clips(cut(tmp_path, records, "--out", out, "--json"))
+    assert [c["clip"] for c in first] == [
+        str(out / "a" / "match_00-00-01.000_00-00-02.000.mp4"),
+        str(out / "b_00-00-01.000_00-00-02.000.mp4"),
+    ]
+    inode = os.stat(first[0]["clip"]).st_ino
+    again = cut(tmp_path, records, "--out", out, "--json")
+    assert [c["kept"] for c in clips(again)] == [True, True]
+    assert os.stat(first[0]["clip"]).st_ino == inode
+    forced = cut(tmp_path, records, "--out", out, "--json", "--force")
+    assert [c["kept"] for c in clips(forced)] == [False, False]
+    assert os.stat(first[0]["clip"]).st_ino != inode
+    assert sorted(os.listdir(out)) == ["a", "b_00-00-01.000_00-00-02.000.mp4"]
+
+
+def test_root_names_the_folders_kept_and_a_line_that_is_no_record_is_said(
+    clock_av: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "clips" / "a" / "match.mp4"
+    src.parent.mkdir(parents=True)
+    shutil.copy(clock_av, src)
+    text = "not json\n" + json.dumps(record(src, (1.0, 2.0))) + "\n"
+    out, root = tmp_path / "goals", tmp_path / "clips"
+    r = CliRunner().invoke(
+        app, ["cut", "-", "--out", str(out), "--root", str(root), "--json"], input=text
+    )
+    assert r.exit_code == 3
+    assert (
+        r.stderr.splitlines()[0]
+        == "vlcli: standard input: line 1 is not a JSON record of vlcli ask"
+    )
+    assert [c["clip"] for c in clips(r)] == [str(out / "a" / "match_00-00-01.000_00-00-02.000.mp4")]
+
+
+def test_a_reel_joins_the_clips_with_a_chapter_each(clock_av: str, tmp_path: Path) -> None:
+    """Two spans of the clock (with sound) and one of a silent 320x180 clip: one 1280x720 video,
+    three chapters titled by the spans' texts, each starting where its clip's frames start,
+    the sound as long as the picture."""
+    silent = make_clip(tmp_path / "silent.mp4", size=(320, 180), fps=10, seconds=3)
+    records = [record(clock_av, (5.05, 7.0), (3.0, 4.0)), record(silent, (1.0, 2.0))]
+    records[0]["times"][0]["text"] = "goal = one; #1"
+    reel = tmp_path / "reel.mp4"
+    r = cut(tmp_path, records, "--out", tmp_path / "out", "--reel", reel)
+    assert r.exit_code == 0, r.stderr
+    assert f"wrote the reel {reel} (3 chapters)" in r.stderr
+    with av.open(str(reel)) as container:
+        chapters = [(c["start"], c["end"], c["metadata"]["title"]) for c in container.chapters()]
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+        frames = [(float(f.time), f.to_image()) for f in container.decode(video=0)]
+    assert chapters == [
+        (0, 2100, "goal = one; #1"), (2100, 3200, "span 1"), (3200, 4300, "span 0")
+    ]  # fmt: skip
+
+    def clock_at(seconds: float) -> int:  # the clock, 192x48, was scaled to 1280x320
+        image = next(im for t, im in frames if t >= seconds - 1e-6)
+        return read_clock(image.crop((0, 200, 1280, 520)).resize((192, 48)))
+
+    assert (clock_at(0.0), clock_at(2.1), clock_at(3.1)) == (50, 30, 40)
+    video, audio, one = durations(str(reel), fps=30)
+    assert abs(video - 4.3) < 0.05 and abs(audio - video) <= one
+
+
+def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:
+    src = tmp_path / "m.mp4"
+    shutil.copy(clock_av, src)
+    victim = tmp_path / "m_00-00-01.000_00-00-02.000.mp4"
+    shutil.copy(clock_av, victim)
+    records = [record(src, (1.0, 2.0)), record(victim, (3.0, 4.0))]
+    r = cut(tmp_path, records, "--out", tmp_path, "--force")
+    assert r.exit_code == 3 and "would replace an input" in r.stderr
+    assert victim.read_bytes() == Path(clock_av).read_bytes()
+    r = cut(tmp_path, records[:1], "--out", tmp_path / "out", "--reel", src, "--force")
+    assert r.exit_code == 2 and f"--reel {src} is one of the records' sources" in r.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything is cut
+
+
+def test_a_missing_ffmpeg_is_one_line(
+    clock_av: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    r = cut(tmp_path, [record(clock_av, (1.0, 2.0))], "--out", tmp_path / "out")
+    assert r.exit_code == 6
+    assert r.stderr.splitlines() == [
+        "vlcli: ffmpeg not found on PATH: vlcli cut needs FFmpeg's command-line tool (make "
+        "setup installs it; or apt-get install ffmpeg)"
+    ]
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["vlcli", "terminal"])
+def test_sigint_mid_cut_leaves_no_partial_clip_and_exits_130(
+    media_dir: Path, tmp_path: Path, to_group: bool
+) -> None:
+    """A real SIGINT while FFmpeg encodes a long clip: to vlcli alone, or to its process group
+    as Ctrl-C on a terminal sends it (FFmpeg gets it too, and would finish its file)."""
+    codec = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+    long = make_clip(media_dir / "cut_long.mp4", size=(640, 360), fps=25, seconds=60, codec=codec)
+    out = tmp_path / "out"
+    records = tmp_path / "answers.jsonl"
+    records.write_text(
+        json.dumps(record(long, (0.0, 60.0))) + "\n" + json.dumps(record(long, (1.0, 2.0))) + "\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlcli", "cut", str(records), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        start_new_session=True,  # its own process group, which the test may signal whole
+    )
+    deadline = time.monotonic() + 60
+    while not (out.exists() and os.listdir(out)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists() and os.listdir(out), "the cut never started"
+    time.sleep(0.5)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.decode().strip().splitlines()[-1] == "vlcli: interrupted"
+    assert os.listdir(out) == []
