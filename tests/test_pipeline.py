@@ -323,7 +323,7 @@ def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_pat
     from helpers_media import make_clip
 
     from vlcli.models.families import QWEN2_5_VL, ModelSpec
-    from vlcli.outputs.ledger import placed_key
+    from vlcli.outputs.ledger import input_facts, placed_key
     from vlcli.planning.plan import SamplingOptions
     from vlcli.run.ask import Outputs, RunOptions, input_key, run_ask, settings_key
     from vlcli.run.prompt import AskSettings, Generation

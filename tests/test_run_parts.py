@@ -5,6 +5,7 @@ backend (run.answering). The whole run is tested through the CLI (test_cli_batch
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,10 @@ def _windows() -> list[Any]:
 def test_each_input_is_a_task_or_all_are_one_together() -> None:
     keys: list[list[str]] = []
 
-    def key_of(paths: Any) -> str:
-        keys.append(list(paths))
-        return "+".join(paths)
+    def key_of(facts: Any) -> str:  # keyed by each input's facts: here its name
+        names = [os.path.basename(f["path"]) for f in facts]
+        keys.append(names)
+        return "+".join(names)
 
     tasks = tasks_of(["a.mp4", "b.png"], ["a", "b"], False, key_of)
     assert [(t.paths, t.stem, t.key) for t in tasks] == [
