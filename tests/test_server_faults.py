@@ -318,3 +318,24 @@ def test_no_patience_is_no_retry(server: Any) -> None:
     assert isinstance(client.away(), type(None))
     scripted.down = True
     assert isinstance(client.away(), ServerBusy)
+
+
+def test_the_patience_counts_from_the_first_failure() -> None:
+    """An answer that streamed for longer than the patience and then broke off is asked again:
+    the patience is for waiting on the server, not for the answer."""
+    now = [0.0]
+    tries: list[float] = []
+
+    def send() -> str:
+        tries.append(now[0])
+        now[0] += 100 if len(tries) == 1 else 1  # the first try streams for 100 s
+        if len(tries) < 3:
+            raise ServerBusy("cut", "the answer broke off", gone=False)
+        return "whole"
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    waits = Patience(60, sleep=sleep, clock=lambda: now[0], first_wait_s=1)
+    assert waits.call(send, lambda: None) == "whole"
+    assert len(tries) == 3 and tries[1] - tries[0] > 100

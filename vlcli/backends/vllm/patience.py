@@ -64,13 +64,14 @@ class Patience:
     ) -> T:
         """``send()``, sent again while it fails with "not now" and patience lasts. ``away()``
         says why the server is still away (None: back); ``again()`` runs before each resend."""
-        started = self.clock()
+        started: float | None = None  # the first failure (an answer may stream for minutes)
         attempt = 0
         while True:
             try:
                 return send()
             except ServerBusy as exc:
                 failure: ServerBusy | None = exc
+            started = self.clock() if started is None else started
             while failure is not None:
                 self._wait(failure, attempt, started)
                 attempt += 1
