@@ -339,3 +339,93 @@ def test_the_patience_counts_from_the_first_failure() -> None:
     waits = Patience(60, sleep=sleep, clock=lambda: now[0], first_wait_s=1)
     assert waits.call(send, lambda: None) == "whole"
     assert len(tries) == 3 and tries[1] - tries[0] > 100
+
+
+# ---------------------------------------------------------------- --engine vllm: restarted once
+
+STAND_IN_VLLM = """
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+args = sys.argv[1:]
+port, model = int(args[args.index("--port") + 1]), args[args.index("--model") + 1]
+deaths = os.environ["STAND_IN_DEATHS"]  # a file: how many times a server may still die
+starts = os.environ["STAND_IN_STARTS"]
+with open(starts, "a") as f:
+    f.write(" ".join(args) + "\\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health":
+            return self._send(b"")
+        entry = {"id": model, "root": model, "max_model_len": 32768}
+        self._send(json.dumps({"data": [entry]}).encode())
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        chunk = {"choices": [{"delta": {"content": "an answer"}, "finish_reason": "stop"}]}
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\\n\\ndata: [DONE]\\n\\n")
+        self.wfile.flush()
+        left = int(open(deaths).read())
+        if left > 0:  # dies once this answer is out, as a server killed for its memory
+            open(deaths, "w").write(str(left - 1))
+            print("RuntimeError: the stand-in ran out of memory", flush=True)
+            os._exit(9)
+
+    def _send(self, data):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def stand_in_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path, Path]:
+    """A "vLLM Python" whose server answers every chat and dies after the first ones (as many
+    times as the deaths file says); each start is written to the starts file."""
+    import sys
+
+    script = tmp_path / "stand_in_vllm.py"
+    script.write_text(STAND_IN_VLLM)
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nshift 2\nexec {sys.executable} {script} "$@"\n')
+    python.chmod(0o755)
+    deaths, starts = tmp_path / "deaths", tmp_path / "starts"
+    monkeypatch.setenv("STAND_IN_DEATHS", str(deaths))
+    monkeypatch.setenv("STAND_IN_STARTS", str(starts))
+    return str(python), deaths, starts
+
+
+def test_engine_vllm_restarts_its_dead_server_once(
+    stand_in_vllm: Any, images: list[str], quick_waits: None, tiny_qwen25_path: Path, tmp_path: Path
+) -> None:
+    python, deaths, starts = stand_in_vllm
+    base = ["--engine", "vllm", "--vllm-python", python, "--model", tiny_qwen25_path]
+    deaths.write_text("1")
+    r = invoke("ask", *images[:3], "What is it?", *base, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [rec["answer"] for rec in _records(r.stdout)] == ["an answer"] * 3
+    assert len(starts.read_text().splitlines()) == 2
+    assert (
+        "the local vLLM server died (status 9): RuntimeError: the stand-in ran out of memory;"
+        in r.stderr
+    )
+    assert "starting it again with the same flags" in r.stderr
+
+    deaths.write_text("2")  # it dies again after the first answer of its second life
+    out = tmp_path / "out.jsonl"
+    r = invoke("ask", *images[:3], "What is it?", *base, "--json", "-o", out)
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "died (status 9)" in last and "for the second time" in last
+    assert "2 of 3 inputs done" in last and "--resume" in last

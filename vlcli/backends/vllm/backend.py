@@ -17,7 +17,8 @@ lifetime: a running one (``--server``) is reached at once, a local one (``--engi
   each video's time axis is vLLM's. Different (the server resized or cut the frames, or used
   another template): the axes are ``None`` and a note says so, so that the answer's times are
   left as the model stated them rather than mapped through a guess. A server that is away
-  (restarting, overloaded) is waited for up to ``patience_s`` (:mod:`vlcli.backends.vllm.patience`).
+  (restarting, overloaded) is waited for up to ``patience_s`` (:mod:`vlcli.backends.vllm.patience`);
+  a local one found dead meanwhile is started again, once (:meth:`ServerBackend.away`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
-from vlcli.backends.vllm.client import FRAME_FORMATS, ServerClient
+from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient
 from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S, Patience
 from vlcli.backends.vllm.process import EngineError
 from vlcli.backends.vllm.request import PreparedRequest, prepare_request
 from vlcli.backends.vllm.streaming import answer_of, stream_chat
 from vlcli.backends.vllm.tokens import count_tokens, served_axes
-from vlcli.errors import MemoryBudgetError, ModelError, UsageError
+from vlcli.errors import MemoryBudgetError, ModelError, ServerGone, UsageError
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
 from vlcli.planning.plan import SamplingOptions
 
@@ -109,6 +110,8 @@ class ServerBackend:
         self.max_model_len: Any = None
         self._client: ServerClient | None = None
         self._connected = threading.Event()  # set once the server answers (or failed to start)
+        self._restarting = threading.Lock()  # one request restarts a dead local server
+        self.restarted = False
 
     def _connect(self, url: str, model: str | None) -> None:
         """Ask the server at ``url`` what it serves; plan for ``model`` (default: the first)."""
@@ -216,7 +219,7 @@ class ServerBackend:
         as many tokens as vlcli's."""
         # the name the server gives the model (a local server is asked once it has started)
         body = {**prepared.body, "model": self.served}
-        streamed = stream_chat(self.client, body, on_text, self.patience)
+        streamed = stream_chat(self.client, body, on_text, self.patience, self.away)
         axes, notes = served_axes(
             prepared.prompt,
             self.family,
@@ -232,6 +235,27 @@ class ServerBackend:
             self.owned.stop()
 
     # ------------------------------------------------------------ the rest
+
+    def away(self) -> ServerBusy | None:
+        """Why the server is away (None: it is back). A local server (``--engine vllm``) found
+        dead is started again once, after saying why it died; a second death stops the run."""
+        if self.owned is None or self.owned.died() is None:
+            return self.client.away()
+        with self._restarting:
+            status = self.owned.died()
+            if status is None:  # another request has started it again meanwhile
+                return None
+            why = f"the local vLLM server died (status {status}): {self.owned.last_line()}"
+            if self.restarted:
+                raise ServerGone(f"{why}, for the second time")
+            self.restarted = True
+            self.warn(f"{why}; starting it again with the same flags")
+            self.owned.stop()  # what is left of its process group
+            try:
+                self.owned.start()
+            except EngineError as exc:
+                raise ServerGone(f"{why}; starting it again failed: {exc.message}") from None
+        return None
 
     def count_tokens(self, prompt: Prompt) -> tuple[int, str]:
         """The prompt's length as vlcli builds it, and what counted it

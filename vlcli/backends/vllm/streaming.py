@@ -12,11 +12,12 @@ server's ``usage`` says how many tokens its prompt had (what the answer reports,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from vlcli.backends import Answer, TextSink, timings
-from vlcli.backends.vllm.client import Completion, ServerClient
+from vlcli.backends.vllm.client import Completion, ServerBusy, ServerClient
 from vlcli.backends.vllm.patience import Patience
 from vlcli.backends.vllm.request import PreparedRequest
 from vlcli.times.axis import TimeAxis
@@ -32,10 +33,14 @@ class Streamed:
 
 
 def stream_chat(
-    client: ServerClient, body: dict[str, Any], on_text: TextSink | None, patience: Patience
+    client: ServerClient,
+    body: dict[str, Any],
+    on_text: TextSink | None,
+    patience: Patience,
+    away: Callable[[], ServerBusy | None],
 ) -> Streamed:
-    """Send ``body`` and stream the answer's pieces to ``on_text`` as they arrive; the times
-    are those of the try that answered."""
+    """Send ``body`` and stream the answer's pieces to ``on_text`` as they arrive, sending it
+    again while the server is ``away()``; the times are those of the try that answered."""
     first: list[float] = []
     started = [time.perf_counter()]
 
@@ -51,7 +56,7 @@ def stream_chat(
         first.clear()
         started[0] = time.perf_counter()
 
-    completion = patience.call(lambda: client.chat(body, sink), client.away, again)
+    completion = patience.call(lambda: client.chat(body, sink), away, again)
     generate_s = time.perf_counter() - started[0]
     prefill_s = (first[0] - started[0]) if first else generate_s
     return Streamed(completion, prefill_s, generate_s)
