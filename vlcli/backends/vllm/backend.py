@@ -245,7 +245,8 @@ class ServerBackend:
             status = self.owned.died()
             if status is None:  # another request has started it again meanwhile
                 return None
-            why = f"the local vLLM server died (status {status}): {self.owned.last_line()}"
+            how = f"killed by signal {-status}" if status < 0 else f"status {status}"
+            why = f"the local vLLM server died ({how}): {self.owned.last_line()}"
             if self.restarted:
                 raise ServerGone(f"{why}, for the second time")
             self.restarted = True
