@@ -32,6 +32,7 @@ from vlcli.backends.vllm.client import (
     TIMEOUT_S,
     TRUST_FLAG,
     VIDEO_MIME,
+    ServerBusy,
     ServerClient,
     ServerError,
     api_key_from_env,
@@ -48,7 +49,7 @@ from vlcli.backends.vllm.client import (
     video_url,
     vllm_temporal_positions,
 )
-from vlcli.errors import ExitStatus, VlcliError
+from vlcli.errors import ExitStatus, RequestFailed, VlcliError
 from vlcli.models.families import QWEN2_5_VL, QWEN3_VL
 from vlcli.planning.plan import (
     SamplingOptions,
@@ -191,7 +192,7 @@ def test_a_completion_is_parsed_with_its_token_counts() -> None:
     got = parse_completion(body)
     assert (got.text, got.prompt_tokens, got.completion_tokens) == ("At 3 seconds.", 604, 5)
     assert got.finish_reason == "stop" and got.model == "m"
-    with pytest.raises(ServerError, match="not a chat completion"):
+    with pytest.raises(RequestFailed, match="not a chat completion"):  # that input's failure
         parse_completion({"object": "error"})
 
 
@@ -230,11 +231,19 @@ def test_a_stream_is_read_piece_by_piece_with_the_usage_of_its_last_chunk() -> N
     )
 
 
-def test_an_error_or_garbage_in_a_stream_is_a_server_error() -> None:
-    with pytest.raises(ServerError, match="mid-answer: engine died"):
+def test_an_error_or_garbage_in_a_stream_fails_the_request_or_is_retried() -> None:
+    """An error event fails that input, unless its code says "not now"; garbage fails it; a
+    stream that ends before ``[DONE]`` was cut short, and is asked for again."""
+    with pytest.raises(RequestFailed, match="mid-answer: engine died"):
         list(iter_events(_sse(_chunk("a"), {"error": {"message": "engine died"}})))
-    with pytest.raises(ServerError, match="malformed"):
+    busy = {"error": {"message": "engine restarting", "code": 503}}
+    with pytest.raises(ServerBusy, match="mid-answer: engine restarting") as caught:
+        list(iter_events(_sse(_chunk("a"), busy, "[DONE]")))
+    assert caught.value.reason == "503 engine restarting" and caught.value.gone
+    with pytest.raises(RequestFailed, match="malformed"):
         list(iter_events(_sse("{not json")))
+    with pytest.raises(ServerBusy, match="broke off before its end"):
+        list(iter_events(_sse(_chunk("a"))))
 
 
 def test_error_lines_name_the_flag_the_key_and_the_model() -> None:
@@ -362,12 +371,12 @@ def test_the_default_model_needs_exactly_one_served_model(fake_server: Any) -> N
         ServerClient(url).default_model()
 
 
-def test_a_stream_that_fails_midway_is_a_server_error(fake_server: Any) -> None:
+def test_a_stream_that_fails_midway_fails_its_request(fake_server: Any) -> None:
     url, routes, _ = fake_server
     stream = b"".join(_sse(_chunk("At "), {"error": {"message": "engine died"}}))
     routes["/v1/chat/completions"] = _reply(200, stream, "text/event-stream")
     pieces: list[str] = []
-    with pytest.raises(ServerError, match="engine died"):
+    with pytest.raises(RequestFailed, match="engine died"):
         ServerClient(url).chat(chat_request("m", [], "Hi", stream=True), pieces.append)
     assert pieces == ["At "]
 

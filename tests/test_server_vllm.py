@@ -547,6 +547,40 @@ class TestEngineVllm:
         assert _processes_mentioning(str(engine_folder)) == []
         assert not any(_alive(p) for p in group)
 
+    def test_a_killed_engine_vllm_server_is_started_again_and_the_run_ends_whole(
+        self, vllm_py: str, engine_folder: Path, tmp_path: Path
+    ) -> None:
+        """Issue 20: the server killed (SIGKILL, its whole group) once the first record is out;
+        vlcli says why it died, starts it again with the same flags, and every input gets its
+        record, in order; no process is left."""
+        clips = [
+            make_clip(tmp_path / f"k{i}.mp4", size=(160, 96), fps=10, seconds=2) for i in range(3)
+        ]
+        command = _engine_command(clips[0], engine_folder)
+        command[5:5] = clips[1:]  # every clip before the question
+        env = dict(os.environ, VLCLI_VLLM_PYTHON=vllm_py)
+        vlcli = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        try:
+            assert vlcli.stdout is not None
+            first = vlcli.stdout.readline()  # the first record: the server has answered
+            assert first, vlcli.stderr.read() if vlcli.stderr else ""
+            servers = [p for p in _processes_mentioning(str(engine_folder)) if p != vlcli.pid]
+            os.killpg(os.getpgid(servers[0]), signal.SIGKILL)
+            rest, stderr = vlcli.communicate(timeout=600)
+        finally:
+            if vlcli.poll() is None:
+                vlcli.kill()
+                vlcli.wait()
+        assert vlcli.returncode == 0, stderr[-3000:]
+        records = [json.loads(line) for line in (first + rest).splitlines()]
+        assert [r["path"] for r in records] == clips
+        assert all(r["generated_tokens"] == 3 for r in records)
+        assert "the local vLLM server died (killed by signal 9)" in stderr
+        assert "starting it again with the same flags" in stderr
+        assert _processes_mentioning(str(engine_folder)) == []
+
 
 def _processes_in_group(pid: int) -> list[int]:
     try:

@@ -65,6 +65,23 @@ class DeviceOutOfMemory(MemoryBudgetError):
     """The device ran out of memory while a backend answered (``vlcli.run.prompt`` adds what would fit)."""
 
 
+class RequestFailed(VlcliError):
+    """The engine refused or botched one input's request for a reason of that request (a
+    server's 400 for its frames, 413 for its size, a context overflow, an answer that is not
+    one): that input's record says so and the run goes on. Status 4 (5 for a prompt too long)."""
+
+    def __init__(self, message: str, status: ExitStatus = ExitStatus.MODEL):
+        super().__init__(message, status)
+
+
+class ServerGone(VlcliError):
+    """The model's server stayed unreachable or busy for longer than ``--server-patience``:
+    the run stops as an interrupt does (what is recorded stays), status 4."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ExitStatus.MODEL)
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived: stop, keep what is finished; exit status 128 + the signal.
 

@@ -36,8 +36,18 @@ from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
 from vlcli.times.axis import TimeAxis
 
 Media = tuple[tuple[str, VideoPlan | ImagePlan], ...]
-TextSink = Callable[[str], None]
 FrameProgress = Callable[[int, int], None]
+
+
+class TextSink(Protocol):
+    """Where an answer's text goes, piece by piece, as the model generates it."""
+
+    def __call__(self, piece: str) -> None: ...
+
+    def discard(self) -> None:
+        """The text so far is void: the answer starts again from nothing (a server's answer
+        that broke off midway is asked for again)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import re
 
 import typer
 
+from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S
 from vlcli.cli import views as render
 from vlcli.cli.options import (
     ApiKeyOption,
@@ -40,6 +41,7 @@ from vlcli.cli.options import (
     Resume,
     RetryFailed,
     ServerOption,
+    ServerPatience,
     Srt,
     Start,
     SystemOption,
@@ -75,6 +77,7 @@ def ask(
     vllm_python: VllmPython = None,
     vllm_args: VllmArgs = None,
     concurrency: Concurrency = 1,
+    server_patience: ServerPatience = DEFAULT_PATIENCE_S,
     frame_format: FrameFormat = "png",
     device: Device = "auto",
     dtype: Dtype = "auto",
@@ -120,7 +123,7 @@ def ask(
     outputs = Outputs(output, tuple(targets), evidence)
     engine_options = EngineOptions(
         engine, model, server, api_key, device, dtype, attn, vllm_python,
-        tuple(vllm_args or ()), concurrency, frame_format, force,
+        tuple(vllm_args or ()), concurrency, frame_format, force, server_patience,
     )  # fmt: skip
     view = render.AskOutput(json_out, quiet)
     worst = ask_with(

@@ -277,6 +277,19 @@ Concurrency = Annotated[
     ),
 ]
 
+ServerPatience = Annotated[
+    float,
+    typer.Option(
+        "--server-patience",
+        metavar="SECONDS",
+        min=0,
+        help="How long a request waits for a server that is away (restarting, overloaded, "
+        "unreachable) before the run stops, resumable with --resume; the default outlasts a "
+        "vLLM restart (40-200 s measured).",
+        rich_help_panel="Server",
+    ),
+]
+
 FrameFormat = Annotated[
     str,
     typer.Option(

@@ -464,15 +464,21 @@ class AskOutput:
         if self.json_out:
             return None
         self._header = [paths, title, several, False]
+        return _AnswerSink(self)
 
-        def sink(piece: str) -> None:
-            self._stdout_begins()
-            self._show_header()
-            stream_text(piece)
-            self._line_open = not piece.endswith("\n")
-            self._streamed = True
+    def _piece(self, piece: str) -> None:
+        self._stdout_begins()
+        self._show_header()
+        stream_text(piece)
+        self._line_open = not piece.endswith("\n")
+        self._streamed = True
 
-        return sink
+    def _discard(self) -> None:
+        """The answer broke off and comes again (the warning says so on stderr): its line is
+        ended and the whole answer headed again, on its own lines."""
+        self._end_line()
+        if self._header is not None:
+            self._header[3] = False
 
     def window_answered(self, label: str, seconds: float) -> None:
         """One window of a video is answered (its record comes with the last one)."""
@@ -513,6 +519,19 @@ class AskOutput:
 
     def warn(self, message: str) -> None:
         warning(message)
+
+
+class _AnswerSink:
+    """The sink of one streamed answer (:class:`vlcli.backends.TextSink`) on standard output."""
+
+    def __init__(self, output: AskOutput):
+        self.output = output
+
+    def __call__(self, piece: str) -> None:
+        self.output._piece(piece)
+
+    def discard(self) -> None:
+        self.output._discard()
 
 
 def answer_header(paths: list[str], title: str | None = None) -> None:

@@ -23,7 +23,7 @@ from vlcli.run.view import AskView
 from vlcli.run.windowed import window_title
 
 if TYPE_CHECKING:
-    from vlcli.backends import Answer, Backend, Prepared
+    from vlcli.backends import Answer, Backend, Prepared, TextSink
 
 
 class Answering:
@@ -77,22 +77,12 @@ class Answering:
             if self.backend.concurrency == 1
             else None
         )
-        started = [False]
-        pieces = ValidPieces()
-
-        def on_text(piece: str) -> None:
-            if not started[0]:
-                started[0] = True
-                self.view.stage(job.label, "generating")
-            if sink is not None and (text := pieces.piece(piece)):
-                sink(text)
-
+        shown = _Shown(self.view, job.label, sink)
         try:
-            answer = self.backend.generate(prepared, on_text)
+            answer = self.backend.generate(prepared, shown)
         except DeviceOutOfMemory as exc:
             raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
-        if sink is not None and (rest := pieces.rest()):
-            sink(rest)
+        shown.end()
         return self._valid(job, answer)
 
     def _valid(self, job: Job, answer: Answer) -> Answer:
@@ -107,3 +97,35 @@ class Answering:
             + " not valid Unicode (lone surrogates): written as U+FFFD"
         )
         return dataclasses.replace(answer, text=text)
+
+
+class _Shown:
+    """An answer's text on its way to the view (:class:`~vlcli.backends.TextSink`): the first
+    piece starts the "generating" stage; a character split between two pieces is held until
+    it is whole; an answer asked for again after it broke off is said, and its text so far is
+    voided (the view's sink ends its line and heads the new answer)."""
+
+    def __init__(self, view: AskView, label: str, sink: TextSink | None) -> None:
+        self.view, self.label, self.sink = view, label, sink
+        self.pieces = ValidPieces()
+        self.started = False
+
+    def __call__(self, piece: str) -> None:
+        if not self.started:
+            self.started = True
+            self.view.stage(self.label, "generating")
+        if self.sink is not None and (text := self.pieces.piece(piece)):
+            self.sink(text)
+
+    def discard(self) -> None:
+        shown = " (the text above is void)" if self.sink is not None else ""
+        self.view.warn(f"{self.label}: the answer broke off: asked again from the start{shown}")
+        self.pieces = ValidPieces()
+        self.started = False
+        self.view.stage(self.label, "prefill")
+        if self.sink is not None:
+            self.sink.discard()
+
+    def end(self) -> None:
+        if self.sink is not None and (rest := self.pieces.rest()):
+            self.sink(rest)

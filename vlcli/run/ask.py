@@ -21,7 +21,9 @@ prepared and answered), :mod:`~vlcli.run.windowed` (windows and their merge),
   answered; each window is recorded on its own meanwhile (``"status": "window"``), so that
   ``--resume`` continues inside the video.
 * SIGINT and SIGTERM abandon the prompt in progress; what is recorded stays; one line says how
-  many inputs are done and how to resume (:class:`~vlcli.errors.Interrupted`).
+  many inputs are done and how to resume (:class:`~vlcli.errors.Interrupted`). A server that
+  stays away past ``--server-patience`` stops the run the same way, with status 4
+  (:class:`~vlcli.errors.ServerGone`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vlcli.errors import ExitStatus, Interrupted, UsageError, VlcliError
+from vlcli.errors import ExitStatus, Interrupted, ServerGone, UsageError, VlcliError
 from vlcli.outputs.files import SubtitleTarget
 from vlcli.outputs.ledger import Ledger, placed_key, record_key
 from vlcli.run.answer_files import AnswerFiles
@@ -42,7 +44,7 @@ from vlcli.run.inputs import Abandoned, Job, Task, how_to_go_on, skip_recorded, 
 from vlcli.run.pipeline import Interrupts, Outcome, run_ordered
 from vlcli.run.planned import Planned
 from vlcli.run.prompt import AskResult, AskSettings, result_of
-from vlcli.run.records import PER_INPUT, Records
+from vlcli.run.records import Records, per_input
 from vlcli.run.view import AskView
 from vlcli.run.windowed import Windows
 
@@ -179,10 +181,17 @@ class _Run:
             )
         except Interrupted as exc:
             self.view.close()
-            resuming = self.run.resume or self.run.retry_failed
-            exc.detail = how_to_go_on(self.records.done, len(tasks), self.ledger, resuming)
+            exc.detail = self._how_to_go_on(len(tasks))
+            raise
+        except ServerGone as exc:
+            self.view.close()
+            exc.message = f"{exc.message}; {self._how_to_go_on(len(tasks))}"
             raise
         return self.records.worst
+
+    def _how_to_go_on(self, total: int) -> str:
+        resuming = self.run.resume or self.run.retry_failed
+        return how_to_go_on(self.records.done, total, self.ledger, resuming)
 
     def _load(self) -> None:
         self.view.stage("", "loading the model")
@@ -196,7 +205,7 @@ class _Run:
             return
         if outcome.error is not None:
             error = outcome.error
-            if not isinstance(error, VlcliError) or error.status not in PER_INPUT:
+            if not isinstance(error, VlcliError) or not per_input(error):
                 raise error
             if len(task.paths) == 1:
                 error.path = error.path or task.paths[0]

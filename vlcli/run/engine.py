@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vlcli.backends.registry import check_engine_name, engine_class
+from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S
 from vlcli.errors import ExitStatus, UsageError
 from vlcli.models.families import DEFAULT_MODEL
 from vlcli.planning.plan import SamplingOptions, check_options
@@ -41,6 +42,7 @@ class EngineOptions:
     concurrency: int = 1
     frame_format: str = "png"
     force: bool = False  # run although the memory estimate says it does not fit
+    server_patience: float = DEFAULT_PATIENCE_S  # how long a server that is away is waited for
 
 
 def check_engine(engine: EngineOptions) -> None:
@@ -79,6 +81,7 @@ def open_backend(
             frame_format=engine.frame_format,
             warn=warn,
             concurrency=engine.concurrency,
+            patience_s=engine.server_patience,
         )
         check_options(sampling, backend.spec.family)
         return backend
@@ -96,6 +99,7 @@ def open_backend(
             warn=warn,
             progress=progress,
             concurrency=engine.concurrency,
+            patience_s=engine.server_patience,
         )
     return engine_class("transformers")(  # type: ignore[no-any-return]
         engine.model or DEFAULT_MODEL,

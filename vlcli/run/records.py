@@ -2,9 +2,10 @@
 
 A record goes to the output file (``-o``, :mod:`vlcli.outputs.ledger`) and to the view, each
 under :meth:`~vlcli.run.pipeline.Interrupts.held`, so that an interrupt leaves an input recorded
-whole or not at all. A failure of one input (an unusable input, a bug met on it, a prompt that
-does not fit) is recorded and the run goes on; the run's exit status is the most telling of
-them (:func:`worse`). Failing to write the output file stops the run.
+whole or not at all. A failure of one input (an unusable input, a request the server refused or
+botched, a bug met on it, a prompt that does not fit) is recorded and the run goes on
+(:func:`per_input`); the run's exit status is the most telling of them (:func:`worse`).
+Failing to write the output file stops the run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from vlcli.errors import ExitStatus, VlcliError
+from vlcli.errors import ExitStatus, RequestFailed, VlcliError
 from vlcli.outputs.ledger import Ledger
 from vlcli.run.inputs import Task
 from vlcli.run.pipeline import Interrupts
@@ -20,8 +21,19 @@ from vlcli.run.prompt import AskResult
 from vlcli.run.view import AskView
 
 # Failures that stop one input, from the least to the most telling for the run's exit status:
-# an input that cannot be used (3) < a bug met on one input (1) < a prompt that does not fit (5).
-PER_INPUT = (ExitStatus.INPUT, ExitStatus.ERROR, ExitStatus.MEMORY)
+# an input that cannot be used (3) < a request the server refused or botched (4) < a bug met on
+# one input (1) < a prompt that does not fit (5).
+PER_INPUT = (ExitStatus.INPUT, ExitStatus.MODEL, ExitStatus.ERROR, ExitStatus.MEMORY)
+ONE_INPUT = (ExitStatus.INPUT, ExitStatus.ERROR, ExitStatus.MEMORY)  # whatever raised them
+
+
+def per_input(error: BaseException) -> bool:
+    """Whether ``error`` fails one input and lets the run go on. Of status 4, only one request's
+    failure does (:class:`~vlcli.errors.RequestFailed`): a model that cannot load, or a server
+    that refuses every request, stops the run."""
+    if isinstance(error, RequestFailed):
+        return True
+    return isinstance(error, VlcliError) and error.status in ONE_INPUT
 
 
 def worse(a: ExitStatus | None, b: ExitStatus) -> ExitStatus:

@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
+from vlcli.backends import TextSink
 from vlcli.errors import VlcliError
 from vlcli.run.prompt import AskResult
-
-TextSink = Callable[[str], None]
 
 
 class AskView(Protocol):

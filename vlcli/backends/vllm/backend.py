@@ -16,7 +16,9 @@ lifetime: a running one (``--server``) is reached at once, a local one (``--engi
   server's ``usage.prompt_tokens`` with that count (:mod:`vlcli.backends.vllm.tokens`). Equal:
   each video's time axis is vLLM's. Different (the server resized or cut the frames, or used
   another template): the axes are ``None`` and a note says so, so that the answer's times are
-  left as the model stated them rather than mapped through a guess.
+  left as the model stated them rather than mapped through a guess. A server that is away
+  (restarting, overloaded) is waited for up to ``patience_s`` (:mod:`vlcli.backends.vllm.patience`);
+  a local one found dead meanwhile is started again, once (:meth:`ServerBackend.away`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
-from vlcli.backends.vllm.client import FRAME_FORMATS, ServerClient
+from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient
+from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S, Patience
 from vlcli.backends.vllm.process import EngineError
 from vlcli.backends.vllm.request import PreparedRequest, prepare_request
 from vlcli.backends.vllm.streaming import answer_of, stream_chat
 from vlcli.backends.vllm.tokens import count_tokens, served_axes
-from vlcli.errors import MemoryBudgetError, ModelError, UsageError
+from vlcli.errors import MemoryBudgetError, ModelError, ServerGone, UsageError
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
 from vlcli.planning.plan import SamplingOptions
 
@@ -87,22 +90,28 @@ class ServerBackend:
         warn: Callable[[str], None] = _stderr,
         timeout_s: float = 600.0,
         concurrency: int = 1,
+        patience_s: float = DEFAULT_PATIENCE_S,
     ):
-        self._setup(frame_format, warn, concurrency)
+        self._setup(frame_format, warn, concurrency, patience_s)
         self.api_key, self.timeout_s = api_key, timeout_s
         self._connect(url, model)
 
-    def _setup(self, frame_format: str, warn: Callable[[str], None], concurrency: int) -> None:
+    def _setup(
+        self, frame_format: str, warn: Callable[[str], None], concurrency: int, patience_s: float
+    ) -> None:
         if frame_format not in FRAME_FORMATS:
             raise UsageError(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
         self.owned: Any = None  # a LocalVllmServer this backend starts and stops (--engine vllm)
         # Prompts in flight at once (the server batches them); records stay in input order.
         self.concurrency = max(1, int(concurrency))
         self.warn = warn
+        self.patience = Patience(patience_s, warn)  # how long a server that is away is waited for
         self.frame_format = frame_format
         self.max_model_len: Any = None
         self._client: ServerClient | None = None
         self._connected = threading.Event()  # set once the server answers (or failed to start)
+        self._restarting = threading.Lock()  # one request restarts a dead local server
+        self.restarted = False
 
     def _connect(self, url: str, model: str | None) -> None:
         """Ask the server at ``url`` what it serves; plan for ``model`` (default: the first)."""
@@ -144,6 +153,7 @@ class ServerBackend:
         warn: Callable[[str], None] = _stderr,
         progress: Callable[[str], None] | None = None,
         concurrency: int = 1,
+        patience_s: float = DEFAULT_PATIENCE_S,
     ) -> ServerBackend:
         """``--engine vllm``: a vLLM server on ``model_folder`` (whose files are ``spec``),
         started by :meth:`load` (so not at all when no input is left to answer, and while the
@@ -151,7 +161,7 @@ class ServerBackend:
         from vlcli.backends.vllm.process import LocalVllmServer, find_vllm_python
 
         backend = cls.__new__(cls)
-        backend._setup(frame_format, warn, concurrency)
+        backend._setup(frame_format, warn, concurrency, patience_s)
         backend.api_key, backend.timeout_s = None, 600.0
         backend.owned = LocalVllmServer(
             find_vllm_python(python), model_folder, extra_args=extra_args, progress=progress
@@ -208,7 +218,8 @@ class ServerBackend:
         """Stream the answer; vouch for each video's axis only when the server's prompt had
         as many tokens as vlcli's."""
         # the name the server gives the model (a local server is asked once it has started)
-        streamed = stream_chat(self.client, {**prepared.body, "model": self.served}, on_text)
+        body = {**prepared.body, "model": self.served}
+        streamed = stream_chat(self.client, body, on_text, self.patience, self.away)
         axes, notes = served_axes(
             prepared.prompt,
             self.family,
@@ -224,6 +235,28 @@ class ServerBackend:
             self.owned.stop()
 
     # ------------------------------------------------------------ the rest
+
+    def away(self) -> ServerBusy | None:
+        """Why the server is away (None: it is back). A local server (``--engine vllm``) found
+        dead is started again once, after saying why it died; a second death stops the run."""
+        if self.owned is None or self.owned.died() is None:
+            return self.client.away()
+        with self._restarting:
+            status = self.owned.died()
+            if status is None:  # another request has started it again meanwhile
+                return None
+            how = f"killed by signal {-status}" if status < 0 else f"status {status}"
+            why = f"the local vLLM server died ({how}): {self.owned.last_line()}"
+            if self.restarted:
+                raise ServerGone(f"{why}, for the second time")
+            self.restarted = True
+            self.warn(f"{why}; starting it again with the same flags")
+            self.owned.stop()  # what is left of its process group
+            try:
+                self.owned.start()
+            except EngineError as exc:
+                raise ServerGone(f"{why}; starting it again failed: {exc.message}") from None
+        return None
 
     def count_tokens(self, prompt: Prompt) -> tuple[int, str]:
         """The prompt's length as vlcli builds it, and what counted it

@@ -19,6 +19,12 @@ and read in its source:
 * per-request ``media_io_kwargs``/``mm_processor_kwargs`` are refused with HTTP 400 unless the
   server runs with ``--trust-request-mm-kwargs``: :func:`error_message` names the flag.
 
+A failure is one of three kinds, so that the run knows what to do with it: the server says "not
+now" (:class:`ServerBusy`: unreachable, silent, HTTP 408, 429, 500, 502, 503, 504, a stream cut
+short; :mod:`~vlcli.backends.vllm.patience` waits and asks again), "not this request"
+(:class:`~vlcli.errors.RequestFailed`: another 4xx, an answer that is not one; that input
+fails), or "not vlcli" (:class:`ServerError`: a missing key, model or flag; the run stops).
+
 vLLM computes Qwen2.5-VL's temporal positions in float64 from a float32 ``second_per_grid_ts``,
 where the reference works in float32 throughout; :func:`vllm_temporal_positions` is vLLM's
 formula (they differ by one in about 1.4% of realistic plans).
@@ -29,16 +35,19 @@ This module needs only the standard library and PIL; it imports no torch.
 from __future__ import annotations
 
 import base64
+import email.utils
+import http.client
 import io
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vlcli.errors import ExitStatus, VlcliError
+from vlcli.errors import ExitStatus, RequestFailed, VlcliError
 from vlcli.planning.plan import ImagePlan, VideoPlan
 from vlcli.times.axis import vllm_positions
 
@@ -52,6 +61,8 @@ JPEG_QUALITY = 95
 PNG_COMPRESS_LEVEL = 1
 TIMEOUT_S = 600.0  # a chat answer's first byte: the server reads every frame before it answers
 QUICK_TIMEOUT_S = 20.0  # /v1/models, /tokenize: a live server answers them at once
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # "not now": asked again
+GONE_STATUSES = frozenset({502, 503, 504})  # the server (or the one behind a proxy) is away
 
 
 class ServerError(VlcliError):
@@ -59,6 +70,36 @@ class ServerError(VlcliError):
 
     def __init__(self, message: str):
         super().__init__(message, ExitStatus.MODEL)
+
+
+class ServerBusy(ServerError):
+    """A failure that says "not now": worth asking again after a wait.
+
+    ``reason`` is its short form for the waiting line; ``retry_after_s`` what the server asked
+    for (``Retry-After``); ``gone`` whether the server itself is away (refused, reset, 502-504),
+    so that ``/health`` is asked before the request, frames and all, is sent again.
+    """
+
+    def __init__(
+        self, message: str, reason: str, retry_after_s: float | None = None, gone: bool = True
+    ):
+        super().__init__(message)
+        self.reason, self.retry_after_s, self.gone = reason, retry_after_s, gone
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """The seconds a ``Retry-After`` header asks for: a number of seconds, or an HTTP date
+    (``now`` is the wall clock, in seconds since the epoch); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 # ---------------------------------------------------------------- frames
@@ -218,7 +259,7 @@ def parse_completion(body: dict[str, Any]) -> Completion:
         choice = body["choices"][0]
         text = choice["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise ServerError(
+        raise RequestFailed(
             f"the server's answer is not a chat completion: {_excerpt(body)}"
         ) from None
     usage = body.get("usage") or {}
@@ -234,9 +275,11 @@ def parse_completion(body: dict[str, Any]) -> Completion:
 def iter_events(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
     """The JSON objects of a server-sent event stream, up to ``data: [DONE]``.
 
-    Only ``data:`` lines count (comments, ``event:`` and blank lines are skipped); an error
-    object sent mid-stream becomes a :class:`ServerError`. Bytes that are not UTF-8 are read
-    as U+FFFD, as any UTF-8 reader shows them: one bad character does not lose the answer.
+    Only ``data:`` lines count (comments, ``event:`` and blank lines are skipped). An error
+    object sent mid-stream fails the request (:class:`ServerBusy` when its code says "not now"),
+    and so does a stream that ends before ``[DONE]``: the connection was cut. Bytes that are
+    not UTF-8 are read as U+FFFD, as any UTF-8 reader shows them: one bad character does not
+    lose the answer.
     """
     for raw in lines:
         line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw  # U+FFFD
@@ -249,10 +292,21 @@ def iter_events(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
         try:
             event = json.loads(data)
         except json.JSONDecodeError:
-            raise ServerError(f"the server sent a malformed stream event: {data[:120]}") from None
+            raise RequestFailed(f"the server sent a malformed stream event: {data[:120]}") from None
         if isinstance(event, dict) and "error" in event:
-            raise ServerError(f"the server failed mid-answer: {_message_of(event)}")
+            raise _failed_mid_answer(event)
         yield event
+    raise ServerBusy("the server's answer broke off before its end", "the answer broke off")
+
+
+def _failed_mid_answer(event: dict[str, Any]) -> VlcliError:
+    message = _message_of(event)
+    error = event.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    said = f"the server failed mid-answer: {message}"
+    if code in RETRY_STATUSES:
+        return ServerBusy(said, f"{code} {_excerpt(message, 60)}", gone=code in GONE_STATUSES)
+    return RequestFailed(said)
 
 
 def read_stream(
@@ -301,14 +355,32 @@ def _message_of(body: Any) -> str:
     return _excerpt(body)
 
 
-def error_message(status: int, body: bytes | str, url: str) -> str:
-    """One line for an HTTP error from the server at ``url``."""
+def _server_message(body: bytes | str) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         parsed: Any = json.loads(text)
     except json.JSONDecodeError:
         parsed = text
-    message = _message_of(parsed).strip()
+    return _message_of(parsed).strip()
+
+
+def http_failure(status: int, body: bytes | str, url: str, retry_after: float | None) -> VlcliError:
+    """An HTTP error as the kind of failure it is (see the module's docstring): "not now",
+    "not this request" (a 413 or a context overflow: status 5, as a prompt that does not fit),
+    or "not vlcli"."""
+    said = error_message(status, body, url)
+    if status in RETRY_STATUSES:
+        reason = f"{status} {_excerpt(_server_message(body), 60)}".strip()
+        return ServerBusy(said, reason, retry_after, gone=status in GONE_STATUSES)
+    if status in (401, 403, 404) or TRUST_FLAG in said or not 400 <= status < 500:
+        return ServerError(said)
+    too_long = status == 413 or "context length" in said.lower()
+    return RequestFailed(said, ExitStatus.MEMORY if too_long else ExitStatus.MODEL)
+
+
+def error_message(status: int, body: bytes | str, url: str) -> str:
+    """One line for an HTTP error from the server at ``url``."""
+    message = _server_message(body)
     if status == 400 and (TRUST_FLAG in message or "kwargs are disabled" in message):
         return (
             f"the vLLM server at {url} refuses per-request video settings: restart it with "
@@ -371,12 +443,17 @@ class ServerClient:
         try:
             return urllib.request.urlopen(request, timeout=timeout_s)
         except TimeoutError:  # connected, and nothing came back (a connect timeout is a URLError)
-            raise ServerError(self._silent(request.get_method(), path, timeout_s)) from None
+            said = self._silent(request.get_method(), path, timeout_s)
+            raise ServerBusy(said, f"no answer within {timeout_s:g} s", gone=False) from None
         except urllib.error.HTTPError as exc:
-            raise ServerError(error_message(exc.code, exc.read(), self.url)) from None
+            asked = retry_after_s(exc.headers.get("Retry-After"), time.time())
+            raise http_failure(exc.code, exc.read(), self.url, asked) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ServerError(f"cannot reach the server at {self.url}: {reason}") from None
+            raise self._unreachable(getattr(exc, "reason", exc)) from None
+
+    def _unreachable(self, reason: Any) -> ServerBusy:
+        short = getattr(reason, "strerror", None) or str(reason)
+        return ServerBusy(f"cannot reach the server at {self.url}: {reason}", short.lower())
 
     def _silent(self, method: str, path: str, timeout_s: float) -> str:
         waited = " (vlcli waited for the first byte of the answer)" if path.endswith("/completions") else ""
@@ -398,8 +475,19 @@ class ServerClient:
         try:
             with self._open("/health", None, timeout_s) as response:
                 return int(response.status) == 200
-        except ServerError:
+        except VlcliError:
             return False
+
+    def away(self, timeout_s: float = 5.0) -> ServerBusy | None:
+        """Why the server is away (``/health`` unreachable or "not now"), or None: it is back,
+        or it has no ``/health`` to ask (another OpenAI-compatible server)."""
+        try:
+            with self._open("/health", None, timeout_s):
+                return None
+        except ServerBusy as exc:
+            return exc
+        except VlcliError:
+            return None
 
     def models(self) -> list[str]:
         """The ids ``/v1/models`` lists."""
@@ -447,8 +535,12 @@ class ServerClient:
             with self._open(path, body, self.timeout_s) as response:
                 return read_stream(iter_events(response), on_text)
         except TimeoutError:  # the answer stopped coming midway
-            raise ServerError(
-                f"the server at {self.url} stopped sending its answer for {self.timeout_s:g} s"
+            said = f"the server at {self.url} stopped sending its answer for {self.timeout_s:g} s"
+            raise ServerBusy(said, "the answer stopped coming", gone=False) from None
+        except (http.client.HTTPException, OSError) as exc:  # the connection cut midway
+            raise ServerBusy(
+                f"the connection to {self.url} broke during the answer: {exc}",
+                "the answer broke off",
             ) from None
 
 

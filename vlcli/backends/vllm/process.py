@@ -185,6 +185,10 @@ class LocalVllmServer:
                 self.progress(f"starting vLLM on {self.url}: {elapsed:.0f} s")
             time.sleep(1.0)
 
+    def died(self) -> int | None:
+        """The exit status of a server that was started and has exited since, else None."""
+        return self.process.poll() if self.process is not None else None
+
     def last_line(self) -> str:
         try:
             lines = Path(self.log_path).read_text(errors="replace").strip().splitlines()

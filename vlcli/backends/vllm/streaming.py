@@ -1,5 +1,9 @@
 """Streaming one answer from the server, and reading what it cost from the stream's usage.
 
+An answer that fails with "not now" is asked for again as its :class:`~vlcli.backends.vllm.
+patience.Patience` allows; when part of it had been streamed, the sink is told to discard it
+(the whole answer comes again from its start).
+
 The prefill's time is only seen here: it ends when the first piece of text arrives. The
 server's ``usage`` says how many tokens its prompt had (what the answer reports, and what
 :mod:`~vlcli.backends.vllm.tokens` compares with vlcli's count) and how many it generated.
@@ -8,11 +12,13 @@ server's ``usage`` says how many tokens its prompt had (what the answer reports,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from vlcli.backends import Answer, TextSink, timings
-from vlcli.backends.vllm.client import Completion, ServerClient
+from vlcli.backends.vllm.client import Completion, ServerBusy, ServerClient
+from vlcli.backends.vllm.patience import Patience
 from vlcli.backends.vllm.request import PreparedRequest
 from vlcli.times.axis import TimeAxis
 
@@ -26,9 +32,17 @@ class Streamed:
     generate_s: float
 
 
-def stream_chat(client: ServerClient, body: dict[str, Any], on_text: TextSink | None) -> Streamed:
-    """Send ``body`` and stream the answer's pieces to ``on_text`` as they arrive."""
+def stream_chat(
+    client: ServerClient,
+    body: dict[str, Any],
+    on_text: TextSink | None,
+    patience: Patience,
+    away: Callable[[], ServerBusy | None],
+) -> Streamed:
+    """Send ``body`` and stream the answer's pieces to ``on_text`` as they arrive, sending it
+    again while the server is ``away()``; the times are those of the try that answered."""
     first: list[float] = []
+    started = [time.perf_counter()]
 
     def sink(piece: str) -> None:
         if not first:
@@ -36,10 +50,15 @@ def stream_chat(client: ServerClient, body: dict[str, Any], on_text: TextSink | 
         if on_text is not None:
             on_text(piece)
 
-    started = time.perf_counter()
-    completion = client.chat(body, sink)
-    generate_s = time.perf_counter() - started
-    prefill_s = (first[0] - started) if first else generate_s
+    def again() -> None:
+        if first and on_text is not None:
+            on_text.discard()
+        first.clear()
+        started[0] = time.perf_counter()
+
+    completion = patience.call(lambda: client.chat(body, sink), away, again)
+    generate_s = time.perf_counter() - started[0]
+    prefill_s = (first[0] - started[0]) if first else generate_s
     return Streamed(completion, prefill_s, generate_s)
 
 

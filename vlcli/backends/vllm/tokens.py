@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from vlcli.backends import Prompt
 from vlcli.backends.vllm.client import ServerClient, ServerError, chat_messages
+from vlcli.errors import RequestFailed
 from vlcli.models.families import Family, ModelSpec
 from vlcli.planning.plan import VideoPlan
 from vlcli.times.axis import TimeAxis
@@ -69,7 +70,7 @@ def count_tokens(
     client, served = server
     try:
         counted = client.count_tokens(chat_messages(parts, prompt.text, prompt.system), served)
-    except ServerError:
+    except (ServerError, RequestFailed):  # no /tokenize, or the server is away: vlcli's count
         return tokens, "estimate"
     return counted + sum(_pads_beyond_one_per_run(p, family) for _, p in media), "server"
 
