@@ -24,7 +24,7 @@ from vlcli.cli.ask import ask
 from vlcli.cli.budget import budget
 from vlcli.cli.cut import cut
 from vlcli.cli.probe import probe
-from vlcli.errors import ExitStatus, Interrupted, VlcliError
+from vlcli.errors import ExitStatus, Interrupted, VlcliError, first_line
 from vlcli.run import signals
 
 
@@ -189,8 +189,8 @@ def _usage_failure(exc: typer.TyperException, args: list[str]) -> int:
 def _bug(exc: BaseException) -> None:
     if os.environ.get("VLCLI_DEBUG"):
         raise exc
-    text = str(exc).strip()
-    reason = f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    line = first_line(exc)
+    reason = f"{type(exc).__name__}: {line[:300]}" if line else type(exc).__name__
     render.error(
         f"unexpected error ({reason}): a bug, please report it (VLCLI_DEBUG=1 shows the traceback)"
     )

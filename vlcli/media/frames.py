@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vlcli.errors import InputError
+from vlcli.errors import InputError, first_line
 from vlcli.media.rgb import decoder_source, video_decoder_class
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ DECODER_THREADS = 0
 
 
 def _decoder_failure(path: str, exc: Exception) -> InputError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc) or type(exc).__name__
     # torchcodec prefixes its messages with a C++ source location; keep the FFmpeg part.
     if ".cpp:" in text:
         text = text.split(".cpp:", 1)[1].split(",", 1)[-1].strip()

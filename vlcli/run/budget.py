@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from vlcli.errors import ExitStatus, InputError, VlcliError
+from vlcli.errors import ExitStatus, InputError, VlcliError, first_line
 from vlcli.media.probe import MediaInfo, probe
 from vlcli.models.families import DEFAULT_MODEL, ModelSpec, resolve_model
 from vlcli.planning.memory import MemoryEstimate
@@ -72,11 +72,10 @@ def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned
     except Exception as exc:  # a bug met on one input: report it there, let the others run
         if os.environ.get("VLCLI_DEBUG"):
             raise
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Planned(
             path,
             error=VlcliError(
-                f"unexpected error ({type(exc).__name__}: {line}): a bug, please report it",
+                f"unexpected error ({type(exc).__name__}: {first_line(exc)}): a bug, please report it",
                 ExitStatus.ERROR,
                 path,
             ),

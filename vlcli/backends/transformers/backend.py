@@ -17,7 +17,6 @@ the time as text, which vlcli writes itself.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +38,11 @@ from vlcli.backends.transformers.generation import generate_text, generation_con
 from vlcli.backends.transformers.loading import load_model, load_processor, snapshot_revision
 from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs
 from vlcli.backends.transformers.positions import use_reference_positions
-from vlcli.errors import MemoryBudgetError, UsageError
+from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
 from vlcli.models.families import ModelSpec
 from vlcli.models.locate import locate_spec
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
 from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
-
-
-def _stderr(message: str) -> None:
-    print(f"vlcli: warning: {message}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -91,7 +86,7 @@ class TransformersBackend:
         device: str = "auto",
         dtype: str = "auto",
         attn: str = "sdpa",
-        warn: Callable[[str], None] = _stderr,
+        warn: Callable[[str], None] = warn_on_stderr,
         located: tuple[str, ModelSpec] | None = None,
         force: bool = False,
         load: bool = True,

@@ -22,7 +22,6 @@ lifetime: a running one (``--server``) is reached at once, a local one (``--engi
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,13 +33,9 @@ from vlcli.backends.vllm.process import EngineError
 from vlcli.backends.vllm.request import PreparedRequest, prepare_request
 from vlcli.backends.vllm.streaming import answer_of, stream_chat
 from vlcli.backends.vllm.tokens import count_tokens, served_axes
-from vlcli.errors import MemoryBudgetError, ModelError, UsageError
+from vlcli.errors import MemoryBudgetError, ModelError, UsageError, warn_on_stderr
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
 from vlcli.planning.plan import SamplingOptions
-
-
-def _stderr(message: str) -> None:
-    print(f"vlcli: warning: {message}", file=sys.stderr)
 
 
 def model_spec_for(served: str, root: str | None) -> ModelSpec:
@@ -84,7 +79,7 @@ class ServerBackend:
         model: str | None = None,
         api_key: str | None = None,
         frame_format: str = "png",
-        warn: Callable[[str], None] = _stderr,
+        warn: Callable[[str], None] = warn_on_stderr,
         timeout_s: float = 600.0,
         concurrency: int = 1,
     ):
@@ -141,7 +136,7 @@ class ServerBackend:
         python: str | None = None,
         extra_args: tuple[str, ...] = (),
         frame_format: str = "png",
-        warn: Callable[[str], None] = _stderr,
+        warn: Callable[[str], None] = warn_on_stderr,
         progress: Callable[[str], None] | None = None,
         concurrency: int = 1,
     ) -> ServerBackend:
