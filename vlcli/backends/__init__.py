@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vlcli.models.families import ModelSpec
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.planning.plan import Media, Plan, SamplingOptions
 from vlcli.times.axis import TimeAxis
 
-Media = tuple[tuple[str, VideoPlan | ImagePlan], ...]
 TextSink = Callable[[str], None]
 FrameProgress = Callable[[int, int], None]
 
@@ -51,7 +50,7 @@ class Prompt:
     temperature: float = 0.0
 
     @property
-    def plans(self) -> list[VideoPlan | ImagePlan]:
+    def plans(self) -> list[Plan]:
         return [plan for _, plan in self.media]
 
 

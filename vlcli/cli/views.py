@@ -18,7 +18,7 @@ from rich.table import Table
 from vlcli.errors import VlcliError, one_line
 from vlcli.outputs.text import json_text
 from vlcli.planning.memory import GIB, MemoryEstimate
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import Plan, VideoPlan
 
 
 class ReaderGone(Exception):
@@ -228,7 +228,7 @@ def _probe_cells(r: dict[str, Any]) -> list[str]:
 
 def budget_dict(
     path: str,
-    plan: VideoPlan | ImagePlan,
+    plan: Plan,
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
@@ -248,7 +248,7 @@ def budget_dict(
 
 def budget_view(
     path: str,
-    plan: VideoPlan | ImagePlan,
+    plan: Plan,
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,

@@ -19,7 +19,8 @@ from vlcli.media.probe import MediaInfo, probe
 from vlcli.models.families import DEFAULT_MODEL, ModelSpec, resolve_model
 from vlcli.planning.memory import MemoryEstimate
 from vlcli.planning.plan import (
-    ImagePlan,
+    Media,
+    Plan,
     SamplingOptions,
     VideoPlan,
     check_options,
@@ -39,11 +40,11 @@ class Planned:
 
     path: str
     info: MediaInfo | None = None
-    plan: VideoPlan | ImagePlan | None = None
+    plan: Plan | None = None
     error: VlcliError | None = None
 
 
-def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> VideoPlan | ImagePlan:
+def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> Plan:
     """The plan of one probed input; a video sampled sparsely by the frame cap gets a note that
     names ``--window`` (:func:`vlcli.planning.windows.sparse_note`)."""
     from vlcli.planning.windows import sparse_note
@@ -114,7 +115,7 @@ class Estimate:
     """One input's estimate (with ``--together``: its share of the one prompt's)."""
 
     path: str
-    plan: VideoPlan | ImagePlan
+    plan: Plan
     tokens: int
     memory: MemoryEstimate | None
     exact: bool  # the tokens counted with the model's own chat template and tokenizer
@@ -230,7 +231,7 @@ class Budget:
         for path, plan in media:
             yield Estimate(path, plan, tokens, memory, exact)
 
-    def _count(self, media: list[tuple[str, VideoPlan | ImagePlan]]) -> tuple[int, bool]:
+    def _count(self, media: Media) -> tuple[int, bool]:
         """The prompt's tokens, counted as ``ask`` would build it; exact or estimated."""
         from vlcli.planning.prompt import count_prompt_tokens
 

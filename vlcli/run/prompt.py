@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlcli.errors import UsageError
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.planning.plan import Plan, SamplingOptions, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
 from vlcli.times.axis import TimeAxis
 from vlcli.times.format import format_clock
@@ -66,7 +66,7 @@ class AskResult:
     """
 
     paths: list[str]
-    plans: list[VideoPlan | ImagePlan]
+    plans: list[Plan]
     question: str
     answer: str
     times: list[
@@ -122,7 +122,7 @@ class AskResult:
 
 def map_answer_times(
     answer: str,
-    plans: list[VideoPlan | ImagePlan],
+    plans: list[Plan],
     axes: list[TimeAxis | None] | tuple[TimeAxis | None, ...],
     task: str = "qa",
 ) -> list[Any]:
@@ -217,7 +217,7 @@ def save_evidence(
     return saved
 
 
-def make_prompt(paths: list[str], plans: list[VideoPlan | ImagePlan], settings: AskSettings) -> Any:
+def make_prompt(paths: list[str], plans: list[Plan], settings: AskSettings) -> Any:
     """The :class:`~vlcli.backends.Prompt` of one prompt over ``paths``."""
     from vlcli.backends import Prompt
     from vlcli.planning.tasks import build_prompt
@@ -243,7 +243,7 @@ def prompt_tokens(backend: Backend, prompt: Any) -> int:
 def result_of(
     answer: Any,
     paths: list[str],
-    plans: list[VideoPlan | ImagePlan],
+    plans: list[Plan],
     settings: AskSettings,
     model: str,
     warn: Callable[[str], None] | None = None,

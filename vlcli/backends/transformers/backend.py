@@ -42,7 +42,7 @@ from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
 from vlcli.models.families import ModelSpec
 from vlcli.models.locate import locate_spec
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.planning.plan import Media, SamplingOptions
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class TransformersBackend:
 
     def inputs_for(
         self,
-        media: list[tuple[str, VideoPlan | ImagePlan]],
+        media: Media,
         question: str,
         system: str | None = None,
         on_frames: FrameProgress | None = None,

@@ -35,12 +35,11 @@ import torch
 from vlcli.errors import ModelError, UsageError
 from vlcli.media import heap
 from vlcli.models.families import Family
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import ImagePlan, Media, VideoPlan
 from vlcli.planning.prompt import build_messages, expand_text
 
 CHUNK_FRAMES = 2  # frames decoded and preprocessed at a time: one temporal patch. On a 60 s 1080p
 # clip, 2 rather than 8 lowers the peak by about 180 MB (measured) at the same speed
-Media = list[tuple[str, VideoPlan | ImagePlan]]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlcli.errors import ExitStatus, VlcliError
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import Plan, VideoPlan
 from vlcli.times.axis import vllm_positions
 
 API_KEY_ENV = "VLCLI_API_KEY"  # where `--api-key` is read from, so that it stays out of `ps`
@@ -135,7 +135,7 @@ def video_size_pin(plan: VideoPlan, temporal_patch_size: int = 2) -> dict[str, i
     return {"shortest_edge": pixels, "longest_edge": pixels}
 
 
-def request_settings(plans: Sequence[VideoPlan | ImagePlan]) -> dict[str, Any]:
+def request_settings(plans: Sequence[Plan]) -> dict[str, Any]:
     """``media_io_kwargs`` and ``mm_processor_kwargs`` for one prompt's media.
 
     vLLM takes them per request, not per video: the videos of one prompt must agree on them.
@@ -157,7 +157,7 @@ def request_settings(plans: Sequence[VideoPlan | ImagePlan]) -> dict[str, Any]:
     }
 
 
-def media_part(plan: VideoPlan | ImagePlan, url: str) -> dict[str, Any]:
+def media_part(plan: Plan, url: str) -> dict[str, Any]:
     if isinstance(plan, VideoPlan):
         return {"type": "video_url", "video_url": {"url": url}}
     return {"type": "image_url", "image_url": {"url": url}}
@@ -176,7 +176,7 @@ def chat_messages(
 
 def chat_request(
     model: str,
-    media: Sequence[tuple[VideoPlan | ImagePlan, str]],
+    media: Sequence[tuple[Plan, str]],
     question: str,
     *,
     system: str | None = None,

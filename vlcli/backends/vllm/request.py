@@ -18,9 +18,9 @@ from vlcli.backends import FrameProgress, Prompt
 from vlcli.backends.vllm.client import VIDEO_MIME, chat_request, encode_picture, image_url
 from vlcli.errors import UsageError
 from vlcli.models.families import Family
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import ImagePlan, Plan, VideoPlan
 
-MediaUrls = list[tuple[VideoPlan | ImagePlan, str]]
+MediaUrls = list[tuple[Plan, str]]
 
 
 @dataclass(frozen=True)
