@@ -143,8 +143,3 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what the backend holds (a model, a server it started)."""
         ...
-
-
-def ask(backend: Backend, prompt: Prompt, on_text: TextSink | None = None) -> Answer:
-    """Prepare and answer one prompt (no fit check): the two steps in one call."""
-    return backend.generate(backend.prepare(prompt), on_text)

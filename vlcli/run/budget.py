@@ -58,10 +58,6 @@ def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> Plan
 
 def plan_one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:
     """Probe (and, given a model spec, plan) one path; its failure is returned, not raised."""
-    return _one(path, options, spec)
-
-
-def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:
     try:
         info = probe(path)
         if spec is None:
@@ -88,7 +84,7 @@ def plan_inputs(
 ) -> Iterator[Planned]:
     """Probe (and, given a model spec, plan) every path, yielding results in input order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(lambda p: _one(p, options, spec), paths)
+        yield from pool.map(lambda p: plan_one(p, options, spec), paths)
 
 
 @dataclass(frozen=True)

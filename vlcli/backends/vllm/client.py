@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -324,11 +323,6 @@ def error_message(status: int, body: bytes | str, url: str) -> str:
 
 
 # ---------------------------------------------------------------- the HTTP client
-
-
-def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
-    value = (os.environ if environ is None else environ).get(API_KEY_ENV, "").strip()
-    return value or None
 
 
 class ServerClient:
