@@ -87,7 +87,9 @@ def expand_text(text: str, media: Media, family: Family, compact: bool = False) 
     )
 
 
-def _pads_beyond_one_per_run(plan: Plan, family: Family) -> int:
+def pads_beyond_one_per_run(plan: Plan, family: Family) -> int:
+    """The pads a compact prompt (one pad per run, :func:`placeholder`) leaves out of one item:
+    what its tokenized length is short of the full prompt's."""
     t, h, w = plan.grid_thw
     per_run = h * w // family.spatial_merge_size**2
     if isinstance(plan, VideoPlan) and family.time_encoding.states_source_seconds:
@@ -205,5 +207,5 @@ def count_prompt_tokens(
             files = None
         else:
             ids = files.tokenizer.encode(text, add_special_tokens=True).ids
-            return len(ids) + sum(_pads_beyond_one_per_run(p, family) for _, p in media), True
+            return len(ids) + sum(pads_beyond_one_per_run(p, family) for _, p in media), True
     return estimate_prompt_tokens([p for _, p in media], question, system), False

@@ -41,6 +41,7 @@ from vlcli.backends.transformers.positions import use_reference_positions
 from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
 from vlcli.models.families import ModelSpec
 from vlcli.models.locate import locate_spec
+from vlcli.planning.context import context_problem, fit_hint
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
 from vlcli.planning.plan import Media, SamplingOptions
 
@@ -157,8 +158,6 @@ class TransformersBackend:
         """Stop before decoding a prompt longer than the model's context, or one that cannot fit
         in the free GPU memory beside the weights (the estimate for this ``--attn``); ``--force``
         skips both."""
-        from vlcli.planning.context import context_problem, fit_hint
-
         if self.force:
             return
         problem = context_problem(

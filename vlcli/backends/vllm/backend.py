@@ -29,12 +29,13 @@ from typing import Any
 
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
 from vlcli.backends.vllm.client import FRAME_FORMATS, ServerClient
-from vlcli.backends.vllm.process import EngineError
+from vlcli.backends.vllm.process import EngineError, LocalVllmServer, find_vllm_python
 from vlcli.backends.vllm.request import PreparedRequest, prepare_request
 from vlcli.backends.vllm.streaming import answer_of, stream_chat
 from vlcli.backends.vllm.tokens import count_tokens, served_axes
 from vlcli.errors import MemoryBudgetError, ModelError, UsageError, warn_on_stderr
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
+from vlcli.planning.context import context_problem
 from vlcli.planning.plan import SamplingOptions
 
 
@@ -143,8 +144,6 @@ class ServerBackend:
         """``--engine vllm``: a vLLM server on ``model_folder`` (whose files are ``spec``),
         started by :meth:`load` (so not at all when no input is left to answer, and while the
         first input decodes), stopped by :meth:`close`. The vLLM Python is checked now."""
-        from vlcli.backends.vllm.process import LocalVllmServer, find_vllm_python
-
         backend = cls.__new__(cls)
         backend._setup(frame_format, warn, concurrency)
         backend.api_key, backend.timeout_s = None, 600.0
@@ -182,8 +181,6 @@ class ServerBackend:
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
         """Refuse a prompt longer than the server's context (its ``max_model_len``), naming
         the options that would fit."""
-        from vlcli.planning.context import context_problem
-
         limit = self.max_model_len if isinstance(self.max_model_len, int) else None
         problem = context_problem(
             self.spec, prompt.plans, options, prompt_tokens, prompt.max_new_tokens, limit
