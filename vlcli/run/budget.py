@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from vlcli.backends.registry import check_engine_name, engine_class
 from vlcli.errors import ExitStatus, InputError, VlcliError, first_line
 from vlcli.media.probe import MediaInfo, probe
 from vlcli.models.families import DEFAULT_MODEL, ModelSpec, resolve_model
-from vlcli.planning.memory import MemoryEstimate
+from vlcli.planning.context import context_problem
+from vlcli.planning.memory import MemoryEstimate, canonical_attn, canonical_dtype, estimate_memory
 from vlcli.planning.plan import (
     Media,
     Plan,
@@ -27,6 +29,9 @@ from vlcli.planning.plan import (
     plan_image,
     plan_video,
 )
+from vlcli.planning.prompt import count_prompt_tokens
+from vlcli.planning.tasks import GROUND_TEMPLATE, build_prompt, check_task
+from vlcli.planning.windows import plan_windows, sparse_note
 
 if TYPE_CHECKING:
     from vlcli.planning.windows import Window
@@ -47,8 +52,6 @@ class Planned:
 def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> Plan:
     """The plan of one probed input; a video sampled sparsely by the frame cap gets a note that
     names ``--window`` (:func:`vlcli.planning.windows.sparse_note`)."""
-    from vlcli.planning.windows import sparse_note
-
     if info.kind == "image":
         return plan_image(info.width, info.height, options, spec.family)
     plan = plan_video(info.video_facts(), options, spec.family)
@@ -158,9 +161,6 @@ class Budget:
     on creation, before any input is probed; then :meth:`estimates`, in input order."""
 
     def __init__(self, settings: BudgetSettings, sampling: SamplingOptions):
-        from vlcli.backends.registry import check_engine_name, engine_class
-        from vlcli.planning.memory import canonical_attn, canonical_dtype
-
         self.settings = dataclasses.replace(
             settings, dtype=canonical_dtype(settings.dtype), attn=canonical_attn(settings.attn)
         )
@@ -211,9 +211,6 @@ class Budget:
 
     def _prompt(self, items: list[Planned], label: str) -> Iterator[Event]:
         """The estimate of one prompt over ``items``: its context problem first, if any."""
-        from vlcli.planning.context import context_problem
-        from vlcli.planning.memory import estimate_memory
-
         s = self.settings
         media = [(i.path, i.plan) for i in items if i.plan is not None]
         plans = [plan for _, plan in media]
@@ -229,8 +226,6 @@ class Budget:
 
     def _count(self, media: Media) -> tuple[int, bool]:
         """The prompt's tokens, counted as ``ask`` would build it; exact or estimated."""
-        from vlcli.planning.prompt import count_prompt_tokens
-
         return count_prompt_tokens(
             self.spec.local_path, self.spec.family, media, self.prompt, self.settings.system
         )
@@ -238,9 +233,6 @@ class Budget:
     def windows(self, item: Planned) -> list[WindowEstimate]:
         """``budget --window``: each window of a probed video, planned as ``ask --window``
         plans it, with its prompt tokens and memory estimate."""
-        from vlcli.planning.memory import estimate_memory
-        from vlcli.planning.windows import plan_windows
-
         s, rows = self.settings, []
         assert item.info is not None and s.window is not None
         facts = item.info.video_facts()
@@ -254,8 +246,6 @@ class Budget:
 def _prompt_text(task: str, question: str) -> str:
     """The prompt ``ask`` would build. Without ``--question`` the question's own tokens are not
     counted (a ground prompt is then the template around an empty query)."""
-    from vlcli.planning.tasks import GROUND_TEMPLATE, build_prompt, check_task
-
     check_task(task)
     if task == "ground" and not question.strip():
         return GROUND_TEMPLATE.format(query="")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from vlcli.backends.registry import check_engine_name, engine_class
 from vlcli.errors import ExitStatus, UsageError
 from vlcli.models.families import DEFAULT_MODEL
+from vlcli.models.locate import locate_spec
+from vlcli.planning.memory import canonical_attn, canonical_dtype
 from vlcli.planning.plan import SamplingOptions, check_options
 from vlcli.run.ask import AskView, Outputs, RunOptions, run_ask
 from vlcli.run.prompt import AskSettings
@@ -54,8 +56,6 @@ def check_engine(engine: EngineOptions) -> None:
             "answers one prompt at a time)"
         )
     if engine.server is None and engine.engine == "transformers":
-        from vlcli.planning.memory import canonical_attn, canonical_dtype
-
         if engine.dtype != "auto":
             try:
                 canonical_dtype(engine.dtype)
@@ -82,7 +82,6 @@ def open_backend(
         )
         check_options(sampling, backend.spec.family)
         return backend
-    from vlcli.models.locate import locate_spec
 
     folder, spec = locate_spec(engine.model or DEFAULT_MODEL, warn)
     check_options(sampling, spec.family)
