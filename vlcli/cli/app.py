@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from vlcli import __version__
 from vlcli.cli import views as render
 from vlcli.cli.ask import ask
 from vlcli.cli.budget import budget
@@ -73,8 +74,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from vlcli import __version__
-
         render.out.print(f"vlcli {__version__}")
         raise typer.Exit()
 
