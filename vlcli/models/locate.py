@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from vlcli.errors import ModelError, first_line, warn_on_stderr
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
@@ -95,7 +96,14 @@ def hub_answers(model: str, timeout_s: float) -> None:
         raise outcome[0]
 
 
-def locate_spec(model: str, warn: Callable[[str], None] = warn_on_stderr) -> tuple[str, ModelSpec]:
+class LocatedModel(NamedTuple):
+    """A model found on this machine: its checkpoint folder, and what its own files say of it."""
+
+    folder: str
+    spec: ModelSpec
+
+
+def locate_spec(model: str, warn: Callable[[str], None] = warn_on_stderr) -> LocatedModel:
     """The model's local folder and what its own files say of it (family, constants, shapes).
 
     Its weights files are checked too (:func:`check_weights_files`), so that a corrupt or cut
@@ -109,7 +117,7 @@ def locate_spec(model: str, warn: Callable[[str], None] = warn_on_stderr) -> tup
     problem = check_weights_files(Path(folder))
     if problem is not None:
         raise ModelError(f"{model}: cannot load the model: {problem}")
-    return folder, dataclasses.replace(spec, model=model)
+    return LocatedModel(folder, dataclasses.replace(spec, model=model))
 
 
 def check_weights_files(folder: Path) -> str | None:

@@ -83,12 +83,12 @@ def open_backend(
         check_options(sampling, backend.spec.family)
         return backend
 
-    folder, spec = locate_spec(engine.model or DEFAULT_MODEL, warn)
-    check_options(sampling, spec.family)
+    located = locate_spec(engine.model or DEFAULT_MODEL, warn)
+    check_options(sampling, located.spec.family)
     if engine.engine == "vllm":
         return engine_class("vllm").start_local(  # type: ignore[no-any-return]
-            folder,
-            spec,
+            located.folder,
+            located.spec,
             python=engine.vllm_python,
             extra_args=engine.vllm_args,
             frame_format=engine.frame_format,
@@ -102,7 +102,7 @@ def open_backend(
         dtype=engine.dtype,
         attn=engine.attn,
         warn=warn,
-        located=(folder, spec),
+        located=located,
         force=engine.force,
         load=False,  # loaded once the run knows there is work, while the first decodes
     )

@@ -39,8 +39,7 @@ from vlcli.backends.transformers.loading import load_model, load_processor, snap
 from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs
 from vlcli.backends.transformers.positions import use_reference_positions
 from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
-from vlcli.models.families import ModelSpec
-from vlcli.models.locate import locate_spec
+from vlcli.models.locate import LocatedModel, locate_spec
 from vlcli.planning.context import context_problem, fit_hint
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
 from vlcli.planning.plan import Media, SamplingOptions
@@ -88,7 +87,7 @@ class TransformersBackend:
         dtype: str = "auto",
         attn: str = "sdpa",
         warn: Callable[[str], None] = warn_on_stderr,
-        located: tuple[str, ModelSpec] | None = None,
+        located: LocatedModel | None = None,
         force: bool = False,
         load: bool = True,
     ):
