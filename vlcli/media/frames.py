@@ -68,6 +68,7 @@ def iter_video_chunks(
     """
     import torch
 
+    # The fast path (its workers, ctypes) on first decode: probing needs none of it.
     from vlcli.media import decode
     from vlcli.media.pieces import FastPathUnavailable, SegmentError
 
@@ -113,7 +114,7 @@ def _torchcodec_chunks(
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
 
-    from vlcli.media.resample import kernel_for
+    from vlcli.media.resample import kernel_for  # as decode above: on first decode
 
     decoder = open_video(path)
     meta = decoder.metadata
