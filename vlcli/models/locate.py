@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -74,8 +75,6 @@ def hub_answers(model: str, timeout_s: float) -> None:
     and waits at most ``timeout_s``: ``TimeoutError`` then, the hub's own error when it answers
     with one (unknown or gated repo, no network).
     """
-    import threading
-
     from huggingface_hub import HfApi
 
     outcome: list[BaseException | None] = []
