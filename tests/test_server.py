@@ -35,7 +35,6 @@ from vlcli.backends.vllm.client import (
     ServerBusy,
     ServerClient,
     ServerError,
-    api_key_from_env,
     chat_request,
     encode_picture,
     error_message,
@@ -254,12 +253,6 @@ def test_error_lines_name_the_flag_the_key_and_the_model() -> None:
     missing = {"error": {"message": "The model `x` does not exist.", "code": 404}}
     assert "--model" in error_message(404, json.dumps(missing), url)
     assert error_message(500, b"<html>oops</html>", url).endswith("HTTP 500: <html>oops</html>")
-
-
-def test_the_api_key_comes_from_the_environment() -> None:
-    assert api_key_from_env({API_KEY_ENV: " k "}) == "k"
-    assert api_key_from_env({API_KEY_ENV: ""}) is None
-    assert api_key_from_env({}) is None
 
 
 def test_server_addresses_are_normalised_and_checked() -> None:

@@ -51,7 +51,7 @@ from vlcli.backends.vllm.client import (
 from vlcli.media.frames import iter_video_chunks, load_image
 from vlcli.media.probe import probe
 from vlcli.models.families import resolve_model
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan, plan_image, plan_video
+from vlcli.planning.plan import Media, SamplingOptions, VideoPlan, plan_image, plan_video
 from vlcli.planning.prompt import qwen3_timestamps
 from vlcli.run.prompt import map_answer_times
 
@@ -101,9 +101,7 @@ def _plan(clip: str, folder: Path, **options: Any) -> VideoPlan:
     )
 
 
-def _vlcli_prompt_tokens(
-    folder: Path, media: list[tuple[str, VideoPlan | ImagePlan]], system: str | None = None
-) -> int:
+def _vlcli_prompt_tokens(folder: Path, media: Media, system: str | None = None) -> int:
     """vlcli's exact prompt length for these media and QUESTION (its transformers inputs)."""
     from transformers import AutoProcessor
 

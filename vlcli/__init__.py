@@ -11,6 +11,7 @@ The transformers backend (``vlcli.backends.transformers``; its ``loading`` modul
 place that imports transformers; every backend answers through the seam in ``vlcli.backends``.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -79,8 +80,6 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 def __getattr__(name: str) -> Any:
     if name not in _HOME_OF:
         raise AttributeError(f"module 'vlcli' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(_HOME_OF[name]), name)
     globals()[name] = value
     return value

@@ -1,4 +1,4 @@
-"""One error type and one exit-status table for the whole tool.
+"""One error type and one exit-status table for the whole tool, and how a failure is said.
 
 Every failure a user can cause (a missing file, a clip range outside the video, a model that
 cannot be found) is raised as :class:`VlcliError` with the exit status it maps to. The CLI
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 from enum import IntEnum
 
 
@@ -108,3 +109,16 @@ def one_line(text: str) -> str:
     carriage return written ``\\n``, ``\\t``, ``\\r``, other control characters as ``\\xNN``,
     so that one error stays one line and a name cannot move the cursor or clear the screen."""
     return _LINE_BREAKERS.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, or "" when it has none: what a one-line message
+    can quote of a library's error (which may go on with a traceback or an HTTP body)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def warn_on_stderr(message: str) -> None:
+    """Say a warning on standard error: the default of the modules that take a ``warn`` callback
+    (the CLI passes its own, which shows it on its console)."""
+    print(f"vlcli: warning: {message}", file=sys.stderr)

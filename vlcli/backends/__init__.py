@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vlcli.models.families import ModelSpec
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.planning.plan import Media, Plan, SamplingOptions
 from vlcli.times.axis import TimeAxis
 
-Media = tuple[tuple[str, VideoPlan | ImagePlan], ...]
 FrameProgress = Callable[[int, int], None]
 
 
@@ -61,7 +60,7 @@ class Prompt:
     temperature: float = 0.0
 
     @property
-    def plans(self) -> list[VideoPlan | ImagePlan]:
+    def plans(self) -> list[Plan]:
         return [plan for _, plan in self.media]
 
 
@@ -154,8 +153,3 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what the backend holds (a model, a server it started)."""
         ...
-
-
-def ask(backend: Backend, prompt: Prompt, on_text: TextSink | None = None) -> Answer:
-    """Prepare and answer one prompt (no fit check): the two steps in one call."""
-    return backend.generate(backend.prepare(prompt), on_text)

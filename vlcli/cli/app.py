@@ -19,12 +19,13 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from vlcli import __version__
 from vlcli.cli import views as render
 from vlcli.cli.ask import ask
 from vlcli.cli.budget import budget
 from vlcli.cli.cut import cut
 from vlcli.cli.probe import probe
-from vlcli.errors import ExitStatus, Interrupted, VlcliError
+from vlcli.errors import ExitStatus, Interrupted, VlcliError, first_line
 from vlcli.run import signals
 
 
@@ -73,8 +74,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from vlcli import __version__
-
         render.out.print(f"vlcli {__version__}")
         raise typer.Exit()
 
@@ -189,8 +188,8 @@ def _usage_failure(exc: typer.TyperException, args: list[str]) -> int:
 def _bug(exc: BaseException) -> None:
     if os.environ.get("VLCLI_DEBUG"):
         raise exc
-    text = str(exc).strip()
-    reason = f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    line = first_line(exc)
+    reason = f"{type(exc).__name__}: {line[:300]}" if line else type(exc).__name__
     render.error(
         f"unexpected error ({reason}): a bug, please report it (VLCLI_DEBUG=1 shows the traceback)"
     )

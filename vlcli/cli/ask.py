@@ -101,6 +101,7 @@ def ask(
     quiet: Quiet = False,
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
+    # On first use: the command line starts (and answers -h) without the run's modules.
     from vlcli.outputs.files import check_targets, output_stems, subtitle_targets
     from vlcli.planning.windows import check_window
     from vlcli.run.ask import Outputs, RunOptions, check_run
@@ -145,7 +146,7 @@ def _media_and_question(args: list[str], task: str) -> tuple[list[str], str, str
     an extension, or with a ``/``) but names nothing is refused: it is a mistyped input far more
     often than a question.
     """
-    from vlcli.planning.tasks import build_prompt, check_task
+    from vlcli.planning.tasks import build_prompt, check_task  # on first use, as in ask()
 
     check_task(task)
     last = args[-1]

@@ -73,6 +73,7 @@ def budget(
     engine: EngineOption = "transformers",
 ) -> None:
     """Dry run: the frames, sizes, tokens, positions and GPU memory that `ask` would use."""
+    # On first use: the command line starts (and answers -h) without the run's modules.
     from vlcli.planning.windows import check_window
     from vlcli.run.budget import Budget, BudgetSettings, InWindows, Planned, TogetherTotal, Warned
 

@@ -110,6 +110,7 @@ def cut(
     ] = False,
 ) -> None:
     """Cut the spans that `vlcli ask --json` records state out of their source videos."""
+    # On first use: the command line starts (and answers -h) without the run's modules.
     from vlcli.run.cut import CutOptions, read_records, run_cut
 
     if pad is not None and not 0 <= pad < float("inf"):

@@ -25,7 +25,7 @@ def main() -> NoReturn:
     status: int | None = None  # None: stopped by an interrupt nobody has said yet
     stopped_by: int = signal.SIGINT
     try:
-        from vlcli.cli.app import main as command_line
+        from vlcli.cli.app import main as command_line  # after the handlers (module docstring)
 
         command_line()
         status = 0
@@ -96,6 +96,6 @@ class _Stdout:
 
 
 def _failed(exc: OSError) -> NoReturn:
-    from vlcli.cli.views import output_failed
+    from vlcli.cli.views import output_failed  # rich: only when output fails
 
     output_failed(exc)

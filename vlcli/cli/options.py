@@ -420,7 +420,7 @@ def seconds(value: str | None) -> float | None:
     """A ``--start``/``--end`` value in seconds; a value that is not a time is a usage error."""
     if value is None:
         return None
-    from vlcli.times.parse import parse_time_value
+    from vlcli.times.parse import parse_time_value  # on first use: only a time option needs it
 
     try:
         return parse_time_value(value)
@@ -458,7 +458,7 @@ def sampling(
 def media_paths(media: list[str], null: bool = False) -> list[str]:
     """The media files the arguments name; none at all (every argument a folder or pattern
     without media, or an empty standard input) is an input failure (status 3), not a usage one."""
-    from vlcli.media.probe import expand_inputs
+    from vlcli.media.probe import expand_inputs  # the media layer, on first use
 
     paths = expand_inputs(media, sys.stdin, null=null)
     if not paths:

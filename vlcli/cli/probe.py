@@ -13,6 +13,7 @@ from vlcli.planning.plan import SamplingOptions
 
 def probe(media: Media, json_out: Json = False, null: Null = False) -> None:
     """Tell what each media file is, from its container, without decoding it."""
+    # On first use: the command line starts (and answers -h) without the run's modules.
     from vlcli.run.budget import plan_inputs
 
     errors: list[VlcliError] = []

@@ -18,7 +18,8 @@ from rich.table import Table
 from vlcli.errors import VlcliError, one_line
 from vlcli.outputs.text import json_text
 from vlcli.planning.memory import GIB, MemoryEstimate
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import Plan, VideoPlan
+from vlcli.times.format import format_hms
 
 
 class ReaderGone(Exception):
@@ -228,7 +229,7 @@ def _probe_cells(r: dict[str, Any]) -> list[str]:
 
 def budget_dict(
     path: str,
-    plan: VideoPlan | ImagePlan,
+    plan: Plan,
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
@@ -248,7 +249,7 @@ def budget_dict(
 
 def budget_view(
     path: str,
-    plan: VideoPlan | ImagePlan,
+    plan: Plan,
     prompt_tokens: int,
     mem: MemoryEstimate | None,
     model: str,
@@ -354,7 +355,6 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
             }
         )
         return
-    from vlcli.times.format import format_hms
 
     print_out(f"[bold]{escape(visible(path))}[/]: {len(rows)} windows, each its own prompt")
     t = Table(show_edge=False, pad_edge=False)
@@ -397,7 +397,7 @@ class AskOutput:
     """
 
     def __init__(self, json_out: bool, quiet: bool = False):
-        from vlcli.cli.progress import Progress, progress_mode
+        from vlcli.cli.progress import Progress, progress_mode  # rich.progress: for ask only
 
         self.json_out = json_out
         self.quiet = quiet
@@ -546,8 +546,6 @@ def answer_view(result: Any, figures: bool = True) -> None:
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
     clock time to the tenth, both rounded from the same value.
     """
-    from vlcli.times.format import format_hms
-
     write_out("\n")
     if result.times:
         title = (

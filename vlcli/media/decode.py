@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlcli.errors import InputError, UsageError
 from vlcli.media.bitstream import CODECS, packet_facts, syntax_for
+from vlcli.media.container import open_input, packets, stream_facts, video_stream
 from vlcli.media.pieces import (
     FastPathUnavailable,
     Job,
@@ -46,7 +47,9 @@ from vlcli.media.pieces import (
     decoded,
     turned,
 )
+from vlcli.media.rgb import converter, decoder_source, video_decoder_class
 from vlcli.media.segments import CodedPacket, Segment, frame_pts, plan_segments
+from vlcli.media.workers import Pool
 
 if TYPE_CHECKING:
     import torch
@@ -77,8 +80,6 @@ def default_workers() -> int:
 def read_table(path: str) -> Table:
     """Every packet of the video stream with its bitstream facts; raises FastPathUnavailable
     for a codec or stream this module does not handle."""
-    from vlcli.media.container import open_input, packets, stream_facts, video_stream
-
     with open_input(path, "video") as container:
         stream = video_stream(container, path)
         facts = stream_facts(container, stream, path)
@@ -157,8 +158,6 @@ def first_frame_rotation(path: str, table: Table) -> int:
 
     The same frame also checks, once per kind of frame in this process, that this module turns
     it into the same RGB bytes as torchcodec (see :func:`conversion_matches`)."""
-    from vlcli.media.rgb import converter
-
     rgb = converter()
     if rgb is None:
         raise FastPathUnavailable("torchcodec's libswscale not found")
@@ -196,8 +195,6 @@ def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
     for byte; ``None`` where torchcodec cannot show the same frame to compare with."""
     import torch
 
-    from vlcli.media.rgb import converter, decoder_source, video_decoder_class
-
     VideoDecoder = video_decoder_class()  # noqa: N806
 
     rgb = converter()
@@ -233,6 +230,5 @@ def planned_frames(job: Job, workers: int) -> Iterator[torch.Tensor]:
         finally:
             reader.close()
         return
-    from vlcli.media.workers import Pool
 
     yield from Pool(job, used, threads).frames()

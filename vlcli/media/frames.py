@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vlcli.errors import InputError
+from vlcli.errors import InputError, first_line
 from vlcli.media.rgb import decoder_source, video_decoder_class
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ DECODER_THREADS = 0
 
 
 def _decoder_failure(path: str, exc: Exception) -> InputError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc) or type(exc).__name__
     # torchcodec prefixes its messages with a C++ source location; keep the FFmpeg part.
     if ".cpp:" in text:
         text = text.split(".cpp:", 1)[1].split(",", 1)[-1].strip()
@@ -68,6 +68,7 @@ def iter_video_chunks(
     """
     import torch
 
+    # The fast path (its workers, ctypes) on first decode: probing needs none of it.
     from vlcli.media import decode
     from vlcli.media.pieces import FastPathUnavailable, SegmentError
 
@@ -113,7 +114,7 @@ def _torchcodec_chunks(
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import resize
 
-    from vlcli.media.resample import kernel_for
+    from vlcli.media.resample import kernel_for  # as decode above: on first decode
 
     decoder = open_video(path)
     meta = decoder.metadata

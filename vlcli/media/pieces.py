@@ -13,6 +13,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vlcli.media.container import packets
+from vlcli.media.resample import kernel_for, torch_resize
+from vlcli.media.rgb import converter
 from vlcli.media.segments import CodedPacket, Segment
 
 if TYPE_CHECKING:
@@ -76,8 +79,6 @@ class Finisher:
     def __init__(self, output: Output):
         import torch
 
-        from vlcli.media.resample import kernel_for
-
         self.output = output
         self._frame = torch.empty((3, *output.size), dtype=torch.uint8)
         self.kernel = kernel_for(output.source, output.size)
@@ -101,8 +102,6 @@ class Finisher:
     def _torch_resize(self, chw: torch.Tensor) -> torch.Tensor:
         import torch
 
-        from vlcli.media.resample import torch_resize
-
         if self._plane is None:
             self._plane = torch.empty(self.output.source, dtype=torch.float32)
         for c in range(3):
@@ -124,8 +123,6 @@ class Reader:
 
     def _open(self) -> None:
         import av
-
-        from vlcli.media.container import packets
 
         self.container = av.open(
             "file:" + os.path.abspath(self.path), "r", metadata_errors="replace"
@@ -165,8 +162,6 @@ class Reader:
     def _seek(self, first: int) -> None:
         """Position the iterator on packet ``first``: seek to the key frame at or before it and
         read on; if the seek went past it, read from the beginning."""
-        from vlcli.media.container import packets
-
         row = self.table.packets[first]
         self.container.seek(row.dts, stream=self.stream, backward=True, any_frame=False)
         iterator = packets(self.container, self.stream, self.path)
@@ -192,8 +187,6 @@ def decode_segments(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Decode each segment afresh and yield ``(pts, frame)`` for its planned frames in order
     (turned and resized, see :class:`Finisher`); each frame is valid until the next is asked for."""
-
-    from vlcli.media.rgb import converter
 
     rgb = converter()
     if rgb is None:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vlcli.errors import InputError
+from vlcli.media.container import open_input, rotation_only, scan, stream_facts, video_stream
 from vlcli.media.frames import frame_at, frames_at, iter_video_chunks, load_image
 from vlcli.planning.plan import VideoFacts
 
@@ -230,8 +231,6 @@ def _probe_image(path: str) -> MediaInfo | None:
 
 
 def _probe_video(path: str, count_frames: bool, magic: str | None) -> MediaInfo:
-    from vlcli.media.container import open_input, rotation_only, scan, stream_facts, video_stream
-
     with open_input(path, magic) as container:
         stream = video_stream(container, path)
         facts = stream_facts(container, stream, path)

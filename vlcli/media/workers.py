@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from vlcli.media.pieces import Job, Reader, SegmentError, cpus, decode_segments
+from vlcli.media.resample import kernel_for
 from vlcli.media.segments import assign
 
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ class Pool:
 
     def frames(self) -> Iterator[torch.Tensor]:
         import torch
-
-        from vlcli.media.resample import kernel_for
 
         size = self.workers * self.slots * self.frame_bytes
         memory = mmap.mmap(-1, max(size, 1))

@@ -10,11 +10,12 @@ import dataclasses
 import json
 import os
 import re
-import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-from vlcli.errors import ModelError
+from vlcli.errors import ModelError, first_line, warn_on_stderr
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -23,11 +24,7 @@ HUB_TIMEOUT_S = 5.0  # seconds to wait for the Hugging Face hub before giving up
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
 
 
-def _stderr(message: str) -> None:
-    print(f"vlcli: warning: {message}", file=sys.stderr)
-
-
-def locate_model(model: str, warn: Callable[[str], None] = _stderr) -> str:
+def locate_model(model: str, warn: Callable[[str], None] = warn_on_stderr) -> str:
     """The local folder of ``model``: a folder, a cached hub snapshot, or a fresh download.
 
     A download is tried only when the hub answers within :data:`HUB_TIMEOUT_S` seconds.
@@ -60,7 +57,7 @@ def locate_model(model: str, warn: Callable[[str], None] = _stderr) -> str:
         return str(snapshot_download(model, allow_patterns=_DOWNLOAD_PATTERNS))
     except Exception as exc:  # no network, unknown repo, gated repo, disk full...
         text = str(exc).strip()
-        reason = text.splitlines()[0][:160] if text else type(exc).__name__
+        reason = first_line(exc)[:160] or type(exc).__name__
         if "timeout" in type(exc).__name__.lower() or text.lower() == "timed out":
             reason = f"the hub did not answer within {HUB_TIMEOUT_S:g} s"
         raise ModelError(
@@ -78,8 +75,6 @@ def hub_answers(model: str, timeout_s: float) -> None:
     and waits at most ``timeout_s``: ``TimeoutError`` then, the hub's own error when it answers
     with one (unknown or gated repo, no network).
     """
-    import threading
-
     from huggingface_hub import HfApi
 
     outcome: list[BaseException | None] = []
@@ -100,7 +95,14 @@ def hub_answers(model: str, timeout_s: float) -> None:
         raise outcome[0]
 
 
-def locate_spec(model: str, warn: Callable[[str], None] = _stderr) -> tuple[str, ModelSpec]:
+class LocatedModel(NamedTuple):
+    """A model found on this machine: its checkpoint folder, and what its own files say of it."""
+
+    folder: str
+    spec: ModelSpec
+
+
+def locate_spec(model: str, warn: Callable[[str], None] = warn_on_stderr) -> LocatedModel:
     """The model's local folder and what its own files say of it (family, constants, shapes).
 
     Its weights files are checked too (:func:`check_weights_files`), so that a corrupt or cut
@@ -114,7 +116,7 @@ def locate_spec(model: str, warn: Callable[[str], None] = _stderr) -> tuple[str,
     problem = check_weights_files(Path(folder))
     if problem is not None:
         raise ModelError(f"{model}: cannot load the model: {problem}")
-    return folder, dataclasses.replace(spec, model=model)
+    return LocatedModel(folder, dataclasses.replace(spec, model=model))
 
 
 def check_weights_files(folder: Path) -> str | None:

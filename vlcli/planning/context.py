@@ -21,6 +21,7 @@ from vlcli.errors import InputError, UsageError
 from vlcli.models.families import Family, ModelSpec
 from vlcli.planning.plan import (
     ImagePlan,
+    Plan,
     SamplingOptions,
     VideoFacts,
     VideoPlan,
@@ -29,7 +30,6 @@ from vlcli.planning.plan import (
     plan_video,
 )
 
-Plans = list[VideoPlan | ImagePlan]
 SHRINK = 0.9  # each candidate is this much below the one before: suggestions within 10%
 CANDIDATES = 120  # 0.9**120 < 1e-5: far enough down for any video
 
@@ -62,9 +62,7 @@ def check_context(
     return ContextCheck(prompt_tokens, new_tokens, limit)
 
 
-def _replan(
-    plan: VideoPlan | ImagePlan, options: SamplingOptions, family: Family
-) -> VideoPlan | ImagePlan:
+def _replan(plan: Plan, options: SamplingOptions, family: Family) -> Plan:
     if isinstance(plan, ImagePlan):
         return plan_image(plan.source_width, plan.source_height, options, family)
     facts = VideoFacts(plan.source_width, plan.source_height, plan.source_frames, plan.source_fps)
@@ -101,7 +99,7 @@ def _largest(start: float, fits: Callable[[float], bool], step: float = 0.0) -> 
 
 
 def fitting_options(
-    plans: Plans,
+    plans: list[Plan],
     options: SamplingOptions,
     family: Family,
     prompt_tokens: int,
@@ -159,7 +157,7 @@ def fitting_options(
 
 def context_problem(
     spec: ModelSpec,
-    plans: Plans,
+    plans: list[Plan],
     options: SamplingOptions,
     prompt_tokens: int,
     new_tokens: int,
@@ -181,7 +179,7 @@ def context_problem(
     )
 
 
-def fit_hint(plans: list[VideoPlan | ImagePlan], options: SamplingOptions) -> str:
+def fit_hint(plans: list[Plan], options: SamplingOptions) -> str:
     tokens = sum(p.visual_tokens for p in plans)
     if not any(isinstance(p, VideoPlan) for p in plans):  # --fps, --total-pixels: videos only
         return f"{tokens} visual tokens; lower --max-pixels, or pass --force"

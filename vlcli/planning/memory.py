@@ -29,7 +29,7 @@ from typing import Any
 
 from vlcli.errors import MemoryBudgetError, UsageError
 from vlcli.models.families import ModelSpec
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import Plan
 
 GIB = 1024**3
 OVERHEAD_BYTES = GIB // 2
@@ -135,7 +135,7 @@ def canonical_attn(name: str) -> str:
     return name
 
 
-def _patches(spec: ModelSpec, plans: list[VideoPlan | ImagePlan]) -> tuple[int, int, int]:
+def _patches(spec: ModelSpec, plans: list[Plan]) -> tuple[int, int, int]:
     """(patches, visual tokens, patches of the largest frame) of the prompt's media."""
     merge2 = spec.family.spatial_merge_size**2
     tokens = sum(p.visual_tokens for p in plans)
@@ -143,9 +143,7 @@ def _patches(spec: ModelSpec, plans: list[VideoPlan | ImagePlan]) -> tuple[int, 
     return tokens * merge2, tokens, frame
 
 
-def vision_peak_bytes(
-    spec: ModelSpec, plans: list[VideoPlan | ImagePlan], b: int, attn: str = "sdpa"
-) -> int:
+def vision_peak_bytes(spec: ModelSpec, plans: list[Plan], b: int, attn: str = "sdpa") -> int:
     """Peak bytes while the vision tower runs over every patch of the prompt at once.
 
     ``generate`` runs the tower before the prefill, before the token embeddings exist. Held
@@ -200,7 +198,7 @@ def vision_peak_bytes(
 
 def prefill_peak_bytes(
     spec: ModelSpec,
-    plans: list[VideoPlan | ImagePlan],
+    plans: list[Plan],
     prompt_tokens: int,
     b: int,
     attn: str = "sdpa",
@@ -248,7 +246,7 @@ def softmax_bytes(b: int) -> int:
 
 def estimate_memory(
     spec: ModelSpec,
-    plans: list[VideoPlan | ImagePlan],
+    plans: list[Plan],
     prompt_tokens: int,
     max_new_tokens: int,
     dtype: str = "bfloat16",

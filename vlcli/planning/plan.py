@@ -26,13 +26,13 @@ for step, so that a plan made here and the tensors the reference makes agree exa
 from __future__ import annotations
 
 import math
-import struct
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vlcli.errors import InputError, UsageError
 from vlcli.models.families import Family
-from vlcli.times.axis import TimeAxis, reference_positions, vllm_positions
+from vlcli.times.axis import TimeAxis, reference_positions, to_float32, vllm_positions
 
 # qwen-vl-utils 0.0.14 constants.
 DEFAULT_FPS = 2.0
@@ -150,11 +150,6 @@ def floor_by_factor(number: float, factor: int) -> int:
     return math.floor(number / factor) * factor
 
 
-def _f32(x: float) -> float:
-    """``x`` rounded to the nearest float32, as torch stores it."""
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
 def linspace_f32(start: float, end: float, steps: int) -> list[float]:
     """``torch.linspace(start, end, steps)`` in float32, value for value.
 
@@ -164,12 +159,13 @@ def linspace_f32(start: float, end: float, steps: int) -> list[float]:
     if steps <= 0:
         return []
     if steps == 1:
-        return [_f32(start)]
-    s, e = _f32(start), _f32(end)
-    step = _f32(_f32(e - s) / (steps - 1))
+        return [to_float32(start)]
+    s, e = to_float32(start), to_float32(end)
+    step = to_float32(to_float32(e - s) / (steps - 1))
     half = steps // 2
     return [
-        _f32(s + step * i) if i < half else _f32(e - step * (steps - i - 1)) for i in range(steps)
+        to_float32(s + step * i) if i < half else to_float32(e - step * (steps - i - 1))
+        for i in range(steps)
     ]
 
 
@@ -619,7 +615,8 @@ def plan_image(width: int, height: int, options: SamplingOptions, family: Family
     return ImagePlan(family, width, height, h1, w1, h2, w2, (1, grid[1], grid[2]), tokens)
 
 
-Plan = VideoPlan | ImagePlan
+Plan = VideoPlan | ImagePlan  # what plan_video or plan_image made of one input
+Media = Sequence[tuple[str, Plan]]  # the inputs of one prompt, in order: each path with its plan
 
 
 # Tokens of the chat template around the media and the question with the default system prompt:
@@ -629,9 +626,7 @@ TEMPLATE_TOKENS = 21
 MEDIA_WRAP_TOKENS = 2  # <|vision_start|> and <|vision_end|> around each item
 
 
-def estimate_prompt_tokens(
-    plans: list[VideoPlan | ImagePlan], question: str, system: str | None = None
-) -> int:
+def estimate_prompt_tokens(plans: list[Plan], question: str, system: str | None = None) -> int:
     """Prompt length: visual tokens exactly, text estimated at one token per four characters."""
     text = len(question) + (len(system) - len("You are a helpful assistant.") if system else 0)
     total = TEMPLATE_TOKENS + math.ceil(max(text, 0) / 4)

@@ -19,21 +19,18 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vlcli.errors import UsageError
 from vlcli.models.families import Family
-from vlcli.planning.plan import ImagePlan, VideoPlan, estimate_prompt_tokens
+from vlcli.planning.plan import ImagePlan, Media, Plan, VideoPlan, estimate_prompt_tokens
 
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
 VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
-
-Media = Sequence[tuple[str, VideoPlan | ImagePlan]]
 
 
 def build_messages(media: Media, question: str, system: str | None = None) -> list[dict[str, Any]]:
@@ -58,7 +55,7 @@ def qwen3_timestamps(plan: VideoPlan, temporal_patch_size: int) -> list[float]:
     ]
 
 
-def placeholder(plan: VideoPlan | ImagePlan, family: Family, compact: bool = False) -> str:
+def placeholder(plan: Plan, family: Family, compact: bool = False) -> str:
     """The text one media item's pad token is replaced with (one pad per run when ``compact``)."""
     merge = family.spatial_merge_size**2
     t, h, w = plan.grid_thw
@@ -90,7 +87,9 @@ def expand_text(text: str, media: Media, family: Family, compact: bool = False) 
     )
 
 
-def _pads_beyond_one_per_run(plan: VideoPlan | ImagePlan, family: Family) -> int:
+def pads_beyond_one_per_run(plan: Plan, family: Family) -> int:
+    """The pads a compact prompt (one pad per run, :func:`placeholder`) leaves out of one item:
+    what its tokenized length is short of the full prompt's."""
     t, h, w = plan.grid_thw
     per_run = h * w // family.spatial_merge_size**2
     if isinstance(plan, VideoPlan) and family.time_encoding.states_source_seconds:
@@ -208,5 +207,5 @@ def count_prompt_tokens(
             files = None
         else:
             ids = files.tokenizer.encode(text, add_special_tokens=True).ids
-            return len(ids) + sum(_pads_beyond_one_per_run(p, family) for _, p in media), True
+            return len(ids) + sum(pads_beyond_one_per_run(p, family) for _, p in media), True
     return estimate_prompt_tokens([p for _, p in media], question, system), False

@@ -14,18 +14,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from vlcli.errors import ExitStatus, InputError, VlcliError
+from vlcli.backends.registry import check_engine_name, engine_class
+from vlcli.errors import ExitStatus, InputError, VlcliError, first_line
 from vlcli.media.probe import MediaInfo, probe
 from vlcli.models.families import DEFAULT_MODEL, ModelSpec, resolve_model
-from vlcli.planning.memory import MemoryEstimate
+from vlcli.planning.context import context_problem
+from vlcli.planning.memory import MemoryEstimate, canonical_attn, canonical_dtype, estimate_memory
 from vlcli.planning.plan import (
-    ImagePlan,
+    Media,
+    Plan,
     SamplingOptions,
     VideoPlan,
     check_options,
     plan_image,
     plan_video,
 )
+from vlcli.planning.prompt import count_prompt_tokens
+from vlcli.planning.tasks import GROUND_TEMPLATE, build_prompt, check_task
+from vlcli.planning.windows import plan_windows, sparse_note
 
 if TYPE_CHECKING:
     from vlcli.planning.windows import Window
@@ -39,15 +45,13 @@ class Planned:
 
     path: str
     info: MediaInfo | None = None
-    plan: VideoPlan | ImagePlan | None = None
+    plan: Plan | None = None
     error: VlcliError | None = None
 
 
-def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> VideoPlan | ImagePlan:
+def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> Plan:
     """The plan of one probed input; a video sampled sparsely by the frame cap gets a note that
     names ``--window`` (:func:`vlcli.planning.windows.sparse_note`)."""
-    from vlcli.planning.windows import sparse_note
-
     if info.kind == "image":
         return plan_image(info.width, info.height, options, spec.family)
     plan = plan_video(info.video_facts(), options, spec.family)
@@ -57,10 +61,6 @@ def plan_for(info: MediaInfo, options: SamplingOptions, spec: ModelSpec) -> Vide
 
 def plan_one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:
     """Probe (and, given a model spec, plan) one path; its failure is returned, not raised."""
-    return _one(path, options, spec)
-
-
-def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned:
     try:
         info = probe(path)
         if spec is None:
@@ -72,11 +72,10 @@ def _one(path: str, options: SamplingOptions, spec: ModelSpec | None) -> Planned
     except Exception as exc:  # a bug met on one input: report it there, let the others run
         if os.environ.get("VLCLI_DEBUG"):
             raise
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Planned(
             path,
             error=VlcliError(
-                f"unexpected error ({type(exc).__name__}: {line}): a bug, please report it",
+                f"unexpected error ({type(exc).__name__}: {first_line(exc)}): a bug, please report it",
                 ExitStatus.ERROR,
                 path,
             ),
@@ -88,7 +87,7 @@ def plan_inputs(
 ) -> Iterator[Planned]:
     """Probe (and, given a model spec, plan) every path, yielding results in input order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(lambda p: _one(p, options, spec), paths)
+        yield from pool.map(lambda p: plan_one(p, options, spec), paths)
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ class Estimate:
     """One input's estimate (with ``--together``: its share of the one prompt's)."""
 
     path: str
-    plan: VideoPlan | ImagePlan
+    plan: Plan
     tokens: int
     memory: MemoryEstimate | None
     exact: bool  # the tokens counted with the model's own chat template and tokenizer
@@ -162,9 +161,6 @@ class Budget:
     on creation, before any input is probed; then :meth:`estimates`, in input order."""
 
     def __init__(self, settings: BudgetSettings, sampling: SamplingOptions):
-        from vlcli.backends.registry import check_engine_name, engine_class
-        from vlcli.planning.memory import canonical_attn, canonical_dtype
-
         self.settings = dataclasses.replace(
             settings, dtype=canonical_dtype(settings.dtype), attn=canonical_attn(settings.attn)
         )
@@ -215,9 +211,6 @@ class Budget:
 
     def _prompt(self, items: list[Planned], label: str) -> Iterator[Event]:
         """The estimate of one prompt over ``items``: its context problem first, if any."""
-        from vlcli.planning.context import context_problem
-        from vlcli.planning.memory import estimate_memory
-
         s = self.settings
         media = [(i.path, i.plan) for i in items if i.plan is not None]
         plans = [plan for _, plan in media]
@@ -231,10 +224,8 @@ class Budget:
         for path, plan in media:
             yield Estimate(path, plan, tokens, memory, exact)
 
-    def _count(self, media: list[tuple[str, VideoPlan | ImagePlan]]) -> tuple[int, bool]:
+    def _count(self, media: Media) -> tuple[int, bool]:
         """The prompt's tokens, counted as ``ask`` would build it; exact or estimated."""
-        from vlcli.planning.prompt import count_prompt_tokens
-
         return count_prompt_tokens(
             self.spec.local_path, self.spec.family, media, self.prompt, self.settings.system
         )
@@ -242,9 +233,6 @@ class Budget:
     def windows(self, item: Planned) -> list[WindowEstimate]:
         """``budget --window``: each window of a probed video, planned as ``ask --window``
         plans it, with its prompt tokens and memory estimate."""
-        from vlcli.planning.memory import estimate_memory
-        from vlcli.planning.windows import plan_windows
-
         s, rows = self.settings, []
         assert item.info is not None and s.window is not None
         facts = item.info.video_facts()
@@ -258,8 +246,6 @@ class Budget:
 def _prompt_text(task: str, question: str) -> str:
     """The prompt ``ask`` would build. Without ``--question`` the question's own tokens are not
     counted (a ground prompt is then the template around an empty query)."""
-    from vlcli.planning.tasks import GROUND_TEMPLATE, build_prompt, check_task
-
     check_task(task)
     if task == "ground" and not question.strip():
         return GROUND_TEMPLATE.format(query="")

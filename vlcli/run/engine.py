@@ -14,6 +14,8 @@ from vlcli.backends.registry import check_engine_name, engine_class
 from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S
 from vlcli.errors import ExitStatus, UsageError
 from vlcli.models.families import DEFAULT_MODEL
+from vlcli.models.locate import locate_spec
+from vlcli.planning.memory import canonical_attn, canonical_dtype
 from vlcli.planning.plan import SamplingOptions, check_options
 from vlcli.run.ask import AskView, Outputs, RunOptions, run_ask
 from vlcli.run.prompt import AskSettings
@@ -56,8 +58,6 @@ def check_engine(engine: EngineOptions) -> None:
             "answers one prompt at a time)"
         )
     if engine.server is None and engine.engine == "transformers":
-        from vlcli.planning.memory import canonical_attn, canonical_dtype
-
         if engine.dtype != "auto":
             try:
                 canonical_dtype(engine.dtype)
@@ -85,14 +85,13 @@ def open_backend(
         )
         check_options(sampling, backend.spec.family)
         return backend
-    from vlcli.models.locate import locate_spec
 
-    folder, spec = locate_spec(engine.model or DEFAULT_MODEL, warn)
-    check_options(sampling, spec.family)
+    located = locate_spec(engine.model or DEFAULT_MODEL, warn)
+    check_options(sampling, located.spec.family)
     if engine.engine == "vllm":
         return engine_class("vllm").start_local(  # type: ignore[no-any-return]
-            folder,
-            spec,
+            located.folder,
+            located.spec,
             python=engine.vllm_python,
             extra_args=engine.vllm_args,
             frame_format=engine.frame_format,
@@ -107,7 +106,7 @@ def open_backend(
         dtype=engine.dtype,
         attn=engine.attn,
         warn=warn,
-        located=(folder, spec),
+        located=located,
         force=engine.force,
         load=False,  # loaded once the run knows there is work, while the first decodes
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlcli.outputs.ledger import Ledger, input_facts
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import Plan, VideoPlan
 from vlcli.planning.windows import Window
 from vlcli.run.prompt import AskResult
 from vlcli.run.view import AskView
@@ -39,7 +39,7 @@ class Task:
     paths: list[str]
     stem: str
     key: str
-    plans: list[VideoPlan | ImagePlan] | None = None  # planned up front (--together)
+    plans: list[Plan] | None = None  # planned up front (--together)
     windows: int = 0  # set by the worker when the video is answered in windows
     parts: list[WindowPart] = field(default_factory=list)
     closed: bool = False  # recorded (a window failed: the later ones are dropped)
@@ -62,7 +62,7 @@ class Job:
     """One prompt: a task, or one window of it."""
 
     task: Task
-    plans: list[VideoPlan | ImagePlan]
+    plans: list[Plan]
     key: str
     window: Window | None = None
     notes: tuple[str, ...] = ()

@@ -13,16 +13,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from vlcli.backends import Backend, Prompt
 from vlcli.errors import UsageError
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
+from vlcli.outputs.files import check_not_input, png_bytes, write_owned
+from vlcli.planning.plan import Plan, SamplingOptions, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
+from vlcli.planning.tasks import build_prompt
 from vlcli.times.axis import TimeAxis
 from vlcli.times.format import format_clock
-
-if TYPE_CHECKING:
-    from vlcli.backends import Backend
+from vlcli.times.parse import bound_times, map_times, parse_times
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class AskResult:
     """
 
     paths: list[str]
-    plans: list[VideoPlan | ImagePlan]
+    plans: list[Plan]
     question: str
     answer: str
     times: list[
@@ -122,7 +123,7 @@ class AskResult:
 
 def map_answer_times(
     answer: str,
-    plans: list[VideoPlan | ImagePlan],
+    plans: list[Plan],
     axes: list[TimeAxis | None] | tuple[TimeAxis | None, ...],
     task: str = "qa",
 ) -> list[Any]:
@@ -137,8 +138,6 @@ def map_answer_times(
     bounds them) and when the backend could not vouch for the axis. A prompt of images alone
     has no time axis: a clock read off a photo ("10:10") is no time of the prompt, so none.
     """
-    from vlcli.times.parse import bound_times, map_times, parse_times
-
     videos = [p for p in plans if isinstance(p, VideoPlan)]
     if not videos:
         return []
@@ -191,8 +190,8 @@ def save_evidence(
     (:func:`vlcli.outputs.files.write_owned`): a file of the same name that vlcli did not write,
     or that would replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`), is refused.
     """
+    # The media layer, imported when evidence is saved (as in run.planned).
     from vlcli.media.probe import frames_at
-    from vlcli.outputs.files import check_not_input, png_bytes, write_owned
 
     out = Path(folder)
     seconds: list[float] = []
@@ -217,11 +216,8 @@ def save_evidence(
     return saved
 
 
-def make_prompt(paths: list[str], plans: list[VideoPlan | ImagePlan], settings: AskSettings) -> Any:
+def make_prompt(paths: list[str], plans: list[Plan], settings: AskSettings) -> Any:
     """The :class:`~vlcli.backends.Prompt` of one prompt over ``paths``."""
-    from vlcli.backends import Prompt
-    from vlcli.planning.tasks import build_prompt
-
     return Prompt(
         media=tuple(zip(paths, plans, strict=True)),
         text=build_prompt(settings.task, settings.question),
@@ -243,7 +239,7 @@ def prompt_tokens(backend: Backend, prompt: Any) -> int:
 def result_of(
     answer: Any,
     paths: list[str],
-    plans: list[VideoPlan | ImagePlan],
+    plans: list[Plan],
     settings: AskSettings,
     model: str,
     warn: Callable[[str], None] | None = None,

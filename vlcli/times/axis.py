@@ -61,7 +61,7 @@ class Encoding(Protocol):
     def states_source_seconds(self) -> bool: ...
 
 
-def _f32(x: float) -> float:
+def to_float32(x: float) -> float:
     """``x`` rounded to the nearest float32, as torch stores it."""
     return float(struct.unpack("f", struct.pack("f", x))[0])
 
@@ -74,8 +74,8 @@ def reference_positions(
     This is ``get_rope_index`` of the released code (torch float32 tensors), and what vlcli makes
     transformers use (:mod:`vlcli.backends.transformers.positions`).
     """
-    spg = _f32(second_per_grid_t)
-    return [int(_f32(_f32(g * spg) * tokens_per_second)) for g in range(groups)]
+    spg = to_float32(second_per_grid_t)
+    return [int(to_float32(to_float32(g * spg) * tokens_per_second)) for g in range(groups)]
 
 
 def vllm_positions(groups: int, second_per_grid_t: float, tokens_per_second: float) -> list[int]:
@@ -84,7 +84,7 @@ def vllm_positions(groups: int, second_per_grid_t: float, tokens_per_second: flo
     vLLM keeps ``second_per_grid_t`` as a float32 tensor value but multiplies in Python floats,
     so ``g * 4.2`` can land just below an integer where the reference's float32 lands on it.
     """
-    step = _f32(second_per_grid_t) * tokens_per_second
+    step = to_float32(second_per_grid_t) * tokens_per_second
     return [int(g * step) for g in range(groups)]
 
 

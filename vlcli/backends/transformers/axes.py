@@ -10,6 +10,7 @@ left as the model stated them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -51,16 +52,10 @@ def _axes(
         return tuple(None for _ in videos)
     axes: list[TimeAxis | None] = []
     for plan, (positions, text_after) in zip(videos, recorded, strict=True):
-        planned = plan.time_axis()
-        axes.append(
-            TimeAxis(
-                encoding=planned.encoding,
+        axes.append(  # the planned axis, with the positions transformers really used
+            dataclasses.replace(
+                plan.time_axis(),
                 positions=tuple(positions),
-                second_per_grid_t=planned.second_per_grid_t,
-                tokens_per_second=planned.tokens_per_second,
-                patch_times_s=planned.patch_times_s,
-                clip_start_s=planned.clip_start_s,
-                clip_end_s=planned.clip_end_s,
                 engine="reference",
                 text_after=text_after,
             )

@@ -17,7 +17,6 @@ the time as text, which vlcli writes itself.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +38,11 @@ from vlcli.backends.transformers.generation import generate_text, generation_con
 from vlcli.backends.transformers.loading import load_model, load_processor, snapshot_revision
 from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs
 from vlcli.backends.transformers.positions import use_reference_positions
-from vlcli.errors import MemoryBudgetError, UsageError
-from vlcli.models.families import ModelSpec
-from vlcli.models.locate import locate_spec
+from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
+from vlcli.models.locate import LocatedModel, locate_spec
+from vlcli.planning.context import context_problem, fit_hint
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
-from vlcli.planning.plan import ImagePlan, SamplingOptions, VideoPlan
-
-
-def _stderr(message: str) -> None:
-    print(f"vlcli: warning: {message}", file=sys.stderr)
+from vlcli.planning.plan import Media, SamplingOptions
 
 
 @dataclass(frozen=True)
@@ -91,8 +86,8 @@ class TransformersBackend:
         device: str = "auto",
         dtype: str = "auto",
         attn: str = "sdpa",
-        warn: Callable[[str], None] = _stderr,
-        located: tuple[str, ModelSpec] | None = None,
+        warn: Callable[[str], None] = warn_on_stderr,
+        located: LocatedModel | None = None,
         force: bool = False,
         load: bool = True,
     ):
@@ -162,8 +157,6 @@ class TransformersBackend:
         """Stop before decoding a prompt longer than the model's context, or one that cannot fit
         in the free GPU memory beside the weights (the estimate for this ``--attn``); ``--force``
         skips both."""
-        from vlcli.planning.context import context_problem, fit_hint
-
         if self.force:
             return
         problem = context_problem(
@@ -231,7 +224,7 @@ class TransformersBackend:
 
     def inputs_for(
         self,
-        media: list[tuple[str, VideoPlan | ImagePlan]],
+        media: Media,
         question: str,
         system: str | None = None,
         on_frames: FrameProgress | None = None,

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vlcli.errors import ModelError
+from vlcli.errors import ModelError, first_line
 from vlcli.models.families import Family
 
 _IMPORT_LOCK = threading.Lock()
@@ -45,7 +45,7 @@ def model_class(family: Family) -> Any:
 
 def cannot_load(model: str, exc: BaseException) -> ModelError:
     """The one line that says why ``model``'s files would not load."""
-    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)[:200] or type(exc).__name__
     if type(exc).__name__ == "SafetensorError":
         reason = f"a weights file is corrupt or truncated: {reason}"
     return ModelError(f"{model}: cannot load the model ({reason})")

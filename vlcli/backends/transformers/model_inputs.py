@@ -34,13 +34,13 @@ import torch
 
 from vlcli.errors import ModelError, UsageError
 from vlcli.media import heap
+from vlcli.media.probe import iter_video_chunks, load_image
 from vlcli.models.families import Family
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import ImagePlan, Media, VideoPlan
 from vlcli.planning.prompt import build_messages, expand_text
 
 CHUNK_FRAMES = 2  # frames decoded and preprocessed at a time: one temporal patch. On a 60 s 1080p
 # clip, 2 rather than 8 lowers the peak by about 180 MB (measured) at the same speed
-Media = list[tuple[str, VideoPlan | ImagePlan]]
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,6 @@ def video_pixels(
     ``out`` has exactly ``grid_t * grid_h * grid_w`` rows (a view into the prompt's one tensor).
     ``on_chunk`` is told the number of frames of each chunk once it is in.
     """
-    from vlcli.media.probe import iter_video_chunks
-
     vp = processor.video_processor
     _, h, w = plan.grid_thw
     tp = family.temporal_patch_size
@@ -197,8 +195,6 @@ def image_pixels(
     processor: Any, path: str, plan: ImagePlan, dtype: torch.dtype, device: torch.device | str
 ) -> tuple[torch.Tensor, float]:
     """``pixel_values`` rows of one image, and the seconds spent decoding it."""
-    from vlcli.media.probe import load_image
-
     started = time.perf_counter()
     image = load_image(path, plan)
     decode_s = time.perf_counter() - started

@@ -24,7 +24,6 @@ lifetime: a running one (``--server``) is reached at once, a local one (``--engi
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -33,17 +32,14 @@ from typing import Any
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
 from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient
 from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S, Patience
-from vlcli.backends.vllm.process import EngineError
+from vlcli.backends.vllm.process import EngineError, LocalVllmServer, find_vllm_python
 from vlcli.backends.vllm.request import PreparedRequest, prepare_request
 from vlcli.backends.vllm.streaming import answer_of, stream_chat
 from vlcli.backends.vllm.tokens import count_tokens, served_axes
-from vlcli.errors import MemoryBudgetError, ModelError, ServerGone, UsageError
+from vlcli.errors import MemoryBudgetError, ModelError, ServerGone, UsageError, warn_on_stderr
 from vlcli.models.families import ModelSpec, hf_cache_snapshot, resolve_model
+from vlcli.planning.context import context_problem
 from vlcli.planning.plan import SamplingOptions
-
-
-def _stderr(message: str) -> None:
-    print(f"vlcli: warning: {message}", file=sys.stderr)
 
 
 def model_spec_for(served: str, root: str | None) -> ModelSpec:
@@ -87,7 +83,7 @@ class ServerBackend:
         model: str | None = None,
         api_key: str | None = None,
         frame_format: str = "png",
-        warn: Callable[[str], None] = _stderr,
+        warn: Callable[[str], None] = warn_on_stderr,
         timeout_s: float = 600.0,
         concurrency: int = 1,
         patience_s: float = DEFAULT_PATIENCE_S,
@@ -150,7 +146,7 @@ class ServerBackend:
         python: str | None = None,
         extra_args: tuple[str, ...] = (),
         frame_format: str = "png",
-        warn: Callable[[str], None] = _stderr,
+        warn: Callable[[str], None] = warn_on_stderr,
         progress: Callable[[str], None] | None = None,
         concurrency: int = 1,
         patience_s: float = DEFAULT_PATIENCE_S,
@@ -158,8 +154,6 @@ class ServerBackend:
         """``--engine vllm``: a vLLM server on ``model_folder`` (whose files are ``spec``),
         started by :meth:`load` (so not at all when no input is left to answer, and while the
         first input decodes), stopped by :meth:`close`. The vLLM Python is checked now."""
-        from vlcli.backends.vllm.process import LocalVllmServer, find_vllm_python
-
         backend = cls.__new__(cls)
         backend._setup(frame_format, warn, concurrency, patience_s)
         backend.api_key, backend.timeout_s = None, 600.0
@@ -197,8 +191,6 @@ class ServerBackend:
     def check_fit(self, prompt: Prompt, prompt_tokens: int, options: SamplingOptions) -> None:
         """Refuse a prompt longer than the server's context (its ``max_model_len``), naming
         the options that would fit."""
-        from vlcli.planning.context import context_problem
-
         limit = self.max_model_len if isinstance(self.max_model_len, int) else None
         problem = context_problem(
             self.spec, prompt.plans, options, prompt_tokens, prompt.max_new_tokens, limit

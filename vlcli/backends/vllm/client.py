@@ -39,7 +39,6 @@ import email.utils
 import http.client
 import io
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -48,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlcli.errors import ExitStatus, RequestFailed, VlcliError
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import Plan, VideoPlan
 from vlcli.times.axis import vllm_positions
 
 API_KEY_ENV = "VLCLI_API_KEY"  # where `--api-key` is read from, so that it stays out of `ps`
@@ -176,7 +175,7 @@ def video_size_pin(plan: VideoPlan, temporal_patch_size: int = 2) -> dict[str, i
     return {"shortest_edge": pixels, "longest_edge": pixels}
 
 
-def request_settings(plans: Sequence[VideoPlan | ImagePlan]) -> dict[str, Any]:
+def request_settings(plans: Sequence[Plan]) -> dict[str, Any]:
     """``media_io_kwargs`` and ``mm_processor_kwargs`` for one prompt's media.
 
     vLLM takes them per request, not per video: the videos of one prompt must agree on them.
@@ -198,7 +197,7 @@ def request_settings(plans: Sequence[VideoPlan | ImagePlan]) -> dict[str, Any]:
     }
 
 
-def media_part(plan: VideoPlan | ImagePlan, url: str) -> dict[str, Any]:
+def media_part(plan: Plan, url: str) -> dict[str, Any]:
     if isinstance(plan, VideoPlan):
         return {"type": "video_url", "video_url": {"url": url}}
     return {"type": "image_url", "image_url": {"url": url}}
@@ -217,7 +216,7 @@ def chat_messages(
 
 def chat_request(
     model: str,
-    media: Sequence[tuple[VideoPlan | ImagePlan, str]],
+    media: Sequence[tuple[Plan, str]],
     question: str,
     *,
     system: str | None = None,
@@ -396,11 +395,6 @@ def error_message(status: int, body: bytes | str, url: str) -> str:
 
 
 # ---------------------------------------------------------------- the HTTP client
-
-
-def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
-    value = (os.environ if environ is None else environ).get(API_KEY_ENV, "").strip()
-    return value or None
 
 
 class ServerClient:

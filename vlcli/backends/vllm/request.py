@@ -17,10 +17,11 @@ from typing import Any
 from vlcli.backends import FrameProgress, Prompt
 from vlcli.backends.vllm.client import VIDEO_MIME, chat_request, encode_picture, image_url
 from vlcli.errors import UsageError
+from vlcli.media.frames import iter_video_chunks, load_image
 from vlcli.models.families import Family
-from vlcli.planning.plan import ImagePlan, VideoPlan
+from vlcli.planning.plan import ImagePlan, Plan, VideoPlan
 
-MediaUrls = list[tuple[VideoPlan | ImagePlan, str]]
+MediaUrls = list[tuple[Plan, str]]
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,6 @@ def _media_urls(
 ) -> tuple[MediaUrls, _Spent]:
     """Each media item of the prompt as a data URL, in order; ``on_frames(done, total)`` hears
     the video frames encoded so far, of all the prompt's videos."""
-    from vlcli.media.frames import load_image
-
     spent = _Spent()
     total = sum(p.frames for p in prompt.plans if isinstance(p, VideoPlan))
     done = 0
@@ -118,8 +117,6 @@ def _video_url(
     path: str, plan: VideoPlan, frame_format: str, spent: _Spent, chunk_done: Callable[[int], None]
 ) -> str:
     """One video's planned frames, decoded a chunk at a time, as one data URL of pictures."""
-    from vlcli.media.frames import iter_video_chunks
-
     pieces: list[str] = []
     chunks = iter_video_chunks(path, plan)
     while True:

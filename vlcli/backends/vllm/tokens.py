@@ -20,6 +20,13 @@ from vlcli.backends.vllm.client import ServerClient, ServerError, chat_messages
 from vlcli.errors import RequestFailed
 from vlcli.models.families import Family, ModelSpec
 from vlcli.planning.plan import VideoPlan
+from vlcli.planning.prompt import (
+    VISION_END,
+    VISION_START,
+    count_prompt_tokens,
+    pads_beyond_one_per_run,
+    placeholder,
+)
 from vlcli.times.axis import TimeAxis
 
 UNCHECKED = (
@@ -47,14 +54,6 @@ def count_tokens(
     gives the server and its name for the model, waiting for a local one to start (None when
     it did not).
     """
-    from vlcli.planning.prompt import (
-        VISION_END,
-        VISION_START,
-        _pads_beyond_one_per_run,
-        count_prompt_tokens,
-        placeholder,
-    )
-
     family = spec.family
     media = list(prompt.media)
     tokens, exact = count_prompt_tokens(spec.local_path, family, media, prompt.text, prompt.system)
@@ -72,7 +71,7 @@ def count_tokens(
         counted = client.count_tokens(chat_messages(parts, prompt.text, prompt.system), served)
     except (ServerError, RequestFailed):  # no /tokenize, or the server is away: vlcli's count
         return tokens, "estimate"
-    return counted + sum(_pads_beyond_one_per_run(p, family) for _, p in media), "server"
+    return counted + sum(pads_beyond_one_per_run(p, family) for _, p in media), "server"
 
 
 def served_axes(
