@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from vlcli.cli import views as render
+from vlcli.cli.options import (
+    ClipFolder,
+    ClipRoot,
+    ClipsJson,
+    CopyStreams,
+    CutAgain,
+    Pad,
+    Records,
+    Reel,
+)
 from vlcli.errors import ExitStatus, UsageError, VlcliError
 from vlcli.times.format import format_clock
 
@@ -53,61 +63,14 @@ class _Lines:
 
 
 def cut(
-    records: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="RECORDS...",
-            help="Files of `vlcli ask --json` records (one per line), or - for standard input.",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[
-        str, typer.Option("--out", metavar="DIR", help="The folder the clips are written under.")
-    ] = ".",
-    pad: Annotated[
-        float | None,
-        typer.Option(
-            "--pad",
-            metavar="SECONDS",
-            help="Widen each span by this much on each side, clipped to the video "
-            "(default: 0, and 1 on each side of an instant).",
-            show_default=False,
-        ),
-    ] = None,
-    copy: Annotated[
-        bool,
-        typer.Option(
-            "--copy",
-            help="Copy the streams from the keyframe at or before each start: fast, not exact "
-            "(the clip's real start is said).",
-        ),
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Cut again a clip that exists (kept otherwise).")
-    ] = False,
-    root: Annotated[
-        str | None,
-        typer.Option(
-            "--root",
-            metavar="DIR",
-            help="Clip names keep the sources' folders below DIR (default: the folder all "
-            "sources share).",
-            show_default=False,
-        ),
-    ] = None,
-    reel: Annotated[
-        str | None,
-        typer.Option(
-            "--reel",
-            metavar="FILE",
-            help="Also join every clip, in record order, into FILE (MP4), a chapter per span "
-            "titled by its text.",
-            show_default=False,
-        ),
-    ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="One JSON object per clip, one per line.")
-    ] = False,
+    records: Records,
+    out: ClipFolder = ".",
+    pad: Pad = None,
+    copy: CopyStreams = False,
+    force: CutAgain = False,
+    root: ClipRoot = None,
+    reel: Reel = None,
+    json_out: ClipsJson = False,
 ) -> None:
     """Cut the spans that `vlcli ask --json` records state out of their source videos."""
     # On first use: the command line starts (and answers -h) without the run's modules.
@@ -115,15 +78,7 @@ def cut(
 
     if pad is not None and not 0 <= pad < float("inf"):
         raise UsageError(f"--pad must be zero or a positive number of seconds, got {pad}")
-    found: list[dict[str, Any]] = []
-    errors: list[VlcliError] = []
-    for name in records:
-        for item in read_records(_lines(name), "standard input" if name == "-" else name):
-            if isinstance(item, VlcliError):
-                errors.append(item)
-                render.error(item)
-            else:
-                found.append(item)
+    found, errors = _read_all(records, read_records)
     view = _Lines(json_out)
     summary = run_cut(found, CutOptions(out, pad, copy, force, root, reel), view)
     errors += summary.errors
@@ -133,6 +88,20 @@ def cut(
     )
     if errors:
         raise typer.Exit(ExitStatus.INPUT)
+
+
+def _read_all(names: list[str], read_records: Any) -> tuple[list[dict[str, Any]], list[VlcliError]]:
+    """The records of every file named (``-``: standard input), and the lines refused (said)."""
+    found: list[dict[str, Any]] = []
+    errors: list[VlcliError] = []
+    for name in names:
+        for item in read_records(_lines(name), "standard input" if name == "-" else name):
+            if isinstance(item, VlcliError):
+                errors.append(item)
+                render.error(item)
+            else:
+                found.append(item)
+    return found, errors
 
 
 def _lines(name: str) -> list[str]:

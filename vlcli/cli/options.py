@@ -465,3 +465,59 @@ def media_paths(media: list[str], null: bool = False) -> list[str]:
         searched = ", ".join("standard input" if m == "-" else m for m in media)
         raise InputError(f"no media found under {searched}")
     return paths
+
+
+# vlcli cut's own options (the rest of the command line's are above).
+Records = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="RECORDS...",
+        help="Files of `vlcli ask --json` records (one per line), or - for standard input.",
+        show_default=False,
+    ),
+]
+ClipFolder = Annotated[
+    str, typer.Option("--out", metavar="DIR", help="The folder the clips are written under.")
+]
+Pad = Annotated[
+    float | None,
+    typer.Option(
+        "--pad",
+        metavar="SECONDS",
+        help="Widen each span by this much on each side, clipped to the video "
+        "(default: 0, and 1 on each side of an instant).",
+        show_default=False,
+    ),
+]
+CopyStreams = Annotated[
+    bool,
+    typer.Option(
+        "--copy",
+        help="Copy the streams from the keyframe at or before each start: fast, not exact "
+        "(the clip's real start is said).",
+    ),
+]
+CutAgain = Annotated[
+    bool, typer.Option("--force", help="Cut again a clip that exists (kept otherwise).")
+]
+ClipRoot = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        metavar="DIR",
+        help="Clip names keep the sources' folders below DIR (default: the folder all "
+        "sources share).",
+        show_default=False,
+    ),
+]
+Reel = Annotated[
+    str | None,
+    typer.Option(
+        "--reel",
+        metavar="FILE",
+        help="Also join every clip, in record order, into FILE (MP4), a chapter per span "
+        "titled by its text.",
+        show_default=False,
+    ),
+]
+ClipsJson = Annotated[bool, typer.Option("--json", help="One JSON object per clip, one per line.")]
