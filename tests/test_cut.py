@@ -506,3 +506,34 @@ def test_ask_clips_interrupted_mid_cut_leaves_no_partial_clip_and_no_record(
     assert r.exit_code == 130, r.stderr
     assert "interrupted: 0 of 1 input done" in r.stderr
     assert os.listdir(out) == [] and answers.read_text() == ""
+
+
+def test_ask_clips_a_clip_that_cannot_be_cut_is_one_line_and_fails_nothing(
+    spy: Spy, tiny_qwen25_path: Path, clock_av: str, tmp_path: Path
+) -> None:
+    """The clip of m.mp4 would have the name of another input of the run (given as the folder
+    --clips writes into): refused with one warning line; m.mp4's record stays ok (its answer is
+    good), without the clip; the other input is cut; the run succeeds."""
+    spy.fixed = "The clock runs from 5 to 7 seconds."
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(clock_av, folder / "m.mp4")
+    first = invoke("ask", folder / "m.mp4", "When?", "--model", tiny_qwen25_path, *NEW,
+                   "--clips", tmp_path / "first", "--json")  # fmt: skip
+    (name,) = os.listdir(tmp_path / "first")
+    victim = folder / name
+    shutil.copy(clock_av, victim)
+    r = invoke("ask", folder, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", folder,
+               "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    m, other = records(r.stdout)
+    assert (m["path"], m["status"], m["clips"]) == (str(folder / "m.mp4"), "ok", [])
+    (line,) = [x for x in r.stderr.splitlines() if "clip not cut" in x]
+    assert line == (
+        f"vlcli: warning: {folder / 'm.mp4'}: clip not cut: its clip {victim} would replace an "
+        "input: give the clips another folder"
+    )
+    assert victim.read_bytes() == Path(clock_av).read_bytes()
+    # the other input's stem is the victim's name less .mp4, its span the same
+    assert other["status"] == "ok" and other["clips"] == [str(folder / (victim.stem + name[1:]))]
+    assert records(first.stdout)[0]["clips"] == [str(tmp_path / "first" / name)]

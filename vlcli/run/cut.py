@@ -195,7 +195,9 @@ class Cutter:
         """No clip replaces an input, nor another clip of this run (two sources, one name)."""
         full = os.path.abspath(target)
         if full in self.inputs or any(_same_file(full, p) for p in self.inputs):
-            raise InputError(f"its clip {target} would replace an input: choose another --out")
+            raise InputError(
+                f"its clip {target} would replace an input: give the clips another folder"
+            )
         earlier = self.made.setdefault(full, (source, (span.start_s, span.end_s)))
         if earlier != (source, (span.start_s, span.end_s)):
             raise InputError(f"its clip {target} has the name of a clip of {earlier[0]}")
