@@ -106,6 +106,7 @@ class AnswerClips:
     input is probed."""
 
     def __init__(self, folder: str, paths: list[str], view: AskView) -> None:
+        # no root: each clip is named from its input's stem (cut()), never under a root
         self.cutter = Cutter(CutOptions(folder), self, find_ffmpeg(), ".", paths)
         self.view = view
         self.made: list[str] = []
@@ -121,14 +122,14 @@ class AnswerClips:
             self.view.warn(f"{exc.path or task.label}: clip not cut: {exc.message}")
         return self.made
 
-    # what the cutter reports (vlcli.run.cut.CutView)
+    # what the cutter reports (vlcli.run.cut.ClipView)
 
     def clip(self, made: ClipMade) -> None:
         self.made.append(made.clip)
         self.view.info(f"kept {made.clip} (it exists)" if made.kept else f"wrote {made.clip}")
 
-    def skipped(self, source: str, reason: str) -> None:
-        self.view.info(f"{source}: no clip cut: {reason}")
+    def skipped(self, source: str, reason: str) -> None:  # source: a list with --together
+        self.view.info(f"{self.label}: no clip cut: {reason}")
 
     def note(self, message: str) -> None:
         self.view.warn(message)
