@@ -26,6 +26,7 @@ from test_cli_ask import NEW, Spy, invoke, records, spy, two_clips  # noqa: F401
 from typer.testing import CliRunner
 
 from vlcli.cli.app import app
+from vlcli.times.format import format_clock
 
 pytest_plugins = ("conftest_models",)
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,7 +369,7 @@ def test_a_missing_ffmpeg_is_one_line(
     r = cut(tmp_path, [record(clock_av, (1.0, 2.0))], "--out", tmp_path / "out")
     assert r.exit_code == 6
     assert r.stderr.splitlines() == [
-        "vlcli: ffmpeg not found on PATH: vlcli cut needs FFmpeg's command-line tool (make "
+        "vlcli: ffmpeg not found on PATH: cutting clips needs FFmpeg's command-line tool (make "
         "setup installs it; or apt-get install ffmpeg)"
     ]
 
@@ -406,3 +407,133 @@ def test_sigint_mid_cut_leaves_no_partial_clip_and_exits_130(
     assert proc.returncode == 130, err
     assert err.decode().strip().splitlines()[-1] == "vlcli: interrupted"
     assert os.listdir(out) == []
+
+
+# ---------------------------------------------------------------- ask --clips
+
+
+def frame_at(seconds: float) -> int:
+    """The clock's frame shown at ``seconds`` (10 fps from 0)."""
+    return int(seconds * FPS + 1e-9)
+
+
+def test_ask_clips_cuts_each_answer_s_spans_and_its_record_lists_them(
+    spy: Spy, tiny_qwen25_path: Path, clock_av: str, tmp_path: Path
+) -> None:
+    """`ask clip.mp4 "q" --clips out/`: the clip of the span the answer states, named as its
+    subtitles are (the input's stem), starts and ends at the span's frames; the record lists
+    it. A rerun with --resume asks nothing and cuts nothing again."""
+    spy.fixed = "The clock runs from 5 to 7 seconds."
+    out, answers = tmp_path / "out", tmp_path / "answers.jsonl"
+    ask = ("ask", clock_av, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", out,
+           "-o", answers, "--json")  # fmt: skip
+    r = invoke(*ask)
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    (span,) = rec["times"]
+    start, end = span["start_s"], span["end_s"]
+    name = f"cut_clock_{format_clock(start, 3, sep='-')}_{format_clock(end, 3, sep='-')}.mp4"
+    assert rec["clips"] == [str(out / name)] and os.listdir(out) == [name]
+    assert f"wrote {out / name}" in r.stderr
+    assert frame_numbers(rec["clips"][0]) == list(range(frame_at(start), frame_at(end) + 1))
+    before = os.stat(rec["clips"][0])
+    asked = len(spy.questions)
+    again = invoke(*ask, "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert len(spy.questions) == asked and again.stdout == ""
+    after = os.stat(rec["clips"][0])
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert os.listdir(out) == [name]
+
+
+def test_ask_clips_of_an_answer_without_times_cuts_nothing(
+    spy: Spy, tiny_qwen25_path: Path, clock_av: str, tmp_path: Path
+) -> None:
+    spy.fixed = "Nothing happens."
+    out = tmp_path / "out"
+    r = invoke("ask", clock_av, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", out,
+               "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert rec["times"] == [] and rec["clips"] == []
+    assert f"{clock_av}: no clip cut: the answer states no times" in r.stderr
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_ask_clips_onto_an_input_or_without_ffmpeg_is_refused_before_loading(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    clock_av: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = invoke("ask", clock_av, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", clock_av)
+    assert r.exit_code == 2 and f"--clips {clock_av} is not a folder" in r.stderr
+    assert spy.loaded == 0
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg: one line, status 6, nothing loaded
+    r = invoke("ask", clock_av, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", tmp_path)
+    assert r.exit_code == 6 and "ffmpeg not found on PATH" in r.stderr
+    assert spy.loaded == 0 and r.stdout == ""
+
+
+def test_ask_clips_interrupted_mid_cut_leaves_no_partial_clip_and_no_record(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    clock_av: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real SIGINT to vlcli once FFmpeg has written part of the clip, through the run's own
+    signal handling: status 130, no clip and no temporary file, no record (the input is asked
+    again on --resume)."""
+    from vlcli.outputs import clip_file
+
+    real_follow = clip_file._follow
+
+    def interrupted_once_written(proc: Any, progress: Any) -> None:
+        def tick(done: float) -> None:
+            if done > 0:
+                os.kill(os.getpid(), signal.SIGINT)
+            progress(done)
+
+        real_follow(proc, tick)
+
+    monkeypatch.setattr(clip_file, "_follow", interrupted_once_written)
+    spy.fixed = "The clock runs from 1 to 19 seconds."
+    out, answers = tmp_path / "out", tmp_path / "answers.jsonl"
+    r = invoke("ask", clock_av, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", out,
+               "-o", answers)  # fmt: skip
+    assert r.exit_code == 130, r.stderr
+    assert "interrupted: 0 of 1 input done" in r.stderr
+    assert os.listdir(out) == [] and answers.read_text() == ""
+
+
+def test_ask_clips_a_clip_that_cannot_be_cut_is_one_line_and_fails_nothing(
+    spy: Spy, tiny_qwen25_path: Path, clock_av: str, tmp_path: Path
+) -> None:
+    """The clip of m.mp4 would have the name of another input of the run (given as the folder
+    --clips writes into): refused with one warning line; m.mp4's record stays ok (its answer is
+    good), without the clip; the other input is cut; the run succeeds."""
+    spy.fixed = "The clock runs from 5 to 7 seconds."
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(clock_av, folder / "m.mp4")
+    first = invoke("ask", folder / "m.mp4", "When?", "--model", tiny_qwen25_path, *NEW,
+                   "--clips", tmp_path / "first", "--json")  # fmt: skip
+    (name,) = os.listdir(tmp_path / "first")
+    victim = folder / name
+    shutil.copy(clock_av, victim)
+    r = invoke("ask", folder, "When?", "--model", tiny_qwen25_path, *NEW, "--clips", folder,
+               "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    m, other = records(r.stdout)
+    assert (m["path"], m["status"], m["clips"]) == (str(folder / "m.mp4"), "ok", [])
+    (line,) = [x for x in r.stderr.splitlines() if "clip not cut" in x]
+    assert line == (
+        f"vlcli: warning: {folder / 'm.mp4'}: clip not cut: its clip {victim} would replace an "
+        "input: give the clips another folder"
+    )
+    assert victim.read_bytes() == Path(clock_av).read_bytes()
+    # the other input's stem is the victim's name less .mp4, its span the same
+    assert other["status"] == "ok" and other["clips"] == [str(folder / (victim.stem + name[1:]))]
+    assert records(first.stdout)[0]["clips"] == [str(tmp_path / "first" / name)]

@@ -17,6 +17,7 @@ from vlcli.cli.options import (
     ApiKeyOption,
     AskModel,
     Attn,
+    Clips,
     Concurrency,
     Device,
     Dtype,
@@ -93,6 +94,7 @@ def ask(
     srt: Srt = None,
     vtt: Vtt = None,
     evidence: Evidence = None,
+    clips: Clips = None,
     output: Output = None,
     resume: Resume = False,
     retry_failed: RetryFailed = False,
@@ -102,6 +104,7 @@ def ask(
 ) -> None:
     """Ask the model about each input; print the answer with its times in seconds of the source."""
     # On first use: the command line starts (and answers -h) without the run's modules.
+    from vlcli.outputs.clip_file import find_ffmpeg
     from vlcli.outputs.files import check_targets, output_stems, subtitle_targets
     from vlcli.planning.windows import check_window
     from vlcli.run.ask import Outputs, RunOptions, check_run
@@ -120,8 +123,12 @@ def ask(
     paths = media_paths(media, null)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
-    check_targets(paths, stems[:1] if together else stems, targets, output, evidence, run.resume)
-    outputs = Outputs(output, tuple(targets), evidence)
+    check_targets(
+        paths, stems[:1] if together else stems, targets, output, evidence, run.resume, clips
+    )
+    if clips is not None:
+        find_ffmpeg()  # missing: one line, before the engine starts (the run looks it up again)
+    outputs = Outputs(output, tuple(targets), evidence, clips)
     engine_options = EngineOptions(
         engine, model, server, api_key, device, dtype, attn, vllm_python,
         tuple(vllm_args or ()), concurrency, frame_format, force, server_patience,

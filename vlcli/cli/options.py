@@ -375,6 +375,15 @@ Evidence = Annotated[
         help="Save the frame at each stated time as a PNG in this folder.",
     ),
 ]
+Clips = Annotated[
+    str | None,
+    typer.Option(
+        "--clips",
+        metavar="DIR",
+        help="Cut each stated span out of the video into this folder as the answer arrives, "
+        "as vlcli cut does (exact, re-encoded).",
+    ),
+]
 
 Output = Annotated[
     str | None,

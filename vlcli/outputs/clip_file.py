@@ -52,7 +52,7 @@ def find_ffmpeg() -> str:
     found = shutil.which("ffmpeg")
     if found is None:
         raise VlcliError(
-            "ffmpeg not found on PATH: vlcli cut needs FFmpeg's command-line tool "
+            "ffmpeg not found on PATH: cutting clips needs FFmpeg's command-line tool "
             "(make setup installs it; or apt-get install ffmpeg)",
             ExitStatus.MISSING_DEPENDENCY,
         )

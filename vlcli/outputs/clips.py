@@ -83,12 +83,17 @@ def common_root(paths: Sequence[str]) -> str:
     return os.path.commonpath(folders) if folders else os.getcwd()
 
 
-def clip_path(out_dir: str, root: str, source: str, span: Span, copied: bool = False) -> str:
-    """``OUT/<source's folders under root>/<stem>_<start>_<end>.mp4``, the span as a clock;
-    ``.copy.mp4`` for a stream copy, which starts at a keyframe: not the exact clip's file."""
+def clip_stem(root: str, source: str) -> str:
+    """``source``'s path under ``root``, less its extension (its name alone when not under it)."""
     rel = os.path.relpath(os.path.abspath(source), root)
     if rel.startswith(os.pardir):  # not under the root: its name alone
         rel = os.path.basename(source)
-    stem = os.path.splitext(rel)[0]
+    return os.path.splitext(rel)[0]
+
+
+def clip_path(out_dir: str, stem: str, span: Span, copied: bool = False) -> str:
+    """``OUT/<stem>_<start>_<end>.mp4``, the span as a clock (``stem``: the source's folders
+    under the run's root and its name, :func:`clip_stem`; or ``ask``'s output stem); ``.copy.mp4``
+    for a stream copy, which starts at a keyframe: not the exact clip's file."""
     start, end = (format_clock(s, 3, sep="-") for s in (span.start_s, span.end_s))
     return os.path.join(out_dir, f"{stem}_{start}_{end}{'.copy' if copied else ''}.mp4")

@@ -353,12 +353,13 @@ def check_targets(
     output: str | None,
     evidence: str | None,
     resume: bool = False,
+    clips: str | None = None,
 ) -> None:
     """Refuse, before anything is loaded, outputs that would destroy or clash (status 2).
 
     An output may not be an input or another output (``--srt X --vtt X``, ``-o`` onto a
     subtitle file); an existing subtitle target must be empty or written by vlcli (it is
-    replaced); ``--evidence`` must be a folder; each target's folder must be writable; an
+    replaced); ``--evidence`` and ``--clips`` must be folders (not an input); each target's folder must be writable; an
     ``--output`` file that holds records is only continued with ``resume``.
     """
     input_ids = file_ids(inputs)
@@ -392,17 +393,9 @@ def check_targets(
                 f"--output {output} already holds records: --resume continues it, "
                 "or remove it (or give another file) to start again"
             )
-    if evidence is not None:
-        folder = Path(evidence)
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--evidence {evidence} is not a folder")
-        if _file_id(folder) in input_ids:
-            raise UsageError(f"--evidence {evidence} is an input")
-        if _real(folder) in taken:
-            raise UsageError(f"--evidence {evidence} is also the target of {taken[_real(folder)]}")
-        why = _writable_folder(folder)
-        if why is not None:
-            raise UsageError(f"--evidence {evidence}: cannot write there ({why})")
+    for option, name in (("--evidence", evidence), ("--clips", clips)):
+        if name is not None:
+            _check_folder(option, name, input_ids, taken)
     for sub in subtitles:
         option = f"--{sub.fmt}"
         for stem in stems if sub.folder else stems[:1]:
@@ -417,6 +410,21 @@ def check_targets(
                 )
         if sub.folder and Path(sub.target).exists() and not Path(sub.target).is_dir():
             raise UsageError(f"{option} {sub.target} is not a folder")
+
+
+def _check_folder(option: str, name: str, input_ids: set[FileId], taken: dict[str, str]) -> None:
+    """A folder of outputs (``--evidence``, ``--clips``): a folder or none yet, not an input nor
+    another option's file, and writable."""
+    folder = Path(name)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {name} is not a folder")
+    if _file_id(folder) in input_ids:
+        raise UsageError(f"{option} {name} is an input")
+    if _real(folder) in taken:
+        raise UsageError(f"{option} {name} is also the target of {taken[_real(folder)]}")
+    why = _writable_folder(folder)
+    if why is not None:
+        raise UsageError(f"{option} {name}: cannot write there ({why})")
 
 
 def check_not_input(path: Path, inputs: set[FileId]) -> None:

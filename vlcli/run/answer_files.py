@@ -1,9 +1,11 @@
-"""The files an answer gets besides its record: subtitles (``--srt``/``--vtt``) and evidence
-frames (``--evidence DIR``).
+"""The files an answer gets besides its record: subtitles (``--srt``/``--vtt``), evidence
+frames (``--evidence DIR``) and clips (``--clips DIR``).
 
 They are written before the record (atomically, :mod:`vlcli.outputs.files`), so that a recorded
 input has its files. Subtitles that cannot be written fail that input (the run goes on);
-evidence frames that cannot be saved are only warned about. No file of the run's inputs is ever
+evidence frames that cannot be saved are only warned about, and so are clips that cannot be cut
+(the answer is good: ``vlcli cut`` can cut them from the records later, while a failed input
+would be asked again). No file of the run's inputs is ever
 written over, and only files vlcli can prove it wrote are replaced or removed.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlcli.errors import ExitStatus, VlcliError
+from vlcli.outputs.clip_file import find_ffmpeg
 from vlcli.outputs.files import (
     SubtitleTarget,
     check_not_input,
@@ -22,6 +25,7 @@ from vlcli.outputs.files import (
 from vlcli.outputs.subtitles import to_srt, to_vtt
 from vlcli.planning.plan import VideoPlan
 from vlcli.planning.windows import shown_range
+from vlcli.run.cut import ClipMade, CutOptions, Cutter
 from vlcli.run.inputs import Task
 from vlcli.run.prompt import AskResult, evidence_video, save_evidence
 from vlcli.run.view import AskView
@@ -93,3 +97,43 @@ class AnswerFiles:
             result.evidence = save_evidence(video[0], result.times, folder, video[1], self.inputs)
         except (VlcliError, OSError) as exc:
             self.view.warn(f"{video[0]}: evidence frames not saved: {exc}")
+
+
+class AnswerClips:
+    """Cuts the spans each answer states out of its video (``--clips DIR``), as ``vlcli cut``
+    does (:class:`vlcli.run.cut.Cutter`: exact, re-encoded; a clip there already is kept), named
+    from the input's output stem as its subtitles are. FFmpeg is looked for at once, before any
+    input is probed."""
+
+    def __init__(self, folder: str, paths: list[str], view: AskView) -> None:
+        # no root: each clip is named from its input's stem (cut()), never under a root
+        self.cutter = Cutter(CutOptions(folder), self, find_ffmpeg(), ".", paths)
+        self.view = view
+        self.made: list[str] = []
+        self.label = ""  # the input being cut, for the progress display
+
+    def cut(self, task: Task, result: AskResult) -> list[str]:
+        """The clips of one answer (those cut before a failure included); a failure is a
+        warning of one line."""
+        self.made, self.label = [], task.label
+        try:
+            self.cutter.record({**result.to_dict(), "file": task.file()}, task.stem)
+        except VlcliError as exc:
+            self.view.warn(f"{exc.path or task.label}: clip not cut: {exc.message}")
+        return self.made
+
+    # what the cutter reports (vlcli.run.cut.ClipView)
+
+    def clip(self, made: ClipMade) -> None:
+        self.made.append(made.clip)
+        self.view.info(f"kept {made.clip} (it exists)" if made.kept else f"wrote {made.clip}")
+
+    def skipped(self, source: str, reason: str) -> None:  # source: a list with --together
+        self.view.info(f"{self.label}: no clip cut: {reason}")
+
+    def note(self, message: str) -> None:
+        self.view.warn(message)
+
+    def progress(self, clip: str, done_s: float, total_s: float) -> None:
+        done = f": {done_s / total_s:.0%}" if total_s else ""
+        self.view.stage(self.label, f"cutting {clip}{done}")

@@ -6,7 +6,7 @@ prompt with ``--together``) with one backend, through these collaborators:
 :mod:`~vlcli.run.planned` (the prompts, planned lazily), :mod:`~vlcli.run.answering` (each prompt
 prepared and answered), :mod:`~vlcli.run.windowed` (windows and their merge),
 :mod:`~vlcli.run.records` (records and the exit status) and :mod:`~vlcli.run.answer_files`
-(subtitles and evidence frames):
+(subtitles and evidence frames; clips):
 
 * Planning is lazy and happens on the worker that prepares prompts (:mod:`vlcli.run.pipeline`): the
   first answer never waits for a 2,000-file folder to be probed, and while the model answers
@@ -17,6 +17,9 @@ prepared and answered), :mod:`~vlcli.run.windowed` (windows and their merge),
 * Subtitles and evidence frames are written before the record (atomically,
   :mod:`vlcli.outputs.files`), so that a recorded input has its files; a failure to write them fails
   that input and the run goes on.
+* Clips (``--clips``) are cut before the record, as :mod:`vlcli.run.cut` cuts them, so that the
+  record lists them; they are not held from an interrupt as the record is (a cut takes long):
+  an interrupt stops FFmpeg and leaves no partial clip, and the input has no record yet.
 * A long video in windows (:mod:`vlcli.planning.windows`) gets one record, made when its last window is
   answered; each window is recorded on its own meanwhile (``"status": "window"``), so that
   ``--resume`` continues inside the video.
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from vlcli.errors import ExitStatus, Interrupted, ServerGone, UsageError, VlcliError
 from vlcli.outputs.files import SubtitleTarget
 from vlcli.outputs.ledger import Ledger, placed_key, record_key
-from vlcli.run.answer_files import AnswerFiles
+from vlcli.run.answer_files import AnswerClips, AnswerFiles
 from vlcli.run.answering import Answering
 from vlcli.run.inputs import Abandoned, Job, Task, how_to_go_on, skip_recorded, tasks_of
 from vlcli.run.pipeline import Interrupts, Outcome, run_ordered
@@ -79,6 +82,7 @@ class Outputs:
     records: str | None = None  # -o/--output: the ledger of records, JSON Lines
     subtitles: tuple[SubtitleTarget, ...] = ()  # --srt, --vtt
     evidence: str | None = None  # --evidence: the folder of evidence frames
+    clips: str | None = None  # --clips: the folder the stated spans are cut into
 
 
 def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
@@ -147,6 +151,7 @@ class _Run:
         self.key_of = functools.partial(input_key, settings_key(settings, self.identity))
         self.records = Records(ledger, view, interrupts)
         self.files = AnswerFiles(outputs.subtitles, outputs.evidence, paths, view)
+        self.clips = AnswerClips(outputs.clips, paths, view) if outputs.clips else None
         self.windows = Windows(settings, backend.spec.model, self.records, view)
 
     def go(self) -> ExitStatus | None:
@@ -230,5 +235,7 @@ class _Run:
     def _record(self, task: Task, result: AskResult) -> None:
         """Write an answered task's files, then its record; show it."""
         result.key, result.backend = task.key, self.identity
+        if self.clips is not None:  # not held: an interrupt stops FFmpeg, and no clip is left half
+            result.clips = self.clips.cut(task, result)
         with self.interrupts.held():
             self.records.answered(task, result, self.files.write(task, result))

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from vlcli.errors import InputError, UsageError, VlcliError
 from vlcli.media.container import FrameTable, frame_table
 from vlcli.outputs.clip_file import Cut, find_ffmpeg, write_clip
-from vlcli.outputs.clips import Span, clip_path, common_root, plan_spans, record_spans
+from vlcli.outputs.clips import Span, clip_path, clip_stem, common_root, plan_spans, record_spans
 from vlcli.outputs.reel import ReelPart, write_reel
 from vlcli.times.format import format_clock
 
@@ -60,13 +60,20 @@ class ClipMade:
         }
 
 
-class CutView(Protocol):
+class ClipView(Protocol):
+    """What cutting one record's spans reports to (``ask --clips`` too)."""
+
     def clip(self, made: ClipMade) -> None: ...
     def skipped(self, source: str, reason: str) -> None: ...
-    def failed(self, error: VlcliError) -> None: ...
     def progress(self, clip: str, done_s: float, total_s: float) -> None: ...
-    def reel(self, path: str, chapters: int, written: bool) -> None: ...
     def note(self, message: str) -> None: ...
+
+
+class CutView(ClipView, Protocol):
+    """What ``vlcli cut`` reports to: its records' failures and the reel besides."""
+
+    def failed(self, error: VlcliError) -> None: ...
+    def reel(self, path: str, chapters: int, written: bool) -> None: ...
 
 
 @dataclass
@@ -98,8 +105,7 @@ def run_cut(records: list[dict[str, Any]], options: CutOptions, view: CutView) -
     sources = [
         r["path"] for r in records if r.get("status") == "ok" and isinstance(r.get("path"), str)
     ]
-    run = _Run(options, view, ffmpeg_path, options.root or common_root(sources))
-    run.inputs = {os.path.abspath(p) for p in sources}
+    run = Cutter(options, view, ffmpeg_path, options.root or common_root(sources), sources)
     if options.reel is not None and os.path.abspath(options.reel) in run.inputs:
         raise UsageError(f"--reel {options.reel} is one of the records' sources")
     for record in records:
@@ -110,19 +116,26 @@ def run_cut(records: list[dict[str, Any]], options: CutOptions, view: CutView) -
             run.summary.errors.append(exc)
             view.failed(exc)
     if options.reel is not None and run.parts:
-        run.write_reel(options.reel)
+        run.write_reel(options.reel, view)
     return run.summary
 
 
-class _Run:
-    def __init__(self, options: CutOptions, view: CutView, ffmpeg_path: str, root: str):
+class Cutter:
+    """Cuts the spans of one record after another (``vlcli cut``, and ``ask --clips`` as each
+    answer arrives), never over one of ``inputs`` nor over another clip it made."""
+
+    def __init__(
+        self, options: CutOptions, view: ClipView, ffmpeg_path: str, root: str, inputs: list[str]
+    ):
         self.options, self.view, self.ffmpeg, self.root = options, view, ffmpeg_path, root
         self.summary = CutSummary()
-        self.inputs: set[str] = set()
+        self.inputs = {os.path.abspath(p) for p in inputs}
         self.made: dict[str, tuple[str, tuple[float, float]]] = {}  # clip -> its source and span
         self.parts: list[ReelPart] = []  # each clip, for the reel
 
-    def record(self, record: dict[str, Any]) -> None:
+    def record(self, record: dict[str, Any], stem: str | None = None) -> None:
+        """Cut every span ``record`` states, each clip said to the view; ``stem``: what the
+        clips' names start with (by default the source's path under the root)."""
         times, reason = record_spans(record)
         source = str(record.get("path"))
         if reason is not None:
@@ -139,11 +152,12 @@ class _Run:
         if outside:
             self.summary.skipped += outside
             self.view.skipped(source, f"{outside} span(s) outside the video")
+        stem = stem if stem is not None else clip_stem(self.root, source)
         for span in spans:
-            self.view.clip(self._cut(source, table, span))
+            self.view.clip(self._cut(source, stem, table, span))
 
-    def _cut(self, source: str, table: FrameTable, span: Span) -> ClipMade:
-        target = clip_path(self.options.out_dir, self.root, source, span, self.options.copy)
+    def _cut(self, source: str, stem: str, table: FrameTable, span: Span) -> ClipMade:
+        target = clip_path(self.options.out_dir, stem, span, self.options.copy)
         self._check_target(target, source, span)
         first = table.starts[table.frame_at(span.start_s)]
         end = table.frame_end(table.frame_at(span.end_s))
@@ -163,7 +177,7 @@ class _Run:
         self.parts.append(ReelPart(target, title, total, table.audio))
         return ClipMade(source, span, target, float(start), float(end), cut.copy, not written)
 
-    def write_reel(self, target: str) -> None:
+    def write_reel(self, target: str, view: CutView) -> None:
         """Every clip of the run joined into ``target``; a failure is one line, as a clip's."""
         if os.path.abspath(target) in self.made:
             raise InputError(f"--reel {target} is a clip of this run: not joined")
@@ -173,15 +187,17 @@ class _Run:
             self.parts,
             target,
             force=self.options.force,
-            progress=lambda done: self.view.progress(target, min(done, total), total),
+            progress=lambda done: view.progress(target, min(done, total), total),
         )
-        self.view.reel(target, len(self.parts), written)
+        view.reel(target, len(self.parts), written)
 
     def _check_target(self, target: str, source: str, span: Span) -> None:
         """No clip replaces an input, nor another clip of this run (two sources, one name)."""
         full = os.path.abspath(target)
         if full in self.inputs or any(_same_file(full, p) for p in self.inputs):
-            raise InputError(f"its clip {target} would replace an input: choose another --out")
+            raise InputError(
+                f"its clip {target} would replace an input: give the clips another folder"
+            )
         earlier = self.made.setdefault(full, (source, (span.start_s, span.end_s)))
         if earlier != (source, (span.start_s, span.end_s)):
             raise InputError(f"its clip {target} has the name of a clip of {earlier[0]}")

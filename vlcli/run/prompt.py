@@ -88,6 +88,7 @@ class AskResult:
     windows: list[dict[str, Any]] = field(default_factory=list)
     span_windows: list[int] = field(default_factory=list)
     subtitles: list[str] | None = None  # the subtitle files written, when any were asked for
+    clips: list[str] | None = None  # the clips cut (or kept from an earlier run), with --clips
 
     def to_dict(self) -> dict[str, Any]:
         times = [t.to_dict() for t in self.times]
@@ -118,6 +119,8 @@ class AskResult:
             d["evidence"] = self.evidence
         if self.subtitles is not None:
             d["subtitles"] = self.subtitles
+        if self.clips is not None:
+            d["clips"] = self.clips
         return d
 
 
