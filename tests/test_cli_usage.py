@@ -347,3 +347,24 @@ def test_a_closed_standard_output_is_said_so(args: list[str]) -> None:
                        preexec_fn=lambda: os.close(1))  # fmt: skip
     assert r.returncode == 1
     assert r.stderr.decode() == "vlcli: cannot write to standard output: Bad file descriptor\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ask", CLIP, b"When does it \xfe move?"],
+        ["ask", CLIP, "When?", "--system", b"Be \xff brief."],
+        ["budget", CLIP, "--question", b"When \xfe?"],
+    ],
+)
+def test_text_that_is_not_utf8_is_a_usage_error(args: list[str | bytes]) -> None:
+    """A question or system prompt with bytes that are not UTF-8 cannot be tokenized: one line,
+    status 2, before any model is looked for (it was "a bug": the tokenizer's TypeError)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "vlcli", *args, "--model", "/nonexistent/model"],
+        capture_output=True, cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    lines = r.stderr.decode("utf-8", "replace").splitlines()
+    assert r.returncode == 2, lines
+    (line,) = [x for x in lines if x.startswith("vlcli:")]
+    assert "not valid UTF-8" in line and ("\\xfe" in line or "\\xff" in line)

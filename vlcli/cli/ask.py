@@ -56,6 +56,7 @@ from vlcli.cli.options import (
     Window,
     media_paths,
     sampling,
+    utf8_text,
 )
 from vlcli.errors import UsageError
 
@@ -112,6 +113,7 @@ def ask(
     from vlcli.run.prompt import AskSettings, Generation
 
     media, question, task = _media_and_question(media_and_question, task)
+    utf8_text("--system", system)
     options = sampling(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )
@@ -179,6 +181,7 @@ def _media_and_question(args: list[str], task: str) -> tuple[list[str], str, str
                 f"the last argument, {question!r}, looks like a file name but there is no such "
                 "file: check it, or quote the question and put it last"
             )
+    utf8_text("the question", question)
     try:
         build_prompt(task, question)
     except ValueError as exc:

@@ -36,6 +36,7 @@ from vlcli.cli.options import (
     Window,
     media_paths,
     sampling,
+    utf8_text,
 )
 from vlcli.cli.probe import failure_status, report
 from vlcli.errors import InputError, VlcliError
@@ -77,6 +78,8 @@ def budget(
     from vlcli.planning.windows import check_window
     from vlcli.run.budget import Budget, BudgetSettings, InWindows, Planned, TogetherTotal, Warned
 
+    utf8_text("--question", question)
+    utf8_text("--system", system)
     options = sampling(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
     )

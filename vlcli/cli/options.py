@@ -9,6 +9,7 @@ weights in), the two are two aliases side by side, each named for its meaning.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -462,6 +463,18 @@ def sampling(
         start=seconds(start),
         end=seconds(end),
     )
+
+
+def utf8_text(option: str, text: str | None) -> None:
+    """Refuse text the tokenizer cannot take: an argument with bytes that are not UTF-8 (they
+    reach Python as lone surrogates), said with those bytes escaped."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("ascii", "backslashreplace")
+        raise UsageError(f"{option} is not valid UTF-8 text: '{shown[:80]}'") from None
 
 
 def media_paths(media: list[str], null: bool = False) -> list[str]:
