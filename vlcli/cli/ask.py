@@ -11,7 +11,7 @@ import re
 
 import typer
 
-from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S
+from vlcli.backends.vllm import DEFAULT_PATIENCE_S
 from vlcli.cli import views as render
 from vlcli.cli.options import (
     ApiKeyOption,

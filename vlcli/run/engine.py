@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vlcli.backends.registry import check_engine_name, engine_class
-from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S
+from vlcli.backends.vllm import DEFAULT_PATIENCE_S
 from vlcli.errors import ExitStatus, UsageError
 from vlcli.models.families import DEFAULT_MODEL
 from vlcli.models.locate import locate_spec

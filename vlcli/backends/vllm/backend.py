@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
+from vlcli.backends.vllm import DEFAULT_PATIENCE_S
 from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient
-from vlcli.backends.vllm.patience import DEFAULT_PATIENCE_S, Patience
+from vlcli.backends.vllm.patience import Patience
 from vlcli.backends.vllm.process import EngineError, LocalVllmServer, find_vllm_python
 from vlcli.backends.vllm.request import PreparedRequest, prepare_request
 from vlcli.backends.vllm.streaming import answer_of, stream_chat

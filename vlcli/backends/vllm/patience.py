@@ -23,14 +23,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from vlcli.backends.vllm import DEFAULT_PATIENCE_S
 from vlcli.backends.vllm.client import ServerBusy
 from vlcli.errors import ServerGone
 
 T = TypeVar("T")
 
-# A vLLM restart took 40-200 s here (the README's measurements): five minutes outlasts one with
-# room for a slow disk, and is short enough that a server that is really gone is said soon.
-DEFAULT_PATIENCE_S = 300.0
 FIRST_WAIT_S = 1.0
 LONGEST_WAIT_S = 30.0
 
