@@ -38,6 +38,22 @@ from vlcli.times.axis import TimeAxis
 FrameProgress = Callable[[int, int], None]
 
 
+def frame_counter(
+    total: int, on_frames: FrameProgress | None
+) -> Callable[[int], None]:
+    """What each chunk of each video reports its frames to: ``on_frames`` hears the prompt's
+    frames done so far, of all its videos."""
+    done = 0
+
+    def chunk_done(frames: int) -> None:
+        nonlocal done
+        done += frames
+        if on_frames is not None:
+            on_frames(done, total)
+
+    return chunk_done
+
+
 class TextSink(Protocol):
     """Where an answer's text goes, piece by piece, as the model generates it."""
 

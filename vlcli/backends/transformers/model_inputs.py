@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from vlcli.backends import frame_counter
 from vlcli.errors import ModelError, UsageError
 from vlcli.media import heap
 from vlcli.media.probe import iter_video_chunks, load_image
@@ -292,7 +293,7 @@ def _pixel_inputs(
         else None
     )
     images: list[torch.Tensor] = []
-    chunk_done = _frame_counter(sum(p.frames for p in videos), on_frames)
+    chunk_done = frame_counter(sum(p.frames for p in videos), on_frames)
     decode_s = 0.0
     offset = 0
     for path, plan in media:
@@ -311,22 +312,6 @@ def _pixel_inputs(
 def _rows(plan: VideoPlan) -> int:
     """A video's rows of ``pixel_values_videos``: one per patch of its grid."""
     return plan.grid_thw[0] * plan.grid_thw[1] * plan.grid_thw[2]
-
-
-def _frame_counter(
-    total: int, on_frames: Callable[[int, int], None] | None
-) -> Callable[[int], None]:
-    """What each chunk of each video reports its frames to: ``on_frames`` hears the prompt's
-    frames done so far, of all its videos."""
-    done = 0
-
-    def chunk_done(frames: int) -> None:
-        nonlocal done
-        done += frames
-        if on_frames is not None:
-            on_frames(done, total)
-
-    return chunk_done
 
 
 def _with_grids(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlcli.backends import FrameProgress, Prompt
+from vlcli.backends import FrameProgress, Prompt, frame_counter
 from vlcli.backends.vllm.client import VIDEO_MIME, chat_request, encode_picture, image_url
 from vlcli.errors import UsageError
 from vlcli.media.frames import iter_video_chunks, load_image
@@ -87,14 +87,7 @@ def _media_urls(
     the video frames encoded so far, of all the prompt's videos."""
     spent = _Spent()
     total = sum(p.frames for p in prompt.plans if isinstance(p, VideoPlan))
-    done = 0
-
-    def chunk_done(frames: int) -> None:
-        nonlocal done
-        done += frames
-        if on_frames is not None:
-            on_frames(done, total)
-
+    chunk_done = frame_counter(total, on_frames)
     urls: MediaUrls = []
     for path, plan in prompt.media:
         if plan.family.name != family.name:
