@@ -552,7 +552,7 @@ class TestEngineVllm:
         vlcli says why it died, starts it again with the same flags, and every input gets its
         record, in order; no process is left."""
         clips = [
-            make_clip(tmp_path / f"k{i}.mp4", size=(160, 96), fps=10, seconds=2) for i in range(3)
+            make_clip(tmp_path / f"k{i}.mp4", size=(160, 96), fps=10, seconds=2) for i in range(4)
         ]
         command = _engine_command(clips[0], engine_folder)
         command[5:5] = clips[1:]  # every clip before the question
@@ -564,8 +564,14 @@ class TestEngineVllm:
             assert vlcli.stdout is not None
             first = vlcli.stdout.readline()  # the first record: the server has answered
             assert first, vlcli.stderr.read() if vlcli.stderr else ""
-            servers = [p for p in _processes_mentioning(str(engine_folder)) if p != vlcli.pid]
-            os.killpg(os.getpgid(servers[0]), signal.SIGKILL)
+            # vlcli held still while the server is found and killed: each answer takes about
+            # 0.1 s, and a free-running vlcli finished the other clips before the kill (CI, stop 22)
+            os.kill(vlcli.pid, signal.SIGSTOP)
+            try:
+                servers = [p for p in _processes_mentioning(str(engine_folder)) if p != vlcli.pid]
+                os.killpg(os.getpgid(servers[0]), signal.SIGKILL)
+            finally:
+                os.kill(vlcli.pid, signal.SIGCONT)
             rest, stderr = vlcli.communicate(timeout=600)
         finally:
             if vlcli.poll() is None:
