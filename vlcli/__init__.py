@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         plan_video,
     )
     from vlcli.planning.tasks import DEFAULT_SYSTEM_PROMPT, DEFAULT_TASK, TASKS, build_prompt
+    from vlcli.space.place import PlacedShape, place_shapes
+    from vlcli.space.read import StatedShape, read_shapes
     from vlcli.times.format import format_hms
     from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
 
@@ -43,7 +45,9 @@ __all__ = [
     "InputError",
     "ModelError",
     "ModelSpec",
+    "PlacedShape",
     "SamplingOptions",
+    "StatedShape",
     "TimeSpan",
     "UsageError",
     "VideoFacts",
@@ -54,8 +58,10 @@ __all__ = [
     "map_times",
     "parse_time_value",
     "parse_times",
+    "place_shapes",
     "plan_image",
     "plan_video",
+    "read_shapes",
     "resolve_model",
     "to_srt",
     "to_vtt",
@@ -71,6 +77,8 @@ _HOMES = {
         "ImagePlan", "SamplingOptions", "VideoFacts", "VideoPlan", "plan_image", "plan_video",
     ),
     "vlcli.planning.tasks": ("DEFAULT_SYSTEM_PROMPT", "DEFAULT_TASK", "TASKS", "build_prompt"),
+    "vlcli.space.place": ("PlacedShape", "place_shapes"),
+    "vlcli.space.read": ("StatedShape", "read_shapes"),
     "vlcli.times.format": ("format_hms",),
     "vlcli.times.parse": ("TimeSpan", "map_times", "parse_time_value", "parse_times"),
 }  # fmt: skip

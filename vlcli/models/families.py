@@ -51,6 +51,13 @@ class Coordinates(StrEnum):
     RESIZED_PIXELS = "resized-pixels"  # Qwen2.5-VL: absolute pixels of the resized input
     RELATIVE_1000 = "relative-1000"  # Qwen2-VL, Qwen3-VL: 0..1000 of the width and the height
 
+    def extent(self, resized_width: int, resized_height: int) -> tuple[float, float]:
+        """The picture's width and height in these coordinates, for a model shown it resized to
+        ``resized_width`` x ``resized_height`` (what a stated position is a fraction of)."""
+        if self is Coordinates.RESIZED_PIXELS:
+            return float(resized_width), float(resized_height)
+        return 1000.0, 1000.0
+
 
 @dataclass(frozen=True)
 class Family:

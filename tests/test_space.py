@@ -1,0 +1,212 @@
+"""Boxes and points mapped to source pixels, worked out by hand per family.
+
+Each expected pixel below is computed in the comment beside it from the sizes the model was
+shown. Qwen2.5-VL states pixels of its resized input, Qwen2-VL and Qwen3-VL thousandths: a
+source pixel is ``coordinate * source side / extent`` per axis, edges rounded to the nearest
+pixel edge (halves up), points to the pixel they fall in. The resized sizes are worked out too,
+and the plan is checked to agree with them first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_cli import invoke
+from helpers_forced import force_answer
+from PIL import Image
+
+from vlcli.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Family
+from vlcli.planning.plan import SamplingOptions, VideoFacts, plan_image, plan_video
+from vlcli.space.place import PlacedShape, place_shapes
+from vlcli.space.read import read_shapes
+
+OPTIONS = SamplingOptions()
+
+
+def placed(answer: str, plan: Any, axes: tuple[Any, ...] = ()) -> list[PlacedShape]:
+    return place_shapes(read_shapes(answer), [plan], axes)
+
+
+def pixels(answer: str, plan: Any) -> list[tuple[int, ...] | None]:
+    return [p.pixels for p in placed(answer, plan)]
+
+
+def box(x1: float, y1: float, x2: float, y2: float, label: str = "it") -> str:
+    return json.dumps([{"bbox_2d": [x1, y1, x2, y2], "label": label}])
+
+
+# ---------------------------------------------------------------- Qwen2.5-VL: resized pixels
+
+
+def test_qwen2_5_vl_photo_4000x3000() -> None:
+    # smart_resize rounds each side to 28 on its own: 4000/28 = 142.86 -> 143*28 = 4004,
+    # 3000/28 = 107.14 -> 107*28 = 2996 (12 Mpx, under the 12.8 Mpx limit).
+    plan = plan_image(4000, 3000, OPTIONS, QWEN2_5_VL)
+    assert (plan.resized_width, plan.resized_height) == (4004, 2996)
+    # x: 1001 * 4000/4004 = 1000, 2002 * 4000/4004 = 2000; y: 749 * 3000/2996 = 750,
+    # 1498 * 3000/2996 = 1500. (One factor 4000/4004 for y would give 748 and 1497.)
+    assert pixels(box(1001, 749, 2002, 1498), plan) == [(1000, 750, 2000, 1500)]
+
+
+def test_qwen2_5_vl_odd_641x359() -> None:
+    # 641/28 = 22.9 -> 23*28 = 644; 359/28 = 12.8 -> 13*28 = 364.
+    plan = plan_image(641, 359, OPTIONS, QWEN2_5_VL)
+    assert (plan.resized_width, plan.resized_height) == (644, 364)
+    # x: 100 * 641/644 = 99.53 -> 100, 500 * 641/644 = 497.67 -> 498;
+    # y: 100 * 359/364 = 98.63 -> 99, 300 * 359/364 = 295.88 -> 296.
+    assert pixels(box(100, 100, 500, 300), plan) == [(100, 99, 498, 296)]
+    # a point: 322 * 641/644 = 320.5 -> pixel 320; 182 * 359/364 = 179.5 -> pixel 179
+    point = placed(json.dumps({"point_2d": [322, 182], "label": "p"}), plan)
+    assert [(p.kind, p.pixels, p.flags) for p in point] == [("point", (320, 179), ())]
+
+
+def test_qwen2_5_vl_one_pixel_and_very_wide() -> None:
+    # 1x1 is enlarged to the 4-token minimum: 56x56. Its whole extent is the one pixel.
+    one = plan_image(1, 1, OPTIONS, QWEN2_5_VL)
+    assert (one.resized_width, one.resized_height) == (56, 56)
+    assert pixels(box(0, 0, 56, 56), one) == [(0, 0, 1, 1)]
+    # 10/56 = 0.18 -> 0 and 20/56 = 0.36 -> 0: no area left in the source: degenerate
+    assert [p.flags for p in placed(box(10, 10, 20, 20), one)] == [("degenerate",)]
+    # 3000x20: 3000/28 = 107.1 -> 2996, 20/28 = 0.71 -> 1*28 = 28.
+    wide = plan_image(3000, 20, OPTIONS, QWEN2_5_VL)
+    assert (wide.resized_width, wide.resized_height) == (2996, 28)
+    # x2: 1498 * 3000/2996 = 1500; y: 7 * 20/28 = 5, 21 * 20/28 = 15
+    assert pixels(box(0, 7, 1498, 21), wide) == [(0, 5, 1500, 15)]
+
+
+def test_qwen2_5_vl_rotated_phone_frame() -> None:
+    # A phone video coded 1920x1080 with a 90-degree display matrix is shown (and planned)
+    # 1080x1920; 300 frames at 30 fps, 2 fps sampled: 20 frames, resized to 560x1008.
+    plan = plan_video(VideoFacts(1080, 1920, 300, 30.0), OPTIONS, QWEN2_5_VL)
+    assert (plan.resized_width, plan.resized_height) == (560, 1008)
+    # x: 280 * 1080/560 = 540, 560 -> 1080; y: 504 * 1920/1008 = 960, 1008 -> 1920.
+    # The time: Qwen2.5-VL's 1.0 s is its temporal patch 1 (second_per_grid_t 1.0), which
+    # starts on sampled frame 2, source frame 31: 31/30 = 1.0333 s.
+    answer = json.dumps([{"time": 1.0, "bbox_2d": [280, 504, 560, 1008], "label": "phone"}])
+    [shape] = placed(answer, plan, (plan.time_axis(),))
+    assert shape.pixels == (540, 960, 1080, 1920) and shape.flags == ()
+    assert shape.frame_s == pytest.approx(31 / 30)
+
+
+# ---------------------------------------------------------------- Qwen2-VL, Qwen3-VL: 0..1000
+
+
+@pytest.mark.parametrize("family", [QWEN2_VL, QWEN3_VL], ids=lambda f: f.name)
+def test_relative_families_on_every_size(family: Family) -> None:
+    # Thousandths of the source's sides, whatever the resized size (it differs per family).
+    photo = plan_image(4000, 3000, OPTIONS, family)
+    # 250/1000 * 4000 = 1000, 500 -> 2000; 250/1000 * 3000 = 750, 500 -> 1500
+    assert pixels(box(250, 250, 500, 500), photo) == [(1000, 750, 2000, 1500)]
+    odd = plan_image(641, 359, OPTIONS, family)
+    # x: 64.1 -> 64, 320.5 -> 321 (halves up); y: 35.9 -> 36, 107.7 -> 108
+    assert pixels(box(100, 100, 500, 300), odd) == [(64, 36, 321, 108)]
+    one = plan_image(1, 1, OPTIONS, family)
+    assert pixels(box(0, 0, 1000, 1000), one) == [(0, 0, 1, 1)]
+    wide = plan_image(3000, 20, OPTIONS, family)
+    # x2: 0.5 * 3000 = 1500; y: 0.25 * 20 = 5, 0.75 * 20 = 15
+    assert pixels(box(0, 250, 500, 750), wide) == [(0, 5, 1500, 15)]
+
+
+@pytest.mark.parametrize(
+    ("family", "frame_s"),
+    # Qwen3-VL is shown source timestamps: 1.0 s is 1.0 s, on sampled frame 1 (16/30 s, the
+    # last shown at or before 1.0). Qwen2-VL counts temporal patches of 1.0 s: patch 1, which
+    # starts on source frame 31 (31/30 s).
+    [(QWEN2_VL, 31 / 30), (QWEN3_VL, 16 / 30)],
+    ids=["qwen2_vl", "qwen3_vl"],
+)
+def test_relative_families_on_a_rotated_phone_frame(family: Family, frame_s: float) -> None:
+    plan = plan_video(VideoFacts(1080, 1920, 300, 30.0), OPTIONS, family)
+    answer = json.dumps([{"time": 1.0, "bbox_2d": [500, 500, 1000, 1000], "label": "phone"}])
+    [shape] = placed(answer, plan, (plan.time_axis(),))
+    # 0.5 * 1080 = 540, 1080; 0.5 * 1920 = 960, 1920: the displayed frame's pixels
+    assert shape.pixels == (540, 960, 1080, 1920)
+    assert shape.frame_s == pytest.approx(frame_s)
+
+
+# ---------------------------------------------------------------- what the model got wrong
+
+
+def test_swapped_outside_and_unplaced_are_said_not_dropped() -> None:
+    odd = plan_image(641, 359, OPTIONS, QWEN2_5_VL)  # resized 644x364
+    [swapped] = placed(box(500, 300, 100, 100), odd)
+    assert swapped.pixels == (100, 99, 498, 296) and swapped.flags == ("swapped",)
+    # x2 700 > 644 and y2 400 > 364: clipped to the source's 641 and 359
+    [outside] = placed(box(600, 300, 700, 400), odd)
+    assert outside.pixels == (597, 296, 641, 359) and outside.flags == ("outside",)
+    video = plan_video(VideoFacts(1080, 1920, 300, 30.0), OPTIONS, QWEN3_VL)
+    axes = (video.time_axis(),)
+    [untimed] = placed(box(0, 0, 500, 500), video, axes)
+    assert untimed.flags == ("unplaced",) and untimed.frame_s is None
+    assert untimed.pixels == (0, 0, 540, 960)
+    late = json.dumps({"time": 60, "bbox_2d": [0, 0, 500, 500]})  # the clip ends at 10 s
+    assert [p.flags for p in placed(late, video, axes)] == [("time-outside",)]
+    unvouched = json.dumps({"time": 1, "bbox_2d": [0, 0, 500, 500]})
+    assert [p.flags for p in placed(unvouched, video, (None,))] == [("time-unmapped",)]
+    two = place_shapes(read_shapes(box(0, 0, 10, 10)), [odd, odd])
+    assert [(p.pixels, p.flags) for p in two] == [(None, ("input-unknown",))]
+
+
+def test_the_python_api_reads_and_places() -> None:
+    import vlcli
+
+    plan = vlcli.plan_image(641, 359, vlcli.SamplingOptions(), QWEN2_5_VL)
+    [shape] = vlcli.place_shapes(vlcli.read_shapes(box(100, 100, 500, 300, "cat")), [plan])
+    assert shape.to_dict() == {
+        "label": "cat",
+        "box": [100, 99, 498, 296],
+        "model": [100.0, 100.0, 500.0, 300.0],
+        "flags": [],
+    }
+
+
+# ---------------------------------------------------------------- through vlcli ask --json
+
+
+def _ask_json(*args: Any) -> dict[str, Any]:
+    r = invoke("ask", *args, "--json")
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("family", "answer", "expected"),
+    [
+        # 641x359 shown 644x364: as in test_qwen2_5_vl_odd_641x359
+        (QWEN2_5_VL, box(100, 100, 500, 300, "cat"), [100, 99, 498, 296]),
+        (QWEN2_VL, box(100, 100, 500, 300, "cat"), [64, 36, 321, 108]),
+        (QWEN3_VL, box(100, 100, 500, 300, "cat"), [64, 36, 321, 108]),
+    ],
+    ids=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"],
+)
+def test_ask_json_maps_a_forced_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: Family, answer: str, expected: Any
+) -> None:
+    image = tmp_path / "odd.png"
+    Image.new("RGB", (641, 359), "white").save(image)
+    force_answer(monkeypatch, family, answer)
+    record = _ask_json(image, "Where is the cat?", "--task", "detect")
+    assert record["boxes"] == [
+        {"label": "cat", "box": expected, "model": [100.0, 100.0, 500.0, 300.0], "flags": []}
+    ]
+    assert record["points"] == []
+
+
+def test_ask_json_maps_a_box_on_a_rotated_clip(
+    clip_rotated: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Coded 320x180 with a 90-degree matrix: displayed 180x320, 25 fps, 2 s: 4 frames at 2 fps
+    # (source frames 0, 16, 33, 49). 180x320 = 57600 px is under the 128-token minimum
+    # (100352 px): scaled by sqrt(100352/57600) = 1.3199 and rounded up to 28:
+    # 180 * 1.3199 / 28 = 8.49 -> 9*28 = 252, 320 * 1.3199 / 28 = 15.08 -> 16*28 = 448.
+    # Box: 126 * 180/252 = 90, 252 -> 180; 224 * 320/448 = 160, 448 -> 320.
+    # Time 1.0 s: Qwen2.5-VL's patch 1 (second_per_grid_t 1.0), from source frame 33: 1.32 s.
+    answer = json.dumps([{"time": 1.0, "bbox_2d": [126, 224, 252, 448], "label": "x"}])
+    force_answer(monkeypatch, QWEN2_5_VL, answer)
+    record = _ask_json(clip_rotated, "Where is it?", "--task", "detect")
+    [found] = record["boxes"]
+    assert found["box"] == [90, 160, 180, 320] and found["flags"] == []
+    assert found["frame_s"] == pytest.approx(1.32)

@@ -1,0 +1,193 @@
+"""The boxes and points an answer states, in the model's own coordinates.
+
+The forms read, as the Qwen models write them (see ``tests/data/real_boxes.jsonl``):
+
+- JSON objects with ``bbox_2d`` (or ``bbox``) ``[x1, y1, x2, y2]`` or ``point_2d`` (or ``point``)
+  ``[x, y]``, with a ``label``, in a code fence or bare, as a list or one by one, with other keys
+  beside them, with single quotes as Python prints them; an answer cut off by
+  ``--max-new-tokens`` keeps every object whose coordinates were written whole (a list of
+  coordinates cut off is no box). A video's box takes the time of its object, or of the
+  nearest object around it (``{"time": 12.5, "bbox_2d": [...]}``, ``{"timestamp": "00:12"...}``,
+  ``{"time": 3, "objects": [{"bbox_2d": ...}]}``).
+- Qwen2-VL's ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
+  and the same with the special tokens left out, as a decoder that skips them prints it:
+  ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text.
+- A box in prose, ``[x1, y1, x2, y2]``: four numbers in square brackets, only when the words
+  just before them speak of a position (box, bounding, coordinates, located, region, 框, 坐标...)
+  or the task asked for boxes. The rule is what keeps "scores [1, 2, 3, 4]" or "the years
+  [2019, 2020, 2021, 2022]" from being boxes: four numbers alone say nothing of a picture.
+
+Gemini's ``box_2d`` is not read: it is ``[y1, x1, y2, x2]``, another order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from vlcli.times.parse import parse_time_value
+
+_NUM = r"-?\d+(?:\.\d+)?"
+_Q = r"[\"']"  # JSON's quotes, or Python's
+
+# "bbox_2d": [1, 2, 3, 4] or 'point_2d': [[1, 2]] (one level of nesting at most)
+_COORD_KEY = re.compile(
+    rf"{_Q}(?P<key>bbox_2d|bbox|point_2d|point){_Q}\s*:\s*\[(?P<list>(?:[^\[\]{{}}]|\[[^\[\]{{}}]*\])*)\]"
+)
+_LABEL_KEY = re.compile(rf"{_Q}label{_Q}\s*:\s*(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)')")
+_TIME_KEY = re.compile(
+    rf"{_Q}(?:time|timestamp|time_s|timestamp_s|second|seconds|frame_time){_Q}\s*:\s*"
+    rf"(?:(?P<num>{_NUM})|\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"
+)
+_PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+_TAGGED = re.compile(
+    r"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>\s*)?"
+    rf"<\|box_start\|>\s*{_PAIR}\s*,\s*{_PAIR}\s*<\|box_end\|>",
+    re.S,
+)
+_PAIRS = re.compile(rf"{_PAIR}\s*,\s*{_PAIR}")
+_BRACKETED = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_SPEAKS_OF_PLACE = re.compile(
+    r"box|bbox|bounding|coordinat|locat|region|position|框|坐标|位置", re.I
+)
+_CONTEXT = 80  # characters before a bracketed list that must speak of a position
+_LABEL_BEFORE = re.compile(r"([^\n.:;()\[\]]{1,60})$")  # "the dog" in "the dog(1,2),(3,4)"
+
+
+@dataclass(frozen=True)
+class StatedShape:
+    """A box (``x1, y1, x2, y2``) or a point (``x, y``) as the model stated it."""
+
+    kind: str  # "box" or "point"
+    coords: tuple[float, ...]  # in the model's coordinates (Coordinates of its family)
+    label: str
+    time_s: float | None  # the time stated with it, in the model's own seconds
+    start: int  # where in the answer it was read (the answer's order)
+
+
+def read_shapes(answer: str, boxes_asked: bool = False) -> list[StatedShape]:
+    """Every box and point ``answer`` states, in the order written. ``boxes_asked``: the task
+    asked for boxes, so a bracketed list of four numbers in prose is one even with no word of
+    position before it."""
+    shapes = _json_shapes(answer)
+    taken = [m.span() for m in _COORD_KEY.finditer(answer)]
+    for shape, span in _tagged_shapes(answer):
+        shapes.append(shape)
+        taken.append(span)
+    shapes += _prose_boxes(answer, taken, boxes_asked)
+    return sorted(shapes, key=lambda s: s.start)
+
+
+def _objects(text: str) -> list[tuple[int, int]]:
+    """The ``{...}`` spans of ``text`` (braces inside strings ignored); one left open by an
+    answer that was cut off runs to the end."""
+    spans: list[tuple[int, int]] = []
+    opened: list[int] = []
+    quote: str | None = None
+    escaped = False
+    for i, ch in enumerate(text):
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch == '"':
+            quote = ch
+        elif ch == "{":
+            opened.append(i)
+        elif ch == "}" and opened:
+            spans.append((opened.pop(), i + 1))
+    spans += [(start, len(text)) for start in opened]
+    return spans
+
+
+def _own_text(text: str, span: tuple[int, int], spans: list[tuple[int, int]]) -> str:
+    """An object's text with the objects nested in it blanked out (their keys are theirs)."""
+    start, end = span
+    own = list(text[start:end])
+    for a, b in spans:
+        if start < a and b <= end and (a, b) != span:
+            own[a - start : b - start] = " " * (b - a)
+    return "".join(own)
+
+
+def _json_shapes(text: str) -> list[StatedShape]:
+    spans = _objects(text)
+    shapes = []
+    for m in _COORD_KEY.finditer(text):
+        coords = _numbers(m["list"])
+        kind = "point" if m["key"].startswith("point") else "box"
+        if coords is None or len(coords) != (2 if kind == "point" else 4):
+            continue
+        around = sorted((s for s in spans if s[0] < m.start() < s[1]), key=lambda s: -s[0])
+        label, time_s = "", None
+        for span in around:  # the innermost object first
+            own = _own_text(text, span, spans)
+            if not label and (found := _LABEL_KEY.search(own)):
+                label = _unquoted(found)
+            if time_s is None and (found := _TIME_KEY.search(own)):
+                time_s = _time(found)
+        shapes.append(StatedShape(kind, coords, label, time_s, m.start()))
+    return shapes
+
+
+def _numbers(listed: str) -> tuple[float, ...] | None:
+    """The numbers of a coordinate list, or None when it holds anything else."""
+    parts = [p for p in re.split(r"[\s,\[\]]+", listed) if p]
+    if not parts or not all(re.fullmatch(_NUM, p) for p in parts):
+        return None
+    return tuple(float(p) for p in parts)
+
+
+def _unquoted(found: re.Match[str]) -> str:
+    if found["dq"] is not None:
+        try:
+            return str(json.loads(f'"{found["dq"]}"')).strip()
+        except ValueError:
+            return found["dq"].strip()
+    return str(found["sq"]).strip()
+
+
+def _time(found: re.Match[str]) -> float | None:
+    value = found["num"] or found["dq"] or found["sq"] or ""
+    try:
+        return parse_time_value(value)
+    except ValueError:
+        return None
+
+
+def _tagged_shapes(text: str) -> list[tuple[StatedShape, tuple[int, int]]]:
+    """Qwen2-VL's boxes, with their special tokens or without (a decoder that skips them)."""
+    found = []
+    for m in _TAGGED.finditer(text):
+        coords = tuple(float(m.group(i)) for i in range(2, 6))
+        label = (m["label"] or "").strip()
+        found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
+    bare = re.sub(r"<\|[a-z_]+\|>", lambda t: " " * len(t.group()), text)
+    last_end = 0
+    for m in _PAIRS.finditer(bare):
+        if any(a <= m.start() < b for _, (a, b) in found):
+            continue
+        before = _LABEL_BEFORE.search(bare[last_end : m.start()])
+        label = before.group(1).strip(" ,*\"'") if before else ""
+        coords = tuple(float(v) for v in m.groups())
+        found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
+        last_end = m.end()
+    return found
+
+
+def _prose_boxes(text: str, taken: list[tuple[int, int]], boxes_asked: bool) -> list[StatedShape]:
+    shapes = []
+    for m in _BRACKETED.finditer(text):
+        if any(a <= m.start() < b for a, b in taken if a < b):
+            continue
+        if not boxes_asked and not _SPEAKS_OF_PLACE.search(
+            text[max(0, m.start() - _CONTEXT) : m.start()]
+        ):
+            continue
+        coords = tuple(float(v) for v in m.groups())
+        shapes.append(StatedShape("box", coords, "", None, m.start()))
+    return shapes
