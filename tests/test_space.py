@@ -38,6 +38,43 @@ def box(x1: float, y1: float, x2: float, y2: float, label: str = "it") -> str:
     return json.dumps([{"bbox_2d": [x1, y1, x2, y2], "label": label}])
 
 
+# ---------------------------------------------------------------- the forms read
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # cut off by --max-new-tokens: the whole boxes are kept, the one cut is none
+        ('[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7', [("box", "a", None)]),
+        # extra keys, single quotes (a Python repr), a label written before the box
+        ("[{'label': 'car', 'score': 0.9, 'bbox': [1, 2, 3, 4]}]", [("box", "car", None)]),
+        # a video's times: on the object, or on an object around it; a clock string
+        (
+            '[{"time": 3, "objects": [{"bbox_2d": [1,2,3,4], "label": "a"}]},'
+            ' {"timestamp": "00:12.5", "point_2d": [5, 6], "label": "b"}]',
+            [("box", "a", 3.0), ("point", "b", 12.5)],
+        ),
+        # Qwen2-VL with its special tokens skipped by the decoder
+        ("The dog(120,340),(560,780).", [("box", "The dog", None)]),
+        # prose: a box beside words of position; a point beside words of a point
+        ("The bounding box is [10, 20, 30, 40].", [("box", "", None)]),
+        ("Click at the position (120, 45).", [("point", "", None)]),
+        # four numbers with no word of position, a pair in passing, a box_2d (y first): none
+        ("The scores were [1, 2, 3, 4] in the four rounds.", []),
+        ("It happened in (2019, 2020) twice.", []),
+        ('{"box_2d": [10, 20, 30, 40]}', []),
+    ],
+)
+def test_the_forms_models_write(answer: str, expected: list[tuple[str, str, Any]]) -> None:
+    assert [(s.kind, s.label, s.time_s) for s in read_shapes(answer)] == expected
+
+
+def test_bare_brackets_are_boxes_when_boxes_were_asked_for() -> None:
+    assert read_shapes("[12, 30, 200, 310]") == []
+    [found] = read_shapes("[12, 30, 200, 310]", boxes_asked=True)
+    assert found.coords == (12.0, 30.0, 200.0, 310.0)
+
+
 # ---------------------------------------------------------------- Qwen2.5-VL: resized pixels
 
 

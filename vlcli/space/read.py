@@ -13,9 +13,12 @@ The forms read, as the Qwen models write them (see ``tests/data/real_boxes.jsonl
   and the same with the special tokens left out, as a decoder that skips them prints it:
   ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text.
 - A box in prose, ``[x1, y1, x2, y2]``: four numbers in square brackets, only when the words
-  just before them speak of a position (box, bounding, coordinates, located, region, 框, 坐标...)
-  or the task asked for boxes. The rule is what keeps "scores [1, 2, 3, 4]" or "the years
-  [2019, 2020, 2021, 2022]" from being boxes: four numbers alone say nothing of a picture.
+  just before them speak of a position (box, bounding, coordinates, located, region, point, 框,
+  坐标...) or the task asked for boxes; a point in prose, ``(x, y)``, only after words of a
+  point (coordinates, position, point, click, 坐标...; not "box": a lone corner of a box is
+  none). The rule is what keeps "scores [1, 2, 3, 4]" or "the years [2019, 2020, 2021, 2022]"
+  from being boxes: four numbers alone say nothing of a picture. A list under another JSON key
+  is no prose box either.
 
 Gemini's ``box_2d`` is not read: it is ``[y1, x1, y2, x2]``, another order.
 """
@@ -35,24 +38,34 @@ _Q = r"[\"']"  # JSON's quotes, or Python's
 _COORD_KEY = re.compile(
     rf"{_Q}(?P<key>bbox_2d|bbox|point_2d|point){_Q}\s*:\s*\[(?P<list>(?:[^\[\]{{}}]|\[[^\[\]{{}}]*\])*)\]"
 )
-_LABEL_KEY = re.compile(rf"{_Q}label{_Q}\s*:\s*(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)')")
+_KEYED_LIST = re.compile(rf"{_Q}\w+{_Q}\s*:\s*\[[^\[\]]*\]")
+_LABEL_KEY = re.compile(
+    rf"{_Q}(?:label|name_en|name|category){_Q}\s*:\s*(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)')"
+)
 _TIME_KEY = re.compile(
     rf"{_Q}(?:time|timestamp|time_s|timestamp_s|second|seconds|frame_time){_Q}\s*:\s*"
     rf"(?:(?P<num>{_NUM})|\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"
 )
 _PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+# Qwen2-VL's tokens around a box and its label (Qwen-VL's <ref> and <box> tags likewise)
 _TAGGED = re.compile(
-    r"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>\s*)?"
-    rf"<\|box_start\|>\s*{_PAIR}\s*,\s*{_PAIR}\s*<\|box_end\|>",
+    r"(?:(?:<\|object_ref_start\|>|<ref>)(?P<label>.*?)(?:<\|object_ref_end\|>|</ref>)\s*)?"
+    rf"(?:<\|box_start\|>|<box>)\s*{_PAIR}\s*,\s*{_PAIR}\s*(?:<\|box_end\|>|</box>)",
     re.S,
 )
+_TOKENS = re.compile(r"<\|[a-z_]+\|>|</?ref>")  # around a label without its box's tokens
 _PAIRS = re.compile(rf"{_PAIR}\s*,\s*{_PAIR}")
+_POINT = re.compile(_PAIR)
 _BRACKETED = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
 _SPEAKS_OF_PLACE = re.compile(
-    r"box|bbox|bounding|coordinat|locat|region|position|框|坐标|位置", re.I
+    r"box|bbox|bounding|coordinat|locat|region|position|point|框|坐标|位置", re.I
 )
+# a point: the words of a place that is not a box (a lone corner of a box is no point)
+_SPEAKS_OF_A_POINT = re.compile(r"coordinat|locat|position|point|click|坐标|位置|点击", re.I)
 _CONTEXT = 80  # characters before a bracketed list that must speak of a position
-_LABEL_BEFORE = re.compile(r"([^\n.:;()\[\]]{1,60})$")  # "the dog" in "the dog(1,2),(3,4)"
+# "the dog" in "the dog(1,2),(3,4)": a label written against its box, as Qwen2-VL's is once its
+# special tokens are skipped ("The box is (1,2),(3,4)" has none)
+_LABEL_BEFORE = re.compile(r"([^\s.:;,()\[\]<>][^\n.:;,()\[\]<>]{0,59})(?<=\S)$")
 
 
 @dataclass(frozen=True)
@@ -71,11 +84,12 @@ def read_shapes(answer: str, boxes_asked: bool = False) -> list[StatedShape]:
     asked for boxes, so a bracketed list of four numbers in prose is one even with no word of
     position before it."""
     shapes = _json_shapes(answer)
-    taken = [m.span() for m in _COORD_KEY.finditer(answer)]
+    # a list that is a JSON value is a box only under a key of coordinates (not box_2d's order)
+    taken = [m.span() for m in _KEYED_LIST.finditer(answer)]
     for shape, span in _tagged_shapes(answer):
         shapes.append(shape)
         taken.append(span)
-    shapes += _prose_boxes(answer, taken, boxes_asked)
+    shapes += _prose_shapes(answer, taken, boxes_asked)
     return sorted(shapes, key=lambda s: s.start)
 
 
@@ -160,34 +174,38 @@ def _time(found: re.Match[str]) -> float | None:
 
 
 def _tagged_shapes(text: str) -> list[tuple[StatedShape, tuple[int, int]]]:
-    """Qwen2-VL's boxes, with their special tokens or without (a decoder that skips them)."""
+    """Qwen2-VL's boxes, with their special tokens or without (a decoder that skips them), and
+    two bracketed number pairs in a row anywhere."""
     found = []
     for m in _TAGGED.finditer(text):
         coords = tuple(float(m.group(i)) for i in range(2, 6))
         label = (m["label"] or "").strip()
         found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
-    bare = re.sub(r"<\|[a-z_]+\|>", lambda t: " " * len(t.group()), text)
     last_end = 0
-    for m in _PAIRS.finditer(bare):
+    for m in _PAIRS.finditer(text):
         if any(a <= m.start() < b for _, (a, b) in found):
             continue
-        before = _LABEL_BEFORE.search(bare[last_end : m.start()])
-        label = before.group(1).strip(" ,*\"'") if before else ""
+        before = _LABEL_BEFORE.search(_TOKENS.sub("", text[last_end : m.start()]))
+        label = before.group(1).strip(" *\"'") if before else ""
         coords = tuple(float(v) for v in m.groups())
         found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
         last_end = m.end()
     return found
 
 
-def _prose_boxes(text: str, taken: list[tuple[int, int]], boxes_asked: bool) -> list[StatedShape]:
+def _prose_shapes(text: str, taken: list[tuple[int, int]], boxes_asked: bool) -> list[StatedShape]:
+    """Boxes ``[x1, y1, x2, y2]`` and points ``(x, y)`` in prose, where the words before them
+    speak of a position (a box needs none when boxes were asked for)."""
     shapes = []
-    for m in _BRACKETED.finditer(text):
-        if any(a <= m.start() < b for a, b in taken if a < b):
-            continue
-        if not boxes_asked and not _SPEAKS_OF_PLACE.search(
-            text[max(0, m.start() - _CONTEXT) : m.start()]
-        ):
-            continue
-        coords = tuple(float(v) for v in m.groups())
-        shapes.append(StatedShape("box", coords, "", None, m.start()))
+    for kind, pattern in (("box", _BRACKETED), ("point", _POINT)):
+        for m in pattern.finditer(text):
+            if any(a <= m.start() < b for a, b in taken):
+                continue
+            before = text[max(0, m.start() - _CONTEXT) : m.start()]
+            if kind == "point" and not _SPEAKS_OF_A_POINT.search(before):
+                continue
+            if kind == "box" and not boxes_asked and not _SPEAKS_OF_PLACE.search(before):
+                continue
+            coords = tuple(float(v) for v in m.groups())
+            shapes.append(StatedShape(kind, coords, "", None, m.start()))
     return shapes
