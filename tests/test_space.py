@@ -247,3 +247,90 @@ def test_ask_json_maps_a_box_on_a_rotated_clip(
     [found] = record["boxes"]
     assert found["box"] == [90, 160, 180, 320] and found["flags"] == []
     assert found["frame_s"] == pytest.approx(1.32)
+
+
+# ---------------------------------------------------------------- evidence, crops, table, budget
+
+RED = (255, 0, 0)  # the first colour of vlcli.outputs.drawing.PALETTE
+
+
+def _gradient(path: Path, size: tuple[int, int]) -> Image.Image:
+    from helpers_media import make_image
+
+    make_image(path, size)
+    return Image.open(path).convert("RGB")
+
+
+def test_evidence_draws_the_box_on_the_source_and_crops_cut_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _gradient(tmp_path / "odd.png", (641, 359))
+    force_answer(monkeypatch, QWEN2_5_VL, box(100, 100, 500, 300, "cat"))
+    shots, crops = tmp_path / "shots", tmp_path / "crops"
+    record = _ask_json(tmp_path / "odd.png", "cat", "--task", "detect",
+                       "--evidence", shots, "--crops", crops)  # fmt: skip
+    assert record["evidence"] == [str(shots / "odd_boxes.png")]
+    assert record["crops"] == [str(crops / "odd_box1.png")]
+    drawn = Image.open(shots / "odd_boxes.png").convert("RGB")
+    assert drawn.size == (641, 359)
+    # The box is edges 100, 99, 498, 296 (test_qwen2_5_vl_odd_641x359): columns 100..497,
+    # rows 99..295, its outline one pixel wide (359 // 300 = 1) on the outermost of them.
+    for y in range(99, 296):
+        assert drawn.getpixel((100, y)) == RED and drawn.getpixel((497, y)) == RED
+    for x in range(100, 498):
+        assert drawn.getpixel((x, 99)) == RED and drawn.getpixel((x, 295)) == RED
+    for inside_or_out in [(101, 150), (496, 150), (300, 100), (300, 294), (99, 150), (498, 150),
+                          (300, 98), (300, 296)]:  # fmt: skip
+        assert drawn.getpixel(inside_or_out) == source.getpixel(inside_or_out)
+    cut = Image.open(crops / "odd_box1.png").convert("RGB")
+    assert cut.size == (398, 197)
+    assert cut.tobytes() == source.crop((100, 99, 498, 296)).tobytes()
+
+
+def test_a_video_box_is_drawn_on_its_frame_upright(
+    tmp_path: Path, clip_rotated: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # test_ask_json_maps_a_box_on_a_rotated_clip's box: pixels 90 160 180 320 of the frame at
+    # 1.32 s, displayed 180x320 (the outline 320 // 300 = 1 pixel wide)
+    answer = json.dumps([{"time": 1.0, "bbox_2d": [126, 224, 252, 448], "label": "x"}])
+    force_answer(monkeypatch, QWEN2_5_VL, answer)
+    record = _ask_json(clip_rotated, "it", "--task", "detect", "--evidence", tmp_path)
+    name = tmp_path / "rotated_00-00-01.320_boxes.png"
+    assert str(name) in record["evidence"]
+    drawn = Image.open(name).convert("RGB")
+    assert drawn.size == (180, 320)
+    assert all(drawn.getpixel((90, y)) == RED for y in range(160, 320))
+    assert all(drawn.getpixel((x, 319)) == RED for x in range(90, 180))
+
+
+def test_a_terminal_shows_the_boxes_in_a_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = tmp_path / "odd.png"
+    Image.new("RGB", (641, 359), "white").save(image)
+    force_answer(monkeypatch, QWEN2_5_VL, "The cat is in the box [100, 100, 500, 300].")
+    r = invoke("ask", image, "Where is the cat?")
+    assert r.exit_code == 0, r.stderr
+    assert "boxes and points in source pixels" in r.stdout
+    assert "100 99 498 296" in r.stdout and "100 100 500 300" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("model", "system", "extent"),
+    [
+        ("Qwen/Qwen2.5-VL-7B-Instruct", "resized-pixels", [644.0, 364.0]),
+        ("Qwen/Qwen3-VL-8B-Instruct", "relative-1000", [1000.0, 1000.0]),
+    ],
+)
+def test_budget_says_what_boxes_are_measured_in(
+    tmp_path: Path, model: str, system: str, extent: list[float]
+) -> None:
+    image = tmp_path / "odd.png"
+    Image.new("RGB", (641, 359), "white").save(image)
+    r = invoke("budget", image, "--model", model, "--json")
+    assert r.exit_code == 0, r.stderr
+    coordinates = json.loads(r.stdout)["coordinates"]
+    assert coordinates["system"] == system and coordinates["extent"] == extent
+    assert coordinates["source"] == [641, 359]
+    text = invoke("budget", image, "--model", model).stdout
+    assert f"source x = x * 641/{extent[0]:g}, y = y * 359/{extent[1]:g}" in text

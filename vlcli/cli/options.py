@@ -373,7 +373,17 @@ Evidence = Annotated[
     typer.Option(
         "--evidence",
         metavar="DIR",
-        help="Save the frame at each stated time as a PNG in this folder.",
+        help="Save the frame at each stated time, and the source with the stated boxes and "
+        "points drawn, as PNGs in this folder.",
+    ),
+]
+Crops = Annotated[
+    str | None,
+    typer.Option(
+        "--crops",
+        metavar="DIR",
+        help="Save the region of each box the answer states, cut from the source image or "
+        "frame at full resolution, as a PNG in this folder.",
     ),
 ]
 Clips = Annotated[

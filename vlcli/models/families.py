@@ -58,6 +58,12 @@ class Coordinates(StrEnum):
             return float(resized_width), float(resized_height)
         return 1000.0, 1000.0
 
+    def unit(self, resized_width: int, resized_height: int) -> str:
+        """What one unit of a stated position is, in words (``budget`` says it)."""
+        if self is Coordinates.RESIZED_PIXELS:
+            return f"pixels of the {resized_width}x{resized_height} resized input"
+        return "thousandths of the width and of the height"
+
 
 @dataclass(frozen=True)
 class Family:

@@ -78,6 +78,19 @@ def place_shapes(
     return placed
 
 
+def coordinate_system(plan: Plan) -> dict[str, Any]:
+    """What a position the model states about ``plan``'s input is measured in, and the sizes to
+    map it by hand: source pixel = coordinate * source side / extent, per axis."""
+    ext_w, ext_h = plan.family.coordinates.extent(plan.resized_width, plan.resized_height)
+    return {
+        "system": plan.family.coordinates.value,
+        "unit": plan.family.coordinates.unit(plan.resized_width, plan.resized_height),
+        "extent": [ext_w, ext_h],
+        "resized": [plan.resized_width, plan.resized_height],
+        "source": [plan.source_width, plan.source_height],
+    }
+
+
 def _pixels(shape: StatedShape, plan: Plan) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """The shape's source pixels and what had to be put right to get them."""
     ext_w, ext_h = plan.family.coordinates.extent(plan.resized_width, plan.resized_height)
