@@ -198,6 +198,8 @@ def test_the_python_api_reads_and_places() -> None:
         "model": [100.0, 100.0, 500.0, 300.0],
         "flags": [],
     }
+    # a window answered before is read back from its record as it was placed
+    assert vlcli.PlacedShape.from_dict("box", shape.to_dict()) == shape
 
 
 # ---------------------------------------------------------------- through vlcli ask --json
@@ -334,3 +336,20 @@ def test_budget_says_what_boxes_are_measured_in(
     assert coordinates["source"] == [641, 359]
     text = invoke("budget", image, "--model", model).stdout
     assert f"source x = x * 641/{extent[0]:g}, y = y * 359/{extent[1]:g}" in text
+
+
+def test_windows_keep_each_box_on_its_own_windows_frame(
+    tmp_path: Path, clip_landscape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4 s at 25 fps in windows of 2 s: each window's 0.0 s is its own first frame (0 s, 2 s).
+    # 320x180 is shown 448x252 (the 128-token minimum, as the rotated clip's 180x320 is shown
+    # 252x448): 224 * 320/448 = 160, 126 * 180/252 = 90.
+    answer = json.dumps([{"time": 0.0, "bbox_2d": [0, 0, 224, 126], "label": "top left"}])
+    force_answer(monkeypatch, QWEN2_5_VL, answer)
+    out = tmp_path / "runs.jsonl"
+    r = invoke("ask", clip_landscape, "it", "--task", "detect", "--window", "2", "--json",
+               "--overlap", "0", "-o", out)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    record = json.loads(r.stdout.splitlines()[-1])
+    assert [b["frame_s"] for b in record["boxes"]] == pytest.approx([0.0, 2.0])
+    assert {tuple(b["box"]) for b in record["boxes"]} == {(0, 0, 160, 90)}

@@ -51,6 +51,20 @@ class PlacedShape:
         d["flags"] = list(self.flags)
         return d
 
+    @classmethod
+    def from_dict(cls, kind: str, d: dict[str, Any]) -> PlacedShape:
+        """A shape as a record holds it (:meth:`to_dict`), for a window answered before."""
+        pixels = d.get(kind)
+        return cls(
+            kind,
+            str(d.get("label", "")),
+            tuple(d.get("model", ())),
+            tuple(pixels) if pixels else None,
+            tuple(d.get("flags", ())),
+            d.get("time_s"),
+            d.get("frame_s"),
+        )
+
 
 def place_shapes(
     shapes: Sequence[StatedShape],
