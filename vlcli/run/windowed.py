@@ -18,9 +18,9 @@ from vlcli.planning.windows import Window, merge_spans
 from vlcli.run.inputs import Job, Task, WindowPart
 from vlcli.run.pipeline import Ready
 from vlcli.run.prompt import AskResult, AskSettings, result_of
-from vlcli.space.place import PlacedShape
 from vlcli.run.records import Records
 from vlcli.run.view import AskView
+from vlcli.space.place import PlacedShape
 from vlcli.times.format import format_hms
 from vlcli.times.parse import TimeSpan
 
