@@ -54,6 +54,12 @@ def box(x1: float, y1: float, x2: float, y2: float, label: str = "it") -> str:
             ' {"timestamp": "00:12.5", "point_2d": [5, 6], "label": "b"}]',
             [("box", "a", 3.0), ("point", "b", 12.5)],
         ),
+        # a per-frame listing: each shape under the time it is filed at (not "objects")
+        (
+            '{"0.5s": [{"bbox_2d": [1, 2, 3, 4], "label": "a"}], "00:02": {"objects": '
+            '[{"bbox_2d": [5, 6, 7, 8], "label": "b"}]}}',
+            [("box", "a", 0.5), ("box", "b", 2.0)],
+        ),
         # Qwen2-VL with its special tokens skipped by the decoder
         ("The dog(120,340),(560,780).", [("box", "The dog", None)]),
         # prose: a box beside words of position; a point beside words of a point

@@ -8,7 +8,8 @@ The forms read, as the Qwen models write them (see ``tests/data/real_boxes.jsonl
   ``--max-new-tokens`` keeps every object whose coordinates were written whole (a list of
   coordinates cut off is no box). A video's box takes the time of its object, or of the
   nearest object around it (``{"time": 12.5, "bbox_2d": [...]}``, ``{"timestamp": "00:12"...}``,
-  ``{"time": 3, "objects": [{"bbox_2d": ...}]}``).
+  ``{"time": 3, "objects": [{"bbox_2d": ...}]}``), or the time it is filed under in a
+  per-frame listing (``{"12.5s": [{"bbox_2d": ...}], "13.0s": [...]}``).
 - Qwen2-VL's ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
   and the same with the special tokens left out, as a decoder that skips them prints it:
   ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text.
@@ -39,6 +40,7 @@ _COORD_KEY = re.compile(
     rf"{_Q}(?P<key>bbox_2d|bbox|point_2d|point){_Q}\s*:\s*\[(?P<list>(?:[^\[\]{{}}]|\[[^\[\]{{}}]*\])*)\]"
 )
 _KEYED_LIST = re.compile(rf"{_Q}\w+{_Q}\s*:\s*\[[^\[\]]*\]")
+_KEY_OF_LIST = re.compile(rf"{_Q}([^\"']{{1,24}}){_Q}\s*:\s*[\[{{]")  # "12.5s": [ or "00:03": {
 _LABEL_KEY = re.compile(
     rf"{_Q}(?:label|name_en|name|category){_Q}\s*:\s*(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)')"
 )
@@ -124,7 +126,7 @@ def _own_text(text: str, span: tuple[int, int], spans: list[tuple[int, int]]) ->
     own = list(text[start:end])
     for a, b in spans:
         if start < a and b <= end and (a, b) != span:
-            own[a - start : b - start] = " " * (b - a)
+            own[a - start + 1 : b - start] = " " * (b - a - 1)  # its "{" kept: a key's value
     return "".join(own)
 
 
@@ -144,8 +146,21 @@ def _json_shapes(text: str) -> list[StatedShape]:
                 label = _unquoted(found)
             if time_s is None and (found := _TIME_KEY.search(own)):
                 time_s = _time(found)
+            if time_s is None:
+                time_s = _time_keyed(own[: m.start() - span[0]])
         shapes.append(StatedShape(kind, coords, label, time_s, m.start()))
     return shapes
+
+
+def _time_keyed(before: str) -> float | None:
+    """The time a per-frame listing files a shape under (``{"12.5s": [{"bbox_2d": ...}]}``):
+    the last key before it that is a time (the object's own text: its keys, in order)."""
+    for key in reversed(_KEY_OF_LIST.findall(before)):
+        try:
+            return parse_time_value(key)
+        except ValueError:
+            continue
+    return None
 
 
 def _numbers(listed: str) -> tuple[float, ...] | None:
