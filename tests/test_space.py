@@ -189,6 +189,9 @@ def test_swapped_outside_and_unplaced_are_said_not_dropped() -> None:
     assert [p.flags for p in placed(late, video, axes)] == [("time-outside",)]
     unvouched = json.dumps({"time": 1, "bbox_2d": [0, 0, 500, 500]})
     assert [p.flags for p in placed(unvouched, video, (None,))] == [("time-unmapped",)]
+    # an image has no frame to put a time on: a stated one is not kept
+    timed = json.dumps({"time": 3, "bbox_2d": [0, 0, 10, 10]})
+    assert [(p.time_s, p.frame_s, p.flags) for p in placed(timed, odd)] == [(None, None, ())]
     two = place_shapes(read_shapes(box(0, 0, 10, 10)), [odd, odd])
     assert [(p.pixels, p.flags) for p in two] == [(None, ("input-unknown",))]
 

@@ -82,12 +82,13 @@ def place_shapes(
     placed = []
     for shape in shapes:
         pixels, flags = _pixels(shape, plan)
-        frame_s = None
+        time_s = frame_s = None  # an image has no time: a "time" key there is no frame's
         if isinstance(plan, VideoPlan):
-            frame_s, time_flag = _frame(shape.time_s, plan, axis)
+            time_s = shape.time_s
+            frame_s, time_flag = _frame(time_s, plan, axis)
             flags += (time_flag,) if time_flag else ()
         placed.append(
-            PlacedShape(shape.kind, shape.label, shape.coords, pixels, flags, shape.time_s, frame_s)
+            PlacedShape(shape.kind, shape.label, shape.coords, pixels, flags, time_s, frame_s)
         )
     return placed
 
