@@ -145,7 +145,8 @@ TaskOption = Annotated[
     typer.Option(
         "--task",
         metavar="TASK",
-        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+        help="qa (plain question), ground (when does it happen), caption (dense captions with "
+        "times), detect (boxes of what the question names) or point (points of it).",
     ),
 ]
 SystemOption = Annotated[
