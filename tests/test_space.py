@@ -220,44 +220,76 @@ def _ask_json(*args: Any) -> dict[str, Any]:
     return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
+# Each size's box and its source pixels, as worked out in the tests above.
+RESIZED_CASES = [  # Qwen2.5-VL: pixels of the resized input
+    ((4000, 3000), (1001, 749, 2002, 1498), [1000, 750, 2000, 1500]),
+    ((641, 359), (100, 100, 500, 300), [100, 99, 498, 296]),
+    ((1, 1), (0, 0, 56, 56), [0, 0, 1, 1]),
+    ((3000, 20), (0, 7, 1498, 21), [0, 5, 1500, 15]),
+]
+RELATIVE_CASES = [  # Qwen2-VL, Qwen3-VL: thousandths
+    ((4000, 3000), (250, 250, 500, 500), [1000, 750, 2000, 1500]),
+    ((641, 359), (100, 100, 500, 300), [64, 36, 321, 108]),
+    ((1, 1), (0, 0, 1000, 1000), [0, 0, 1, 1]),
+    ((3000, 20), (0, 250, 500, 750), [0, 5, 1500, 15]),
+]
+
+
 @pytest.mark.parametrize(
-    ("family", "answer", "expected"),
-    [
-        # 641x359 shown 644x364: as in test_qwen2_5_vl_odd_641x359
-        (QWEN2_5_VL, box(100, 100, 500, 300, "cat"), [100, 99, 498, 296]),
-        (QWEN2_VL, box(100, 100, 500, 300, "cat"), [64, 36, 321, 108]),
-        (QWEN3_VL, box(100, 100, 500, 300, "cat"), [64, 36, 321, 108]),
-    ],
-    ids=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"],
+    ("family", "size", "stated", "expected"),
+    [(QWEN2_5_VL, *case) for case in RESIZED_CASES]
+    + [(family, *case) for family in (QWEN2_VL, QWEN3_VL) for case in RELATIVE_CASES],
+    ids=lambda v: v.name if isinstance(v, Family) else None,
 )
 def test_ask_json_maps_a_forced_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: Family, answer: str, expected: Any
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    family: Family,
+    size: tuple[int, int],
+    stated: tuple[int, ...],
+    expected: list[int],
 ) -> None:
-    image = tmp_path / "odd.png"
-    Image.new("RGB", (641, 359), "white").save(image)
-    force_answer(monkeypatch, family, answer)
+    image = tmp_path / f"{size[0]}x{size[1]}.png"
+    Image.new("RGB", size, "white").save(image)
+    force_answer(monkeypatch, family, box(*stated, label="cat"))
     record = _ask_json(image, "Where is the cat?", "--task", "detect")
     assert record["boxes"] == [
-        {"label": "cat", "box": expected, "model": [100.0, 100.0, 500.0, 300.0], "flags": []}
+        {"label": "cat", "box": expected, "model": [float(v) for v in stated], "flags": []}
     ]
     assert record["points"] == []
 
 
+@pytest.mark.parametrize(
+    ("family", "stated", "frame_s"),
+    [
+        # Time 1.0 s: Qwen2.5-VL's temporal patch 1 (second_per_grid_t 1.0), which starts on
+        # source frame 33: 1.32 s. Qwen2-VL counts the same patches (1.0 s / 1.0 s = patch 1).
+        (QWEN2_5_VL, (126, 224, 252, 448), 1.32),
+        (QWEN2_VL, (500, 500, 1000, 1000), 1.32),
+        # Qwen3-VL is shown source timestamps: 1.0 s is 1.0 s, on the frame shown then: 0.64 s.
+        (QWEN3_VL, (500, 500, 1000, 1000), 0.64),
+    ],
+    ids=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"],
+)
 def test_ask_json_maps_a_box_on_a_rotated_clip(
-    clip_rotated: str, monkeypatch: pytest.MonkeyPatch
+    clip_rotated: str,
+    monkeypatch: pytest.MonkeyPatch,
+    family: Family,
+    stated: tuple[int, ...],
+    frame_s: float,
 ) -> None:
     # Coded 320x180 with a 90-degree matrix: displayed 180x320, 25 fps, 2 s: 4 frames at 2 fps
-    # (source frames 0, 16, 33, 49). 180x320 = 57600 px is under the 128-token minimum
-    # (100352 px): scaled by sqrt(100352/57600) = 1.3199 and rounded up to 28:
+    # (source frames 0, 16, 33, 49). For Qwen2.5-VL, 180x320 = 57600 px is under the 128-token
+    # minimum (100352 px): scaled by sqrt(100352/57600) = 1.3199 and rounded up to 28:
     # 180 * 1.3199 / 28 = 8.49 -> 9*28 = 252, 320 * 1.3199 / 28 = 15.08 -> 16*28 = 448.
-    # Box: 126 * 180/252 = 90, 252 -> 180; 224 * 320/448 = 160, 448 -> 320.
-    # Time 1.0 s: Qwen2.5-VL's patch 1 (second_per_grid_t 1.0), from source frame 33: 1.32 s.
-    answer = json.dumps([{"time": 1.0, "bbox_2d": [126, 224, 252, 448], "label": "x"}])
-    force_answer(monkeypatch, QWEN2_5_VL, answer)
+    # Box: 126 * 180/252 = 90, 252 -> 180; 224 * 320/448 = 160, 448 -> 320. In thousandths:
+    # 0.5 * 180 = 90, 0.5 * 320 = 160.
+    answer = json.dumps([{"time": 1.0, "bbox_2d": list(stated), "label": "x"}])
+    force_answer(monkeypatch, family, answer)
     record = _ask_json(clip_rotated, "Where is it?", "--task", "detect")
     [found] = record["boxes"]
     assert found["box"] == [90, 160, 180, 320] and found["flags"] == []
-    assert found["frame_s"] == pytest.approx(1.32)
+    assert found["frame_s"] == pytest.approx(frame_s)
 
 
 # ---------------------------------------------------------------- evidence, crops, table, budget
