@@ -394,3 +394,15 @@ def test_windows_keep_each_box_on_its_own_windows_frame(
     record = json.loads(r.stdout.splitlines()[-1])
     assert [b["frame_s"] for b in record["boxes"]] == pytest.approx([0.0, 2.0])
     assert {tuple(b["box"]) for b in record["boxes"]} == {(0, 0, 160, 90)}
+
+
+def test_a_video_box_without_a_time_is_said_not_drawn(
+    tmp_path: Path, clip_rotated: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    force_answer(monkeypatch, QWEN2_5_VL, box(0, 0, 126, 224, "x"))  # no time: unplaced
+    r = invoke("ask", clip_rotated, "it", "--task", "detect", "--evidence", tmp_path, "--json")
+    assert r.exit_code == 0, r.stderr
+    [found] = json.loads(r.stdout)["boxes"]
+    assert found["flags"] == ["unplaced"] and found["box"] == [0, 0, 90, 160]
+    assert "1 of the boxes and points have no frame" in r.stderr
+    assert not list(tmp_path.glob("*_boxes.png"))

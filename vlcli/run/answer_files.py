@@ -124,6 +124,12 @@ class AnswerFiles:
             return
         result.evidence += drawn
         result.crops = crops if self.crops_dir else None
+        if isinstance(result.plans[0], VideoPlan):
+            if unplaced := sum(p.frame_s is None for p in result.places):
+                self.view.info(
+                    f"{task.label}: {unplaced} of the boxes and points have no frame (no time "
+                    "stated with them, or one outside the clip): not drawn nor cut"
+                )
 
 
 class AnswerClips:
