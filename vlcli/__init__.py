@@ -3,9 +3,14 @@
 The pure parts are a documented Python API, importable without torch::
 
     from vlcli import parse_times, map_times, format_hms, plan_video, SamplingOptions, VideoFacts
+    from vlcli import plan_image, read_shapes, place_shapes, resolve_model
 
     spans = map_times(parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=30.0)
     spans[0].source_start_s  # 42.5
+
+    plan = plan_image(641, 359, SamplingOptions(), resolve_model("Qwen/Qwen2.5-VL-7B-Instruct").family)
+    place_shapes(read_shapes('[{"bbox_2d": [100, 100, 500, 300]}]'), [plan])[0].pixels
+    # (100, 99, 498, 296): the model's resized-input pixels in pixels of the source
 
 The transformers backend (``vlcli.backends.transformers``; its ``loading`` module) is the only
 place that imports transformers; every backend answers through the seam in ``vlcli.backends``.
