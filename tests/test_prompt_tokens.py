@@ -65,7 +65,13 @@ def test_the_template_renders_as_the_processor_renders_it(
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(
-    ("task", "question"), [("qa", "What happens here?"), ("ground", "the ball"), ("caption", "")]
+    ("task", "question"),
+    [
+        ("qa", "What happens here?"),
+        ("ground", "the ball"),
+        ("caption", ""),
+        ("detect", "the ball"),  # a video's detect prompt also asks for the time of each box
+    ],
 )
 def test_budget_counts_what_ask_sends(
     family: str, task: str, question: str, request: pytest.FixtureRequest, tiny_clip: str

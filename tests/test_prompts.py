@@ -78,7 +78,7 @@ def test_build_prompt_errors(task: str, question: str) -> None:
 
 
 def test_tasks_table() -> None:
-    assert list(TASKS) == ["qa", "ground", "caption"]
+    assert list(TASKS) == ["qa", "ground", "caption", "detect", "point"]
     assert DEFAULT_TASK == "qa"
     for help_text in TASKS.values():
         assert help_text and "\n" not in help_text and len(help_text) < 90
@@ -100,3 +100,17 @@ def test_prompts_ask_for_what_the_parser_reads() -> None:
         (0.0, 4.0, "A dog sleeps."),
         (4.0, 9.5, "The dog jumps."),
     ]
+
+
+def test_spatial_prompts_ask_for_the_keys_the_reader_reads() -> None:
+    """detect and point ask in the cookbooks' terms (locate every instance, coordinates in JSON)
+    for the keys vlcli.space.read reads; a video's prompt also asks for the time of each."""
+    image = build_prompt("detect", "  the red cars? ")
+    assert image == (
+        'Locate every instance of "the red cars" in the image. Report the bbox coordinates of '
+        'each in JSON format, as a list of objects with the keys "bbox_2d" and "label".'
+    )
+    video = build_prompt("point", "the ball", video=True)
+    assert '"point_2d"' in video and "in the video" in video and '"time"' in video
+    with pytest.raises(ValueError):
+        build_prompt("detect", "  ")

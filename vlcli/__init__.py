@@ -3,9 +3,14 @@
 The pure parts are a documented Python API, importable without torch::
 
     from vlcli import parse_times, map_times, format_hms, plan_video, SamplingOptions, VideoFacts
+    from vlcli import plan_image, read_shapes, place_shapes, resolve_model
 
     spans = map_times(parse_times("The dog jumps from 12.5 to 20.0 seconds."), clip_start_s=30.0)
     spans[0].source_start_s  # 42.5
+
+    plan = plan_image(641, 359, SamplingOptions(), resolve_model("Qwen/Qwen2.5-VL-7B-Instruct").family)
+    place_shapes(read_shapes('[{"bbox_2d": [100, 100, 500, 300]}]'), [plan])[0].pixels
+    # (100, 99, 498, 296): the model's resized-input pixels in pixels of the source
 
 The transformers backend (``vlcli.backends.transformers``; its ``loading`` module) is the only
 place that imports transformers; every backend answers through the seam in ``vlcli.backends``.
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
         plan_video,
     )
     from vlcli.planning.tasks import DEFAULT_SYSTEM_PROMPT, DEFAULT_TASK, TASKS, build_prompt
+    from vlcli.space.place import PlacedShape, place_shapes
+    from vlcli.space.read import StatedShape, read_shapes
     from vlcli.times.format import format_hms
     from vlcli.times.parse import TimeSpan, map_times, parse_time_value, parse_times
 
@@ -43,7 +50,9 @@ __all__ = [
     "InputError",
     "ModelError",
     "ModelSpec",
+    "PlacedShape",
     "SamplingOptions",
+    "StatedShape",
     "TimeSpan",
     "UsageError",
     "VideoFacts",
@@ -54,8 +63,10 @@ __all__ = [
     "map_times",
     "parse_time_value",
     "parse_times",
+    "place_shapes",
     "plan_image",
     "plan_video",
+    "read_shapes",
     "resolve_model",
     "to_srt",
     "to_vtt",
@@ -71,6 +82,8 @@ _HOMES = {
         "ImagePlan", "SamplingOptions", "VideoFacts", "VideoPlan", "plan_image", "plan_video",
     ),
     "vlcli.planning.tasks": ("DEFAULT_SYSTEM_PROMPT", "DEFAULT_TASK", "TASKS", "build_prompt"),
+    "vlcli.space.place": ("PlacedShape", "place_shapes"),
+    "vlcli.space.read": ("StatedShape", "read_shapes"),
     "vlcli.times.format": ("format_hms",),
     "vlcli.times.parse": ("TimeSpan", "map_times", "parse_time_value", "parse_times"),
 }  # fmt: skip

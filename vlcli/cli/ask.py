@@ -19,6 +19,7 @@ from vlcli.cli.options import (
     Attn,
     Clips,
     Concurrency,
+    Crops,
     Device,
     Dtype,
     End,
@@ -96,6 +97,7 @@ def ask(
     vtt: Vtt = None,
     evidence: Evidence = None,
     clips: Clips = None,
+    crops: Crops = None,
     output: Output = None,
     resume: Resume = False,
     retry_failed: RetryFailed = False,
@@ -125,12 +127,11 @@ def ask(
     paths = media_paths(media, null)
     stems = output_stems(media, paths)
     targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
-    check_targets(
-        paths, stems[:1] if together else stems, targets, output, evidence, run.resume, clips
-    )
+    named = stems[:1] if together else stems
+    check_targets(paths, named, targets, output, evidence, run.resume, clips, crops)
+    outputs = Outputs(output, tuple(targets), evidence, clips, crops)
     if clips is not None:
         find_ffmpeg()  # missing: one line, before the engine starts (the run looks it up again)
-    outputs = Outputs(output, tuple(targets), evidence, clips)
     engine_options = EngineOptions(
         engine, model, server, api_key, device, dtype, attn, vllm_python,
         tuple(vllm_args or ()), concurrency, frame_format, force, server_patience,

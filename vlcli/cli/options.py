@@ -145,7 +145,8 @@ TaskOption = Annotated[
     typer.Option(
         "--task",
         metavar="TASK",
-        help="qa (plain question), ground (when does it happen) or caption (dense captions with times).",
+        help="qa (plain question), ground (when does it happen), caption (dense captions with "
+        "times), detect (boxes of what the question names) or point (points of it).",
     ),
 ]
 SystemOption = Annotated[
@@ -373,7 +374,17 @@ Evidence = Annotated[
     typer.Option(
         "--evidence",
         metavar="DIR",
-        help="Save the frame at each stated time as a PNG in this folder.",
+        help="Save the frame at each stated time, and the source with the stated boxes and "
+        "points drawn, as PNGs in this folder.",
+    ),
+]
+Crops = Annotated[
+    str | None,
+    typer.Option(
+        "--crops",
+        metavar="DIR",
+        help="Save the region of each box the answer states, cut from the source image or "
+        "frame at full resolution, as a PNG in this folder.",
     ),
 ]
 Clips = Annotated[

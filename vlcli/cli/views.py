@@ -19,6 +19,7 @@ from vlcli.errors import VlcliError, one_line
 from vlcli.outputs.text import json_text
 from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import Plan, VideoPlan
+from vlcli.space.place import coordinate_system
 from vlcli.times.format import format_hms
 
 
@@ -240,11 +241,21 @@ def budget_dict(
     if isinstance(plan, VideoPlan):  # the positions as the chosen engine computes them
         d["temporal_positions"] = list(plan.time_axis(engine).positions)
         d["positions_engine"] = engine
+    d["coordinates"] = coordinate_system(plan)
     d["prompt_tokens"] = prompt_tokens
     d["prompt_tokens_exact"] = exact
     d["model"] = model
     d["memory"] = mem.to_dict() if mem else None
     return d
+
+
+def _coordinates_line(plan: Plan) -> str:
+    """How a box the model states maps to source pixels, for a user of another tool."""
+    c = coordinate_system(plan)
+    (ext_w, ext_h), (src_w, src_h) = c["extent"], c["source"]
+    return (
+        f"{c['system']}, {c['unit']}: source x = x * {src_w}/{ext_w:g}, y = y * {src_h}/{ext_h:g}"
+    )
 
 
 def budget_view(
@@ -280,6 +291,7 @@ def budget_view(
     else:
         summary.add_row("source", f"{plan.source_width}x{plan.source_height} image")
     summary.add_row("resized", f"{plan.resized_width}x{plan.resized_height} (w x h)")
+    summary.add_row("boxes", _coordinates_line(plan))
     summary.add_row("grid_thw", " x ".join(map(str, plan.grid_thw)))
     summary.add_row("visual tokens", str(plan.visual_tokens))
     summary.add_row(
@@ -358,7 +370,16 @@ def budget_windows(path: str, rows: list[Any], model: str, json_out: bool) -> No
 
     print_out(f"[bold]{escape(visible(path))}[/]: {len(rows)} windows, each its own prompt")
     t = Table(show_edge=False, pad_edge=False)
-    for col in ("window", "from", "to", "frames", "fps", "s per patch", "visual tokens", "prompt tokens"):
+    for col in (
+        "window",
+        "from",
+        "to",
+        "frames",
+        "fps",
+        "s per patch",
+        "visual tokens",
+        "prompt tokens",
+    ):
         t.add_column(col, justify="right")
     for w, plan, tokens, _ in rows:
         t.add_row(
@@ -555,7 +576,15 @@ def answer_view(result: Any, figures: bool = True) -> None:
         )
         t = Table(title=title, title_justify="left", show_edge=False)
         windows = list(getattr(result, "span_windows", []) or [])
-        for col in ("start s", "end s", "start", "end", "", *(["window"] if windows else []), "text"):
+        for col in (
+            "start s",
+            "end s",
+            "start",
+            "end",
+            "",
+            *(["window"] if windows else []),
+            "text",
+        ):
             t.add_column(col, overflow="fold")
         for k, span in enumerate(result.times):
             flag = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
@@ -569,11 +598,33 @@ def answer_view(result: Any, figures: bool = True) -> None:
                 escape(visible(span.text)),
             )
         print_out(t)
+    if getattr(result, "places", None):
+        print_out(places_table(result.places))
     for path in result.evidence:
         print_out(f"evidence: {escape(visible(path))}")
+    for path in getattr(result, "crops", None) or []:
+        print_out(f"crop: {escape(visible(path))}")
     if not figures:
         return
     info(timing_summary(result.prompt_tokens, result.generated_tokens, result.timings))
+
+
+def places_table(places: list[Any]) -> Table:
+    """The boxes and points of an answer in source pixels (x1 y1 x2 y2 edges, or x y), with the
+    frame each is on for a video, the model's own coordinates and what was put right."""
+    t = Table(title="boxes and points in source pixels", title_justify="left", show_edge=False)
+    for col in ("", "label", "pixels", "frame s", "model", "flags"):
+        t.add_column(col, overflow="fold")
+    for p in places:
+        t.add_row(
+            p.kind,
+            escape(visible(p.label)),
+            " ".join(map(str, p.pixels)) if p.pixels else "-",
+            _s(p.frame_s) if p.frame_s is not None else "",
+            " ".join(f"{v:g}" for v in p.model),
+            ", ".join(p.flags),
+        )
+    return t
 
 
 def timing_summary(prompt_tokens: int, generated: int, tm: dict[str, float]) -> str:

@@ -189,6 +189,18 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def source_image(path: str) -> Image.Image:
+    """The image at its full size, as the model was shown it before resizing (RGB, the same
+    orientation: no EXIF transpose), to draw boxes on and cut them from."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return _to_rgb(im)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read the image again ({first_line(exc)})", path) from None
+
+
 def frame_at(path: str, seconds: float) -> Image.Image:
     """The frame shown ``seconds`` after the first frame of the video, full size, upright."""
     return frames_at(path, [seconds])[0]

@@ -51,6 +51,19 @@ class Coordinates(StrEnum):
     RESIZED_PIXELS = "resized-pixels"  # Qwen2.5-VL: absolute pixels of the resized input
     RELATIVE_1000 = "relative-1000"  # Qwen2-VL, Qwen3-VL: 0..1000 of the width and the height
 
+    def extent(self, resized_width: int, resized_height: int) -> tuple[float, float]:
+        """The picture's width and height in these coordinates, for a model shown it resized to
+        ``resized_width`` x ``resized_height`` (what a stated position is a fraction of)."""
+        if self is Coordinates.RESIZED_PIXELS:
+            return float(resized_width), float(resized_height)
+        return 1000.0, 1000.0
+
+    def unit(self, resized_width: int, resized_height: int) -> str:
+        """What one unit of a stated position is, in words (``budget`` says it)."""
+        if self is Coordinates.RESIZED_PIXELS:
+            return f"pixels of the {resized_width}x{resized_height} resized input"
+        return "thousandths of the width and of the height"
+
 
 @dataclass(frozen=True)
 class Family:

@@ -354,13 +354,15 @@ def check_targets(
     evidence: str | None,
     resume: bool = False,
     clips: str | None = None,
+    crops: str | None = None,
 ) -> None:
     """Refuse, before anything is loaded, outputs that would destroy or clash (status 2).
 
     An output may not be an input or another output (``--srt X --vtt X``, ``-o`` onto a
     subtitle file); an existing subtitle target must be empty or written by vlcli (it is
-    replaced); ``--evidence`` and ``--clips`` must be folders (not an input); each target's folder must be writable; an
-    ``--output`` file that holds records is only continued with ``resume``.
+    replaced); ``--evidence``, ``--clips`` and ``--crops`` must be folders (not an input);
+    each target's folder must be writable; an ``--output`` file that holds records is only
+    continued with ``resume``.
     """
     input_ids = file_ids(inputs)
     taken: dict[str, str] = {}
@@ -393,7 +395,7 @@ def check_targets(
                 f"--output {output} already holds records: --resume continues it, "
                 "or remove it (or give another file) to start again"
             )
-    for option, name in (("--evidence", evidence), ("--clips", clips)):
+    for option, name in (("--evidence", evidence), ("--clips", clips), ("--crops", crops)):
         if name is not None:
             _check_folder(option, name, input_ids, taken)
     for sub in subtitles:

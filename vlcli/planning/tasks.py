@@ -14,6 +14,14 @@ Pure text: no torch, no transformers.
   events, start and end of each, describe each, answer in JSON), but asks for plain seconds
   rather than ``mm:ss.ff``, so that the answer needs no clock arithmetic; the parser in
   :mod:`vlcli.times.parse` reads either.
+- ``detect`` (boxes) and ``point`` (points) ask where every instance of what the question names
+  is, as a JSON list of objects with ``bbox_2d`` (or ``point_2d``) and ``label``. They follow
+  the spatial-understanding prompts of the Qwen cookbooks (``cookbooks/spatial_understanding
+  .ipynb`` of Qwen2.5-VL, ``cookbooks/2d_grounding.ipynb`` of Qwen3-VL: locate every instance,
+  report the bbox or point coordinates in JSON format, the keys these models were tuned to
+  write). A video's prompt also asks for the ``time`` each is seen at, in seconds, so that each
+  box is on a frame (:mod:`vlcli.space.place`). The coordinates are the family's own
+  (:class:`~vlcli.models.families.Coordinates`); vlcli maps them to source pixels.
 
 >>> build_prompt("qa", "  How many people are there? ")
 'How many people are there?'
@@ -43,6 +51,8 @@ TASKS: dict[str, str] = {
     "qa": "Ask the question as written (default).",
     "ground": "Find when something happens: asks for its start and end time in seconds.",
     "caption": "Dense captioning: every event with its start, end and a description, as JSON.",
+    "detect": "Boxes: every instance of what the question names, with labels, as JSON.",
+    "point": "Points: every instance of what the question names, with labels, as JSON.",
 }
 """Task names for ``--task``, each with its one-line help."""
 
@@ -58,6 +68,13 @@ CAPTION_PROMPT = (
 )
 
 CAPTION_FOCUS = " Describe only events about: {focus}"
+
+PLACE_TEMPLATE = (
+    'Locate every instance of "{query}" in the image. Report the {what} coordinates of each in '
+    'JSON format, as a list of objects with the keys "{key}" and "label".'
+)
+PLACE_IN_VIDEO = ' Add the key "time": the second of the video at which it is seen.'
+_PLACES = {"detect": ("bbox", "bbox_2d"), "point": ("point", "point_2d")}
 
 # "When does the dog jump?" / "when did the man open the door happen" -> the event itself.
 _WHEN_QUESTION = re.compile(
@@ -85,10 +102,15 @@ def grounding_query(question: str) -> str:
     return m["event"] if m else text
 
 
-def build_prompt(task: str, question: str) -> str:
+def asks_for_places(task: str) -> bool:
+    """Whether ``task`` asks for boxes or points (its answer's bare coordinates are read)."""
+    return task in _PLACES
+
+
+def build_prompt(task: str, question: str, video: bool = False) -> str:
     """The user prompt for ``task`` (one of :data:`TASKS`) and the user's ``question``.
 
-    ``qa`` and ``ground`` need a question (``ValueError`` when it is blank); for ``caption`` it
+    ``qa``, ``ground``, ``detect`` and ``point`` need a question (``ValueError`` when it is blank); for ``caption`` it
     is optional and, when given, narrows the captions to it. An unknown task raises
     ``ValueError`` naming the known ones.
 
@@ -97,7 +119,7 @@ def build_prompt(task: str, question: str) -> str:
     >>> build_prompt("summarize", "x")
     Traceback (most recent call last):
     ...
-    ValueError: unknown task 'summarize' (choose from: qa, ground, caption)
+    ValueError: unknown task 'summarize' (choose from: qa, ground, caption, detect, point)
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} (choose from: {', '.join(TASKS)})")
@@ -106,6 +128,12 @@ def build_prompt(task: str, question: str) -> str:
         return CAPTION_PROMPT + (CAPTION_FOCUS.format(focus=text) if text else "")
     if not text:
         raise ValueError(f"the {task!r} task needs a question")
+    if task in _PLACES:
+        what, key = _PLACES[task]
+        prompt = PLACE_TEMPLATE.format(query=text.rstrip(" ?.!"), what=what, key=key)
+        if not video:
+            return prompt
+        return prompt.replace(" in the image", " in the video") + PLACE_IN_VIDEO
     if task == "ground":
         query = grounding_query(text)
         if not query:

@@ -1,5 +1,7 @@
 """The files an answer gets besides its record: subtitles (``--srt``/``--vtt``), evidence
-frames (``--evidence DIR``) and clips (``--clips DIR``).
+frames (``--evidence DIR``: the frames of its times, and its boxes and points drawn on the
+source, :mod:`vlcli.run.place_files`), the regions of its boxes (``--crops DIR``) and clips
+(``--clips DIR``).
 
 They are written before the record (atomically, :mod:`vlcli.outputs.files`), so that a recorded
 input has its files. Subtitles that cannot be written fail that input (the run goes on);
@@ -27,6 +29,7 @@ from vlcli.planning.plan import VideoPlan
 from vlcli.planning.windows import shown_range
 from vlcli.run.cut import ClipMade, CutOptions, Cutter
 from vlcli.run.inputs import Task
+from vlcli.run.place_files import save_places
 from vlcli.run.prompt import AskResult, evidence_video, save_evidence
 from vlcli.run.view import AskView
 
@@ -41,8 +44,10 @@ class AnswerFiles:
         evidence_dir: str | None,
         paths: list[str],
         view: AskView,
+        crops_dir: str | None = None,
     ) -> None:
         self.subtitles, self.evidence_dir = list(subtitles), evidence_dir
+        self.crops_dir = crops_dir
         self.inputs = file_ids(paths)  # what no output may be written over
         self.view = view
 
@@ -58,6 +63,8 @@ class AnswerFiles:
             return exc
         if self.evidence_dir:
             self._save_evidence(task, result, self.evidence_dir)
+        if (self.evidence_dir or self.crops_dir) and result.places:
+            self._save_places(task, result)
         return None
 
     def _write_subtitles(self, task: Task, result: AskResult) -> list[str]:
@@ -97,6 +104,32 @@ class AnswerFiles:
             result.evidence = save_evidence(video[0], result.times, folder, video[1], self.inputs)
         except (VlcliError, OSError) as exc:
             self.view.warn(f"{video[0]}: evidence frames not saved: {exc}")
+
+    def _save_places(self, task: Task, result: AskResult) -> None:
+        """The boxes and points drawn, each box cut out: of the one input they are on."""
+        if len(result.paths) != 1:
+            self.view.info(f"{task.label}: boxes not drawn: nothing says which input each is on")
+            return
+        try:
+            drawn, crops = save_places(
+                result.paths[0],
+                result.plans[0],
+                result.places,
+                task.stem,
+                (self.evidence_dir, self.crops_dir),
+                self.inputs,
+            )
+        except (VlcliError, OSError) as exc:
+            self.view.warn(f"{result.paths[0]}: boxes not drawn nor cut: {exc}")
+            return
+        result.evidence += drawn
+        result.crops = crops if self.crops_dir else None
+        if isinstance(result.plans[0], VideoPlan):
+            if unplaced := sum(p.frame_s is None for p in result.places):
+                self.view.info(
+                    f"{task.label}: {unplaced} of the boxes and points have no frame (no time "
+                    "stated with them, or one outside the clip): not drawn nor cut"
+                )
 
 
 class AnswerClips:

@@ -83,6 +83,7 @@ class Outputs:
     subtitles: tuple[SubtitleTarget, ...] = ()  # --srt, --vtt
     evidence: str | None = None  # --evidence: the folder of evidence frames
     clips: str | None = None  # --clips: the folder the stated spans are cut into
+    crops: str | None = None  # --crops: the folder each stated box's region is saved in
 
 
 def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
@@ -150,7 +151,7 @@ class _Run:
         self.identity = backend.identity()
         self.key_of = functools.partial(input_key, settings_key(settings, self.identity))
         self.records = Records(ledger, view, interrupts)
-        self.files = AnswerFiles(outputs.subtitles, outputs.evidence, paths, view)
+        self.files = AnswerFiles(outputs.subtitles, outputs.evidence, paths, view, outputs.crops)
         self.clips = AnswerClips(outputs.clips, paths, view) if outputs.clips else None
         self.windows = Windows(settings, backend.spec.model, self.records, view)
 

@@ -165,7 +165,8 @@ class Budget:
             settings, dtype=canonical_dtype(settings.dtype), attn=canonical_attn(settings.attn)
         )
         self.sampling = sampling
-        self.prompt = _prompt_text(settings.task, settings.question)
+        # the prompt with images only, and with a video (detect and point ask a video for times)
+        self.prompts = {v: _prompt_text(settings.task, settings.question, v) for v in (False, True)}
         check_engine_name(settings.engine)
         self.context: int | None = None  # the model's own context length, unless a server says less
         self.model, engine = settings.model, settings.engine
@@ -226,8 +227,9 @@ class Budget:
 
     def _count(self, media: Media) -> tuple[int, bool]:
         """The prompt's tokens, counted as ``ask`` would build it; exact or estimated."""
+        prompt = self.prompts[any(isinstance(plan, VideoPlan) for _, plan in media)]
         return count_prompt_tokens(
-            self.spec.local_path, self.spec.family, media, self.prompt, self.settings.system
+            self.spec.local_path, self.spec.family, media, prompt, self.settings.system
         )
 
     def windows(self, item: Planned) -> list[WindowEstimate]:
@@ -243,10 +245,10 @@ class Budget:
         return rows
 
 
-def _prompt_text(task: str, question: str) -> str:
+def _prompt_text(task: str, question: str, video: bool) -> str:
     """The prompt ``ask`` would build. Without ``--question`` the question's own tokens are not
     counted (a ground prompt is then the template around an empty query)."""
     check_task(task)
     if task == "ground" and not question.strip():
         return GROUND_TEMPLATE.format(query="")
-    return build_prompt(task, question) if question.strip() or task == "caption" else ""
+    return build_prompt(task, question, video) if question.strip() or task == "caption" else ""

@@ -20,7 +20,9 @@ from vlcli.errors import UsageError
 from vlcli.outputs.files import check_not_input, png_bytes, write_owned
 from vlcli.planning.plan import Plan, SamplingOptions, VideoPlan
 from vlcli.planning.prompt import count_prompt_tokens
-from vlcli.planning.tasks import build_prompt
+from vlcli.planning.tasks import asks_for_places, build_prompt
+from vlcli.space.place import PlacedShape, place_shapes
+from vlcli.space.read import read_shapes
 from vlcli.times.axis import TimeAxis
 from vlcli.times.format import format_clock
 from vlcli.times.parse import bound_times, map_times, parse_times
@@ -89,6 +91,8 @@ class AskResult:
     span_windows: list[int] = field(default_factory=list)
     subtitles: list[str] | None = None  # the subtitle files written, when any were asked for
     clips: list[str] | None = None  # the clips cut (or kept from an earlier run), with --clips
+    places: list[PlacedShape] = field(default_factory=list)  # its boxes and points, in pixels
+    crops: list[str] | None = None  # each box's region saved, with --crops
 
     def to_dict(self) -> dict[str, Any]:
         times = [t.to_dict() for t in self.times]
@@ -102,6 +106,8 @@ class AskResult:
             "task": self.task,
             "answer": self.answer,
             "times": times,
+            "boxes": [p.to_dict() for p in self.places if p.kind == "box"],
+            "points": [p.to_dict() for p in self.places if p.kind == "point"],
             "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
             "visual_tokens": sum(p.visual_tokens for p in self.plans),
             "prompt_tokens": self.prompt_tokens,
@@ -121,6 +127,8 @@ class AskResult:
             d["subtitles"] = self.subtitles
         if self.clips is not None:
             d["clips"] = self.clips
+        if self.crops is not None:
+            d["crops"] = self.crops
         return d
 
 
@@ -223,7 +231,9 @@ def make_prompt(paths: list[str], plans: list[Plan], settings: AskSettings) -> A
     """The :class:`~vlcli.backends.Prompt` of one prompt over ``paths``."""
     return Prompt(
         media=tuple(zip(paths, plans, strict=True)),
-        text=build_prompt(settings.task, settings.question),
+        text=build_prompt(
+            settings.task, settings.question, any(isinstance(p, VideoPlan) for p in plans)
+        ),
         system=settings.system,
         max_new_tokens=settings.generation.max_new_tokens,
         temperature=settings.generation.temperature,
@@ -273,6 +283,9 @@ def result_of(
         task=settings.task,
         name=name or Path(paths[0]).stem,
         axes=answer.axes,
+        places=place_shapes(
+            read_shapes(answer.text, asks_for_places(settings.task)), plans, answer.axes
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from vlcli.run.pipeline import Ready
 from vlcli.run.prompt import AskResult, AskSettings, result_of
 from vlcli.run.records import Records
 from vlcli.run.view import AskView
+from vlcli.space.place import PlacedShape
 from vlcli.times.format import format_hms
 from vlcli.times.parse import TimeSpan
 
@@ -111,6 +112,7 @@ def merged(task: Task, settings: AskSettings, model: str) -> AskResult:
         name=task.stem,
         windows=[p.summary for p in parts],
         span_windows=[w for w, _ in spans],
+        places=[shape for p in parts for shape in p.result.places],  # each on its window's frame
     )
 
 
@@ -122,6 +124,8 @@ def window_summary(result: AskResult) -> dict[str, Any]:
         for k in (
             "answer",
             "times",
+            "boxes",
+            "points",
             "frames",
             "visual_tokens",
             "prompt_tokens",
@@ -163,4 +167,9 @@ def result_from_record(
         timings=dict(record.get("timings", {})),
         task=settings.task,
         name=task.stem,
+        places=[
+            PlacedShape.from_dict(kind, d)
+            for kind, key in (("box", "boxes"), ("point", "points"))
+            for d in record.get(key, [])
+        ],
     )
