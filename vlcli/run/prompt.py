@@ -56,6 +56,7 @@ class AskSettings:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     generation: Generation = field(default_factory=Generation)
     window: tuple[float, float] | None = None  # --window and --overlap, in seconds
+    think: bool | None = None  # --think / --no-think; None: the template's own (not in keys)
 
 
 @dataclass
@@ -89,6 +90,8 @@ class AskResult:
     span_windows: list[int] = field(default_factory=list)
     subtitles: list[str] | None = None  # the subtitle files written, when any were asked for
     clips: list[str] | None = None  # the clips cut (or kept from an earlier run), with --clips
+    reasoning: str | None = None  # a thinking model's reasoning, apart from its answer
+    no_answer: str | None = None  # why there is no answer (the output ended in its reasoning)
 
     def to_dict(self) -> dict[str, Any]:
         times = [t.to_dict() for t in self.times]
@@ -100,6 +103,7 @@ class AskResult:
             "path": self.paths[0] if len(self.paths) == 1 else self.paths,
             "question": self.question,
             "task": self.task,
+            **({} if self.reasoning is None else {"reasoning": self.reasoning}),
             "answer": self.answer,
             "times": times,
             "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
@@ -227,16 +231,30 @@ def make_prompt(paths: list[str], plans: list[Plan], settings: AskSettings) -> A
         system=settings.system,
         max_new_tokens=settings.generation.max_new_tokens,
         temperature=settings.generation.temperature,
+        think=settings.think,
     )
 
 
 def prompt_tokens(backend: Backend, prompt: Any) -> int:
     """The prompt's length for the fit check, counted as ``budget`` counts it (exact when the
     model's chat template and tokenizer are at hand)."""
+    spec = backend.spec
     tokens, _exact = count_prompt_tokens(
-        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
+        spec.local_path, spec.family, prompt.media, prompt.text, prompt.system, prompt.think
     )
     return tokens
+
+
+def no_answer(answer: Any, max_new_tokens: int) -> str | None:
+    """Why an output that ended inside its reasoning has no answer; None when it has one."""
+    if answer.reasoning_finished:
+        return None
+    if answer.generated_tokens >= max_new_tokens:
+        return (
+            f"the answer was cut off by --max-new-tokens ({max_new_tokens}) inside the model's "
+            "reasoning: no answer (raise --max-new-tokens, or --no-think where the model has it)"
+        )
+    return "the model stopped inside its reasoning: no answer"
 
 
 def result_of(
@@ -248,7 +266,8 @@ def result_of(
     warn: Callable[[str], None] | None = None,
     name: str | None = None,
 ) -> AskResult:
-    """An answer with its times parsed and mapped to source seconds (no files written)."""
+    """An answer with its times parsed and mapped to source seconds (no files written): the
+    answer's alone, not those of a thinking model's reasoning (set apart by the run)."""
     if warn is not None:
         for note in answer.notes:
             warn(note)
@@ -273,6 +292,8 @@ def result_of(
         task=settings.task,
         name=name or Path(paths[0]).stem,
         axes=answer.axes,
+        reasoning=answer.reasoning,
+        no_answer=no_answer(answer, settings.generation.max_new_tokens),
     )
 
 

@@ -69,6 +69,8 @@ class Windows:
                 answer, task.paths, [plan], self.settings, self.model, self.view.warn, task.stem
             )
             summary = {**window.to_dict(), **window_summary(result)}
+            if result.no_answer is not None:  # this window has none: the others still count
+                self.view.warn(f"{job.label}: {result.no_answer}")
             if any(not span.mapped for span in result.times):
                 self.view.warn(
                     f"{job.label}: the answer's times could not be mapped: they count from the "
@@ -120,6 +122,7 @@ def window_summary(result: AskResult) -> dict[str, Any]:
     return {
         k: d[k]
         for k in (
+            "reasoning",
             "answer",
             "times",
             "frames",
