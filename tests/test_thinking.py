@@ -306,6 +306,9 @@ def served(switchable: Path) -> Iterator[tuple[str, list[dict[str, Any]], list[b
             if self.path == "/v1/models":
                 entry = {"id": "tiny", "root": str(switchable), "max_model_len": 32768}
                 data = json.dumps({"data": [entry]}).encode()
+            elif self.path == "/tokenize":
+                seen.append(body)
+                data = json.dumps({"count": 7}).encode()
             else:
                 seen.append(body)
                 data = answers.pop(0) + b"data: [DONE]\n\n"
@@ -369,3 +372,16 @@ def test_the_client_puts_reasoning_back_between_its_tags() -> None:
     assert pieces == ["<think>a", "b", "</think>c"]
     message = {"content": "c", "reasoning_content": "ab"}
     assert parse_completion({"choices": [{"message": message}]}).text == "<think>ab</think>c"
+
+
+def test_the_servers_token_count_is_asked_with_the_switch(served: Any) -> None:
+    """With no tokenizer files here, vlcli counts its prompt with the server's /tokenize: the
+    template there gets the same enable_thinking as the chat request."""
+    from vlcli.backends.vllm.client import ServerClient
+
+    url, seen, _ = served
+    client = ServerClient(url)
+    assert client.count_tokens([{"role": "user", "content": "q"}], "tiny", False) == 7
+    assert client.count_tokens([{"role": "user", "content": "q"}], "tiny") == 7
+    assert seen[0]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "chat_template_kwargs" not in seen[1]

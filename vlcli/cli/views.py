@@ -391,8 +391,8 @@ DIM, NORMAL = "\x1b[2m", "\x1b[22m"
 
 
 def stream_reasoning(piece: str) -> None:
-    """Print a thinking model's reasoning as it comes: dimmed on a terminal (as it is with
-    ``NO_COLOR``), nowhere else: a pipe gets the answer alone (``--json`` records keep both)."""
+    """Print a thinking model's reasoning as it comes: on a terminal only, dimmed (plain with
+    ``NO_COLOR`` or ``TERM=dumb``); a pipe gets the answer alone (``--json`` records keep both)."""
     if not out.is_terminal:
         return
     write_out(visible(piece) if plain_terminal() else DIM + visible(piece) + NORMAL)
