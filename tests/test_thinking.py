@@ -243,6 +243,21 @@ def test_on_a_terminal_the_reasoning_streams_dimmed_then_the_answer(
     assert "2.5" in table and "1.0" not in table and "2.0" not in table
 
 
+def test_each_windows_reasoning_is_kept_and_only_the_answers_times_merged(
+    forced: Forced, always_thinks: Path, tiny_clip: str
+) -> None:
+    r = invoke("ask", tiny_clip, "When?", "--model", always_thinks, "--json",
+               "--window", "2", "--overlap", "0.5")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    reasoning = "The ball is by the door at 1.0 seconds, or was it 2.0 seconds?"
+    assert len(rec["windows"]) == 2
+    assert [w["reasoning"] for w in rec["windows"]] == [reasoning, reasoning]
+    paragraphs = rec["reasoning"].split("\n\n")
+    assert len(paragraphs) == 2 and all(p.endswith("] " + reasoning) for p in paragraphs)
+    assert rec["times"] and {t["model_start_s"] for t in rec["times"]} == {2.5}
+
+
 def test_a_pipe_gets_the_answer_alone(forced: Forced, always_thinks: Path, tiny_clip: str) -> None:
     r = invoke("ask", tiny_clip, "When?", "--model", always_thinks, "--quiet")
     assert r.exit_code == 0, r.stderr
