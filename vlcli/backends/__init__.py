@@ -74,6 +74,7 @@ class Prompt:
     system: str | None = None
     max_new_tokens: int = 512
     temperature: float = 0.0
+    think: bool | None = None  # the template's enable_thinking (--think/--no-think); None: its own
 
     @property
     def plans(self) -> list[Plan]:
@@ -87,7 +88,10 @@ class Answer:
     ``axes`` has one entry per video of the prompt, in order: the axis the engine used, or None
     when the backend cannot vouch for it. ``timings`` holds ``decode_s`` and ``preprocess_s``
     (preparing), ``prefill_s`` (to the first token), ``decode_tokens_s`` (the rest) and
-    ``generate_s`` (prefill and decoding together).
+    ``generate_s`` (prefill and decoding together). A thinking model's ``text`` is its whole
+    output until the run sets its ``reasoning`` apart (:mod:`vlcli.planning.thinking`):
+    ``text`` is then the answer alone, empty when the output ended inside the reasoning
+    (``reasoning_finished`` False).
     """
 
     text: str
@@ -97,6 +101,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     axes: tuple[TimeAxis | None, ...] = ()
     notes: tuple[str, ...] = ()  # what the user should know of this answer (an unvouched axis)
+    reasoning: str | None = None
+    reasoning_finished: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -49,6 +49,7 @@ from vlcli.cli.options import (
     SystemOption,
     TaskOption,
     Temperature,
+    Think,
     Together,
     TotalPixels,
     VllmArgs,
@@ -88,6 +89,7 @@ def ask(
     max_new_tokens: MaxNew = 512,
     temperature: Temperature = 0.0,
     system: SystemOption = None,
+    think: Think = None,
     task: TaskOption = "qa",
     together: Together = False,
     force: Force = False,
@@ -116,12 +118,11 @@ def ask(
 
     media, question, task = _media_and_question(media_and_question, task)
     utf8_text("--system", system)
-    options = sampling(
-        fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
-    )
+    options = sampling(fps, nframes, min_frames, max_frames, min_pixels, max_pixels,
+                       total_pixels, start, end)  # fmt: skip
     windowing = check_window(window, overlap, together)
     generation = Generation(max_new_tokens, temperature)
-    settings = AskSettings(question, task, system, options, generation, windowing)
+    settings = AskSettings(question, task, system, options, generation, windowing, think)
     run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
     check_run(run, output)
     paths = media_paths(media, null)

@@ -31,6 +31,7 @@ from vlcli.cli.options import (
     Start,
     SystemOption,
     TaskOption,
+    Think,
     Together,
     TotalPixels,
     Window,
@@ -64,6 +65,7 @@ def budget(
     question: Question = "",
     task: TaskOption = "qa",
     system: SystemOption = None,
+    think: Think = None,
     together: Together = False,
     window: Window = None,
     overlap: Overlap = None,
@@ -86,7 +88,7 @@ def budget(
     windowing = check_window(window, overlap, together)
     settings = BudgetSettings(
         model, max_new_tokens, dtype, attn, question, task, system, together, windowing,
-        server, api_key, engine,
+        server, api_key, engine, think,
     )  # fmt: skip
     run = Budget(settings, options)
     errors: list[VlcliError] = []

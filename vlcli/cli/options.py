@@ -122,6 +122,16 @@ MaxNew = Annotated[
     typer.Option("--max-new-tokens", metavar="N", min=1, help="Most tokens the answer may have."),
 ]
 Together = Annotated[bool, typer.Option("--together", help="Put all inputs into one prompt.")]
+Think = Annotated[
+    bool | None,
+    typer.Option(
+        "--think/--no-think",
+        help="Let a thinking model reason before it answers, or not: its chat template's "
+        "enable_thinking, for models whose template has it (default: the model's own).",
+        rich_help_panel="Model",
+        show_default=False,
+    ),
+]
 Window = Annotated[
     float | None,
     typer.Option(

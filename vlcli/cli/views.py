@@ -408,6 +408,17 @@ def stream_text(piece: str) -> None:
     write_out(visible(piece) if out.is_terminal else piece)
 
 
+DIM, NORMAL = "\x1b[2m", "\x1b[22m"
+
+
+def stream_reasoning(piece: str) -> None:
+    """Print a thinking model's reasoning as it comes: on a terminal only, dimmed (plain with
+    ``NO_COLOR`` or ``TERM=dumb``); a pipe gets the answer alone (``--json`` records keep both)."""
+    if not out.is_terminal:
+        return
+    write_out(visible(piece) if plain_terminal() else DIM + visible(piece) + NORMAL)
+
+
 class AskOutput:
     """How ``vlcli ask`` shows its run: streamed answers and tables, or JSON lines, on standard
     output; errors, warnings and the progress display (:mod:`vlcli.cli.progress`) on standard error.
@@ -427,6 +438,7 @@ class AskOutput:
         self._header: list[Any] | None = None  # paths, title, several, shown
         self._line_open = False  # a streamed answer has not ended its line
         self._streamed = False  # this record's answer (or a window's) was streamed
+        self._reasoned = False  # reasoning was shown: the answer starts on a line of its own
 
     # ------------------------------------------------------------ progress
 
@@ -490,14 +502,28 @@ class AskOutput:
     def _piece(self, piece: str) -> None:
         self._stdout_begins()
         self._show_header()
+        if self._reasoned:  # the reasoning ends: a blank line, then the answer
+            self._end_line()
+            write_out("\n")
+            self._reasoned = False
         stream_text(piece)
         self._line_open = not piece.endswith("\n")
         self._streamed = True
+
+    def _reasoning(self, piece: str) -> None:
+        if not out.is_terminal:
+            return
+        self._stdout_begins()
+        self._show_header()
+        stream_reasoning(piece)
+        self._line_open = not piece.endswith("\n")
+        self._reasoned = self._streamed = True
 
     def _discard(self) -> None:
         """The answer broke off and comes again (the warning says so on stderr): its line is
         ended and the whole answer headed again, on its own lines."""
         self._end_line()
+        self._reasoned = False
         if self._header is not None:
             self._header[3] = False
 
@@ -519,10 +545,12 @@ class AskOutput:
                 self._show_header()
                 self._end_line()
                 if not self._streamed:  # answered elsewhere (several requests in flight)
+                    if result.reasoning:
+                        stream_reasoning(result.reasoning + "\n\n")
                     stream_text(result.answer)
                 answer_view(result, figures=not self.quiet)
         finally:
-            self._line_open = self._streamed = False
+            self._line_open = self._streamed = self._reasoned = False
             self._header = None
             self._stdout_ends()
 
@@ -531,8 +559,11 @@ class AskOutput:
             exc.path = exc.path or paths[0]
         if self.json_out:
             json_line(record)
+        self._end_line()  # what was streamed of it (its reasoning) ends before the error
+        self._line_open = self._streamed = self._reasoned = False
         self._header = None
         error(exc)
+        self._stdout_ends()
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -543,13 +574,16 @@ class AskOutput:
 
 
 class _AnswerSink:
-    """The sink of one streamed answer (:class:`vlcli.backends.TextSink`) on standard output."""
+    """The sink of one streamed answer (:class:`vlcli.run.view.AnswerSink`) on standard output."""
 
     def __init__(self, output: AskOutput):
         self.output = output
 
     def __call__(self, piece: str) -> None:
         self.output._piece(piece)
+
+    def reasoning(self, piece: str) -> None:
+        self.output._reasoning(piece)
 
     def discard(self) -> None:
         self.output._discard()

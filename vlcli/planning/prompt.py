@@ -109,7 +109,7 @@ class PromptFiles:
     special: dict[str, str]  # the tokenizer's named special tokens, as the template sees them
 
 
-def _chat_template(folder: Path) -> str | None:
+def chat_template_text(folder: Path) -> str | None:
     """The chat template as transformers reads it: chat_template.jinja, chat_template.json, or
     tokenizer_config.json's ``chat_template``."""
     jinja_file = folder / "chat_template.jinja"
@@ -152,7 +152,7 @@ def prompt_files(folder: str) -> PromptFiles | None:
     """The chat template and tokenizer of the checkpoint in ``folder``; None when either is
     missing or cannot be read."""
     path = Path(folder)
-    template = _chat_template(path)
+    template = chat_template_text(path)
     if template is None or not (path / "tokenizer.json").is_file():
         return None
     try:
@@ -171,8 +171,12 @@ def prompt_files(folder: str) -> PromptFiles | None:
     return PromptFiles(compiled, tokenizer, special)
 
 
-def render(files: PromptFiles, media: Media, question: str, system: str | None) -> str:
-    """The chat template over the prompt's messages, with the generation prompt."""
+def render(
+    files: PromptFiles, media: Media, question: str, system: str | None, think: bool | None = None
+) -> str:
+    """The chat template over the prompt's messages, with the generation prompt; ``think``
+    (``--think`` / ``--no-think``) is its ``enable_thinking``, left undefined when None."""
+    switch = {} if think is None else {"enable_thinking": think}
     return str(
         files.template.render(
             messages=build_messages(media, question, system),
@@ -180,6 +184,7 @@ def render(files: PromptFiles, media: Media, question: str, system: str | None) 
             tools=None,
             documents=None,
             **files.special,
+            **switch,
         )
     )
 
@@ -190,8 +195,9 @@ def count_prompt_tokens(
     media: Media,
     question: str,
     system: str | None = None,
+    think: bool | None = None,
 ) -> tuple[int, bool]:
-    """The prompt's length in tokens, and whether it is exact.
+    """The prompt's length in tokens, and whether it is exact (``think``: as :func:`render`).
 
     Exact when ``folder`` holds the model's chat template and ``tokenizer.json`` (what ``ask``
     itself uses); otherwise the visual tokens are exact and the text is estimated
@@ -200,7 +206,8 @@ def count_prompt_tokens(
     files = prompt_files(folder) if folder else None
     if files is not None:
         try:
-            text = expand_text(render(files, media, question, system), media, family, compact=True)
+            text = render(files, media, question, system, think)
+            text = expand_text(text, media, family, compact=True)
         except UsageError:
             raise
         except Exception:  # a template this sandbox cannot render: estimate instead

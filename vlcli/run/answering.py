@@ -17,13 +17,14 @@ from vlcli.errors import DeviceOutOfMemory, MemoryBudgetError
 from vlcli.outputs.text import ValidPieces, valid_text
 from vlcli.planning.context import fit_hint
 from vlcli.planning.plan import SamplingOptions
+from vlcli.planning.thinking import ReasoningPieces, reasoning_opened, split_reasoning
 from vlcli.run.inputs import Abandoned, Job
 from vlcli.run.prompt import AskSettings, make_prompt, prompt_tokens
-from vlcli.run.view import AskView
+from vlcli.run.view import AnswerSink, AskView
 from vlcli.run.windowed import window_title
 
 if TYPE_CHECKING:
-    from vlcli.backends import Answer, Backend, Prepared, TextSink
+    from vlcli.backends import Answer, Backend, Prepared
 
 
 class Answering:
@@ -41,6 +42,10 @@ class Answering:
         self.backend, self.settings, self.options, self.view = backend, settings, options, view
         self.stopping = stopping  # set when the run stops: preparing gives up
         self.several = several  # more than one input: each streamed answer is headed
+        # the prompt ends inside <think> (the template's generation prompt, the same for all)
+        self.opened = reasoning_opened(
+            backend.spec.local_path, settings.question, settings.system, settings.think
+        )
 
     def prepare(self, job: Job) -> tuple[Job, Prepared]:
         """Make the prompt, refuse it if it cannot fit, decode its frames (on the worker)."""
@@ -77,13 +82,26 @@ class Answering:
             if self.backend.concurrency == 1
             else None
         )
-        shown = _Shown(self.view, job.label, sink)
+        shown = _Shown(self.view, job.label, sink, self.opened)
         try:
             answer = self.backend.generate(prepared, shown)
         except DeviceOutOfMemory as exc:
             raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
         shown.end()
-        return self._valid(job, answer)
+        return self._apart(self._valid(job, answer))
+
+    def _apart(self, answer: Answer) -> Answer:
+        """A thinking model's reasoning set apart from its answer
+        (:func:`~vlcli.planning.thinking.split_reasoning`); other answers as they are."""
+        parts = split_reasoning(answer.text, self.opened)
+        if parts.reasoning is None:
+            return answer
+        return dataclasses.replace(
+            answer,
+            text=parts.answer,
+            reasoning=parts.reasoning,
+            reasoning_finished=parts.finished,
+        )
 
     def _valid(self, job: Job, answer: Answer) -> Answer:
         """The answer with text that can be written anywhere (:mod:`vlcli.outputs.text`): a
@@ -102,12 +120,15 @@ class Answering:
 class _Shown:
     """An answer's text on its way to the view (:class:`~vlcli.backends.TextSink`): the first
     piece starts the "generating" stage; a character split between two pieces is held until
-    it is whole; an answer asked for again after it broke off is said, and its text so far is
-    voided (the view's sink ends its line and heads the new answer)."""
+    it is whole; a thinking model's reasoning goes to the sink's ``reasoning``, its answer to
+    the sink itself (:class:`~vlcli.planning.thinking.ReasoningPieces`); an answer asked for
+    again after it broke off is said, and its text so far is voided (the view's sink ends its
+    line and heads the new answer)."""
 
-    def __init__(self, view: AskView, label: str, sink: TextSink | None) -> None:
-        self.view, self.label, self.sink = view, label, sink
+    def __init__(self, view: AskView, label: str, sink: AnswerSink | None, opened: bool) -> None:
+        self.view, self.label, self.sink, self.opened = view, label, sink, opened
         self.pieces = ValidPieces()
+        self.parts = ReasoningPieces(opened)
         self.started = False
 
     def __call__(self, piece: str) -> None:
@@ -115,17 +136,27 @@ class _Shown:
             self.started = True
             self.view.stage(self.label, "generating")
         if self.sink is not None and (text := self.pieces.piece(piece)):
-            self.sink(text)
+            self._show(self.parts.piece(text))
+
+    def _show(self, parts: list[tuple[bool, str]]) -> None:
+        assert self.sink is not None
+        for reasoning, text in parts:
+            if reasoning:
+                self.sink.reasoning(text)
+            else:
+                self.sink(text)
 
     def discard(self) -> None:
         shown = " (the text above is void)" if self.sink is not None else ""
         self.view.warn(f"{self.label}: the answer broke off: asked again from the start{shown}")
         self.pieces = ValidPieces()
+        self.parts = ReasoningPieces(self.opened)
         self.started = False
         self.view.stage(self.label, "prefill")
         if self.sink is not None:
             self.sink.discard()
 
     def end(self) -> None:
-        if self.sink is not None and (rest := self.pieces.rest()):
-            self.sink(rest)
+        if self.sink is not None:
+            rest = self.pieces.rest()
+            self._show((self.parts.piece(rest) if rest else []) + self.parts.rest())

@@ -88,8 +88,13 @@ class Outputs:
 
 def settings_key(settings: AskSettings, identity: dict[str, Any]) -> str:
     """The part of every key of a run that is not the inputs: what decides the answers (all of
-    ``settings``) and the model that gives them (the backend's identity)."""
-    return record_key({**dataclasses.asdict(settings), "backend": identity})
+    ``settings``) and the model that gives them (the backend's identity). ``think`` is left out
+    when it is the template's own (None), as before it was an option: the keys of earlier
+    records keep their values."""
+    decides = dataclasses.asdict(settings)
+    if decides["think"] is None:
+        del decides["think"]
+    return record_key({**decides, "backend": identity})
 
 
 def input_key(base: str, facts: Sequence[dict[str, Any]]) -> str:
@@ -234,8 +239,13 @@ class _Run:
         self._record(task, result)
 
     def _record(self, task: Task, result: AskResult) -> None:
-        """Write an answered task's files, then its record; show it."""
+        """Write an answered task's files, then its record; show it. An output that ended inside
+        its reasoning has no answer: its record fails, saying why, and keeps the reasoning."""
         result.key, result.backend = task.key, self.identity
+        if result.no_answer is not None:
+            with self.interrupts.held():
+                self.records.answered(task, result, VlcliError(result.no_answer, ExitStatus.MODEL))
+            return
         if self.clips is not None:  # not held: an interrupt stops FFmpeg, and no clip is left half
             result.clips = self.clips.cut(task, result)
         with self.interrupts.held():

@@ -31,6 +31,7 @@ from vlcli.planning.plan import (
 )
 from vlcli.planning.prompt import count_prompt_tokens
 from vlcli.planning.tasks import GROUND_TEMPLATE, build_prompt, check_task
+from vlcli.planning.thinking import check_think
 from vlcli.planning.windows import plan_windows, sparse_note
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class BudgetSettings:
     server: str | None = None
     api_key: str | None = None
     engine: str = "transformers"
+    think: bool | None = None  # --think / --no-think: the template's enable_thinking
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class Budget:
             self.spec = resolve_model(settings.model)
         self.positions = "vllm" if engine == "vllm" else "reference"  # whose arithmetic
         check_options(sampling, self.spec.family)
+        check_think(self.spec.local_path, settings.think)
 
     def estimates(self, paths: Iterable[str]) -> Iterator[Event]:
         """Each input's estimate, or its failure (a :class:`Planned` with its ``error``), or its
@@ -228,8 +231,9 @@ class Budget:
     def _count(self, media: Media) -> tuple[int, bool]:
         """The prompt's tokens, counted as ``ask`` would build it; exact or estimated."""
         prompt = self.prompts[any(isinstance(plan, VideoPlan) for _, plan in media)]
+        s = self.settings
         return count_prompt_tokens(
-            self.spec.local_path, self.spec.family, media, prompt, self.settings.system
+            self.spec.local_path, self.spec.family, media, prompt, s.system, s.think
         )
 
     def windows(self, item: Planned) -> list[WindowEstimate]:

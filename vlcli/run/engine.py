@@ -17,6 +17,7 @@ from vlcli.models.families import DEFAULT_MODEL
 from vlcli.models.locate import locate_spec
 from vlcli.planning.memory import canonical_attn, canonical_dtype
 from vlcli.planning.plan import SamplingOptions, check_options
+from vlcli.planning.thinking import check_think
 from vlcli.run.ask import AskView, Outputs, RunOptions, run_ask
 from vlcli.run.prompt import AskSettings
 
@@ -129,6 +130,7 @@ def ask_with(
     check_engine(engine)
     backend = open_backend(engine, settings.sampling, warn, progress)
     try:
+        check_think(backend.spec.local_path, settings.think)
         return run_ask(backend, paths, stems, settings, run, view, outputs)
     finally:
         backend.close()  # a server vlcli started stops here, also on Ctrl-C

@@ -58,6 +58,7 @@ class AskSettings:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     generation: Generation = field(default_factory=Generation)
     window: tuple[float, float] | None = None  # --window and --overlap, in seconds
+    think: bool | None = None  # --think / --no-think; None: the template's own (not in keys)
 
 
 @dataclass
@@ -93,6 +94,8 @@ class AskResult:
     clips: list[str] | None = None  # the clips cut (or kept from an earlier run), with --clips
     places: list[PlacedShape] = field(default_factory=list)  # its boxes and points, in pixels
     crops: list[str] | None = None  # each box's region saved, with --crops
+    reasoning: str | None = None  # a thinking model's reasoning, apart from its answer
+    no_answer: str | None = None  # why there is no answer (the output ended in its reasoning)
 
     def to_dict(self) -> dict[str, Any]:
         times = [t.to_dict() for t in self.times]
@@ -104,6 +107,7 @@ class AskResult:
             "path": self.paths[0] if len(self.paths) == 1 else self.paths,
             "question": self.question,
             "task": self.task,
+            **({} if self.reasoning is None else {"reasoning": self.reasoning}),
             "answer": self.answer,
             "times": times,
             "boxes": [p.to_dict() for p in self.places if p.kind == "box"],
@@ -237,16 +241,30 @@ def make_prompt(paths: list[str], plans: list[Plan], settings: AskSettings) -> A
         system=settings.system,
         max_new_tokens=settings.generation.max_new_tokens,
         temperature=settings.generation.temperature,
+        think=settings.think,
     )
 
 
 def prompt_tokens(backend: Backend, prompt: Any) -> int:
     """The prompt's length for the fit check, counted as ``budget`` counts it (exact when the
     model's chat template and tokenizer are at hand)."""
+    spec = backend.spec
     tokens, _exact = count_prompt_tokens(
-        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
+        spec.local_path, spec.family, prompt.media, prompt.text, prompt.system, prompt.think
     )
     return tokens
+
+
+def no_answer(answer: Any, max_new_tokens: int) -> str | None:
+    """Why an output that ended inside its reasoning has no answer; None when it has one."""
+    if answer.reasoning_finished:
+        return None
+    if answer.generated_tokens >= max_new_tokens:
+        return (
+            f"the answer was cut off by --max-new-tokens ({max_new_tokens}) inside the model's "
+            "reasoning: no answer (raise --max-new-tokens, or --no-think where the model has it)"
+        )
+    return "the model stopped inside its reasoning: no answer"
 
 
 def result_of(
@@ -258,7 +276,8 @@ def result_of(
     warn: Callable[[str], None] | None = None,
     name: str | None = None,
 ) -> AskResult:
-    """An answer with its times parsed and mapped to source seconds (no files written)."""
+    """An answer with its times parsed and mapped to source seconds (no files written): the
+    answer's alone, not those of a thinking model's reasoning (set apart by the run)."""
     if warn is not None:
         for note in answer.notes:
             warn(note)
@@ -286,6 +305,8 @@ def result_of(
         places=place_shapes(
             read_shapes(answer.text, asks_for_places(settings.task)), plans, answer.axes
         ),
+        reasoning=answer.reasoning,
+        no_answer=no_answer(answer, settings.generation.max_new_tokens),
     )
 
 

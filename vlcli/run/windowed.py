@@ -9,7 +9,7 @@ merged into the video's one answer (times in the video's seconds, the overlaps' 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vlcli.outputs.ledger import Ledger, part_key
@@ -70,6 +70,8 @@ class Windows:
                 answer, task.paths, [plan], self.settings, self.model, self.view.warn, task.stem
             )
             summary = {**window.to_dict(), **window_summary(result)}
+            if result.no_answer is not None:  # this window has none: the others still count
+                self.view.warn(f"{job.label}: {result.no_answer}")
             if any(not span.mapped for span in result.times):
                 self.view.warn(
                     f"{job.label}: the answer's times could not be mapped: they count from the "
@@ -95,14 +97,13 @@ def merged(task: Task, settings: AskSettings, model: str) -> AskResult:
     for p in parts:
         for name, value in p.result.timings.items():
             timings[name] = round(timings.get(name, 0.0) + value, 4)
+    reasoned = any(p.result.reasoning is not None for p in parts)
     return AskResult(
         paths=task.paths,
         plans=[p.plan for p in parts],
         question=settings.question,
-        answer="\n\n".join(
-            f"[{format_hms(p.window.start_s)} to {format_hms(p.window.end_s)}] {p.result.answer}"
-            for p in parts
-        ),
+        answer=_by_window(parts, lambda p: p.result.answer),
+        reasoning=_by_window(parts, lambda p: p.result.reasoning or "") if reasoned else None,
         times=[span for _, span in spans],
         prompt_tokens=sum(p.result.prompt_tokens for p in parts),
         generated_tokens=sum(p.result.generated_tokens for p in parts),
@@ -116,12 +117,21 @@ def merged(task: Task, settings: AskSettings, model: str) -> AskResult:
     )
 
 
+def _by_window(parts: list[WindowPart], text: Callable[[WindowPart], str]) -> str:
+    """Each window's text, headed by its span, one paragraph a window."""
+    return "\n\n".join(
+        f"[{format_hms(p.window.start_s)} to {format_hms(p.window.end_s)}] {text(p)}"
+        for p in parts
+    )
+
+
 def window_summary(result: AskResult) -> dict[str, Any]:
     """What a window contributes to its video's record (and its own ``window`` record)."""
     d = result.to_dict()
     return {
         k: d[k]
         for k in (
+            "reasoning",
             "answer",
             "times",
             "boxes",
@@ -160,6 +170,7 @@ def result_from_record(
         plans=[plan],
         question=settings.question,
         answer=record.get("answer", ""),
+        reasoning=record.get("reasoning"),
         times=spans,
         prompt_tokens=int(record.get("prompt_tokens", 0)),
         generated_tokens=int(record.get("generated_tokens", 0)),

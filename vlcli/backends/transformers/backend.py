@@ -187,7 +187,7 @@ class TransformersBackend:
         self._processor_ready()
         with out_of_memory_reported():
             inputs, stats = self.inputs_for(
-                list(prompt.media), prompt.text, prompt.system, on_frames
+                list(prompt.media), prompt.text, prompt.system, on_frames, prompt.think
             )
         return PreparedInputs(prompt, inputs, stats)
 
@@ -228,10 +228,12 @@ class TransformersBackend:
         question: str,
         system: str | None = None,
         on_frames: FrameProgress | None = None,
+        think: bool | None = None,
     ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
         """The model inputs for one prompt, and what building them cost.
 
-        ``on_frames(done, total)`` follows the decoding of the prompt's video frames.
+        ``on_frames(done, total)`` follows the decoding of the prompt's video frames; ``think``
+        is the template's ``enable_thinking`` (None: the template's own default).
         """
         return build_inputs(
             self._processor_ready(),
@@ -242,4 +244,5 @@ class TransformersBackend:
             dtype=self.dtype,
             device=self.device,
             on_frames=on_frames,
+            think=think,
         )

@@ -218,10 +218,16 @@ def _text_inputs(
     question: str,
     system: str | None,
     device: torch.device | str,
+    think: bool | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The prompt's token ids, mask and token types, as the reference's processor makes them."""
+    """The prompt's token ids, mask and token types, as the reference's processor makes them
+    (``think``: the template's ``enable_thinking``, not passed when None)."""
+    switch = {} if think is None else {"enable_thinking": think}
     template = processor.apply_chat_template(
-        build_messages(media, question, system), tokenize=False, add_generation_prompt=True
+        build_messages(media, question, system),
+        tokenize=False,
+        add_generation_prompt=True,
+        **switch,
     )
     text = expand_text(template, media, family)
     encoded = processor.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
@@ -245,6 +251,7 @@ def build_inputs(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     on_frames: Callable[[int, int], None] | None = None,
+    think: bool | None = None,
 ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
     """Everything ``generate`` needs for one prompt (a batch of one), and what it cost.
 
@@ -258,7 +265,7 @@ def build_inputs(
             )
     # The text first, its temporaries given back before the frames: after the frames they
     # would add to the peak (measured on a 43k-token prompt: 23 MB).
-    inputs = _text_inputs(processor, family, media, question, system, device)
+    inputs = _text_inputs(processor, family, media, question, system, device, think)
     heap.give_back()
     pixels, decode_s = _pixel_inputs(processor, family, media, dtype, device, on_frames)
     inputs.update(pixels)

@@ -16,6 +16,10 @@ and read in its source:
   ``fps`` (the source fps) and ``total_num_frames`` give the timestamps the processor computes;
 * ``mm_processor_kwargs`` ``{"videos_kwargs": {"size": ...}}`` pins the video size, so that the
   server's processor, whatever limits it was started with, keeps the planned size;
+* ``--think`` / ``--no-think`` go as ``chat_template_kwargs`` ``{"enable_thinking": ...}``,
+  which vLLM passes to the chat template; a server started with a reasoning parser sends the
+  reasoning apart (``reasoning_content``, ``reasoning`` in later versions): it is put back
+  between ``<think>`` and ``</think>`` so that the run sets it apart as it does inline tags;
 * per-request ``media_io_kwargs``/``mm_processor_kwargs`` are refused with HTTP 400 unless the
   server runs with ``--trust-request-mm-kwargs``: :func:`error_message` names the flag.
 
@@ -48,6 +52,7 @@ from typing import Any
 
 from vlcli.errors import ExitStatus, RequestFailed, VlcliError
 from vlcli.planning.plan import Plan, VideoPlan
+from vlcli.planning.thinking import THINK_CLOSE, THINK_OPEN
 from vlcli.times.axis import vllm_positions
 
 API_KEY_ENV = "VLCLI_API_KEY"  # where `--api-key` is read from, so that it stays out of `ps`
@@ -214,6 +219,12 @@ def chat_messages(
     return messages
 
 
+def template_switch(think: bool | None) -> dict[str, Any]:
+    """``chat_template_kwargs`` that set the template's ``enable_thinking`` (vLLM passes them to
+    the chat template); nothing when ``think`` is None (the template's own default)."""
+    return {} if think is None else {"chat_template_kwargs": {"enable_thinking": think}}
+
+
 def chat_request(
     model: str,
     media: Sequence[tuple[Plan, str]],
@@ -223,14 +234,17 @@ def chat_request(
     max_tokens: int = 512,
     temperature: float = 0.0,
     stream: bool = False,
+    think: bool | None = None,
 ) -> dict[str, Any]:
-    """The body of ``POST /v1/chat/completions`` for one prompt; ``media`` pairs plans and URLs."""
+    """The body of ``POST /v1/chat/completions`` for one prompt; ``media`` pairs plans and URLs;
+    ``think`` goes to the template as ``enable_thinking`` (:func:`template_switch`)."""
     body: dict[str, Any] = {
         "model": model,
         "messages": chat_messages([media_part(p, u) for p, u in media], question, system),
         "max_tokens": max_tokens,
         "temperature": temperature,
         "stream": stream,
+        **template_switch(think),
     }
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -256,7 +270,8 @@ def parse_completion(body: dict[str, Any]) -> Completion:
     """A non-streamed ``chat.completion`` response."""
     try:
         choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = with_reasoning(_reasoning_of(message), message.get("content") or "")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise RequestFailed(
             f"the server's answer is not a chat completion: {_excerpt(body)}"
@@ -269,6 +284,19 @@ def parse_completion(body: dict[str, Any]) -> Completion:
         choice.get("finish_reason"),
         body.get("model"),
     )
+
+
+def _reasoning_of(part: dict[str, Any]) -> str | None:
+    """The reasoning a server with a reasoning parser sends apart from the content: vLLM's
+    ``reasoning_content``, called ``reasoning`` by later versions."""
+    reasoning = part.get("reasoning_content") or part.get("reasoning")
+    return reasoning if isinstance(reasoning, str) else None
+
+
+def with_reasoning(reasoning: str | None, content: str) -> str:
+    """The output as the model wrote it, its reasoning between ``<think>`` and ``</think>``
+    again, so that the run sets it apart as it does an output with the tags inline."""
+    return content if not reasoning else f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{content}"
 
 
 def iter_events(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
@@ -320,11 +348,12 @@ def read_stream(
     finish: str | None = None
     usage: dict[str, Any] = {}
     model: str | None = None
+    reasoning = _ReasoningTags()
     for event in events:
         model = event.get("model", model)
         for choice in event.get("choices") or []:
-            piece = (choice.get("delta") or {}).get("content")
-            if piece:
+            delta = choice.get("delta") or {}
+            for piece in reasoning.tagged(_reasoning_of(delta), delta.get("content")):
                 pieces.append(piece)
                 if on_text is not None:
                     on_text(piece)
@@ -333,6 +362,24 @@ def read_stream(
     return Completion(
         "".join(pieces), usage.get("prompt_tokens"), usage.get("completion_tokens"), finish, model
     )
+
+
+class _ReasoningTags:
+    """Streamed reasoning deltas put back between ``<think>`` and ``</think>`` (as
+    :func:`with_reasoning` does for a whole answer), in the order they came."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def tagged(self, reasoning: str | None, content: str | None) -> list[str]:
+        pieces: list[str] = []
+        if reasoning:
+            pieces.append(reasoning if self.open else THINK_OPEN + reasoning)
+            self.open = True
+        if content:
+            pieces.append(THINK_CLOSE + content if self.open else content)
+            self.open = False
+        return pieces
 
 
 def _excerpt(body: Any, limit: int = 200) -> str:
@@ -505,9 +552,16 @@ class ServerClient:
             )
         return models[0]
 
-    def count_tokens(self, messages: list[dict[str, Any]], model: str | None = None) -> int:
-        """Tokens of a text-only chat, with the server's template and tokenizer (``/tokenize``)."""
-        body: dict[str, Any] = {"messages": messages, "add_generation_prompt": True}
+    def count_tokens(
+        self, messages: list[dict[str, Any]], model: str | None = None, think: bool | None = None
+    ) -> int:
+        """Tokens of a text-only chat, with the server's template and tokenizer (``/tokenize``),
+        ``think`` set as the chat request sets it."""
+        body: dict[str, Any] = {
+            "messages": messages,
+            "add_generation_prompt": True,
+            **template_switch(think),
+        }
         if model:
             body["model"] = model
         answer = self.post_json("/tokenize", body)

@@ -66,6 +66,7 @@ def prepare_request(
         max_tokens=prompt.max_new_tokens,
         temperature=prompt.temperature,
         stream=True,
+        think=prompt.think,
     )
     tokens, counted_by = count_tokens(prompt)
     return PreparedRequest(
