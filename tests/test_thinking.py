@@ -400,3 +400,23 @@ def test_the_servers_token_count_is_asked_with_the_switch(served: Any) -> None:
     assert client.count_tokens([{"role": "user", "content": "q"}], "tiny") == 7
     assert seen[0]["chat_template_kwargs"] == {"enable_thinking": False}
     assert "chat_template_kwargs" not in seen[1]
+
+
+def test_only_the_answers_boxes_are_read(
+    monkeypatch: pytest.MonkeyPatch, always_thinks: Path, still_image: str
+) -> None:
+    """A box the model considers in its reasoning is not one it answered (issues 16 and 18
+    together: boxes, as times, are read from the answer alone)."""
+    import vlcli.run.engine
+
+    text = (
+        'Maybe [{"bbox_2d": [0, 0, 500, 500], "label": "guess"}]?\n</think>\n\n'
+        '[{"bbox_2d": [100, 200, 300, 400], "label": "cat"}]'
+    )
+    backend = Forced(locate_spec(str(always_thinks)).spec, text)
+    monkeypatch.setattr(vlcli.run.engine, "open_backend", lambda *a, **k: backend)
+    r = invoke("ask", still_image, "Where?", "--model", always_thinks, "--json", "--task", "detect")
+    assert r.exit_code == 0, r.stderr
+    (rec,) = records(r.stdout)
+    assert [b["label"] for b in rec["boxes"]] == ["cat"]
+    assert "guess" in rec["reasoning"]
