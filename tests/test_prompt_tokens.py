@@ -23,7 +23,13 @@ from vlcli.planning.tasks import build_prompt
 
 pytest_plugins = ("conftest_models",)
 
-FAMILIES = ["tiny_qwen2_path", "tiny_qwen25_path", "tiny_qwen3_path"]
+FAMILIES = [
+    "tiny_qwen2_path",
+    "tiny_qwen25_path",
+    "tiny_qwen3_path",
+    "tiny_qwen35_path",
+    "tiny_qwen35_moe_path",
+]
 
 
 def _media(spec: Any, clip: str, image: str | None) -> list[tuple[str, Any]]:

@@ -161,7 +161,9 @@ def test_refuses_a_plan_made_for_another_family(
         qwen25_runner.inputs_for([(tiny_clip, plan)], QUESTION)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen2_path", "tiny_qwen3_path"])
+@pytest.mark.parametrize(
+    "fixture", ["tiny_qwen2_path", "tiny_qwen3_path", "tiny_qwen35_path", "tiny_qwen35_moe_path"]
+)
 def test_other_families_load_and_answer(
     fixture: str, request: pytest.FixtureRequest, tiny_clip: str, tiny_image: str
 ) -> None:
@@ -181,7 +183,7 @@ def test_other_families_load_and_answer(
     assert 1 <= answer.generated_tokens <= 5
     hooked = getattr(runner.model.model.get_rope_index, "vlcli_reference", False)
     assert hooked == (runner.family.name == "qwen2_vl")  # Qwen3-VL keeps transformers' positions
-    if runner.family.name == "qwen3_vl":  # the timestamps are text before each temporal patch
+    if runner.family.time_encoding.states_source_seconds:  # text before each temporal patch
         inputs, _ = runner.inputs_for([(tiny_clip, video)], QUESTION)
         text = runner.processor.tokenizer.decode(inputs["input_ids"][0])
         assert text.count(" seconds>") == video.grid_thw[0]
@@ -336,7 +338,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(
     folder = _copy_model(tiny_qwen25_path, tmp_path / "tiny-Qwen2.5-VL-but-llama")
     cfg = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
-    with pytest.raises(ModelError, match="not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint"):
+    with pytest.raises(ModelError, match="not a Qwen2-VL, Qwen2.5-VL, Qwen3-VL .* checkpoint"):
         resolve_model(str(folder))
     with pytest.raises(ModelError, match="model_type 'llama'"):
         TransformersBackend(str(folder), device="cpu", warn=_quiet)
