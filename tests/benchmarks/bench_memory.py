@@ -159,7 +159,7 @@ def mid_config(family: str, tok: Any) -> Any:
     if family == "qwen2_vl":
         vision.hidden_size = MID_TEXT["hidden_size"]  # Qwen2-VL: hidden_size is the merger's output
     else:
-        vision.out_hidden_size = MID_TEXT["hidden_size"]
+        vision.out_hidden_size = text.hidden_size
     return config
 
 
