@@ -197,7 +197,9 @@ def mrope_section(head_dim: int) -> list[int]:
     return [t, (half - t) // 2, half - t - (half - t) // 2]
 
 
-def build_config(family: str, tok: Any, head_dim: int = HEAD_DIM) -> Any:
+def build_config(
+    family: str, tok: Any, head_dim: int = HEAD_DIM, linear_head_dim: int = HEAD_DIM
+) -> Any:
     ids = _token_ids(tok)
     vocab = ((len(tok) + 63) // 64) * 64
     heads, kv_heads = TEXT_HEADS, TEXT_KV_HEADS
@@ -309,13 +311,16 @@ def build_config(family: str, tok: Any, head_dim: int = HEAD_DIM) -> Any:
             **token_ids,
         )
     if family in QWEN3_5_FAMILIES:
-        return _qwen3_5_config(family, text, token_ids, head_dim)
+        return _qwen3_5_config(family, text, token_ids, head_dim, linear_head_dim)
     raise ValueError(f"unknown family {family!r}")
 
 
-def _qwen3_5_config(family: str, text: dict[str, Any], token_ids: dict[str, int], head_dim: int) -> Any:
+def _qwen3_5_config(
+    family: str, text: dict[str, Any], token_ids: dict[str, int], head_dim: int, linear_head_dim: int
+) -> Any:
     """Qwen3.5: four layers (three linear, one full), a quarter of the head rotated, as released;
-    the MoE variant with 4 experts of which 2 per token and a shared expert."""
+    the MoE variant with 4 experts of which 2 per token and a shared expert. ``linear_head_dim``:
+    the linear layers' key and value head size (vLLM's CPU Gated DeltaNet takes only 128)."""
     from transformers import Qwen3_5Config, Qwen3_5MoeConfig
 
     head_dim = max(head_dim, 2 * HEAD_DIM)  # a quarter of 16 leaves too few for three sections
@@ -325,8 +330,8 @@ def _qwen3_5_config(family: str, text: dict[str, Any], token_ids: dict[str, int]
         head_dim=head_dim,
         linear_num_key_heads=2,
         linear_num_value_heads=4,
-        linear_key_head_dim=HEAD_DIM,
-        linear_value_head_dim=HEAD_DIM,
+        linear_key_head_dim=linear_head_dim,
+        linear_value_head_dim=linear_head_dim,
         linear_conv_kernel_dim=4,
         rope_parameters={
             "rope_type": "default",
@@ -422,17 +427,20 @@ def model_class(family: str) -> Any:
     }[family]
 
 
-def save_tiny_model(family: str, folder: str | Path, *, head_dim: int = HEAD_DIM) -> Path:
+def save_tiny_model(
+    family: str, folder: str | Path, *, head_dim: int = HEAD_DIM, linear_head_dim: int = HEAD_DIM
+) -> Path:
     """Build the tiny ``family`` model and its processor and save both into ``folder``.
 
-    ``head_dim`` is the language model's attention head size (see the module's docstring)."""
+    ``head_dim`` is the language model's attention head size (see the module's docstring),
+    ``linear_head_dim`` Qwen3.5's linear-attention head size."""
     import torch
     from transformers import GenerationConfig
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(family=family)
-    config = build_config(family, tok, head_dim=head_dim)
+    config = build_config(family, tok, head_dim=head_dim, linear_head_dim=linear_head_dim)
     torch.manual_seed(SEED)
     model = model_class(family)(config).eval()
     ids = _token_ids(tok)
