@@ -35,6 +35,12 @@ def tiny_qwen3_path(tiny_models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_moe_path(tiny_models_dir: Path) -> Path:
+    """A tiny random Qwen3-VL mixture of experts (model_type qwen3_vl_moe)."""
+    return save_tiny_model("qwen3_vl_moe", tiny_models_dir / "tiny-Qwen3-VL-MoE")
+
+
+@pytest.fixture(scope="session")
 def tiny_qwen35_path(tiny_models_dir: Path) -> Path:
     """A tiny random Qwen3.5 (hybrid: three linear-attention layers, one full) with the released
     chat template."""

@@ -27,6 +27,7 @@ FAMILIES = [
     "tiny_qwen2_path",
     "tiny_qwen25_path",
     "tiny_qwen3_path",
+    "tiny_qwen3_moe_path",
     "tiny_qwen35_path",
     "tiny_qwen35_moe_path",
 ]

@@ -1,4 +1,4 @@
-"""Tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 (dense and MoE) models with random weights,
+"""Tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 (both dense and MoE) models with random weights,
 saved like real checkpoints.
 
 Nothing is downloaded: the configs are written here, the weights are random (seeded), and the
@@ -121,7 +121,7 @@ _CORPUS = [
     "<12.3 seconds> <0.5 seconds> seconds minutes hours: a caption per scene.",
 ]
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
 QWEN3_5_FAMILIES = ("qwen3_5", "qwen3_5_moe")
 # The released Qwen3.5 chat template (tests/data/qwen3_5/README.md says where it was read).
 QWEN3_5_CHAT_TEMPLATE = (
@@ -281,12 +281,18 @@ def build_config(
             tie_word_embeddings=True,
             **token_ids,
         )
-    if family == "qwen3_vl":
-        from transformers import Qwen3VLConfig
+    if family in ("qwen3_vl", "qwen3_vl_moe"):
+        from transformers import Qwen3VLConfig, Qwen3VLMoeConfig
 
-        return Qwen3VLConfig(
+        experts = (
+            dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=TEXT_HIDDEN // 2)
+            if family == "qwen3_vl_moe"
+            else {}
+        )
+        return (Qwen3VLMoeConfig if experts else Qwen3VLConfig)(
             text_config=dict(
                 text,
+                **experts,
                 head_dim=head_dim,
                 rope_parameters={
                     "rope_type": "default",
@@ -422,6 +428,7 @@ def model_class(family: str) -> Any:
         "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
         "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
         "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+        "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
         "qwen3_5": transformers.Qwen3_5ForConditionalGeneration,
         "qwen3_5_moe": transformers.Qwen3_5MoeForConditionalGeneration,
     }[family]
@@ -465,7 +472,7 @@ def save_processor_like_release(processor: Any, folder: Path, family: str) -> No
     would write one ``processor_config.json`` instead, which no released checkpoint has.)
     """
     processor.tokenizer.save_pretrained(folder)
-    qwen3 = family == "qwen3_vl" or family in QWEN3_5_FAMILIES
+    qwen3 = family in ("qwen3_vl", "qwen3_vl_moe") or family in QWEN3_5_FAMILIES
     image = processor.image_processor.to_dict()
     image["processor_class"] = type(processor).__name__
     if not qwen3:
