@@ -145,6 +145,10 @@ def test_qwen3_5_presets_count_what_is_resident_and_what_a_token_uses() -> None:
     total, active = moe.parameter_count(16, 2, 2), moe.parameter_count(16, 2, 2, active=True)
     assert round(total / 1e9) == 35 and round(active / 1e9, 1) == 3.9
     assert resolve_model("Qwen/Qwen3.5-9B").family.template_thinking
+    vl = resolve_model("Qwen/Qwen3-VL-30B-A3B-Instruct")
+    assert vl.family is QWEN3_VL_MOE and vl.dims is not None and vl.dims.linear_layers == 0
+    assert round(vl.dims.parameter_count(16, 2, 2) / 1e9) == 31  # 30B-A3B: all 128 experts
+    assert round(vl.dims.parameter_count(16, 2, 2, active=True) / 1e9, 1) == 3.8
 
 
 @pytest.mark.parametrize("family", ["qwen3_5", "qwen3_5_moe"])

@@ -355,6 +355,10 @@ QWEN3_VL = Family(
 )
 # Qwen3-VL's mixture-of-experts checkpoints (Qwen3-VL-30B-A3B, -235B-A22B): Qwen3-VL's processor
 # and time, another model class (its experts would not load into Qwen3VLForConditionalGeneration).
+# Qwen3-VL-30B-A3B-Instruct's figures from a public test that transcribes its config.json (at
+# the hub's commit 1fc78ad): 48 layers, 2048 wide, 32 heads and 4 KV heads of 128, 128 experts of
+# 768 (8 per token, every layer), vocabulary 151,936, untied, context 262,144, the 27 x 1152 tower
+# with DeepStack at [8, 16, 24].
 QWEN3_VL_MOE = replace(
     QWEN3_VL,
     name="qwen3_vl_moe",
@@ -362,7 +366,12 @@ QWEN3_VL_MOE = replace(
     model_types=("qwen3_vl_moe",),
     name_patterns=("qwen3-vl-30b-a3b", "qwen3-vl-235b-a22b"),
     transformers_class="Qwen3VLMoeForConditionalGeneration",
-    presets=(),
+    presets=(
+        ("qwen3-vl-30b-a3b", replace(
+            _dims(2048, 48, 32, 4, 6144, 151936, False, 1152, 27, 4304, 2048, TANH, 262144),
+            experts=128, experts_per_token=8, expert_intermediate=768,
+        )),
+    ),
 )
 
 
