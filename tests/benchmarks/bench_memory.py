@@ -133,6 +133,7 @@ CASES = [
     *[("tiny-qwen3_5", "float32", "sdpa", m) for m in ("img-1.2mp", "vid-720p-4s", "vid-270p-30s")],
     *[("mid-qwen3_5", "float32", "sdpa", m) for m in ("img-3mp", "vid-360p-8s", "vid-270p-30s")],
     ("mid-qwen3_5", "bfloat16", "sdpa", "vid-360p-8s"),
+    *[("tiny-qwen3_5_moe", "float32", "sdpa", m) for m in ("img-1.2mp", "vid-270p-30s")],
 ]
 
 
