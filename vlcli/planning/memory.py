@@ -1,6 +1,6 @@
 """GPU-memory estimate for one ``ask``, from the model's shapes and the plan's token counts.
 
-The estimate is a sum of four parts (bytes; ``b`` = bytes per value of the dtype, 2 for bf16):
+The estimate is a sum of these parts (bytes; ``b`` = bytes per value of the dtype, 2 for bf16):
 
 * ``weights = parameters * b`` — parameters counted from config.json (``ModelDims``); for a
   mixture of experts every expert is resident (``active_weights_bytes``: what one token uses).
@@ -276,7 +276,8 @@ def _linear_attention_bytes(dims: ModelDims, t: int, b: int) -> int:
     cumulative decay (5 key widths, and the 6th while q and k are decayed), v, v*beta, the new
     values and the output (4 value widths), and three ``chunk x chunk`` matrices per chunk of 64
     (the pairwise decays, the UT system and the intra-chunk attention): ``64 x 3`` per token and
-    value head.
+    value head. With the flash-linear-attention kernels installed (a GPU), transformers uses
+    them instead, which keep less: this is then an upper bound (not measured on a GPU).
     """
     if not dims.linear_layers:
         return 0
