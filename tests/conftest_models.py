@@ -1,7 +1,7 @@
 """Fixtures for the model tests: tiny saved models, a small clip and image, loaded runners.
 
 Use from a test module with ``pytest_plugins = ("conftest_models",)``. Everything is made once
-per test session (building and saving the three tiny models takes about a second).
+per test session (building and saving the tiny models takes a few seconds).
 """
 
 from __future__ import annotations
@@ -32,6 +32,25 @@ def tiny_qwen2_path(tiny_models_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen3_path(tiny_models_dir: Path) -> Path:
     return save_tiny_model("qwen3_vl", tiny_models_dir / "tiny-Qwen3-VL")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_moe_path(tiny_models_dir: Path) -> Path:
+    """A tiny random Qwen3-VL mixture of experts (model_type qwen3_vl_moe)."""
+    return save_tiny_model("qwen3_vl_moe", tiny_models_dir / "tiny-Qwen3-VL-MoE")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen35_path(tiny_models_dir: Path) -> Path:
+    """A tiny random Qwen3.5 (hybrid: three linear-attention layers, one full) with the released
+    chat template."""
+    return save_tiny_model("qwen3_5", tiny_models_dir / "tiny-Qwen3.5")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen35_moe_path(tiny_models_dir: Path) -> Path:
+    """The same with a mixture of experts (model_type qwen3_5_moe)."""
+    return save_tiny_model("qwen3_5_moe", tiny_models_dir / "tiny-Qwen3.5-MoE")
 
 
 @pytest.fixture(scope="session")

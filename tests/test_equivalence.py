@@ -206,3 +206,33 @@ def test_qwen3_small_image(qwen3_runner: TransformersBackend, tiny_clip: str, ti
     )
     ours = vlcli_inputs(qwen3_runner, tiny_clip, tiny_image, SamplingOptions())
     assert_same(ours, ref, ["input_ids", "image_grid_thw", "pixel_values"])
+
+
+# ---------------------------------------------------------------- Qwen3.5 (hybrid, MoE)
+
+
+@pytest.fixture(scope="module", params=["tiny_qwen35_path", "tiny_qwen35_moe_path"])
+def qwen35_runner(request: pytest.FixtureRequest) -> TransformersBackend:
+    folder = request.getfixturevalue(request.param)
+    return TransformersBackend(str(folder), device="cpu", dtype="float32", warn=lambda _m: None)
+
+
+@pytest.mark.parametrize("case", ["default", "nframes", "start_end"])
+def test_qwen35_video_inputs_equal_the_reference(
+    case: str, qwen35_runner: TransformersBackend, tiny_clip: str, tiny_image: str
+) -> None:
+    """Qwen3.5 (dense and MoE) takes Qwen3-VL's processor: the "<t seconds>" text before each
+    temporal patch, the grids, the pixels and the token types (image 1, video 2) are the
+    reference's, with the released chat template (which opens the answer with "<think>")."""
+    element, options = CASES[case]
+    ref = reference_inputs(
+        qwen35_runner.processor, _messages(tiny_clip, tiny_image, element), image_patch_size=16
+    )
+    ours = vlcli_inputs(qwen35_runner, tiny_clip, tiny_image, options)
+    assert_same(ours, ref, EXACT + ["pixel_values_videos", "pixel_values"])
+    assert set(ours) == set(ref)
+    types = ours["mm_token_type_ids"][0].tolist()
+    assert types.count(2) == int(ours["video_grid_thw"].prod()) // 4 and types.count(1) > 0
+    text = qwen35_runner.processor.tokenizer.decode(ours["input_ids"][0])
+    assert text.count(" seconds>") == int(ours["video_grid_thw"][0][0])
+    assert text.endswith("<|im_start|>assistant\n<think>\n")

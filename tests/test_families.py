@@ -15,6 +15,9 @@ import vlcli
 from vlcli.models.families import (
     FAMILIES,
     QWEN2_5_VL,
+    QWEN3_5,
+    QWEN3_5_MOE,
+    QWEN3_VL_MOE,
     Coordinates,
     Family,
     TimeEncoding,
@@ -99,7 +102,7 @@ def test_every_family_declares_every_behaviour(family: Family) -> None:
     assert family.name_patterns
     assert all(family_from_name(f"Qwen/{p}-7B-Instruct") is family for p in family.name_patterns)
     for key, dims in family.presets:
-        spec = resolve_model(f"Qwen/{key}-Instruct")
+        spec = resolve_model(f"Qwen/{key}{family.hub_suffix}")
         assert (spec.family, spec.dims, spec.source) == (family, dims, "built-in preset")
     assert hasattr(transformers, family.transformers_class)
 
@@ -109,3 +112,65 @@ def test_coordinates_each_family_answers_in() -> None:
     for family in FAMILIES:
         expected = Coordinates.RESIZED_PIXELS if family is QWEN2_5_VL else Coordinates.RELATIVE_1000
         assert family.coordinates is expected
+
+
+@pytest.mark.parametrize(
+    ("model_type", "family", "cls"),
+    [
+        ("qwen3_vl_moe", QWEN3_VL_MOE, "Qwen3VLMoeForConditionalGeneration"),
+        ("qwen3_5", QWEN3_5, "Qwen3_5ForConditionalGeneration"),
+        ("qwen3_5_moe", QWEN3_5_MOE, "Qwen3_5MoeForConditionalGeneration"),
+    ],
+)
+def test_a_folder_is_known_by_its_model_type(
+    model_type: str, family: Family, cls: str, tmp_path: Path
+) -> None:
+    """config.json's model_type decides, whatever the folder is called, and the model class is
+    the one that holds the checkpoint's weights (a mixture of experts has its own)."""
+    folder = tmp_path / "some-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
+    spec = resolve_model(str(folder))
+    assert spec.family.name == family.name and spec.family.transformers_class == cls
+    assert (spec.family.factor, spec.family.time_encoding) == (32, TimeEncoding.TEXT_TIMESTAMPS)
+
+
+def test_qwen3_5_presets_count_what_is_resident_and_what_a_token_uses() -> None:
+    """A mixture of experts keeps every expert in memory; a token uses 8 of 256 and the shared one."""
+    dense = resolve_model("Qwen/Qwen3.5-9B").dims
+    moe = resolve_model("Qwen/Qwen3.6-35B-A3B").dims
+    assert dense is not None and moe is not None
+    assert dense.full_attention_layers == 8 and dense.linear_layers == 24
+    assert round(dense.parameter_count(16, 2, 2) / 1e9, 1) == 9.4
+    total, active = moe.parameter_count(16, 2, 2), moe.parameter_count(16, 2, 2, active=True)
+    assert round(total / 1e9) == 35 and round(active / 1e9, 1) == 3.9
+    assert resolve_model("Qwen/Qwen3.5-9B").family.template_thinking
+    vl = resolve_model("Qwen/Qwen3-VL-30B-A3B-Instruct")
+    assert vl.family is QWEN3_VL_MOE and vl.dims is not None and vl.dims.linear_layers == 0
+    assert round(vl.dims.parameter_count(16, 2, 2) / 1e9) == 31  # 30B-A3B: all 128 experts
+    assert round(vl.dims.parameter_count(16, 2, 2, active=True) / 1e9, 1) == 3.8
+
+
+@pytest.mark.parametrize("family", ["qwen3_5", "qwen3_5_moe"])
+def test_a_qwen3_5_language_model_is_counted_exactly(family: str) -> None:
+    """The hybrid layers (gated attention, Gated DeltaNet) and the experts, counted from the
+    shapes, equal transformers' own count of the language model built on the meta device."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tinymodels import build_config, build_tokenizer, model_class
+
+    config = build_config(family, build_tokenizer(family=family))
+    with torch.device("meta"):
+        model = model_class(family)(config)
+    counted = sum(p.numel() for p in model.parameters())
+    vision = sum(p.numel() for p in model.model.visual.parameters())
+    folder = Path(__file__).parent  # any folder: the dims come from the config dict
+    from vlcli.models.families import _dims_from_config
+
+    dims = _dims_from_config(config.to_dict())
+    assert dims is not None and dims.linear_layers == 3, folder
+    ours = dims.parameter_count(16, 2, 2) - dims._vision_parameters(16, 2, 2)
+    assert ours == counted - vision

@@ -146,3 +146,43 @@ def test_budget_takes_attn(square_image: str) -> None:
     assert mem["eager"]["activation_bytes"] > mem["sdpa"]["activation_bytes"]
     bad = invoke("budget", square_image, "--attn", "flash")
     assert bad.exit_code == 2 and "--attn 'flash'" in bad.stderr
+
+
+# ---------------------------------------------------------------- Qwen3.5: hybrid, experts
+
+
+def test_a_hybrid_keeps_a_kv_cache_only_in_its_full_attention_layers() -> None:
+    """Qwen3.5-9B: 8 of its 32 layers attend over the whole prompt (32 KiB of KV per token in
+    bf16); its 24 Gated DeltaNet layers keep a fixed state (a convolution's last 4 inputs and a
+    float32 128 x 128 state per value head: 49.5 MiB) however long the video."""
+    spec = resolve_model("Qwen/Qwen3.5-9B")
+    short, long = (estimate_memory(spec, [], n, 0, "bfloat16") for n in (1000, 100_000))
+    assert short is not None and long is not None
+    assert (long.kv_cache_bytes - short.kv_cache_bytes) // 99_000 == 2 * 8 * 4 * 256 * 2
+    state = 24 * ((2 * 16 * 128 + 32 * 128) * 4 * 2 + 32 * 128 * 128 * 4)
+    assert short.linear_state_bytes == long.linear_state_bytes == state
+    assert long.total_bytes - long.activation_bytes == (
+        long.weights_bytes + long.kv_cache_bytes + state + long.overhead_bytes
+    )
+    assert short.active_weights_bytes is None  # dense: every weight is used
+
+
+def test_a_mixture_of_experts_keeps_every_expert_and_says_what_a_token_uses() -> None:
+    est = estimate_memory(resolve_model("Qwen/Qwen3.6-35B-A3B"), [], 1000, 0, "bfloat16")
+    assert est is not None and est.active_weights_bytes is not None
+    assert round(est.weights_bytes / 1e9) == 70 and round(est.active_weights_bytes / 1e9, 1) == 7.8
+
+
+def test_budget_shows_each_part_of_a_hybrid_and_its_experts(
+    tiny_qwen35_moe_path: Path, tiny_clip: str
+) -> None:
+    r = invoke("budget", tiny_clip, "--model", tiny_qwen35_moe_path)
+    assert r.exit_code == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "(all experts;" in text and "used per token)" in text
+    assert "KV cache" in text and "(full-attention layers), linear-attention state" in text
+    assert "(vision " in text and "prefill " in text
+    r = invoke("budget", tiny_clip, "--model", tiny_qwen35_moe_path, "--json")
+    memory = json.loads(r.stdout)["memory"]
+    assert 0 < memory["linear_state_bytes"]
+    assert memory["active_weights_bytes"] < memory["weights_bytes"]

@@ -14,6 +14,7 @@ from vlcli.backends import Answer
 from vlcli.backends.transformers.backend import TransformersBackend
 from vlcli.errors import ExitStatus, ModelError, UsageError, VlcliError
 from vlcli.media.probe import probe
+from vlcli.models.families import resolve_model
 from vlcli.planning.plan import SamplingOptions, plan_image, plan_video
 
 pytest_plugins = ("conftest_models",)
@@ -161,7 +162,29 @@ def test_refuses_a_plan_made_for_another_family(
         qwen25_runner.inputs_for([(tiny_clip, plan)], QUESTION)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen2_path", "tiny_qwen3_path"])
+OTHER_FAMILIES = [
+    "tiny_qwen2_path",
+    "tiny_qwen3_path",
+    "tiny_qwen3_moe_path",
+    "tiny_qwen35_path",
+    "tiny_qwen35_moe_path",
+]
+
+
+@pytest.mark.parametrize("fixture", OTHER_FAMILIES)
+def test_every_saved_weight_is_loaded(fixture: str, request: pytest.FixtureRequest) -> None:
+    """The model class vlcli loads is the checkpoint's own: a mixture of experts' experts would not
+    load into the dense class (transformers would leave them out and make the dense MLP up at
+    random, with a warning vlcli silences)."""
+    from vlcli.backends.transformers.loading import model_class
+
+    path = request.getfixturevalue(fixture)
+    family = resolve_model(str(path)).family
+    _, info = model_class(family).from_pretrained(str(path), output_loading_info=True)
+    assert (info["missing_keys"], info["unexpected_keys"]) == (set(), set())
+
+
+@pytest.mark.parametrize("fixture", OTHER_FAMILIES)
 def test_other_families_load_and_answer(
     fixture: str, request: pytest.FixtureRequest, tiny_clip: str, tiny_image: str
 ) -> None:
@@ -181,7 +204,7 @@ def test_other_families_load_and_answer(
     assert 1 <= answer.generated_tokens <= 5
     hooked = getattr(runner.model.model.get_rope_index, "vlcli_reference", False)
     assert hooked == (runner.family.name == "qwen2_vl")  # Qwen3-VL keeps transformers' positions
-    if runner.family.name == "qwen3_vl":  # the timestamps are text before each temporal patch
+    if runner.family.time_encoding.states_source_seconds:  # text before each temporal patch
         inputs, _ = runner.inputs_for([(tiny_clip, video)], QUESTION)
         text = runner.processor.tokenizer.decode(inputs["input_ids"][0])
         assert text.count(" seconds>") == video.grid_thw[0]
@@ -336,7 +359,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(
     folder = _copy_model(tiny_qwen25_path, tmp_path / "tiny-Qwen2.5-VL-but-llama")
     cfg = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
-    with pytest.raises(ModelError, match="not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint"):
+    with pytest.raises(ModelError, match="not a Qwen2-VL, Qwen2.5-VL, Qwen3-VL .* checkpoint"):
         resolve_model(str(folder))
     with pytest.raises(ModelError, match="model_type 'llama'"):
         TransformersBackend(str(folder), device="cpu", warn=_quiet)

@@ -451,6 +451,50 @@ class TestQwen3:
         assert client.chat(body).prompt_tokens == expected
 
 
+# ---------------------------------------------------------------- Qwen3.5
+
+
+@pytest.fixture(scope="class")
+def qwen35_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vLLM 0.32's CPU build serves Qwen3.5 only in bf16 ("CPU GDN attention requires BF16")
+    and with linear-attention heads of 128 (32 stops it: "Unexpected head dim size"); the
+    full-attention heads are 32, a quarter of them rotated, the mRoPE sections adding up to half
+    of that quarter (tinymodels)."""
+    path = tmp_path_factory.mktemp("vllm_models") / "tiny-Qwen3.5-hd32"
+    return save_tiny_model("qwen3_5", path, head_dim=32, linear_head_dim=128)
+
+
+@pytest.fixture(scope="class")
+def qwen35_server(
+    vllm_py: str, qwen35_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    log = tmp_path_factory.mktemp("vllm_logs") / "qwen35.log"
+    with VllmServer(vllm_py, str(qwen35_folder), log, extra_args=("--dtype", "bfloat16")) as server:
+        yield server
+    assert not server.alive(), "the vLLM server's processes outlived stop()"
+
+
+class TestQwen35:
+    def test_frames_timestamps_and_tokens_are_vlclis(
+        self, qwen35_server: VllmServer, viewer: ServerViewer, qwen35_folder: Path, clip_420: str
+    ) -> None:
+        """The hybrid Qwen3.5 served by vLLM gets the planned frames, timestamps (Qwen3-VL's
+        processor) and vlcli's prompt to the token, and answers."""
+        client, folder = ServerClient(qwen35_server.url), qwen35_folder
+        plan = _plan(clip_420, folder, nframes=8)
+        frames = _frames(clip_420, plan)
+        body = chat_request(str(folder), [(plan, video_url(frames))], QUESTION, max_tokens=4)
+        view = viewer.view(_render(client, body), folder)
+        item = _video_item(view)
+        assert tuple(item["video_grid_thw"]) == plan.grid_thw
+        assert item["timestamps"] == pytest.approx(qwen3_timestamps(plan, 2), abs=1e-9)
+        assert torch.equal(_pixels(item["pixel_values_videos"]), patchify(frames, 16))
+        expected = _vlcli_prompt_tokens(folder, [(clip_420, plan)])
+        assert len(view["token_ids"]) == expected
+        answer = client.chat(body)
+        assert answer.prompt_tokens == expected and answer.completion_tokens >= 1
+
+
 # ---------------------------------------------------------------- --engine vllm
 
 

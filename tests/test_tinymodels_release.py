@@ -39,6 +39,12 @@ RELEASED = {
         "qwen3",
         False,
     ): f"<|im_start|>user\n{MEDIA_MARKUP}{QUESTION}<|im_end|>\n<|im_start|>assistant\n",
+    # Qwen3.5's released template (tests/data/qwen3_5/): no default system prompt, and the
+    # answer opens with "<think>" (it thinks unless told enable_thinking=False).
+    ("qwen3_5", True): f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{MEDIA_MARKUP}"
+    f"{QUESTION}<|im_end|>\n<|im_start|>assistant\n<think>\n",
+    ("qwen3_5", False): f"<|im_start|>user\n{MEDIA_MARKUP}{QUESTION}<|im_end|>\n"
+    "<|im_start|>assistant\n<think>\n",
 }
 
 # Released processor settings (preprocessor_config.json; video_preprocessor_config.json for
@@ -62,9 +68,10 @@ RELEASED_QWEN3_VIDEO = dict(
 )
 
 MODELS = [("tiny_qwen2_path", "qwen2"), ("tiny_qwen25_path", "qwen2"), ("tiny_qwen3_path", "qwen3")]
+QWEN3_5_MODELS = [("tiny_qwen35_path", "qwen3_5"), ("tiny_qwen35_moe_path", "qwen3_5")]
 
 
-@pytest.mark.parametrize(("fixture", "kind"), MODELS)
+@pytest.mark.parametrize(("fixture", "kind"), MODELS + QWEN3_5_MODELS)
 @pytest.mark.parametrize("with_system", [True, False])
 def test_the_chat_template_renders_as_the_released_one(
     fixture: str, kind: str, with_system: bool, request: pytest.FixtureRequest

@@ -1,4 +1,5 @@
-"""Tiny Qwen2-VL, Qwen2.5-VL and Qwen3-VL models with random weights, saved like real checkpoints.
+"""Tiny Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 (both dense and MoE) models with random weights,
+saved like real checkpoints.
 
 Nothing is downloaded: the configs are written here, the weights are random (seeded), and the
 tokenizer is a small byte-level BPE trained on a few sentences, carrying the real Qwen special
@@ -9,6 +10,11 @@ The chat templates are written from the released checkpoints' behaviour: Qwen2-V
 add the default system prompt "You are a helpful assistant." when none is given, and render a
 video item as ``<|vision_start|><|video_pad|><|vision_end|>`` and an image item as
 ``<|vision_start|><|image_pad|><|vision_end|>``; Qwen3-VL adds no default system prompt.
+
+Qwen3.5's chat template is the released one, kept as a file: tests/data/qwen3_5/ (its README
+says where it was read). Its language model is a hybrid (three Gated DeltaNet layers, then a
+full-attention layer) whose rotary part is a quarter of the head (``partial_rotary_factor``, as
+released), so the mRoPE sections add up to half of that part.
 
 ``save_tiny_model(family, folder)`` writes config.json, model.safetensors, generation_config.json,
 the tokenizer files, preprocessor_config.json, video_preprocessor_config.json and the chat
@@ -115,11 +121,20 @@ _CORPUS = [
     "<12.3 seconds> <0.5 seconds> seconds minutes hours: a caption per scene.",
 ]
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
+QWEN3_5_FAMILIES = ("qwen3_5", "qwen3_5_moe")
+# The released Qwen3.5 chat template (tests/data/qwen3_5/README.md says where it was read).
+QWEN3_5_CHAT_TEMPLATE = (
+    Path(__file__).parent / "data" / "qwen3_5" / "chat_template.jinja"
+).read_text(encoding="utf-8")
+# Qwen3.5's tokenizer also knows the thinking markers (added tokens, not special ones).
+THINK_TOKENS = ["<think>", "</think>"]
+QWEN3_5_LAYERS = ["linear_attention"] * 3 + ["full_attention"]
 
 
-def build_tokenizer(vocab_size: int = 600) -> Any:
-    """A Qwen2Tokenizer (byte-level BPE, the Qwen pre-tokenizer) with the real special tokens."""
+def build_tokenizer(vocab_size: int = 600, family: str = "qwen2_5_vl") -> Any:
+    """A Qwen2Tokenizer (byte-level BPE, the Qwen pre-tokenizer) with the real special tokens;
+    for Qwen3.5 its own tokenizer class (NFC, its pre-tokenizer) with the thinking markers too."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken, Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -144,7 +159,10 @@ def build_tokenizer(vocab_size: int = 600) -> Any:
     merges = [
         tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]
     ]
-    tok = Qwen2Tokenizer(
+    cls: Any = Qwen2Tokenizer
+    if family in QWEN3_5_FAMILIES:
+        from transformers.models.qwen3_5.tokenization_qwen3_5 import Qwen3_5Tokenizer as cls
+    tok = cls(
         vocab=vocab,
         merges=merges,
         unk_token=None,
@@ -153,6 +171,8 @@ def build_tokenizer(vocab_size: int = 600) -> Any:
         model_max_length=32768,
     )
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    if family in QWEN3_5_FAMILIES:
+        tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     return tok
 
 
@@ -177,11 +197,13 @@ def mrope_section(head_dim: int) -> list[int]:
     return [t, (half - t) // 2, half - t - (half - t) // 2]
 
 
-def build_config(family: str, tok: Any, head_dim: int = HEAD_DIM) -> Any:
+def build_config(
+    family: str, tok: Any, head_dim: int = HEAD_DIM, linear_head_dim: int = HEAD_DIM
+) -> Any:
     ids = _token_ids(tok)
     vocab = ((len(tok) + 63) // 64) * 64
     heads, kv_heads = TEXT_HEADS, TEXT_KV_HEADS
-    if family != "qwen3_vl" and head_dim != HEAD_DIM:  # head size = hidden size / heads
+    if family in ("qwen2_vl", "qwen2_5_vl") and head_dim != HEAD_DIM:  # head size = hidden / heads
         heads = TEXT_HIDDEN // head_dim
         kv_heads = max(1, heads // 2)
     sections = MROPE_SECTION if head_dim == HEAD_DIM else mrope_section(head_dim)
@@ -259,12 +281,18 @@ def build_config(family: str, tok: Any, head_dim: int = HEAD_DIM) -> Any:
             tie_word_embeddings=True,
             **token_ids,
         )
-    if family == "qwen3_vl":
-        from transformers import Qwen3VLConfig
+    if family in ("qwen3_vl", "qwen3_vl_moe"):
+        from transformers import Qwen3VLConfig, Qwen3VLMoeConfig
 
-        return Qwen3VLConfig(
+        experts = (
+            dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=TEXT_HIDDEN // 2)
+            if family == "qwen3_vl_moe"
+            else {}
+        )
+        return (Qwen3VLMoeConfig if experts else Qwen3VLConfig)(
             text_config=dict(
                 text,
+                **experts,
                 head_dim=head_dim,
                 rope_parameters={
                     "rope_type": "default",
@@ -288,7 +316,62 @@ def build_config(family: str, tok: Any, head_dim: int = HEAD_DIM) -> Any:
             tie_word_embeddings=True,
             **token_ids,
         )
+    if family in QWEN3_5_FAMILIES:
+        return _qwen3_5_config(family, text, token_ids, head_dim, linear_head_dim)
     raise ValueError(f"unknown family {family!r}")
+
+
+def _qwen3_5_config(
+    family: str, text: dict[str, Any], token_ids: dict[str, int], head_dim: int, linear_head_dim: int
+) -> Any:
+    """Qwen3.5: four layers (three linear, one full), a quarter of the head rotated, as released;
+    the MoE variant with 4 experts of which 2 per token and a shared expert. ``linear_head_dim``:
+    the linear layers' key and value head size (vLLM's CPU Gated DeltaNet takes only 128)."""
+    from transformers import Qwen3_5Config, Qwen3_5MoeConfig
+
+    head_dim = max(head_dim, 2 * HEAD_DIM)  # a quarter of 16 leaves too few for three sections
+    linear = dict(
+        layer_types=QWEN3_5_LAYERS,
+        num_hidden_layers=len(QWEN3_5_LAYERS),
+        head_dim=head_dim,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+        linear_key_head_dim=linear_head_dim,
+        linear_value_head_dim=linear_head_dim,
+        linear_conv_kernel_dim=4,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000000.0,
+            "partial_rotary_factor": 0.25,
+            "mrope_section": mrope_section(head_dim // 4),
+            "mrope_interleaved": True,
+        },
+    )
+    if family == "qwen3_5_moe":
+        text = {k: v for k, v in text.items() if k != "intermediate_size"}
+        linear.update(
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=TEXT_HIDDEN // 2,
+            shared_expert_intermediate_size=TEXT_HIDDEN // 2,
+        )
+    cls = Qwen3_5MoeConfig if family == "qwen3_5_moe" else Qwen3_5Config
+    return cls(
+        text_config=dict(text, **linear),
+        vision_config=dict(
+            depth=VISION_DEPTH,
+            hidden_size=VISION_HIDDEN,
+            intermediate_size=2 * VISION_HIDDEN,
+            num_heads=VISION_HEADS,
+            out_hidden_size=TEXT_HIDDEN,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=64,
+        ),
+        tie_word_embeddings=True,
+        **token_ids,
+    )
 
 
 def build_processor(family: str, tok: Any) -> Any:
@@ -334,7 +417,7 @@ def build_processor(family: str, tok: Any) -> Any:
         image_processor=image,
         tokenizer=tok,
         video_processor=video,
-        chat_template=QWEN3_CHAT_TEMPLATE,
+        chat_template=QWEN3_5_CHAT_TEMPLATE if family in QWEN3_5_FAMILIES else QWEN3_CHAT_TEMPLATE,
     )
 
 
@@ -345,20 +428,26 @@ def model_class(family: str) -> Any:
         "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
         "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
         "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+        "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
+        "qwen3_5": transformers.Qwen3_5ForConditionalGeneration,
+        "qwen3_5_moe": transformers.Qwen3_5MoeForConditionalGeneration,
     }[family]
 
 
-def save_tiny_model(family: str, folder: str | Path, *, head_dim: int = HEAD_DIM) -> Path:
+def save_tiny_model(
+    family: str, folder: str | Path, *, head_dim: int = HEAD_DIM, linear_head_dim: int = HEAD_DIM
+) -> Path:
     """Build the tiny ``family`` model and its processor and save both into ``folder``.
 
-    ``head_dim`` is the language model's attention head size (see the module's docstring)."""
+    ``head_dim`` is the language model's attention head size (see the module's docstring),
+    ``linear_head_dim`` Qwen3.5's linear-attention head size."""
     import torch
     from transformers import GenerationConfig
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer()
-    config = build_config(family, tok, head_dim=head_dim)
+    tok = build_tokenizer(family=family)
+    config = build_config(family, tok, head_dim=head_dim, linear_head_dim=linear_head_dim)
     torch.manual_seed(SEED)
     model = model_class(family)(config).eval()
     ids = _token_ids(tok)
@@ -378,22 +467,26 @@ def save_processor_like_release(processor: Any, folder: Path, family: str) -> No
 
     Qwen2-VL and Qwen2.5-VL ship one ``preprocessor_config.json`` (with ``min_pixels`` and
     ``max_pixels``) from which transformers builds both the image and the video processor;
-    Qwen3-VL ships a ``video_preprocessor_config.json`` too. The chat template is in
-    ``chat_template.json``. (``processor.save_pretrained`` would write one
-    ``processor_config.json`` instead, which no released checkpoint has.)
+    Qwen3-VL and Qwen3.5 ship a ``video_preprocessor_config.json`` too. The chat template is in
+    ``chat_template.json`` (Qwen3.5: ``chat_template.jinja``). (``processor.save_pretrained``
+    would write one ``processor_config.json`` instead, which no released checkpoint has.)
     """
     processor.tokenizer.save_pretrained(folder)
+    qwen3 = family in ("qwen3_vl", "qwen3_vl_moe") or family in QWEN3_5_FAMILIES
     image = processor.image_processor.to_dict()
     image["processor_class"] = type(processor).__name__
-    if family != "qwen3_vl":
+    if not qwen3:
         image["min_pixels"] = image["size"]["shortest_edge"]
         image["max_pixels"] = image["size"]["longest_edge"]
     (folder / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
-    if family == "qwen3_vl":
+    if qwen3:
         video = processor.video_processor.to_dict()
         video["processor_class"] = type(processor).__name__
         (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
-    template = {"chat_template": processor.chat_template}
-    (folder / "chat_template.json").write_text(json.dumps(template, indent=2) + "\n")
-    for stale in ("chat_template.jinja", "processor_config.json"):
+    for stale in ("chat_template.jinja", "chat_template.json", "processor_config.json"):
         (folder / stale).unlink(missing_ok=True)
+    if family in QWEN3_5_FAMILIES:
+        (folder / "chat_template.jinja").write_text(processor.chat_template, encoding="utf-8")
+    else:
+        template = {"chat_template": processor.chat_template}
+        (folder / "chat_template.json").write_text(json.dumps(template, indent=2) + "\n")

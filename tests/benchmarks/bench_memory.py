@@ -79,7 +79,23 @@ MID_VISION = {
         num_position_embeddings=2304,
         deepstack_visual_indexes=[0, 1],
     ),
+    "qwen3_5": dict(
+        depth=2, hidden_size=1152, intermediate_size=4304, num_heads=16, num_position_embeddings=2304
+    ),
 }
+# Qwen3.5: the released language model's layer widths (Qwen3.5-2B's: 2048 wide, 8 heads of 256,
+# 16 linear key and value heads of 128), four layers (three linear, one full).
+MID_QWEN3_5_TEXT = dict(
+    hidden_size=2048,
+    intermediate_size=6144,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    head_dim=256,
+    linear_num_key_heads=16,
+    linear_num_value_heads=16,
+    linear_key_head_dim=128,
+    linear_value_head_dim=128,
+)
 
 # name -> (kind, width, height, seconds): images as PNG of noise, clips from FFmpeg's testsrc2.
 MEDIA = {
@@ -114,6 +130,10 @@ CASES = [
     ("mid-qwen2_vl", "float32", "sdpa", "vid-360p-8s"),
     ("mid-qwen3_vl", "bfloat16", "sdpa", "img-3mp"),
     ("mid-qwen3_vl", "float32", "sdpa", "vid-360p-8s"),
+    *[("tiny-qwen3_5", "float32", "sdpa", m) for m in ("img-1.2mp", "vid-720p-4s", "vid-270p-30s")],
+    *[("mid-qwen3_5", "float32", "sdpa", m) for m in ("img-3mp", "vid-360p-8s", "vid-270p-30s")],
+    ("mid-qwen3_5", "bfloat16", "sdpa", "vid-360p-8s"),
+    *[("tiny-qwen3_5_moe", "float32", "sdpa", m) for m in ("img-1.2mp", "vid-270p-30s")],
 ]
 
 
@@ -127,18 +147,20 @@ def mid_config(family: str, tok: Any) -> Any:
 
     config = build_config(family, tok)
     text = config.text_config
-    for key, value in MID_TEXT.items():
+    hybrid = family == "qwen3_5"
+    for key, value in (MID_QWEN3_5_TEXT if hybrid else MID_TEXT).items():
         setattr(text, key, value)
-    sections = {"qwen3_vl": [24, 20, 20]}.get(family, [16, 24, 24])
+    sections = {"qwen3_vl": [24, 20, 20], "qwen3_5": [11, 11, 10]}.get(family, [16, 24, 24])
     text.rope_parameters = dict(text.rope_parameters, mrope_section=sections)
-    text.layer_types = ["full_attention"] * MID_TEXT["num_hidden_layers"]
+    if not hybrid:  # Qwen3.5 keeps its three linear layers and one full
+        text.layer_types = ["full_attention"] * MID_TEXT["num_hidden_layers"]
     vision = config.vision_config
     for key, value in MID_VISION[family].items():
         setattr(vision, key, value)
     if family == "qwen2_vl":
         vision.hidden_size = MID_TEXT["hidden_size"]  # Qwen2-VL: hidden_size is the merger's output
     else:
-        vision.out_hidden_size = MID_TEXT["hidden_size"]
+        vision.out_hidden_size = text.hidden_size
     return config
 
 
@@ -153,7 +175,7 @@ def build_mid(family: str, folder: Path) -> None:
     )
     from transformers import GenerationConfig
 
-    tok = build_tokenizer()
+    tok = build_tokenizer(family=family)
     torch.manual_seed(0)
     model = model_class(family)._from_config(mid_config(family, tok)).eval()
     ids = _token_ids(tok)
@@ -214,12 +236,17 @@ def _status_kib(key: str) -> int:
     raise KeyError(key)
 
 
-def _cache_bytes(out: object) -> int:
+def _cache_bytes(out: object, linear: bool = False) -> int:
+    """The returned cache's keys and values; ``linear``: its linear-attention layers' states."""
     cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
     total = 0
     for layer in getattr(cache, "layers", []):
-        for t in (layer.keys, layer.values):
-            total += t.numel() * t.element_size()
+        if linear:
+            states = [getattr(layer, "conv_states", {}), getattr(layer, "recurrent_states", {})]
+            held = [t for kept in states for t in kept.values()]
+        else:
+            held = [getattr(layer, "keys", None), getattr(layer, "values", None)]
+        total += sum(t.numel() * t.element_size() for t in held if hasattr(t, "numel"))
     return total
 
 
@@ -244,7 +271,9 @@ def measure_peaks(runner: Any, inputs: dict[str, Any]) -> dict[str, int]:
     try:
         gc.collect()
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            kv = _cache_bytes(_generate(runner, inputs))
+            out = _generate(runner, inputs)
+        kv, linear = _cache_bytes(out), _cache_bytes(out, linear=True)
+        del out
     finally:
         visual.forward = forward
     events = prof.profiler.kineto_results.events()
@@ -259,7 +288,7 @@ def measure_peaks(runner: Any, inputs: dict[str, Any]) -> dict[str, int]:
     pixels = sum(
         v.numel() * v.element_size() for k, v in inputs.items() if k.startswith("pixel_values")
     )
-    return {"vision": vision, "prefill": prefill, "kv": kv, "pixels": pixels}
+    return {"vision": vision, "prefill": prefill, "kv": kv, "linear": linear, "pixels": pixels}
 
 
 def _generate(runner: Any, inputs: dict[str, Any]) -> object:
@@ -295,12 +324,14 @@ def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     rss0 = _status_kib("VmRSS")
     started = time.perf_counter()
-    kv = _cache_bytes(_generate(runner, inputs))
+    out = _generate(runner, inputs)
+    kv = _cache_bytes(out) + _cache_bytes(out, linear=True)
+    del out
     seconds = time.perf_counter() - started
     rss_peak = (_status_kib("VmHWM") - rss0) * 1024
     # Second run, under the profiler: live tensor bytes, the vision tower's range marked.
     peaks = measure_peaks(runner, inputs)
-    assert peaks["kv"] == kv
+    assert peaks["kv"] + peaks["linear"] == kv
     pixels = peaks["pixels"]
     return {
         "model": model,
@@ -310,7 +341,8 @@ def run_case(model: str, dtype: str, attn: str, media: str) -> dict[str, object]
         "grid_thw": list(item.plan.grid_thw),
         "prompt_tokens": stats.prompt_tokens,
         "pixel_bytes": pixels,
-        "kv_bytes": kv,
+        "kv_bytes": peaks["kv"],
+        "linear_state_bytes": peaks["linear"],
         "measured_vision_bytes": peaks["vision"] + pixels,
         "measured_prefill_bytes": peaks["prefill"] - kv + pixels,
         "measured_bytes": max(peaks["vision"], peaks["prefill"] - kv) + pixels,
@@ -334,6 +366,7 @@ def estimate(model: str, dtype: str, attn: str, media: str, prompt_tokens: int) 
     assert est is not None
     return {
         "kv_estimate_bytes": est.kv_cache_bytes,
+        "linear_state_estimate_bytes": est.linear_state_bytes,
         "estimate_vision_bytes": est.vision_peak_bytes,
         "estimate_prefill_bytes": est.prefill_peak_bytes,
         "estimate_bytes": est.activation_bytes,

@@ -114,7 +114,8 @@ Model = Annotated[
     typer.Option(
         "--model",
         metavar="MODEL",
-        help="Hugging Face model id or local folder; selects the family's constants.",
+        help="Hugging Face model id or local folder (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5/3.6, "
+        "dense or MoE; config.json's model_type decides); selects the family's constants.",
     ),
 ]
 MaxNew = Annotated[
@@ -247,7 +248,8 @@ AskModel = Annotated[
     typer.Option(
         "--model",
         metavar="MODEL",
-        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL}); with --server, "
+        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL}; Qwen2-VL, "
+        "Qwen2.5-VL, Qwen3-VL, Qwen3.5/3.6, dense or MoE); with --server, "
         "the served model's name (default: the one the server lists).",
         show_default=False,
     ),

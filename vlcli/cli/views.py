@@ -258,6 +258,23 @@ def _coordinates_line(plan: Plan) -> str:
     )
 
 
+def _memory_parts(mem: MemoryEstimate) -> str:
+    """The estimate and what it is made of: a mixture of experts' weights are all resident (what a
+    token uses said beside them), a hybrid's linear layers keep a fixed state beside the KV cache
+    of its full-attention layers."""
+    weights = f"weights {_gib(mem.weights_bytes)}"
+    if mem.active_weights_bytes is not None:
+        weights += f" (all experts; {_gib(mem.active_weights_bytes)} used per token)"
+    kv = f"KV cache {_gib(mem.kv_cache_bytes)}"
+    if mem.linear_state_bytes:
+        kv += f" (full-attention layers), linear-attention state {_gib(mem.linear_state_bytes)}"
+    return (
+        f"{_gib(mem.total_bytes)} ({mem.dtype}): {weights}, {kv}, "
+        f"activations {_gib(mem.activation_bytes)} (vision {_gib(mem.vision_peak_bytes)}, "
+        f"prefill {_gib(mem.prefill_peak_bytes)}), overhead {_gib(mem.overhead_bytes)}"
+    )
+
+
 def budget_view(
     path: str,
     plan: Plan,
@@ -300,13 +317,7 @@ def budget_view(
         + ("" if exact else " (visual exact, text estimated: no local tokenizer)"),
     )
     if mem is not None:
-        summary.add_row(
-            "GPU memory",
-            f"{_gib(mem.total_bytes)} ({mem.dtype}): weights {_gib(mem.weights_bytes)}, "
-            f"KV cache {_gib(mem.kv_cache_bytes)}, "
-            f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, "
-            f"overhead {_gib(mem.overhead_bytes)}",
-        )
+        summary.add_row("GPU memory", _memory_parts(mem))
     else:
         summary.add_row(
             "GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)"

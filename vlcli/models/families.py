@@ -1,6 +1,7 @@
 """What vlcli needs to know about a model, without importing torch or transformers.
 
-A model belongs to a *family* (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). The family fixes the
+A model belongs to a *family* (Qwen2-VL, Qwen2.5-VL, Qwen3-VL and its MoE, Qwen3.5/3.6 and
+their MoE). The family fixes the
 preprocessing constants (patch size, merge size, temporal patch size, hence the resize factor),
 the way the model is told the time, what its processor takes, the coordinates it answers in and
 its presets: everything that differs between families is a field or property of
@@ -31,7 +32,7 @@ class TimeEncoding(StrEnum):
 
     FRAME_INDEX = "frame-index"  # Qwen2-VL: one temporal position per temporal patch
     ABSOLUTE_MROPE = "absolute-mrope"  # Qwen2.5-VL: position floor(g * spg * tokens_per_second)
-    TEXT_TIMESTAMPS = "text-timestamps"  # Qwen3-VL: a "<t seconds>" text before each patch
+    TEXT_TIMESTAMPS = "text-timestamps"  # Qwen3-VL, Qwen3.5: a "<t seconds>" text before each patch
 
     @property
     def positions_are_seconds(self) -> bool:
@@ -79,6 +80,12 @@ class Family:
     model_types: tuple[str, ...]  # config.json model_type values of the family's checkpoints
     name_patterns: tuple[str, ...]  # how a hub id names it (lower case, "-" for "_")
     transformers_class: str  # the ``...ForConditionalGeneration`` class in transformers
+    # What follows "Qwen/<size>" in the released hub ids ("-Instruct"; "" for Qwen3.5/3.6,
+    # whose one checkpoint per size is the chat model).
+    hub_suffix: str
+    # The released chat template takes ``enable_thinking`` and thinks unless told not to
+    # (Qwen3.5/3.6); a local checkpoint's own template is what counts when it is read.
+    template_thinking: bool
     patch_size: int
     # How the model is told the time; tokens_per_second is the released checkpoints' value for
     # positions that are seconds, None otherwise (a local config.json overrides it).
@@ -107,7 +114,7 @@ class Family:
     # for Qwen2/2.5-VL (see plan.processor_video_resize) the context length whose 90% in pixels,
     # shared evenly between the frames, caps each frame (128000, as qwen-vl-utils' own total).
     processor_video_max_tokens: int
-    # Built-in presets: (hub name lower-cased without "Qwen/" and "-Instruct", its dimensions).
+    # Built-in presets: (hub name lower-cased without "Qwen/" and the suffix, its dimensions).
     presets: tuple[tuple[str, ModelDims], ...]
     # The same in every family so far; a checkpoint's files may say otherwise.
     spatial_merge_size: int = 2
@@ -150,20 +157,70 @@ class ModelDims:
     vision_deepstack: int = 0
     # The language model's context length: ``max_position_embeddings`` of the text config.
     context_length: int | None = None
+    # Qwen3.5's hybrid language model: ``linear_layers`` of the ``num_layers`` are Gated DeltaNet
+    # (linear attention: a fixed state, no KV cache), the rest full attention, whose q_proj also
+    # makes an output gate (``attention_output_gate``: twice the query width).
+    linear_layers: int = 0
+    linear_key_heads: int = 0
+    linear_value_heads: int = 0
+    linear_key_dim: int = 0
+    linear_value_dim: int = 0
+    linear_conv_kernel: int = 0
+    attention_output_gate: bool = False
+    # Mixture of experts (Qwen3-VL MoE, Qwen3.5 MoE): every layer's MLP is ``experts`` MLPs of
+    # width ``expert_intermediate``, ``experts_per_token`` of them used per token, plus a shared
+    # expert of width ``shared_expert_intermediate`` (Qwen3.5) that every token uses.
+    experts: int = 0
+    experts_per_token: int = 0
+    expert_intermediate: int = 0
+    shared_expert_intermediate: int = 0
 
-    def parameter_count(self, patch_size: int, temporal_patch_size: int, merge: int) -> int:
+    @property
+    def full_attention_layers(self) -> int:
+        """The layers that keep a KV cache growing with the prompt."""
+        return self.num_layers - self.linear_layers
+
+    def parameter_count(
+        self, patch_size: int, temporal_patch_size: int, merge: int, active: bool = False
+    ) -> int:
         """Parameters of the whole model, counted from its shapes (biases and norms included).
 
-        Exact for Qwen2-VL and Qwen2.5-VL (a test builds both on the meta device and counts);
-        Qwen3-VL's vision tower has parts this leaves out (position embedding, deepstack
-        mergers), so its count is a little low.
+        Exact for Qwen2-VL and Qwen2.5-VL (a test builds both on the meta device and counts) and
+        for Qwen3.5's language model; Qwen3-VL's and Qwen3.5's vision towers have parts this
+        leaves out (position embedding, deepstack mergers), so their count is a little low.
+        ``active``: a mixture of experts' parameters one token uses (all are resident).
         """
+        h = self.hidden_size
+        text = self.full_attention_layers * (self._attention_parameters() + 2 * h)
+        text += self.linear_layers * (self._linear_attention_parameters() + 2 * h)
+        text += self.num_layers * self._mlp_parameters(active) + h
+        text += self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        return text + self._vision_parameters(patch_size, temporal_patch_size, merge)
+
+    def _attention_parameters(self) -> int:
         h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
         q = self.num_heads * self.head_dim
-        attn = h * q + q + 2 * (h * kv + kv) + q * h
-        mlp = 3 * h * self.intermediate_size
-        text = self.num_layers * (attn + mlp + 2 * h) + h
-        text += self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        if self.attention_output_gate:  # Qwen3.5: no biases, q and k normed per head
+            return h * 2 * q + 2 * h * kv + q * h + 2 * self.head_dim
+        return h * q + q + 2 * (h * kv + kv) + q * h
+
+    def _linear_attention_parameters(self) -> int:
+        """One Gated DeltaNet layer (transformers' Qwen3_5GatedDeltaNet)."""
+        h, heads = self.hidden_size, self.linear_value_heads
+        keys, values = self.linear_key_heads * self.linear_key_dim, heads * self.linear_value_dim
+        conv = 2 * keys + values
+        projections = h * conv + h * values + 2 * h * heads + values * h
+        return projections + conv * self.linear_conv_kernel + 2 * heads + self.linear_value_dim
+
+    def _mlp_parameters(self, active: bool) -> int:
+        h = self.hidden_size
+        if not self.experts:
+            return 3 * h * self.intermediate_size
+        used = self.experts_per_token if active else self.experts
+        shared = 3 * h * self.shared_expert_intermediate + h if self.shared_expert_intermediate else 0
+        return self.experts * h + used * 3 * h * self.expert_intermediate + shared
+
+    def _vision_parameters(self, patch_size: int, temporal_patch_size: int, merge: int) -> int:
         vh, vi = self.vision_hidden, self.vision_intermediate
         if self.vision_gated_mlp:  # Qwen2.5-VL: gate/up/down with biases, RMSNorm (weight only)
             vmlp, norm = 3 * vh * vi + 2 * vi + vh, vh
@@ -173,7 +230,7 @@ class ModelDims:
         merged = vh * merge * merge
         merger = norm + merged * merged + merged + merged * self.vision_out + self.vision_out
         patch = 3 * temporal_patch_size * patch_size * patch_size * vh
-        return text + self.vision_depth * block + merger + patch
+        return self.vision_depth * block + merger + patch
 
 
 @dataclass(frozen=True)
@@ -225,6 +282,8 @@ QWEN2_VL = Family(
     model_types=("qwen2_vl",),
     name_patterns=("qwen2-vl",),
     transformers_class="Qwen2VLForConditionalGeneration",
+    hub_suffix="-Instruct",
+    template_thinking=False,
     patch_size=14,
     time_encoding=TimeEncoding.FRAME_INDEX,
     tokens_per_second=None,
@@ -250,6 +309,8 @@ QWEN2_5_VL = Family(
     model_types=("qwen2_5_vl",),
     name_patterns=("qwen2.5-vl", "qwen2-5-vl"),
     transformers_class="Qwen2_5_VLForConditionalGeneration",
+    hub_suffix="-Instruct",
+    template_thinking=False,
     patch_size=14,
     time_encoding=TimeEncoding.ABSOLUTE_MROPE,
     tokens_per_second=2,
@@ -283,9 +344,11 @@ QWEN2_5_VL = Family(
 QWEN3_VL = Family(
     "qwen3_vl",
     "Qwen3-VL",
-    model_types=("qwen3_vl", "qwen3_vl_moe"),
+    model_types=("qwen3_vl",),
     name_patterns=("qwen3-vl",),
     transformers_class="Qwen3VLForConditionalGeneration",
+    hub_suffix="-Instruct",
+    template_thinking=False,
     patch_size=16,
     time_encoding=TimeEncoding.TEXT_TIMESTAMPS,
     tokens_per_second=None,
@@ -303,10 +366,113 @@ QWEN3_VL = Family(
         ("qwen3-vl-8b", _dims(4096, 36, 32, 8, 12288, 151936, False, 1152, 27, 4304, 4096, TANH, 262144)),
     ),
 )
+# Qwen3-VL's mixture-of-experts checkpoints (Qwen3-VL-30B-A3B, -235B-A22B): Qwen3-VL's processor
+# and time, another model class (its experts would not load into Qwen3VLForConditionalGeneration).
+# Qwen3-VL-30B-A3B-Instruct's figures from a public test that transcribes its config.json (at
+# the hub's commit 1fc78ad): 48 layers, 2048 wide, 32 heads and 4 KV heads of 128, 128 experts of
+# 768 (8 per token, every layer), vocabulary 151,936, untied, context 262,144, the 27 x 1152 tower
+# with DeepStack at [8, 16, 24].
+QWEN3_VL_MOE = replace(
+    QWEN3_VL,
+    name="qwen3_vl_moe",
+    label="Qwen3-VL MoE",
+    model_types=("qwen3_vl_moe",),
+    name_patterns=("qwen3-vl-30b-a3b", "qwen3-vl-235b-a22b"),
+    transformers_class="Qwen3VLMoeForConditionalGeneration",
+    presets=(
+        ("qwen3-vl-30b-a3b", replace(
+            _dims(2048, 48, 32, 4, 6144, 151936, False, 1152, 27, 4304, 2048, TANH, 262144),
+            experts=128, experts_per_token=8, expert_intermediate=768,
+        )),
+    ),
+)
+
+
+def _qwen3_5(hidden, layers, heads, kv, inter, value_heads, tied, v_depth, v_hidden, v_inter, v_heads,  # type: ignore[no-untyped-def]
+             experts=(0, 0, 0, 0)):
+    """A Qwen3.5/3.6 preset: every fourth layer full attention (``full_attention_interval`` 4),
+    head size 256, 16 linear key heads of 128, value heads of 128, convolution 4, vocabulary
+    248,320, context 262,144, a vision tower without DeepStack whose output is the text width."""
+    n_experts, per_token, expert_inter, shared_inter = experts
+    return ModelDims(
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=256,
+        intermediate_size=inter, vocab_size=248320, tie_word_embeddings=tied,
+        vision_hidden=v_hidden, vision_depth=v_depth, vision_intermediate=v_inter,
+        vision_heads=v_heads, vision_out=hidden, vision_gated_mlp=False, vision_act=TANH,
+        context_length=262144, linear_layers=layers - layers // 4, linear_key_heads=16,
+        linear_value_heads=value_heads, linear_key_dim=128, linear_value_dim=128,
+        linear_conv_kernel=4, attention_output_gate=True, experts=n_experts,
+        experts_per_token=per_token, expert_intermediate=expert_inter,
+        shared_expert_intermediate=shared_inter,
+    )
+
+
+# Qwen3.5 and Qwen3.6 (model_type qwen3_5; qwen3_5_moe below): natively multimodal, a hybrid
+# language model (three Gated DeltaNet layers, then one full-attention layer), the Qwen3-VL
+# processor (transformers 5.24's auto mappings: Qwen3VLProcessor, Qwen3VLVideoProcessor, the
+# Qwen2-VL image processor), so Qwen3-VL's time (text timestamps) and 16-pixel patches. The
+# processor limits are taken to be Qwen3-VL's: no published preprocessor file of a Qwen3.5
+# checkpoint was found to check them against (a local checkpoint's own files override them).
+# Presets, columns: text hidden, layers, heads, kv heads, MLP width, linear value heads, tied
+# embeddings; vision depth, width, MLP width, heads. Read on 2026-12-03 from public copies of the
+# released config.json files: Qwen3.5-0.8B, whole, in a public session log that fetched
+# huggingface.co/Qwen/Qwen3.5-0.8B/resolve/main/config.json (vision 12 x 768, MLP 3072, 12 heads,
+# no DeepStack); Qwen3.5-9B's text_config from the same kind of fetch of its config.json and from
+# notes quoting huggingface.co/Qwen/Qwen3.5-9B/blob/main/config.json (32 layers, 16 heads, 4 KV
+# heads of 256, MLP 12288, 32 linear value heads), untied per a test pinning the 9B's layout;
+# Qwen3.5-27B's text_config from Megatron-Bridge's Qwen3.5-27B test config (64 layers, 5120 wide,
+# 24 heads, MLP 17408, 48 linear value heads) and its vision_config from a published-config
+# fixture of that architecture (27 x 1152, MLP 4304, 16 heads, output 5120); Qwen3.6-35B-A3B,
+# whole, transcribed in a public test of its NVFP4 checkpoint (40 layers, 2048 wide, 16 heads,
+# 2 KV heads, 256 experts of 512, 8 per token, a shared expert of 512, the 27 x 1152 tower), with
+# the same text figures for Qwen3.5-35B-A3B in another public test. The 9B's tower is taken to
+# be that 27 x 1152 one (the larger sizes' tower; its output is the text width).
+QWEN3_5 = Family(
+    "qwen3_5",
+    "Qwen3.5",
+    model_types=("qwen3_5",),
+    name_patterns=("qwen3.5", "qwen3-5", "qwen3.6", "qwen3-6"),
+    transformers_class="Qwen3_5ForConditionalGeneration",
+    hub_suffix="",
+    template_thinking=True,
+    patch_size=16,
+    time_encoding=TimeEncoding.TEXT_TIMESTAMPS,
+    tokens_per_second=None,
+    timestamp_tokens=6,
+    reference_positions=False,
+    coordinates=Coordinates.RELATIVE_1000,
+    vision_position_embedding=True,
+    processor_video_min_pixels=4096,
+    processor_video_max_pixels=25165824,
+    processor_image_min_pixels=65536,
+    processor_image_max_pixels=16777216,
+    processor_bounds_clip=True,
+    processor_video_max_tokens=768,
+    presets=(
+        ("qwen3.5-0.8b", _qwen3_5(1024, 24,  8, 2,  3584, 16, True,  12,  768, 3072, 12)),
+        ("qwen3.5-9b",   _qwen3_5(4096, 32, 16, 4, 12288, 32, False, 27, 1152, 4304, 16)),
+        ("qwen3.5-27b",  _qwen3_5(5120, 64, 24, 4, 17408, 48, False, 27, 1152, 4304, 16)),
+    ),
+)
+_A3B = (256, 8, 512, 512)  # experts, used per token, expert MLP width, shared expert MLP width
+QWEN3_5_MOE = replace(
+    QWEN3_5,
+    name="qwen3_5_moe",
+    label="Qwen3.5 MoE",
+    model_types=("qwen3_5_moe",),
+    name_patterns=("qwen3.5-35b-a3b", "qwen3.6-35b-a3b", "qwen3.5-122b-a10b", "qwen3.5-397b-a17b"),
+    transformers_class="Qwen3_5MoeForConditionalGeneration",
+    presets=(
+        ("qwen3.5-35b-a3b", _qwen3_5(2048, 40, 16, 2, 512, 32, False, 27, 1152, 4304, 16, _A3B)),
+        ("qwen3.6-35b-a3b", _qwen3_5(2048, 40, 16, 2, 512, 32, False, 27, 1152, 4304, 16, _A3B)),
+    ),
+)
 # fmt: on
-FAMILIES = (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)
-_PRESETS = {key: (f, dims) for f in FAMILIES for key, dims in f.presets}
+# A mixture of experts first: its hub names also match the dense family's patterns.
+FAMILIES = (QWEN2_VL, QWEN2_5_VL, QWEN3_VL_MOE, QWEN3_VL, QWEN3_5_MOE, QWEN3_5)
+_PRESETS = {key + f.hub_suffix.lower(): (f, dims) for f in FAMILIES for key, dims in f.presets}
 _MODEL_TYPES = {model_type: f for f in FAMILIES for model_type in f.model_types}
+KNOWN = "Qwen2-VL, Qwen2.5-VL, Qwen3-VL (dense or MoE) or Qwen3.5/3.6 (dense or MoE)"
 
 
 def family_from_name(model: str) -> Family | None:
@@ -391,7 +557,9 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
             num_heads=heads,
             num_kv_heads=int(text.get("num_key_value_heads") or heads),
             head_dim=int(text.get("head_dim") or hidden // heads),
-            intermediate_size=int(text["intermediate_size"]),
+            intermediate_size=int(
+                text.get("intermediate_size") or text.get("shared_expert_intermediate_size") or 0
+            ),
             vocab_size=int(text.get("vocab_size", cfg.get("vocab_size", 0))),
             tie_word_embeddings=bool(
                 cfg.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
@@ -405,9 +573,35 @@ def _dims_from_config(cfg: dict[str, Any]) -> ModelDims | None:
             vision_act=act,
             vision_deepstack=len(vision.get("deepstack_visual_indexes") or ()),
             context_length=int(context) if context else None,
+            **_hybrid_and_experts(text),
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _hybrid_and_experts(text: dict[str, Any]) -> dict[str, Any]:
+    """The ``ModelDims`` fields of a hybrid language model's linear layers and of its experts,
+    from the text config (Qwen3.5: ``layer_types``, ``linear_*``; MoE: ``num_experts``...)."""
+    layer_types = text.get("layer_types") or []
+    dims: dict[str, Any] = {}
+    if "linear_attention" in layer_types:
+        dims = dict(
+            linear_layers=layer_types.count("linear_attention"),
+            linear_key_heads=int(text["linear_num_key_heads"]),
+            linear_value_heads=int(text["linear_num_value_heads"]),
+            linear_key_dim=int(text["linear_key_head_dim"]),
+            linear_value_dim=int(text["linear_value_head_dim"]),
+            linear_conv_kernel=int(text["linear_conv_kernel_dim"]),
+            attention_output_gate=bool(text.get("attn_output_gate", True)),
+        )
+    if text.get("num_experts"):
+        dims.update(
+            experts=int(text["num_experts"]),
+            experts_per_token=int(text["num_experts_per_tok"]),
+            expert_intermediate=int(text["moe_intermediate_size"]),
+            shared_expert_intermediate=int(text.get("shared_expert_intermediate_size") or 0),
+        )
+    return dims
 
 
 def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
@@ -421,7 +615,7 @@ def _family_from_folder(folder: Path, cfg: dict[str, Any]) -> Family:
         )
     if base is None:
         said = f"its config.json says model_type {model_type!r}" if model_type else "no model_type"
-        raise ModelError(f"{folder}: not a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint ({said})")
+        raise ModelError(f"{folder}: not a {KNOWN} checkpoint ({said})")
     vision = cfg.get("vision_config") or {}
     changes: dict[str, Any] = {}
     for key in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
@@ -473,18 +667,14 @@ def resolve_model(model: str = DEFAULT_MODEL) -> ModelSpec:
             "local config",
             str(folder),
         )
-    key = model.lower().removeprefix("qwen/").removesuffix("-instruct")
-    if (
-        model.lower().startswith("qwen/")
-        and model.lower().endswith("-instruct")
-        and key in _PRESETS
-    ):
+    key = model.lower().removeprefix("qwen/")
+    if model.lower().startswith("qwen/") and key in _PRESETS:
         fam, dims = _PRESETS[key]
         return ModelSpec(model, fam, dims, "built-in preset")
     fam_guess = family_from_name(model)
     if fam_guess is None:
         raise ModelError(
-            f"{model}: not a known Qwen2-VL, Qwen2.5-VL or Qwen3-VL model and not a local folder "
+            f"{model}: not a known {KNOWN} model and not a local folder "
             "(pass --model PATH to a downloaded checkpoint)"
         )
     return ModelSpec(model, fam_guess, None, "guessed from the name")

@@ -1,13 +1,17 @@
 """GPU-memory estimate for one ``ask``, from the model's shapes and the plan's token counts.
 
-The estimate is a sum of four parts (bytes; ``b`` = bytes per value of the dtype, 2 for bf16):
+The estimate is a sum of these parts (bytes; ``b`` = bytes per value of the dtype, 2 for bf16):
 
-* ``weights = parameters * b`` — parameters counted from config.json (``ModelDims``).
-* ``kv_cache = 2 * layers * kv_heads * head_dim * (prompt_tokens + max_new_tokens) * b``.
+* ``weights = parameters * b`` — parameters counted from config.json (``ModelDims``); for a
+  mixture of experts every expert is resident (``active_weights_bytes``: what one token uses).
+* ``kv_cache = 2 * full-attention layers * kv_heads * head_dim * (prompt + new tokens) * b``:
+  every layer but a hybrid's (Qwen3.5's) linear-attention ones.
+* ``linear_state``: Qwen3.5's Gated DeltaNet layers keep a fixed state however long the prompt
+  (:func:`linear_state_bytes`).
 * ``activations = max(vision_peak, prefill_peak)``: the vision tower runs first and all but its
   output is freed before the language model's prefill (see :func:`vision_peak_bytes` and
   :func:`prefill_peak_bytes` for the terms, each read off transformers 5.24's Qwen2-VL,
-  Qwen2.5-VL and Qwen3-VL modeling code).
+  Qwen2.5-VL, Qwen3-VL and Qwen3.5 modeling code).
 * ``overhead = 0.5 GiB`` — CUDA context and allocator slack (a constant, not measured per GPU).
 
 What the attention kernel builds decides most of the difference between ``--attn`` values. The
@@ -28,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vlcli.errors import MemoryBudgetError, UsageError
-from vlcli.models.families import ModelSpec
+from vlcli.models.families import ModelDims, ModelSpec
 from vlcli.planning.plan import Plan
 
 GIB = 1024**3
@@ -66,6 +70,10 @@ class MemoryEstimate:
     prefill_peak_bytes: int
     overhead_bytes: int
     attn: str = "sdpa"
+    # A hybrid's linear-attention layers' fixed state (Qwen3.5), 0 for the others.
+    linear_state_bytes: int = 0
+    # A mixture of experts: the weights one token uses (all of weights_bytes stays resident).
+    active_weights_bytes: int | None = None
 
     @property
     def activation_bytes(self) -> int:
@@ -73,9 +81,8 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
-        return (
-            self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
-        )
+        cache = self.kv_cache_bytes + self.linear_state_bytes
+        return self.weights_bytes + cache + self.activation_bytes + self.overhead_bytes
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -85,13 +92,16 @@ class MemoryEstimate:
         return d
 
 
-def weights_bytes(spec: ModelSpec, dtype: str) -> int | None:
-    """Bytes of the model's weights in ``dtype``; None when the model's shapes are unknown."""
+def weights_bytes(spec: ModelSpec, dtype: str, active: bool = False) -> int | None:
+    """Bytes of the model's weights in ``dtype``; None when the model's shapes are unknown.
+    ``active``: a mixture of experts' weights that one token uses."""
     dims = spec.dims
     if dims is None:
         return None
     fam = spec.family
-    params = dims.parameter_count(fam.patch_size, fam.temporal_patch_size, fam.spatial_merge_size)
+    params = dims.parameter_count(
+        fam.patch_size, fam.temporal_patch_size, fam.spatial_merge_size, active=active
+    )
     return params * DTYPE_BYTES[canonical_dtype(dtype)]
 
 
@@ -208,33 +218,89 @@ def prefill_peak_bytes(
     Held throughout: the pixel values (the caller's inputs), the vision tower's output object
     (``generate`` keeps it to the end: its last hidden states, patches x width, and the merged
     visual embeddings), the embeddings' concatenated copy, Qwen3-VL's DeepStack features and
-    their copies, and the rotary cos/sin. On top, per prompt token, the larger of one decoder
-    layer's MLP (the token embeddings, the layer's input, the residual after attention and the
-    normed input, ``4 x hidden``, and gate, up and their product, ``3 x intermediate``) and its
-    attention (``3 x hidden``, q, k and v, and q rotated: ``4 x q + 2 x kv``). ``eager`` holds the
-    ``L x L`` causal mask in the dtype throughout, and the scores, ``heads x L**2`` of them at
-    :func:`softmax_bytes` each, next to rotated q and k and v repeated to every head; the layer
-    keeps the probabilities (in the dtype) until it returns, through its MLP.
+    their copies, and the rotary cos/sin. On top, per prompt token, the largest of one decoder
+    layer's parts: its MLP (:func:`_mlp_bytes`), its attention (the token embeddings, the layer's
+    input and the normed input, ``3 x hidden``, q, k and v, and q rotated: ``4 x q + 2 x kv``;
+    Qwen3.5's gated attention also holds the gate, ``2 x q`` more) and, in a hybrid, its linear
+    attention (:func:`_linear_attention_bytes`). ``eager`` holds the ``L x L`` causal mask in
+    the dtype throughout, and the scores, ``heads x L**2`` of them at :func:`softmax_bytes`
+    each, next to rotated q and k and v repeated to every head; the layer keeps the
+    probabilities (in the dtype) until it returns, through its MLP.
     """
     dims = spec.dims
     if dims is None:
         return 0
     fam = spec.family
     patches, tokens, _ = _patches(spec, plans)
-    h, inter = dims.hidden_size, dims.intermediate_size
+    h = dims.hidden_size
     q, kv = dims.num_heads * dims.head_dim, dims.num_kv_heads * dims.head_dim
     t = prompt_tokens
     pixels = patches * 3 * fam.temporal_patch_size * fam.patch_size**2 * b
     vision_out = patches * dims.vision_hidden * b
     merged = 2 * (1 + dims.vision_deepstack) * tokens * dims.vision_out * b
     rotary = t * (2 * dims.head_dim * b + 3 * 8)  # cos and sin; the int64 3-D positions
-    mlp = t * (4 * h + 3 * inter) * b
-    layer = max(mlp, t * (3 * h + 4 * q + 2 * kv) * b)
+    mlp = _mlp_bytes(dims, t, b)
+    gate = 2 * q if dims.attention_output_gate else 0
+    linear = _linear_attention_bytes(dims, t, b)
+    layer = max(mlp, t * (3 * h + 4 * q + gate + 2 * kv) * b, linear)
     if attn == "eager":
         heads = dims.num_heads * t * t
-        attention = t * (3 * h + 3 * q) * b + heads * softmax_bytes(b)
-        layer = max(mlp + heads * b, attention) + t * t * b
+        attention = t * (3 * h + 3 * q + gate) * b + heads * softmax_bytes(b)
+        layer = max(mlp + heads * b, attention, linear) + t * t * b
     return pixels + vision_out + merged + rotary + layer
+
+
+def _mlp_bytes(dims: ModelDims, t: int, b: int) -> int:
+    """One decoder layer's MLP over ``t`` tokens: the token embeddings, the layer's input, the
+    residual after attention and the normed input (``4 x hidden``), and gate, up and their
+    product (``3 x intermediate``). A mixture of experts: the shared expert's three, the router's
+    float32 logits and probabilities per expert, and the largest expert's share of the tokens,
+    taken as all of them routed to it (``experts_per_token x 3 x expert width``): an upper bound."""
+    h = dims.hidden_size
+    if not dims.experts:
+        return t * (4 * h + 3 * dims.intermediate_size) * b
+    shared = 3 * dims.shared_expert_intermediate * b
+    router = 2 * dims.experts * FLOAT32
+    routed = dims.experts_per_token * (h + 3 * dims.expert_intermediate) * b
+    return t * (4 * h * b + shared + router + routed)
+
+
+def _linear_attention_bytes(dims: ModelDims, t: int, b: int) -> int:
+    """One Gated DeltaNet layer over ``t`` tokens, as transformers 5.24 computes it without the
+    optional kernels (``torch_chunk_gated_delta_rule``, which runs on every device) — 0 for a
+    model without such layers.
+
+    In the dtype: the embeddings, the layer's input and its normed input (``3 x hidden``), the
+    convolved q, k and v (``2 x keys + values``) and the output gate z (``values``). In float32,
+    with q and k repeated to every value head: q, k, k*beta, its decayed copy and k's
+    cumulative decay (5 key widths, and the 6th while q and k are decayed), v, v*beta, the new
+    values and the output (4 value widths), and three ``chunk x chunk`` matrices per chunk of 64
+    (the pairwise decays, the UT system and the intra-chunk attention): ``64 x 3`` per token and
+    value head. With the flash-linear-attention kernels installed (a GPU), transformers uses
+    them instead, which keep less: this is then an upper bound (not measured on a GPU).
+    """
+    if not dims.linear_layers:
+        return 0
+    heads, h = dims.linear_value_heads, dims.hidden_size
+    keys = dims.linear_key_heads * dims.linear_key_dim
+    values = heads * dims.linear_value_dim
+    in_dtype = (3 * h + 2 * keys + 2 * values) * b
+    chunk = 64
+    in_float32 = heads * (6 * dims.linear_key_dim + 4 * dims.linear_value_dim + 3 * chunk) * FLOAT32
+    padded = -(-t // chunk) * chunk
+    return t * in_dtype + padded * in_float32
+
+
+def linear_state_bytes(dims: ModelDims, b: int) -> int:
+    """The fixed state of a hybrid's linear-attention layers (Qwen3.5's Gated DeltaNet), whatever
+    the prompt's length: per layer, the convolution's last ``kernel`` inputs (q, k and v: ``2 x
+    keys + values`` wide, in the dtype) and the recurrent state, ``key dim x value dim`` per value
+    head, in float32 (transformers keeps the float32 state its delta rule returns)."""
+    keys = dims.linear_key_heads * dims.linear_key_dim
+    values = dims.linear_value_heads * dims.linear_value_dim
+    conv = (2 * keys + values) * dims.linear_conv_kernel * b
+    recurrent = dims.linear_value_heads * dims.linear_key_dim * dims.linear_value_dim * FLOAT32
+    return dims.linear_layers * (conv + recurrent)
 
 
 def softmax_bytes(b: int) -> int:
@@ -261,7 +327,10 @@ def estimate_memory(
     b = DTYPE_BYTES[dtype]
     weights = weights_bytes(spec, dtype) or 0
     tokens = prompt_tokens + max_new_tokens
-    kv = 2 * dims.num_layers * dims.num_kv_heads * dims.head_dim * tokens * b
+    kv = 2 * dims.full_attention_layers * dims.num_kv_heads * dims.head_dim * tokens * b
     vision = vision_peak_bytes(spec, plans, b, attn)
     prefill = prefill_peak_bytes(spec, plans, prompt_tokens, b, attn)
-    return MemoryEstimate(dtype, weights, kv, vision, prefill, OVERHEAD_BYTES, attn)
+    active = weights_bytes(spec, dtype, active=True) if dims.experts else None
+    return MemoryEstimate(
+        dtype, weights, kv, vision, prefill, OVERHEAD_BYTES, attn, linear_state_bytes(dims, b), active
+    )
