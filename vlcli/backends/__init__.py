@@ -162,6 +162,12 @@ class Backend(Protocol):
         """Decode and encode the prompt's media; ``on_frames(done, total)`` follows decoding."""
         ...
 
+    def reprompt(self, prepared: Prepared, prompt: Prompt) -> Prepared:
+        """``prompt`` (the same media as ``prepared``'s, another question) made ready from
+        ``prepared``'s media, nothing decoded again: an input asked several questions is
+        decoded and encoded once."""
+        ...
+
     def generate(self, prepared: Prepared, on_text: TextSink | None = None) -> Answer:
         """Answer a prepared prompt, streaming the text to ``on_text``."""
         ...

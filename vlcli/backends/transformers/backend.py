@@ -36,7 +36,7 @@ from vlcli.backends.transformers.device import (
 )
 from vlcli.backends.transformers.generation import generate_text, generation_config
 from vlcli.backends.transformers.loading import load_model, load_processor, snapshot_revision
-from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs
+from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs, with_question
 from vlcli.backends.transformers.positions import use_reference_positions
 from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
 from vlcli.models.locate import LocatedModel, locate_spec
@@ -189,6 +189,15 @@ class TransformersBackend:
             inputs, stats = self.inputs_for(
                 list(prompt.media), prompt.text, prompt.system, on_frames
             )
+        return PreparedInputs(prompt, inputs, stats)
+
+    def reprompt(self, prepared: Any, prompt: Prompt) -> PreparedInputs:
+        """Another question over ``prepared``'s media: its pixel rows kept, the text made again."""
+        with out_of_memory_reported():
+            inputs, stats = with_question(
+                self._processor_ready(), self.family, prepared.inputs, list(prompt.media),
+                prompt.text, prompt.system, self.device,
+            )  # fmt: skip
         return PreparedInputs(prompt, inputs, stats)
 
     def generate(self, prepared: Any, on_text: TextSink | None = None) -> Answer:

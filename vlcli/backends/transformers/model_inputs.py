@@ -271,6 +271,28 @@ def build_inputs(
     return inputs, stats
 
 
+def with_question(
+    processor: Any,
+    family: Family,
+    inputs: dict[str, torch.Tensor],
+    media: Media,
+    question: str,
+    system: str | None,
+    device: torch.device | str,
+) -> tuple[dict[str, torch.Tensor], PrepareStats]:
+    """The inputs of another question over ``inputs``' media: the text made again, the pixel
+    rows and grids shared (not copied, not decoded again)."""
+    started = time.perf_counter()
+    text = _text_inputs(processor, family, media, question, system, device)
+    stats = PrepareStats(
+        prompt_tokens=int(text["input_ids"].shape[1]),
+        visual_tokens=sum(p.visual_tokens for _, p in media),
+        decode_s=0.0,
+        preprocess_s=time.perf_counter() - started,
+    )
+    return {**inputs, **text}, stats
+
+
 def _pixel_inputs(
     processor: Any,
     family: Family,

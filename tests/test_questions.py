@@ -1,0 +1,150 @@
+"""`vlcli ask` with several questions (issue 17): ``-q/--question`` and ``--questions FILE``.
+
+End to end on the tiny random-weight models (the ``spy`` of test_cli_ask wraps the real
+TransformersBackend and records each prompt's text). Each input gets one record per question, in
+input order then question order, each with its own key (``-o`` and ``--resume`` per question),
+and each input is probed, planned and decoded once for all its questions, with answers equal to
+asking each question alone.
+"""
+
+# ruff: noqa: F811  (the spy and two_clips fixtures are imported from test_cli_ask.py)
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli_ask import NEW, Spy, invoke, records, spy, two_clips  # noqa: F401
+from typer.testing import CliRunner
+
+import vlcli.backends.transformers.model_inputs as model_inputs
+import vlcli.run.budget as run_budget
+from vlcli.cli.app import app
+
+pytest_plugins = ("conftest_models",)
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_each_input_gets_one_record_per_question_in_order(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path
+) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text('{"question": "Who is there?"}\n\n{"question": "", "task": "caption"}\n')
+    r = invoke("ask", two_clips, "-q", "What happens?", "--questions", qfile,
+               "--model", tiny_qwen25_path, *NEW, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    got = records(r.stdout)
+    names = [Path(x["path"]).name for x in got]
+    assert names == ["a.mp4"] * 3 + ["b.mp4"] * 3
+    assert [x["question"] for x in got] == ["What happens?", "Who is there?", ""] * 2
+    assert [x["task"] for x in got] == ["qa", "qa", "caption"] * 2
+    assert len({x["key"] for x in got}) == 6
+    # one question with -q is the positional question: the same record key
+    alone = invoke("ask", two_clips / "a.mp4", "What happens?", "--model", tiny_qwen25_path,
+                   *NEW, "--json")  # fmt: skip
+    assert records(alone.stdout)[0]["key"] == got[0]["key"]
+
+
+def test_resume_goes_on_at_the_next_question_of_an_input(
+    spy: Spy, tiny_qwen25_path: Path, two_clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "answers.jsonl"
+    ask = ("ask", two_clips, "-q", "What?", "-q", "Who?", "--model", tiny_qwen25_path, *NEW,
+           "-o", out)  # fmt: skip
+    assert invoke(*ask).exit_code == 0
+    whole = lines(out)
+    assert len(whole) == 4
+    # as if the run had stopped after a.mp4's first question
+    out.write_text(json.dumps(whole[0]) + "\n")
+    asked_before = len(spy.questions)
+    again = invoke(*ask, "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert "1 of 4 answers already have a record" in again.stderr
+    assert spy.questions[asked_before:] == ["Who?", "What?", "Who?"]
+    assert [x["key"] for x in lines(out)] == [x["key"] for x in whole]
+    # a question added later is one more record per input, the others skipped
+    more = invoke(*ask, "-q", "Where?", "--resume", "--json")
+    assert [x["question"] for x in records(more.stdout)] == ["Where?", "Where?"]
+    assert len(lines(out)) == 6
+
+
+def test_an_input_is_probed_and_decoded_once_for_all_its_questions(
+    spy: Spy,
+    tiny_qwen25_path: Path,
+    two_clips: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[str] = []
+    planned: list[str] = []
+    real_chunks, real_plan = model_inputs.iter_video_chunks, run_budget.plan_one
+
+    def chunks(path: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(Path(path).name)
+        return real_chunks(path, *args, **kwargs)
+
+    def plan_one(path: str, *args: Any) -> Any:
+        planned.append(Path(path).name)
+        return real_plan(path, *args)
+
+    monkeypatch.setattr(model_inputs, "iter_video_chunks", chunks)
+    monkeypatch.setattr(run_budget, "plan_one", plan_one)
+    questions = ["What happens?", "Who is there?", "What colour is it?"]
+    r = invoke("ask", two_clips, *[a for q in questions for a in ("-q", q)],
+               "--model", tiny_qwen25_path, *NEW, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert decoded == ["a.mp4", "b.mp4"] and planned == ["a.mp4", "b.mp4"]
+    together = records(r.stdout)
+    assert [x["timings"]["decode_s"] > 0 for x in together] == [True, False, False] * 2
+    # each answer is the one the question gets asked alone (greedy, the same model)
+    for record in together:
+        alone = invoke("ask", record["path"], record["question"], "--model", tiny_qwen25_path,
+                       *NEW, "--json")  # fmt: skip
+        (single,) = records(alone.stdout)
+        assert single["answer"] == record["answer"]
+        assert single["prompt_tokens"] == record["prompt_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("\n\n", "no question in it"),
+        ('{"question": "a"}\n{"q": "b"}\n', 'line 2: give an object with a "question" string'),
+        ('{"question": "a"}\n{oops\n', "line 2: not JSON"),
+        ('{"question": "a", "task": "summarize"}\n', "--task must be one of"),
+        ('{"question": "", "task": "qa"}\n', "the 'qa' task needs a question"),
+    ],
+)
+def test_a_bad_questions_file_is_a_usage_error(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path, text: str, said: str
+) -> None:
+    qfile = tmp_path / "q.txt"
+    qfile.write_text(text)
+    r = invoke("ask", tiny_clip, "--questions", qfile, "--model", tiny_qwen25_path)
+    assert r.exit_code == 2 and said in r.stderr, r.stderr
+
+
+def test_questions_from_standard_input_one_per_line(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    r = CliRunner().invoke(
+        app,
+        ["ask", tiny_clip, "--questions", "-", "--model", str(tiny_qwen25_path), *NEW, "--json"],
+        input="What happens?\n\nWho is there?\n",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert [x["question"] for x in records(r.stdout)] == ["What happens?", "Who is there?"]
+    both = CliRunner().invoke(app, ["ask", "-", "--questions", "-", "--model",
+                                    str(tiny_qwen25_path)], input="x\n")  # fmt: skip
+    assert both.exit_code == 2 and "both read standard input" in both.stderr
+
+
+def test_outputs_named_after_the_input_need_one_question(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    r = invoke("ask", tiny_clip, "-q", "a", "-q", "b", "--srt", tmp_path / "x.srt",
+               "--model", tiny_qwen25_path)  # fmt: skip
+    assert r.exit_code == 2 and "ask one question per run" in r.stderr
