@@ -148,3 +148,89 @@ def test_outputs_named_after_the_input_need_one_question(
     r = invoke("ask", tiny_clip, "-q", "a", "-q", "b", "--srt", tmp_path / "x.srt",
                "--model", tiny_qwen25_path)  # fmt: skip
     assert r.exit_code == 2 and "ask one question per run" in r.stderr
+
+
+# ---------------------------------------------------------------- with a server
+
+
+class _Server:
+    """A stand-in for vLLM on 127.0.0.1: it serves the tiny model's folder, keeps each chat
+    request's body, and says in its usage that the prompt tokens before the question were
+    cached from the second request on (as vLLM's prefix cache would with identical media)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bodies: list[dict[str, Any]] = []
+        self.details = True  # whether usage has prompt_tokens_details
+
+
+@pytest.fixture
+def stand_in(tiny_qwen25_path: Path) -> Any:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = _Server(tiny_qwen25_path)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, data: bytes, kind: str = "application/json") -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            entry = {"id": "tiny", "root": str(state.root), "max_model_len": 32768}
+            self._send(json.dumps({"data": [entry]}).encode())
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            state.bodies.append(body)
+            usage: dict[str, Any] = {"prompt_tokens": 1, "completion_tokens": 1}
+            if state.details:
+                usage["prompt_tokens_details"] = {"cached_tokens": 64 * (len(state.bodies) > 1)}
+            chunk = {"model": "tiny", "choices": [{"delta": {"content": "yes"}}]}
+            events = [chunk, {"model": "tiny", "choices": [], "usage": usage}]
+            data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            self._send(data.encode(), "text/event-stream")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_server_gets_the_same_frames_before_each_question_and_its_cache_is_reported(
+    stand_in: Any, tiny_clip: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vlcli.backends.vllm.request as request
+
+    url, state = stand_in
+    decoded: list[str] = []
+    real_chunks = request.iter_video_chunks
+
+    def chunks(path: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(path)
+        return real_chunks(path, *args, **kwargs)
+
+    monkeypatch.setattr(request, "iter_video_chunks", chunks)
+    r = invoke("ask", tiny_clip, "-q", "What happens?", "-q", "Who is there?", "--server", url,
+               "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert decoded == [tiny_clip]  # the frames encoded once
+    contents = [b["messages"][-1]["content"] for b in state.bodies]
+    assert [c[-1] for c in contents] == [
+        {"type": "text", "text": "What happens?"},
+        {"type": "text", "text": "Who is there?"},
+    ]
+    assert contents[0][:-1] == contents[1][:-1] and len(contents[0]) == 2  # the media first
+    assert [x["cached_tokens"] for x in records(r.stdout)] == [0, 64]
+    state.details = False  # a server that does not say: no field
+    r = invoke("ask", tiny_clip, "What happens?", "--server", url, "--json")
+    assert "cached_tokens" not in records(r.stdout)[0]

@@ -97,6 +97,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     axes: tuple[TimeAxis | None, ...] = ()
     notes: tuple[str, ...] = ()  # what the user should know of this answer (an unvouched axis)
+    cached_tokens: int | None = None  # prompt tokens a server's prefix cache served, when said
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

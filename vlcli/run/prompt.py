@@ -89,6 +89,7 @@ class AskResult:
     span_windows: list[int] = field(default_factory=list)
     subtitles: list[str] | None = None  # the subtitle files written, when any were asked for
     clips: list[str] | None = None  # the clips cut (or kept from an earlier run), with --clips
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache served, when said
 
     def to_dict(self) -> dict[str, Any]:
         times = [t.to_dict() for t in self.times]
@@ -105,6 +106,7 @@ class AskResult:
             "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
             "visual_tokens": sum(p.visual_tokens for p in self.plans),
             "prompt_tokens": self.prompt_tokens,
+            **({"cached_tokens": self.cached_tokens} if self.cached_tokens is not None else {}),
             "generated_tokens": self.generated_tokens,
             "model": self.model,
             "timings": self.timings,
@@ -273,6 +275,7 @@ def result_of(
         task=settings.task,
         name=name or Path(paths[0]).stem,
         axes=answer.axes,
+        cached_tokens=answer.cached_tokens,
     )
 
 

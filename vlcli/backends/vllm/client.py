@@ -250,6 +250,15 @@ class Completion:
     completion_tokens: int | None
     finish_reason: str | None
     model: str | None
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache served
+
+
+def cached_tokens(usage: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens``: how many prompt tokens the server took
+    from its prefix cache (vLLM sends it with ``--enable-prompt-tokens-details``), or None."""
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
 
 
 def parse_completion(body: dict[str, Any]) -> Completion:
@@ -268,6 +277,7 @@ def parse_completion(body: dict[str, Any]) -> Completion:
         usage.get("completion_tokens"),
         choice.get("finish_reason"),
         body.get("model"),
+        cached_tokens(usage),
     )
 
 
@@ -331,7 +341,12 @@ def read_stream(
             finish = choice.get("finish_reason") or finish
         usage = event.get("usage") or usage
     return Completion(
-        "".join(pieces), usage.get("prompt_tokens"), usage.get("completion_tokens"), finish, model
+        "".join(pieces),
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        finish,
+        model,
+        cached_tokens(usage),
     )
 
 
