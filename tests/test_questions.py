@@ -234,3 +234,84 @@ def test_a_server_gets_the_same_frames_before_each_question_and_its_cache_is_rep
     state.details = False  # a server that does not say: no field
     r = invoke("ask", tiny_clip, "What happens?", "--server", url, "--json")
     assert "cached_tokens" not in records(r.stdout)[0]
+
+
+# ---------------------------------------------------------------- one prefill of the media
+
+
+def _watched(backend: Any) -> list[tuple[int, bool, Any]]:
+    """Every forward of the backend's model: its length, whether it took the media's pixels
+    (or their encoding), and its last logits (the first new token's, for the last forward of a prompt's prefill)."""
+    calls: list[tuple[int, bool, Any]] = []
+
+    def seen(_module: Any, _args: Any, kwargs: dict[str, Any], out: Any) -> None:
+        # the media through the vision tower: in this forward, or by generate just before it
+        pixels = any(kwargs.get(k) is not None for k in ("pixel_values", "pixel_values_videos"))
+        pixels = pixels or bool(kwargs.get("mm_encoder_outputs"))
+        calls.append((int(kwargs["input_ids"].shape[1]), pixels, out.logits[0, -1].clone()))
+
+    backend.model.register_forward_hook(seen, with_kwargs=True)
+    return calls
+
+
+def _first_token_logits(calls: list[tuple[int, bool, Any]]) -> Any:
+    """The logits of a prompt's last forward over more than one token (its prefill's end)."""
+    return [logits for length, _, logits in calls if length > 1][-1]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen2_path", "tiny_qwen25_path", "tiny_qwen3_path"])
+def test_questions_continue_from_one_prefill_of_the_media_as_if_asked_alone(
+    fixture: str, request: pytest.FixtureRequest, tiny_clip: str, tiny_image: str
+) -> None:
+    import torch
+    from helpers_backend import ask_media
+    from test_runner import _image_plan, _quiet, _video_plan
+
+    from vlcli.backends import Prompt
+    from vlcli.backends.transformers.backend import TransformersBackend
+    from vlcli.planning.tasks import build_prompt
+
+    path = str(request.getfixturevalue(fixture))
+    kept = TransformersBackend(path, device="cpu", dtype="float32", warn=_quiet)
+    fresh = TransformersBackend(path, device="cpu", dtype="float32", warn=_quiet)
+    media = ((tiny_clip, _video_plan(kept, tiny_clip)), (tiny_image, _image_plan(kept, tiny_image)))
+    texts = ["What happens?", "Who is there, and where?", build_prompt("ground", "a ball rolls")]
+    kept_calls, fresh_calls = _watched(kept), _watched(fresh)
+    prepared = None
+    for n, text in enumerate(texts):  # the last one uses the kept prefill up
+        prompt = Prompt(media, text, max_new_tokens=6, keep_media=n < len(texts) - 1)
+        prepared = kept.prepare(prompt) if prepared is None else kept.reprompt(prepared, prompt)
+        before = len(kept_calls)
+        answer = kept.generate(prepared)
+        mine = _first_token_logits(kept_calls[before:])
+        before = len(fresh_calls)
+        alone = ask_media(fresh, media, text, max_new_tokens=6)
+        theirs = _first_token_logits(fresh_calls[before:])
+        assert answer.text == alone.text and answer.generated_tokens == alone.generated_tokens
+        assert torch.allclose(mine, theirs, atol=1e-4, rtol=1e-4), (mine - theirs).abs().max()
+        assert answer.axes == alone.axes and answer.prompt_tokens == alone.prompt_tokens
+    # the media went through the vision tower once for the three questions (alone: each time)
+    assert sum(pixels for _, pixels, _ in kept_calls) == 1
+    assert sum(pixels for _, pixels, _ in fresh_calls) == 3
+    assert kept.prefix.kept is None  # nothing held after the input's last question
+
+
+def test_another_prefix_over_the_same_media_is_prefilled_again_and_said(
+    tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    from helpers_backend import ask_media
+    from test_runner import _quiet, _video_plan
+
+    from vlcli.backends import Prompt
+    from vlcli.backends.transformers.backend import TransformersBackend
+    from vlcli.backends.transformers.prefix import PREFILLED_AGAIN
+
+    kept = TransformersBackend(str(tiny_qwen25_path), device="cpu", dtype="float32", warn=_quiet)
+    media = ((tiny_clip, _video_plan(kept, tiny_clip)),)
+    first = kept.prepare(Prompt(media, "What happens?", system="Be brief.", keep_media=True))
+    assert kept.generate(first).notes == ()
+    other = Prompt(media, "Who is there?", system="Be precise.", max_new_tokens=6)
+    answer = kept.generate(kept.reprompt(first, other))
+    assert PREFILLED_AGAIN in answer.notes
+    alone = ask_media(kept, media, "Who is there?", system="Be precise.", max_new_tokens=6)
+    assert answer.text == alone.text

@@ -74,6 +74,9 @@ class Prompt:
     system: str | None = None
     max_new_tokens: int = 512
     temperature: float = 0.0
+    # more questions over these media follow: a backend may keep their prefill for them (and
+    # a prompt over media whose prefill is kept continues from it, whatever this says)
+    keep_media: bool = False
 
     @property
     def plans(self) -> list[Plan]:

@@ -55,6 +55,8 @@ class Answering:
         if job.task.closed:
             raise Abandoned
         prompt = make_prompt(job.task.paths, job.plans, self.asked[job.task.question])
+        if job.task.question < len(self.asked) - 1:  # its media serve the input's next questions
+            prompt = dataclasses.replace(prompt, keep_media=True)
         self.backend.check_fit(prompt, prompt_tokens(self.backend, prompt), self.options)
         label = job.label
 

@@ -38,6 +38,7 @@ from vlcli.backends.transformers.generation import generate_text, generation_con
 from vlcli.backends.transformers.loading import load_model, load_processor, snapshot_revision
 from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs, with_question
 from vlcli.backends.transformers.positions import use_reference_positions
+from vlcli.backends.transformers.prefix import PrefixCache
 from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
 from vlcli.models.locate import LocatedModel, locate_spec
 from vlcli.planning.context import context_problem, fit_hint
@@ -109,6 +110,7 @@ class TransformersBackend:
         )
         self.processor: Any = None
         self.model: Any = None
+        self.prefix = PrefixCache()  # an input's media prefilled once for its questions
         self._model_lock = threading.Lock()
         self._processor_lock = threading.Lock()
         if load:
@@ -211,10 +213,10 @@ class TransformersBackend:
         stats: PrepareStats = prepared.stats
         tokenizer = self.processor.tokenizer
         config = generation_config(self.model, tokenizer, prompt.max_new_tokens, prompt.temperature)
-        out = generate_text(
-            self.model, tokenizer, prepared.inputs, stats.prompt_tokens, config, on_text
-        )
+        inputs, kept_notes = self._continued(prompt, prepared.inputs)
+        out = generate_text(self.model, tokenizer, inputs, stats.prompt_tokens, config, on_text)
         axes, notes = given_axes(self.model, self.family, prompt, prepared.inputs["input_ids"])
+        notes += kept_notes
         return Answer(
             text=out.text,
             prompt_tokens=stats.prompt_tokens,
@@ -225,7 +227,19 @@ class TransformersBackend:
             notes=notes,
         )
 
+    def _continued(
+        self, prompt: Prompt, inputs: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+        """The inputs ``generate`` takes for this prompt: the question continuing from its
+        media's prefill when one is kept for them, or kept now because more questions follow
+        (``keep_media``); otherwise the whole prompt (:mod:`~vlcli.backends.transformers.prefix`)."""
+        with out_of_memory_reported():
+            return self.prefix.continuation(
+                self.model, self.processor.tokenizer, inputs, prompt.keep_media
+            )
+
     def close(self) -> None:
+        self.prefix.release()
         self.model = None
         release_cuda_memory()
 
