@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from vlcli.models.families import ModelSpec
 from vlcli.planning.plan import Media, Plan, SamplingOptions
+from vlcli.planning.prompt import Turns
 from vlcli.times.axis import TimeAxis
 
 FrameProgress = Callable[[int, int], None]
@@ -77,6 +78,7 @@ class Prompt:
     # more questions over these media follow: a backend may keep their prefill for them (and
     # a prompt over media whose prefill is kept continues from it, whatever this says)
     keep_media: bool = False
+    history: Turns = ()  # the conversation before this question (vlcli chat): (question, answer)
 
     @property
     def plans(self) -> list[Plan]:

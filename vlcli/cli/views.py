@@ -480,6 +480,12 @@ class AskOutput:
         if self._header is not None:
             self._header[3] = False
 
+    def stopped(self) -> None:
+        """An answer stopped before its end (``vlcli chat``'s Ctrl-C): its line is ended."""
+        self._end_line()
+        self._line_open = self._streamed = False
+        self._header = None
+
     def window_answered(self, label: str, seconds: float) -> None:
         """One window of a video is answered (its record comes with the last one)."""
         self.progress.window_finished(label, seconds)

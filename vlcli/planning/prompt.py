@@ -33,11 +33,23 @@ VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
 
 
-def build_messages(media: Media, question: str, system: str | None = None) -> list[dict[str, Any]]:
-    """One user turn: every media item in order, then the question."""
+Turns = tuple[tuple[str, str], ...]  # a conversation so far: (question, answer) each
+
+
+def build_messages(
+    media: Media, question: str, system: str | None = None, history: Turns = ()
+) -> list[dict[str, Any]]:
+    """One user turn: every media item in order, then the question. With ``history`` (a
+    conversation, ``vlcli chat``) the media open its first user turn, each earlier question and
+    answer follow as user and assistant turns, and the question is the last user turn."""
     content: list[dict[str, Any]] = [{"type": plan.kind} for _, plan in media]
-    content.append({"type": "text", "text": question})
     messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+    for asked, answered in history:
+        content.append({"type": "text", "text": asked})
+        messages.append({"role": "assistant", "content": answered})
+        content = []
+        messages.append({"role": "user", "content": content})
+    content.append({"type": "text", "text": question})
     if system is not None:
         messages.insert(0, {"role": "system", "content": system})
     return messages
@@ -171,11 +183,13 @@ def prompt_files(folder: str) -> PromptFiles | None:
     return PromptFiles(compiled, tokenizer, special)
 
 
-def render(files: PromptFiles, media: Media, question: str, system: str | None) -> str:
+def render(
+    files: PromptFiles, media: Media, question: str, system: str | None, history: Turns = ()
+) -> str:
     """The chat template over the prompt's messages, with the generation prompt."""
     return str(
         files.template.render(
-            messages=build_messages(media, question, system),
+            messages=build_messages(media, question, system, history),
             add_generation_prompt=True,
             tools=None,
             documents=None,
@@ -190,6 +204,7 @@ def count_prompt_tokens(
     media: Media,
     question: str,
     system: str | None = None,
+    history: Turns = (),
 ) -> tuple[int, bool]:
     """The prompt's length in tokens, and whether it is exact.
 
@@ -200,7 +215,8 @@ def count_prompt_tokens(
     files = prompt_files(folder) if folder else None
     if files is not None:
         try:
-            text = expand_text(render(files, media, question, system), media, family, compact=True)
+            rendered = render(files, media, question, system, history)
+            text = expand_text(rendered, media, family, compact=True)
         except UsageError:
             raise
         except Exception:  # a template this sandbox cannot render: estimate instead
@@ -208,4 +224,5 @@ def count_prompt_tokens(
         else:
             ids = files.tokenizer.encode(text, add_special_tokens=True).ids
             return len(ids) + sum(pads_beyond_one_per_run(p, family) for _, p in media), True
-    return estimate_prompt_tokens([p for _, p in media], question, system), False
+    said = " ".join([*(t for turn in history for t in turn), question])
+    return estimate_prompt_tokens([p for _, p in media], said, system), False

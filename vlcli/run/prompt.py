@@ -236,8 +236,9 @@ def prompt_tokens(backend: Backend, prompt: Any) -> int:
     """The prompt's length for the fit check, counted as ``budget`` counts it (exact when the
     model's chat template and tokenizer are at hand)."""
     tokens, _exact = count_prompt_tokens(
-        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system
-    )
+        backend.spec.local_path, backend.spec.family, prompt.media, prompt.text, prompt.system,
+        prompt.history,
+    )  # fmt: skip
     return tokens
 
 

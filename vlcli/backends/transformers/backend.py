@@ -44,6 +44,7 @@ from vlcli.models.locate import LocatedModel, locate_spec
 from vlcli.planning.context import context_problem, fit_hint
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
 from vlcli.planning.plan import Media, SamplingOptions
+from vlcli.planning.prompt import Turns
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ class TransformersBackend:
         self._processor_ready()
         with out_of_memory_reported():
             inputs, stats = self.inputs_for(
-                list(prompt.media), prompt.text, prompt.system, on_frames
+                list(prompt.media), prompt.text, prompt.system, on_frames, prompt.history
             )
         return PreparedInputs(prompt, inputs, stats)
 
@@ -198,7 +199,7 @@ class TransformersBackend:
         with out_of_memory_reported():
             inputs, stats = with_question(
                 self._processor_ready(), self.family, prepared.inputs, list(prompt.media),
-                prompt.text, prompt.system, self.device,
+                prompt.text, prompt.system, self.device, prompt.history,
             )  # fmt: skip
         return PreparedInputs(prompt, inputs, stats)
 
@@ -230,9 +231,8 @@ class TransformersBackend:
     def _continued(
         self, prompt: Prompt, inputs: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
-        """The inputs ``generate`` takes for this prompt: the question continuing from its
-        media's prefill when one is kept for them, or kept now because more questions follow
-        (``keep_media``); otherwise the whole prompt (:mod:`~vlcli.backends.transformers.prefix`)."""
+        """``generate``'s inputs: the question continuing from its media's kept prefill (kept
+        now when more questions follow), or the whole prompt (:mod:`.prefix`)."""
         with out_of_memory_reported():
             return self.prefix.continuation(
                 self.model, self.processor.tokenizer, inputs, prompt.keep_media
@@ -251,6 +251,7 @@ class TransformersBackend:
         question: str,
         system: str | None = None,
         on_frames: FrameProgress | None = None,
+        history: Turns = (),
     ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
         """The model inputs for one prompt, and what building them cost.
 
@@ -265,4 +266,5 @@ class TransformersBackend:
             dtype=self.dtype,
             device=self.device,
             on_frames=on_frames,
+            history=history,
         )

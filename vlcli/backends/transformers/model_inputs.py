@@ -38,7 +38,7 @@ from vlcli.media import heap
 from vlcli.media.probe import iter_video_chunks, load_image
 from vlcli.models.families import Family
 from vlcli.planning.plan import ImagePlan, Media, VideoPlan
-from vlcli.planning.prompt import build_messages, expand_text
+from vlcli.planning.prompt import Turns, build_messages, expand_text
 
 CHUNK_FRAMES = 2  # frames decoded and preprocessed at a time: one temporal patch. On a 60 s 1080p
 # clip, 2 rather than 8 lowers the peak by about 180 MB (measured) at the same speed
@@ -218,10 +218,11 @@ def _text_inputs(
     question: str,
     system: str | None,
     device: torch.device | str,
+    history: Turns = (),
 ) -> dict[str, torch.Tensor]:
     """The prompt's token ids, mask and token types, as the reference's processor makes them."""
     template = processor.apply_chat_template(
-        build_messages(media, question, system), tokenize=False, add_generation_prompt=True
+        build_messages(media, question, system, history), tokenize=False, add_generation_prompt=True
     )
     text = expand_text(template, media, family)
     encoded = processor.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
@@ -245,6 +246,7 @@ def build_inputs(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     on_frames: Callable[[int, int], None] | None = None,
+    history: Turns = (),
 ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
     """Everything ``generate`` needs for one prompt (a batch of one), and what it cost.
 
@@ -258,7 +260,7 @@ def build_inputs(
             )
     # The text first, its temporaries given back before the frames: after the frames they
     # would add to the peak (measured on a 43k-token prompt: 23 MB).
-    inputs = _text_inputs(processor, family, media, question, system, device)
+    inputs = _text_inputs(processor, family, media, question, system, device, history)
     heap.give_back()
     pixels, decode_s = _pixel_inputs(processor, family, media, dtype, device, on_frames)
     inputs.update(pixels)
@@ -279,11 +281,12 @@ def with_question(
     question: str,
     system: str | None,
     device: torch.device | str,
+    history: Turns = (),
 ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
     """The inputs of another question over ``inputs``' media: the text made again, the pixel
     rows and grids shared (not copied, not decoded again)."""
     started = time.perf_counter()
-    text = _text_inputs(processor, family, media, question, system, device)
+    text = _text_inputs(processor, family, media, question, system, device, history)
     stats = PrepareStats(
         prompt_tokens=int(text["input_ids"].shape[1]),
         visual_tokens=sum(p.visual_tokens for _, p in media),

@@ -48,6 +48,7 @@ from typing import Any
 
 from vlcli.errors import ExitStatus, RequestFailed, VlcliError
 from vlcli.planning.plan import Plan, VideoPlan
+from vlcli.planning.prompt import Turns
 from vlcli.times.axis import vllm_positions
 
 API_KEY_ENV = "VLCLI_API_KEY"  # where `--api-key` is read from, so that it stays out of `ps`
@@ -204,13 +205,24 @@ def media_part(plan: Plan, url: str) -> dict[str, Any]:
 
 
 def chat_messages(
-    parts: Sequence[dict[str, Any]], question: str, system: str | None = None
+    parts: Sequence[dict[str, Any]],
+    question: str,
+    system: str | None = None,
+    history: Turns = (),
 ) -> list[dict[str, Any]]:
-    """One user turn with every media part in order, then the question (as vlcli's own prompt)."""
+    """One user turn with every media part in order, then the question (as vlcli's own prompt);
+    a conversation's earlier turns between them (:func:`vlcli.planning.prompt.build_messages`)."""
     messages: list[dict[str, Any]] = []
     if system is not None:
         messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": [*parts, {"type": "text", "text": question}]})
+    content = [*parts]
+    messages.append({"role": "user", "content": content})
+    for asked, answered in history:
+        content.append({"type": "text", "text": asked})
+        content = []
+        messages.append({"role": "assistant", "content": answered})
+        messages.append({"role": "user", "content": content})
+    content.append({"type": "text", "text": question})
     return messages
 
 
@@ -223,11 +235,13 @@ def chat_request(
     max_tokens: int = 512,
     temperature: float = 0.0,
     stream: bool = False,
+    history: Turns = (),
 ) -> dict[str, Any]:
     """The body of ``POST /v1/chat/completions`` for one prompt; ``media`` pairs plans and URLs."""
+    parts = [media_part(p, u) for p, u in media]
     body: dict[str, Any] = {
         "model": model,
-        "messages": chat_messages([media_part(p, u) for p, u in media], question, system),
+        "messages": chat_messages(parts, question, system, history),
         "max_tokens": max_tokens,
         "temperature": temperature,
         "stream": stream,

@@ -80,6 +80,7 @@ def request_of(
         max_tokens=prompt.max_new_tokens,
         temperature=prompt.temperature,
         stream=True,
+        history=prompt.history,
     )
     tokens, counted_by = count_tokens(prompt)
     return PreparedRequest(

@@ -56,7 +56,9 @@ def count_tokens(
     """
     family = spec.family
     media = list(prompt.media)
-    tokens, exact = count_prompt_tokens(spec.local_path, family, media, prompt.text, prompt.system)
+    tokens, exact = count_prompt_tokens(
+        spec.local_path, family, media, prompt.text, prompt.system, prompt.history
+    )
     if exact:
         return tokens, "tokenizer"
     parts = [
@@ -68,7 +70,8 @@ def count_tokens(
         return tokens, "estimate"
     client, served = server
     try:
-        counted = client.count_tokens(chat_messages(parts, prompt.text, prompt.system), served)
+        messages = chat_messages(parts, prompt.text, prompt.system, prompt.history)
+        counted = client.count_tokens(messages, served)
     except (ServerError, RequestFailed):  # no /tokenize, or the server is away: vlcli's count
         return tokens, "estimate"
     return counted + sum(pads_beyond_one_per_run(p, family) for _, p in media), "server"

@@ -1,0 +1,100 @@
+"""`vlcli chat` (issue 17): from a pipe (each line a question, the conversation kept) and on a
+terminal (a pseudo-terminal: the prompt, a question, /save, Ctrl-D), on the tiny random
+Qwen2.5-VL with the real TransformersBackend."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from vlcli.cli.app import app
+
+pytest_plugins = ("conftest_models",)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_each_line_of_a_pipe_is_a_turn_that_sees_the_ones_before(
+    tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    args = ["chat", tiny_clip, "--model", str(tiny_qwen25_path), "--max-new-tokens", "6"]
+    r = CliRunner().invoke(app, [*args, "--json"], input="What happens?\n\nWho is there?\n")
+    assert r.exit_code == 0, r.stderr
+    first, second = (json.loads(line) for line in r.stdout.splitlines())
+    assert [first["question"], second["question"]] == ["What happens?", "Who is there?"]
+    assert "history" not in first
+    assert second["history"] == [["What happens?", first["answer"]]]
+    # the first turn is in the second's prompt: its question, answer and the turn marks
+    assert second["prompt_tokens"] > first["prompt_tokens"] + first["generated_tokens"]
+    assert first["key"] != second["key"] and first["file"] == second["file"]
+    # the same first question after /reset is the first turn again: the same key
+    again = CliRunner().invoke(
+        app, [*args, "--json"], input="What happens?\n/reset\nWhat happens?\n"
+    )
+    one, two = (json.loads(line) for line in again.stdout.splitlines())
+    assert one["key"] == two["key"] == first["key"] and one["answer"] == two["answer"]
+
+
+def test_a_turn_past_the_context_is_refused_with_the_room_left(
+    tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    config = json.loads((tiny_qwen25_path / "config.json").read_text())
+    context = config["text_config"]["max_position_embeddings"]
+    long = " ".join(["word"] * (context // 5))  # about 3 tokens a word: one turn fits, two do not
+    r = CliRunner().invoke(
+        app, ["chat", tiny_clip, "--model", str(tiny_qwen25_path), "--max-new-tokens", "4",
+              "--json"], input=f"{long}\n{long}\n",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 1
+    assert "this turn does not fit" in r.stderr and "/reset forgets it" in r.stderr
+
+
+def _read_until(fd: int, wanted: bytes, seen: bytearray, timeout_s: float = 120.0) -> None:
+    """Read the terminal into ``seen`` until ``wanted`` comes after what was seen before."""
+    start = len(seen)
+    deadline = time.monotonic() + timeout_s
+    while wanted not in seen[start:]:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no {wanted!r} in {bytes(seen)[-400:]!r}"
+        try:
+            seen += os.read(fd, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+
+
+def test_on_a_terminal_a_question_save_and_ctrl_d(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    main, side = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb", "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vlcli", "chat", tiny_clip, "--model", str(tiny_qwen25_path),
+         "--max-new-tokens", "6"],
+        stdin=side, stdout=side, stderr=side, cwd=tmp_path, env=env, close_fds=True,
+    )  # fmt: skip
+    os.close(side)
+    seen = bytearray()
+    try:
+        _read_until(main, b"> ", seen)
+        os.write(main, b"What happens?\n")
+        _read_until(main, b"\n> ", seen)  # the answer, then the prompt again
+        os.write(main, b"/save turns.jsonl\n")
+        _read_until(main, b"wrote turns.jsonl", seen)
+        os.write(main, b"\x04")  # Ctrl-D
+        assert process.wait(timeout=60) == 0, bytes(seen)[-400:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+    (record,) = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+    assert record["question"] == "What happens?" and record["status"] == "ok"
+    assert set(record) >= {"key", "path", "answer", "times", "prompt_tokens", "timings", "file"}
