@@ -8,10 +8,12 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -71,22 +73,30 @@ def _read_until(fd: int, wanted: bytes, seen: bytearray, timeout_s: float = 120.
             break
 
 
-def test_on_a_terminal_a_question_save_and_ctrl_d(
-    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
-) -> None:
+def _chat_on_a_terminal(model: Path, clip: str, cwd: Path, new_tokens: int) -> tuple[Any, int]:
+    """``vlcli chat`` in its own process on a pseudo-terminal: the process and the terminal."""
     main, side = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb", "NO_COLOR": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vlcli", "chat", tiny_clip, "--model", str(tiny_qwen25_path),
-         "--max-new-tokens", "6"],
-        stdin=side, stdout=side, stderr=side, cwd=tmp_path, env=env, close_fds=True,
+        [sys.executable, "-m", "vlcli", "chat", clip, "--model", str(model),
+         "--max-new-tokens", str(new_tokens)],
+        stdin=side, stdout=side, stderr=side, cwd=cwd, env=env, close_fds=True,
     )  # fmt: skip
     os.close(side)
+    return process, main
+
+
+def test_on_a_terminal_a_question_a_follow_up_save_and_ctrl_d(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    process, main = _chat_on_a_terminal(tiny_qwen25_path, tiny_clip, tmp_path, 6)
     seen = bytearray()
     try:
         _read_until(main, b"> ", seen)
         os.write(main, b"What happens?\n")
         _read_until(main, b"\n> ", seen)  # the answer, then the prompt again
+        os.write(main, b"And then?\n")
+        _read_until(main, b"\n> ", seen)
         os.write(main, b"/save turns.jsonl\n")
         _read_until(main, b"wrote turns.jsonl", seen)
         os.write(main, b"\x04")  # Ctrl-D
@@ -95,6 +105,31 @@ def test_on_a_terminal_a_question_save_and_ctrl_d(
         if process.poll() is None:
             process.kill()
         os.close(main)
-    (record,) = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
-    assert record["question"] == "What happens?" and record["status"] == "ok"
-    assert set(record) >= {"key", "path", "answer", "times", "prompt_tokens", "timings", "file"}
+    saved = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+    first, second = saved
+    assert [first["question"], second["question"]] == ["What happens?", "And then?"]
+    assert second["history"] == [["What happens?", first["answer"]]]
+    assert set(first) >= {"key", "path", "answer", "times", "prompt_tokens", "timings", "file"}
+
+
+def test_ctrl_c_during_an_answer_returns_to_the_prompt(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    process, main = _chat_on_a_terminal(tiny_qwen25_path, tiny_clip, tmp_path, 20_000)
+    seen = bytearray()
+    try:
+        _read_until(main, b"> ", seen)
+        os.write(main, b"What happens?\n")
+        _read_until(main, b"What happens?", seen)  # the line's echo
+        echoed = len(seen)
+        while len(seen) < echoed + 40:  # the answer is streaming
+            seen += os.read(main, 4096)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _read_until(main, b"answer stopped", seen)
+        _read_until(main, b"> ", seen)
+        os.write(main, b"/quit\n")
+        assert process.wait(timeout=60) == 0, bytes(seen)[-400:]  # the interrupt was handled
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
