@@ -315,3 +315,19 @@ def test_another_prefix_over_the_same_media_is_prefilled_again_and_said(
     assert PREFILLED_AGAIN in answer.notes
     alone = ask_media(kept, media, "Who is there?", system="Be precise.", max_new_tokens=6)
     assert answer.text == alone.text
+
+
+def test_budget_counts_the_prefill_kept_for_later_questions(
+    tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    from test_cli_ask import budget
+
+    one = budget(tiny_qwen25_path, tiny_clip)
+    three = budget(tiny_qwen25_path, tiny_clip, "--questions", 3)
+    kept = three["memory"]["kept_prefix_bytes"]
+    assert one["memory"]["kept_prefix_bytes"] == 0 and kept > 0
+    assert three["memory"]["total_bytes"] == one["memory"]["total_bytes"] + kept
+    per_token = one["memory"]["kv_cache_bytes"] // (one["prompt_tokens"] + 512)
+    assert kept == per_token * one["prompt_tokens"]  # the prompt's own cache, once more
+    shown = invoke("budget", tiny_clip, "--model", tiny_qwen25_path, "--questions", 3)
+    assert "kept prefill" in shown.stdout

@@ -231,6 +231,15 @@ MediaAndQuestion = Annotated[
     ),
 ]
 
+QuestionsCount = Annotated[
+    int,
+    typer.Option(
+        "--questions",
+        metavar="N",
+        min=1,
+        help="Questions asked of each input (ask -q, --questions): their kept prefill is counted.",
+    ),
+]
 AskQuestions = Annotated[
     list[str] | None,
     typer.Option(

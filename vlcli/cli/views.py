@@ -292,7 +292,8 @@ def budget_view(
             "GPU memory",
             f"{_gib(mem.total_bytes)} ({mem.dtype}): weights {_gib(mem.weights_bytes)}, "
             f"KV cache {_gib(mem.kv_cache_bytes)}, "
-            f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, "
+            + (f"kept prefill {_gib(mem.kept_prefix_bytes)}, " if mem.kept_prefix_bytes else "")
+            + f"activations {_gib(max(mem.vision_peak_bytes, mem.prefill_peak_bytes))}, "
             f"overhead {_gib(mem.overhead_bytes)}",
         )
     else:

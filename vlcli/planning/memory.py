@@ -66,6 +66,9 @@ class MemoryEstimate:
     prefill_peak_bytes: int
     overhead_bytes: int
     attn: str = "sdpa"
+    # several questions of one input (ask -q, chat): the media's prefill kept beside the cache
+    # each question works on (a copy of it), with the transformers backend
+    kept_prefix_bytes: int = 0
 
     @property
     def activation_bytes(self) -> int:
@@ -74,7 +77,11 @@ class MemoryEstimate:
     @property
     def total_bytes(self) -> int:
         return (
-            self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
+            self.weights_bytes
+            + self.kv_cache_bytes
+            + self.kept_prefix_bytes
+            + self.activation_bytes
+            + self.overhead_bytes
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,8 +258,11 @@ def estimate_memory(
     max_new_tokens: int,
     dtype: str = "bfloat16",
     attn: str = "sdpa",
+    questions: int = 1,
 ) -> MemoryEstimate | None:
-    """The estimate for one prompt holding ``plans``; None when the model's shapes are unknown."""
+    """The estimate for one prompt holding ``plans``; None when the model's shapes are unknown.
+    With several ``questions`` of its media the prompt's cache is kept for the later ones
+    (counted at the whole prompt's length: the question's own tokens are few)."""
     dims = spec.dims
     if dims is None:
         return None
@@ -261,7 +271,10 @@ def estimate_memory(
     b = DTYPE_BYTES[dtype]
     weights = weights_bytes(spec, dtype) or 0
     tokens = prompt_tokens + max_new_tokens
-    kv = 2 * dims.num_layers * dims.num_kv_heads * dims.head_dim * tokens * b
+    per_token = 2 * dims.num_layers * dims.num_kv_heads * dims.head_dim * b
+    kept = per_token * prompt_tokens if questions > 1 else 0
     vision = vision_peak_bytes(spec, plans, b, attn)
     prefill = prefill_peak_bytes(spec, plans, prompt_tokens, b, attn)
-    return MemoryEstimate(dtype, weights, kv, vision, prefill, OVERHEAD_BYTES, attn)
+    return MemoryEstimate(
+        dtype, weights, per_token * tokens, vision, prefill, OVERHEAD_BYTES, attn, kept
+    )

@@ -174,6 +174,7 @@ class TransformersBackend:
             prompt.max_new_tokens,
             self.dtype_name,
             self.attn,
+            questions=2 if prompt.keep_media else 1,
         )
         free = self.free_memory_bytes()
         if est is None or free is None:
@@ -196,11 +197,9 @@ class TransformersBackend:
 
     def reprompt(self, prepared: Any, prompt: Prompt) -> PreparedInputs:
         """Another question over ``prepared``'s media: its pixel rows kept, the text made again."""
+        processor = self._processor_ready()
         with out_of_memory_reported():
-            inputs, stats = with_question(
-                self._processor_ready(), self.family, prepared.inputs, list(prompt.media),
-                prompt.text, prompt.system, self.device, prompt.history,
-            )  # fmt: skip
+            inputs, stats = with_question(processor, self.family, prepared.inputs, prompt, self.device)
         return PreparedInputs(prompt, inputs, stats)
 
     def generate(self, prepared: Any, on_text: TextSink | None = None) -> Answer:

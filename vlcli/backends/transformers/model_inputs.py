@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from vlcli.backends import frame_counter
+from vlcli.backends import Prompt, frame_counter
 from vlcli.errors import ModelError, UsageError
 from vlcli.media import heap
 from vlcli.media.probe import iter_video_chunks, load_image
@@ -277,16 +277,14 @@ def with_question(
     processor: Any,
     family: Family,
     inputs: dict[str, torch.Tensor],
-    media: Media,
-    question: str,
-    system: str | None,
+    prompt: Prompt,
     device: torch.device | str,
-    history: Turns = (),
 ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
-    """The inputs of another question over ``inputs``' media: the text made again, the pixel
-    rows and grids shared (not copied, not decoded again)."""
+    """The inputs of ``prompt``, another question over ``inputs``' media: the text made again,
+    the pixel rows and grids shared (not copied, not decoded again)."""
     started = time.perf_counter()
-    text = _text_inputs(processor, family, media, question, system, device, history)
+    media, system, history = list(prompt.media), prompt.system, prompt.history
+    text = _text_inputs(processor, family, media, prompt.text, system, device, history)
     stats = PrepareStats(
         prompt_tokens=int(text["input_ids"].shape[1]),
         visual_tokens=sum(p.visual_tokens for _, p in media),
