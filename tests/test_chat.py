@@ -125,11 +125,41 @@ def test_ctrl_c_during_an_answer_returns_to_the_prompt(
         while len(seen) < echoed + 40:  # the answer is streaming
             seen += os.read(main, 4096)
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        _read_until(main, b"answer stopped", seen)
-        _read_until(main, b"> ", seen)
+        _read_until(main, b"answer stopped\r\n> ", seen)  # back at the prompt
         os.write(main, b"/quit\n")
         assert process.wait(timeout=60) == 0, bytes(seen)[-400:]  # the interrupt was handled
     finally:
         if process.poll() is None:
             process.kill()
         os.close(main)
+
+
+def test_a_follow_up_continues_from_the_conversation_s_cache_as_if_asked_afresh(
+    tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    """transformers: the kept cache grows by each turn; the next turn prefills only its own
+    tokens, and answers as a fresh run of the whole conversation does."""
+    import torch
+    from helpers_backend import ask_media
+    from test_questions import _first_token_logits, _watched
+    from test_runner import _quiet, _video_plan
+
+    from vlcli.backends import Prompt
+    from vlcli.backends.transformers.backend import TransformersBackend
+
+    kept = TransformersBackend(str(tiny_qwen25_path), device="cpu", dtype="float32", warn=_quiet)
+    fresh = TransformersBackend(str(tiny_qwen25_path), device="cpu", dtype="float32", warn=_quiet)
+    media = ((tiny_clip, _video_plan(kept, tiny_clip)),)
+    calls, fresh_calls = _watched(kept), _watched(fresh)
+    first = kept.prepare(Prompt(media, "What happens?", max_new_tokens=6, keep_media=True))
+    one = kept.generate(first)
+    history = (("What happens?", one.text),)
+    follow = Prompt(media, "And then?", max_new_tokens=6, keep_media=True, history=history)
+    before = len(calls)
+    two = kept.generate(kept.reprompt(first, follow))
+    alone = ask_media(fresh, media, "And then?", max_new_tokens=6, history=history)
+    assert two.text == alone.text and two.prompt_tokens == alone.prompt_tokens
+    mine, theirs = _first_token_logits(calls[before:]), _first_token_logits(fresh_calls)
+    assert torch.allclose(mine, theirs, atol=1e-4, rtol=1e-4)
+    prefilled = calls[before][0]  # the follow-up's first forward: its tokens not in the cache
+    assert prefilled <= two.prompt_tokens - one.prompt_tokens

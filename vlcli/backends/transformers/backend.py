@@ -197,9 +197,10 @@ class TransformersBackend:
 
     def reprompt(self, prepared: Any, prompt: Prompt) -> PreparedInputs:
         """Another question over ``prepared``'s media: its pixel rows kept, the text made again."""
-        processor = self._processor_ready()
         with out_of_memory_reported():
-            inputs, stats = with_question(processor, self.family, prepared.inputs, prompt, self.device)
+            inputs, stats = with_question(
+                self._processor_ready(), self.family, prepared.inputs, prompt, self.device
+            )
         return PreparedInputs(prompt, inputs, stats)
 
     def generate(self, prepared: Any, on_text: TextSink | None = None) -> Answer:
@@ -213,8 +214,13 @@ class TransformersBackend:
         stats: PrepareStats = prepared.stats
         tokenizer = self.processor.tokenizer
         config = generation_config(self.model, tokenizer, prompt.max_new_tokens, prompt.temperature)
-        inputs, kept_notes = self._continued(prompt, prepared.inputs)
+        with out_of_memory_reported():  # from the media's kept prefill, or one kept now (.prefix)
+            inputs, kept_notes = self.prefix.continuation(
+                self.model, tokenizer, prepared.inputs, prompt.keep_media
+            )
         out = generate_text(self.model, tokenizer, inputs, stats.prompt_tokens, config, on_text)
+        if prompt.keep_media:
+            self.prefix.grown(inputs, out.ids)  # a follow-up continues from this answer
         axes, notes = given_axes(self.model, self.family, prompt, prepared.inputs["input_ids"])
         notes += kept_notes
         return Answer(
@@ -226,16 +232,6 @@ class TransformersBackend:
             axes=axes,
             notes=notes,
         )
-
-    def _continued(
-        self, prompt: Prompt, inputs: dict[str, torch.Tensor]
-    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
-        """``generate``'s inputs: the question continuing from its media's kept prefill (kept
-        now when more questions follow), or the whole prompt (:mod:`.prefix`)."""
-        with out_of_memory_reported():
-            return self.prefix.continuation(
-                self.model, self.processor.tokenizer, inputs, prompt.keep_media
-            )
 
     def close(self) -> None:
         self.prefix.release()
