@@ -163,3 +163,29 @@ def test_a_follow_up_continues_from_the_conversation_s_cache_as_if_asked_afresh(
     assert torch.allclose(mine, theirs, atol=1e-4, rtol=1e-4)
     prefilled = calls[before][0]  # the follow-up's first forward: its tokens not in the cache
     assert prefilled <= two.prompt_tokens - one.prompt_tokens
+
+
+def test_a_conversation_s_messages_are_the_same_for_both_engines() -> None:
+    """The media open the first user turn, then each earlier question and answer, then the new
+    question: in vlcli's own prompt (transformers, token counts) and in a server's request."""
+    from test_server import _plan
+
+    from vlcli.backends.vllm.client import chat_messages
+    from vlcli.planning.prompt import build_messages
+
+    plan = _plan(nframes=8)
+    history = (("What happens?", "A ball rolls."), ("Where?", "On a table."))
+    mine = build_messages([("v.mp4", plan)], "And then?", "Be brief.", history)
+    served = chat_messages([{"type": "video_url"}], "And then?", "Be brief.", history)
+    roles = ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["role"] for m in mine] == [m["role"] for m in served] == roles
+    for a, b in zip(mine, served, strict=True):
+        if a["role"] != "user":
+            assert a == b
+            continue
+        assert [p["type"] for p in a["content"]] == [
+            "video" if p["type"] == "video_url" else p["type"] for p in b["content"]
+        ]
+        assert [p.get("text") for p in a["content"]] == [p.get("text") for p in b["content"]]
+    assert [p["type"] for p in mine[1]["content"]] == ["video", "text"]
+    assert mine[-1]["content"] == [{"type": "text", "text": "And then?"}]
