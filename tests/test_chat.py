@@ -93,6 +93,7 @@ def test_on_a_terminal_a_question_a_follow_up_save_and_ctrl_d(
     seen = bytearray()
     try:
         _read_until(main, b"> ", seen)
+        assert b"GiB beside the weights, the kept prefill included" in seen  # the first line
         os.write(main, b"What happens?\n")
         _read_until(main, b"\n> ", seen)  # the answer, then the prompt again
         os.write(main, b"And then?\n")

@@ -126,6 +126,7 @@ class _Repl:
         if self.interactive:
             import readline  # noqa: F401  (input() gets line editing and history)
 
+            render.info(self.conversation.holds())
             render.info("/help lists the commands; Ctrl-D leaves")
         while (line := self._read()) is not None:
             line = line.strip()

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vlcli.backends import Backend, Prepared, TextSink
+from vlcli.backends import Backend, Prepared, Prompt, TextSink
 from vlcli.errors import InputError, MemoryBudgetError, UsageError
 from vlcli.outputs.ledger import record_key
+from vlcli.planning.memory import GIB, estimate_memory
 from vlcli.planning.plan import Plan
 from vlcli.planning.prompt import Turns
 from vlcli.run.ask import input_key
@@ -44,6 +45,24 @@ class Conversation:
         self.prepared: Prepared | None = None  # the media, prepared with the first question
         self.history: Turns = ()
         self.results: list[AskResult] = []  # every turn answered, for /save (a /reset too)
+
+    def holds(self) -> str:
+        """What the chat will hold, said on its first line: the media's tokens and, for a
+        model in this process, its memory beside the weights with the kept prefill."""
+        generation = self.settings.generation
+        media = tuple(zip(self.paths, self.plans, strict=True))
+        prompt = Prompt(media, "", self.settings.system, generation.max_new_tokens)
+        tokens = prompt_tokens(self.backend, prompt)
+        said = f"{', '.join(self.paths)}: {tokens:,} prompt tokens with the media"
+        dtype, attn = self.identity.get("dtype"), self.identity.get("attn")
+        if dtype is None or attn is None:  # a server: its memory is its own
+            return said
+        est = estimate_memory(self.backend.spec, self.plans, tokens, prompt.max_new_tokens,
+                              dtype, attn, questions=2)  # fmt: skip
+        if est is None:
+            return said
+        beside = (est.total_bytes - est.weights_bytes) / GIB
+        return f"{said}; about {beside:.1f} GiB beside the weights, the kept prefill included"
 
     def reset(self) -> None:
         """Forget the conversation; the prepared media stay."""
