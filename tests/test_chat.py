@@ -43,6 +43,8 @@ def test_each_line_of_a_pipe_is_a_turn_that_sees_the_ones_before(
     )
     one, two = (json.loads(line) for line in again.stdout.splitlines())
     assert one["key"] == two["key"] == first["key"] and one["answer"] == two["answer"]
+    dash = CliRunner().invoke(app, ["chat", "-", "--model", str(tiny_qwen25_path)], input="x\n")
+    assert dash.exit_code == 2 and "reads its questions from standard input" in dash.stderr
 
 
 def test_a_turn_past_the_context_is_refused_with_the_room_left(

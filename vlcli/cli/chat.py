@@ -47,7 +47,7 @@ from vlcli.cli.options import (
     sampling,
     utf8_text,
 )
-from vlcli.errors import Interrupted, VlcliError
+from vlcli.errors import Interrupted, UsageError, VlcliError
 
 COMMANDS = """\
 /help        these lines
@@ -94,6 +94,8 @@ def chat(
     from vlcli.run.prompt import AskSettings, Generation
 
     check_task(task)
+    if "-" in media:
+        raise UsageError("chat reads its questions from standard input: name the media as files")
     utf8_text("--system", system)
     options = sampling(
         fps, nframes, min_frames, max_frames, min_pixels, max_pixels, total_pixels, start, end
