@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup ffmpeg test lint demo sample-media bench device-kit vllm-env clean
+.PHONY: setup ffmpeg test lint demo sample-media bench bench-questions device-kit vllm-env clean
 
 setup: ffmpeg $(STAMP)
 
@@ -43,6 +43,9 @@ sample-media: ffmpeg
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_preprocess.py --repeat 3
+
+bench-questions: setup
+	$(BIN)/python tests/benchmarks/bench_questions.py
 
 device-kit: setup
 	bash tests/benchmarks/device_kit.sh

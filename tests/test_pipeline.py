@@ -283,7 +283,7 @@ def test_a_run_with_three_in_flight_keeps_input_order(media_dir: Path, tmp_path:
     view = Collect()
     out = tmp_path / "answers.jsonl"
     status = run_ask(
-        backend, paths, [Path(p).stem for p in paths], AskSettings("What?"),
+        backend, paths, [Path(p).stem for p in paths], [AskSettings("What?")],
         RunOptions(), view, Outputs(str(out)),
     )  # fmt: skip
     assert status == 3  # the missing one
@@ -353,7 +353,7 @@ def test_a_ledger_written_before_issue_15_still_resumes(media_dir: Path, tmp_pat
     out.write_text(json.dumps(written) + "\n")
     view = Collect()
     status = run_ask(
-        backend, [str(clip)], ["c"], AskSettings("What?"),
+        backend, [str(clip)], ["c"], [AskSettings("What?")],
         RunOptions(resume=True), view, Outputs(str(out)),
     )  # fmt: skip
     assert status is None and view.records == [] and backend.loads == 0

@@ -96,12 +96,12 @@ def test_each_input_is_a_task_or_all_are_one_together() -> None:
         keys.append(names)
         return "+".join(names)
 
-    tasks = tasks_of(["a.mp4", "b.png"], ["a", "b"], False, key_of)
+    tasks = tasks_of(["a.mp4", "b.png"], ["a", "b"], False, [key_of])
     assert [(t.paths, t.stem, t.key) for t in tasks] == [
         (["a.mp4"], "a", "a.mp4"),
         (["b.png"], "b", "b.png"),
     ]
-    (together,) = tasks_of(["a.mp4", "b.png"], ["a", "b"], True, key_of)
+    (together,) = tasks_of(["a.mp4", "b.png"], ["a", "b"], True, [key_of])
     assert (together.paths, together.stem, together.key) == (["a.mp4", "b.png"], "a", "a.mp4+b.png")
     assert together.label == "2 inputs together" and tasks[0].label == "a.mp4"
 
@@ -209,7 +209,7 @@ def test_windows_are_recorded_each_and_merged_after_the_last(tmp_path: Path) -> 
     ledger = Ledger.open(str(tmp_path / "a.jsonl"), resume=False)
     view = Seen()
     records = Records(ledger, view, Interrupts())
-    windowed = Windows(AskSettings("When?"), "tiny", records, view)
+    windowed = Windows([AskSettings("When?")], "tiny", records, view)
     task = Task(["v.mp4"], "v", key("v"))
     jobs = [j for j in window_jobs(task, _windows(), None) if isinstance(j, Job)]
     answers = ["It starts at 1 second.", "Nothing.", "It ends at 2 seconds."]
@@ -318,7 +318,7 @@ def _job() -> Job:
 def test_an_answer_is_streamed_only_one_prompt_at_a_time(concurrency: int) -> None:
     view = Seen()
     backend = OneAnswer("It is a cat.", concurrency)
-    answering = Answering(backend, AskSettings("q"), SamplingOptions(), view,
+    answering = Answering(backend, [AskSettings("q")], SamplingOptions(), view,
                           threading.Event(), several=True)  # fmt: skip
     answer = answering.generate((_job(), None))
     assert answer.text == "It is a cat."
@@ -331,7 +331,7 @@ def test_an_answer_is_streamed_only_one_prompt_at_a_time(concurrency: int) -> No
 def test_an_answer_that_is_not_valid_unicode_costs_only_its_characters() -> None:
     view = Seen()
     backend = OneAnswer("a\ud800b\udfffc")
-    answering = Answering(backend, AskSettings("q"), SamplingOptions(), view,
+    answering = Answering(backend, [AskSettings("q")], SamplingOptions(), view,
                           threading.Event(), several=False)  # fmt: skip
     answer = answering.generate((_job(), None))
     assert answer.text == "a\ufffdb\ufffdc"
@@ -350,7 +350,7 @@ def test_a_stopped_run_abandons_the_decoding_in_progress() -> None:
     stopping = threading.Event()
     stopping.set()
     view = Seen()
-    answering = Answering(Decoding("x"), AskSettings("q"), SamplingOptions(), view,
+    answering = Answering(Decoding("x"), [AskSettings("q")], SamplingOptions(), view,
                           stopping, several=False)  # fmt: skip
     with pytest.raises(Abandoned):
         answering.prepare(_job())

@@ -89,8 +89,9 @@ def one_run(mode: str, model: Path, folder: Path, new_tokens: int) -> dict:
         str(model), device="cpu", dtype="float32", warn=lambda m: None, load=False
     )
     view = Quiet()
+    asked = [AskSettings("What happens?", generation=Generation(new_tokens))]
     run_ask(
-        backend, paths, [Path(p).stem for p in paths], AskSettings("What happens?", generation=Generation(new_tokens)),
+        backend, paths, [Path(p).stem for p in paths], asked,
         RunOptions(ahead=(mode == "ahead")), view,
     )  # fmt: skip
     wall = time.perf_counter() - started
@@ -169,7 +170,7 @@ def resume(args: argparse.Namespace) -> dict:
     checked = time.perf_counter()
     view = Quiet()
     run_ask(
-        backend, found, stems, settings, RunOptions(resume=True), view, Outputs(str(out))
+        backend, found, stems, [settings], RunOptions(resume=True), view, Outputs(str(out))
     )
     assert len(view.records) == 1 and first_prepare
     return {

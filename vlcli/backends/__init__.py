@@ -33,14 +33,13 @@ from typing import Any, Protocol
 
 from vlcli.models.families import ModelSpec
 from vlcli.planning.plan import Media, Plan, SamplingOptions
+from vlcli.planning.prompt import Turns
 from vlcli.times.axis import TimeAxis
 
 FrameProgress = Callable[[int, int], None]
 
 
-def frame_counter(
-    total: int, on_frames: FrameProgress | None
-) -> Callable[[int], None]:
+def frame_counter(total: int, on_frames: FrameProgress | None) -> Callable[[int], None]:
     """What each chunk of each video reports its frames to: ``on_frames`` hears the prompt's
     frames done so far, of all its videos."""
     done = 0
@@ -75,6 +74,10 @@ class Prompt:
     max_new_tokens: int = 512
     temperature: float = 0.0
     think: bool | None = None  # the template's enable_thinking (--think/--no-think); None: its own
+    # more questions over these media follow: a backend may keep their prefill for them (and
+    # a prompt over media whose prefill is kept continues from it, whatever this says)
+    keep_media: bool = False
+    history: Turns = ()  # the conversation before this question (vlcli chat): (question, answer)
 
     @property
     def plans(self) -> list[Plan]:
@@ -103,6 +106,7 @@ class Answer:
     notes: tuple[str, ...] = ()  # what the user should know of this answer (an unvouched axis)
     reasoning: str | None = None
     reasoning_finished: bool = True
+    cached_tokens: int | None = None  # prompt tokens a server's prefix cache served, when said
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -166,6 +170,12 @@ class Backend(Protocol):
 
     def prepare(self, prompt: Prompt, on_frames: FrameProgress | None = None) -> Prepared:
         """Decode and encode the prompt's media; ``on_frames(done, total)`` follows decoding."""
+        ...
+
+    def reprompt(self, prepared: Prepared, prompt: Prompt) -> Prepared:
+        """``prompt`` (the same media as ``prepared``'s, another question) made ready from
+        ``prepared``'s media, nothing decoded again: an input asked several questions is
+        decoded and encoded once."""
         ...
 
     def generate(self, prepared: Prepared, on_text: TextSink | None = None) -> Answer:

@@ -23,6 +23,7 @@ from vlcli import __version__
 from vlcli.cli import views as render
 from vlcli.cli.ask import ask
 from vlcli.cli.budget import budget
+from vlcli.cli.chat import chat
 from vlcli.cli.cut import cut
 from vlcli.cli.probe import probe
 from vlcli.errors import ExitStatus, Interrupted, VlcliError, first_line
@@ -124,6 +125,7 @@ app.command(cls=_Command)(reports_errors(probe))
 app.command(cls=_Command)(reports_errors(budget))
 app.command(cls=_Command)(reports_errors(ask))
 app.command(cls=_Command)(reports_errors(cut))
+app.command(cls=_Command)(reports_errors(chat))
 
 
 def main() -> None:

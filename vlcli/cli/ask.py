@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +18,7 @@ from vlcli.cli import views as render
 from vlcli.cli.options import (
     ApiKeyOption,
     AskModel,
+    AskQuestions,
     Attn,
     Clips,
     Concurrency,
@@ -39,6 +42,7 @@ from vlcli.cli.options import (
     Null,
     Output,
     Overlap,
+    QuestionsFile,
     Quiet,
     Resume,
     RetryFailed,
@@ -60,11 +64,17 @@ from vlcli.cli.options import (
     sampling,
     utf8_text,
 )
-from vlcli.errors import UsageError
+from vlcli.errors import UsageError, first_line
+
+if TYPE_CHECKING:
+    from vlcli.run.ask import Outputs, RunOptions
+    from vlcli.run.questions import Question
 
 
 def ask(
     media_and_question: MediaAndQuestion,
+    questions: AskQuestions = None,
+    questions_file: QuestionsFile = None,
     fps: Fps = None,
     nframes: NFrames = None,
     min_frames: MinFrames = None,
@@ -107,42 +117,114 @@ def ask(
     overlap: Overlap = None,
     quiet: Quiet = False,
 ) -> None:
-    """Ask the model about each input; print the answer with its times in seconds of the source."""
+    """Ask the model about each input; print the answer with its times in seconds of the source.
+    Several questions (-q, --questions): one answer each, the input prepared once for all."""
     # On first use: the command line starts (and answers -h) without the run's modules.
-    from vlcli.outputs.clip_file import find_ffmpeg
-    from vlcli.outputs.files import check_targets, output_stems, subtitle_targets
+    from vlcli.outputs.files import output_stems
     from vlcli.planning.windows import check_window
-    from vlcli.run.ask import Outputs, RunOptions, check_run
+    from vlcli.run.ask import RunOptions, check_run
     from vlcli.run.engine import EngineOptions, ask_with
     from vlcli.run.prompt import AskSettings, Generation
+    from vlcli.run.questions import asked
 
-    media, question, task = _media_and_question(media_and_question, task)
-    utf8_text("--system", system)
+    media, question, task, several = _what_is_asked(
+        media_and_question, questions, questions_file, task, system
+    )
     options = sampling(fps, nframes, min_frames, max_frames, min_pixels, max_pixels,
                        total_pixels, start, end)  # fmt: skip
     windowing = check_window(window, overlap, together)
     generation = Generation(max_new_tokens, temperature)
     settings = AskSettings(question, task, system, options, generation, windowing, think)
+    each = [settings] if several is None else asked(settings, several)
     run = RunOptions(together=together, resume=resume or retry_failed, retry_failed=retry_failed)
     check_run(run, output)
     paths = media_paths(media, null)
     stems = output_stems(media, paths)
-    targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
-    named = stems[:1] if together else stems
-    check_targets(paths, named, targets, output, evidence, run.resume, clips, crops)
-    outputs = Outputs(output, tuple(targets), evidence, clips, crops)
-    if clips is not None:
-        find_ffmpeg()  # missing: one line, before the engine starts (the run looks it up again)
+    outputs = _outputs(paths, stems, run, len(each), srt, vtt, output, evidence, clips, crops)
     engine_options = EngineOptions(
         engine, model, server, api_key, device, dtype, attn, vllm_python,
         tuple(vllm_args or ()), concurrency, frame_format, force, server_patience,
     )  # fmt: skip
     view = render.AskOutput(json_out, quiet)
     worst = ask_with(
-        engine_options, paths, stems, settings, run, view, outputs, render.warning, view.loading
+        engine_options, paths, stems, each, run, view, outputs, render.warning, view.loading
     )
     if worst is not None:
         raise typer.Exit(int(worst))
+
+
+def _outputs(
+    paths: list[str],
+    stems: list[str],
+    run: RunOptions,
+    questions: int,
+    srt: str | None,
+    vtt: str | None,
+    output: str | None,
+    evidence: str | None,
+    clips: str | None,
+    crops: str | None,
+) -> Outputs:
+    """The run's output files, checked before the engine starts (a missing FFmpeg too)."""
+    from vlcli.outputs.clip_file import find_ffmpeg  # on first use, as in ask()
+    from vlcli.outputs.files import check_targets, subtitle_targets
+    from vlcli.run.ask import Outputs
+
+    together = run.together
+    targets = subtitle_targets(srt, vtt, several=not together and len(paths) > 1)
+    named = stems[:1] if together else stems
+    check_targets(paths, named, targets, output, evidence, run.resume, clips, crops)
+    if questions > 1 and (targets or evidence or clips or crops):
+        raise UsageError(
+            "--srt, --vtt, --evidence, --clips and --crops name their files after the input: "
+            "ask one question per run to write them"
+        )
+    if clips is not None:
+        find_ffmpeg()  # missing: one line, before the engine starts (the run looks it up again)
+    return Outputs(output, tuple(targets), evidence, clips, crops)
+
+
+def _what_is_asked(
+    args: list[str], given: list[str] | None, file: str | None, task: str, system: str | None
+) -> tuple[list[str], str, str, list[Question] | None]:
+    """The media, the positional question and its task, and the questions of -q/--questions
+    (None without them: the last argument is the question, as always; with them every argument
+    is an input); a --system that is not UTF-8 refused."""
+    utf8_text("--system", system)
+    from vlcli.planning.tasks import check_task  # on first use, as in ask()
+
+    several = _several_questions(given, file, args)
+    if several is None:
+        return (*_media_and_question(args, task), None)
+    check_task(task)
+    return list(args), "", task, several
+
+
+def _several_questions(
+    given: list[str] | None, file: str | None, media: list[str]
+) -> list[Question] | None:
+    """The questions of -q/--question and --questions FILE, in that order; None when neither
+    is given (the question is then the last argument, as always)."""
+    from vlcli.run.questions import Question, read_questions  # on first use, as in ask()
+
+    if not given and file is None:
+        return None
+    questions = [Question(text) for text in given or ()]
+    if file == "-":
+        if "-" in media:
+            raise UsageError(
+                "--questions - and the input - both read standard input: give one of them a file"
+            )
+        questions += read_questions(sys.stdin, "-")
+    elif file is not None:
+        try:
+            with open(file, encoding="utf-8") as lines:
+                questions += read_questions(lines, file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--questions {file}: cannot be read ({first_line(exc)})") from None
+    for question in questions:
+        utf8_text("a question", question.text)
+    return questions
 
 
 _PATH_LIKE = re.compile(r"^\S*(?:/\S*|\.[A-Za-z0-9]{2,5})$")

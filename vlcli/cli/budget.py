@@ -27,6 +27,7 @@ from vlcli.cli.options import (
     Null,
     Overlap,
     Question,
+    QuestionsCount,
     ServerOption,
     Start,
     SystemOption,
@@ -63,6 +64,7 @@ def budget(
     dtype: EstimateDtype = "bfloat16",
     attn: EstimateAttn = "sdpa",
     question: Question = "",
+    questions: QuestionsCount = 1,
     task: TaskOption = "qa",
     system: SystemOption = None,
     think: Think = None,
@@ -88,7 +90,7 @@ def budget(
     windowing = check_window(window, overlap, together)
     settings = BudgetSettings(
         model, max_new_tokens, dtype, attn, question, task, system, together, windowing,
-        server, api_key, engine, think,
+        server, api_key, engine, think, questions,
     )  # fmt: skip
     run = Budget(settings, options)
     errors: list[VlcliError] = []

@@ -243,6 +243,37 @@ MediaAndQuestion = Annotated[
     ),
 ]
 
+QuestionsCount = Annotated[
+    int,
+    typer.Option(
+        "--questions",
+        metavar="N",
+        min=1,
+        help="Questions asked of each input (ask -q, --questions): their kept prefill is counted.",
+    ),
+]
+AskQuestions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--question",
+        "-q",
+        metavar="TEXT",
+        help="A question to ask of every input (repeat it for several: one record each; "
+        "then every argument is an input).",
+        show_default=False,
+    ),
+]
+QuestionsFile = Annotated[
+    str | None,
+    typer.Option(
+        "--questions",
+        metavar="FILE",
+        help='Questions to ask of every input, one per line, or JSON Lines with "question" and '
+        'an optional "task"; - for standard input.',
+        show_default=False,
+    ),
+]
+
 AskModel = Annotated[
     str | None,
     typer.Option(
@@ -441,8 +472,7 @@ RetryFailed = Annotated[
 Quiet = Annotated[
     bool,
     typer.Option(
-        "--quiet",
-        "-q",
+        "--quiet",  # -q is --question's (issue 17 names it so)
         help="No progress on standard error (warnings and errors are still shown).",
         rich_help_panel="Long runs",
     ),

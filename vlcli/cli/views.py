@@ -268,6 +268,8 @@ def _memory_parts(mem: MemoryEstimate) -> str:
     kv = f"KV cache {_gib(mem.kv_cache_bytes)}"
     if mem.linear_state_bytes:
         kv += f" (full-attention layers), linear-attention state {_gib(mem.linear_state_bytes)}"
+    if mem.kept_prefix_bytes:  # several questions: the media's prefill kept for the next ones
+        kv += f", kept prefill {_gib(mem.kept_prefix_bytes)}"
     return (
         f"{_gib(mem.total_bytes)} ({mem.dtype}): {weights}, {kv}, "
         f"activations {_gib(mem.activation_bytes)} (vision {_gib(mem.vision_peak_bytes)}, "
@@ -537,6 +539,12 @@ class AskOutput:
         self._reasoned = False
         if self._header is not None:
             self._header[3] = False
+
+    def stopped(self) -> None:
+        """An answer stopped before its end (``vlcli chat``'s Ctrl-C): its line is ended."""
+        self._end_line()
+        self._line_open = self._streamed = False
+        self._header = None
 
     def window_answered(self, label: str, seconds: float) -> None:
         """One window of a video is answered (its record comes with the last one)."""

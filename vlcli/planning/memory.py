@@ -74,6 +74,9 @@ class MemoryEstimate:
     linear_state_bytes: int = 0
     # A mixture of experts: the weights one token uses (all of weights_bytes stays resident).
     active_weights_bytes: int | None = None
+    # several questions of one input (ask -q, chat): the media's prefill kept beside the cache
+    # each question works on (a copy of it), with the transformers backend
+    kept_prefix_bytes: int = 0
 
     @property
     def activation_bytes(self) -> int:
@@ -81,7 +84,7 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
-        cache = self.kv_cache_bytes + self.linear_state_bytes
+        cache = self.kv_cache_bytes + self.linear_state_bytes + self.kept_prefix_bytes
         return self.weights_bytes + cache + self.activation_bytes + self.overhead_bytes
 
     def to_dict(self) -> dict[str, Any]:
@@ -317,8 +320,11 @@ def estimate_memory(
     max_new_tokens: int,
     dtype: str = "bfloat16",
     attn: str = "sdpa",
+    questions: int = 1,
 ) -> MemoryEstimate | None:
-    """The estimate for one prompt holding ``plans``; None when the model's shapes are unknown."""
+    """The estimate for one prompt holding ``plans``; None when the model's shapes are unknown.
+    With several ``questions`` of its media the prompt's cache is kept for the later ones
+    (counted at the whole prompt's length: the question's own tokens are few)."""
     dims = spec.dims
     if dims is None:
         return None
@@ -327,10 +333,22 @@ def estimate_memory(
     b = DTYPE_BYTES[dtype]
     weights = weights_bytes(spec, dtype) or 0
     tokens = prompt_tokens + max_new_tokens
-    kv = 2 * dims.full_attention_layers * dims.num_kv_heads * dims.head_dim * tokens * b
+    per_token = 2 * dims.full_attention_layers * dims.num_kv_heads * dims.head_dim * b
+    state = linear_state_bytes(dims, b)
+    # the kept prefill: the prompt's KV of the full-attention layers, the linear layers' state
+    kept = per_token * prompt_tokens + state if questions > 1 else 0
     vision = vision_peak_bytes(spec, plans, b, attn)
     prefill = prefill_peak_bytes(spec, plans, prompt_tokens, b, attn)
     active = weights_bytes(spec, dtype, active=True) if dims.experts else None
     return MemoryEstimate(
-        dtype, weights, kv, vision, prefill, OVERHEAD_BYTES, attn, linear_state_bytes(dims, b), active
+        dtype,
+        weights,
+        per_token * tokens,
+        vision,
+        prefill,
+        OVERHEAD_BYTES,
+        attn,
+        state,
+        active,
+        kept,
     )

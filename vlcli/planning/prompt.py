@@ -33,11 +33,23 @@ VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
 
 
-def build_messages(media: Media, question: str, system: str | None = None) -> list[dict[str, Any]]:
-    """One user turn: every media item in order, then the question."""
+Turns = tuple[tuple[str, str], ...]  # a conversation so far: (question, answer) each
+
+
+def build_messages(
+    media: Media, question: str, system: str | None = None, history: Turns = ()
+) -> list[dict[str, Any]]:
+    """One user turn: every media item in order, then the question. With ``history`` (a
+    conversation, ``vlcli chat``) the media open its first user turn, each earlier question and
+    answer follow as user and assistant turns, and the question is the last user turn."""
     content: list[dict[str, Any]] = [{"type": plan.kind} for _, plan in media]
-    content.append({"type": "text", "text": question})
     messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+    for asked, answered in history:
+        content.append({"type": "text", "text": asked})
+        messages.append({"role": "assistant", "content": answered})
+        content = []
+        messages.append({"role": "user", "content": content})
+    content.append({"type": "text", "text": question})
     if system is not None:
         messages.insert(0, {"role": "system", "content": system})
     return messages
@@ -172,14 +184,19 @@ def prompt_files(folder: str) -> PromptFiles | None:
 
 
 def render(
-    files: PromptFiles, media: Media, question: str, system: str | None, think: bool | None = None
+    files: PromptFiles,
+    media: Media,
+    question: str,
+    system: str | None,
+    think: bool | None = None,
+    history: Turns = (),
 ) -> str:
     """The chat template over the prompt's messages, with the generation prompt; ``think``
     (``--think`` / ``--no-think``) is its ``enable_thinking``, left undefined when None."""
     switch = {} if think is None else {"enable_thinking": think}
     return str(
         files.template.render(
-            messages=build_messages(media, question, system),
+            messages=build_messages(media, question, system, history),
             add_generation_prompt=True,
             tools=None,
             documents=None,
@@ -196,6 +213,7 @@ def count_prompt_tokens(
     question: str,
     system: str | None = None,
     think: bool | None = None,
+    history: Turns = (),
 ) -> tuple[int, bool]:
     """The prompt's length in tokens, and whether it is exact (``think``: as :func:`render`).
 
@@ -206,8 +224,8 @@ def count_prompt_tokens(
     files = prompt_files(folder) if folder else None
     if files is not None:
         try:
-            text = render(files, media, question, system, think)
-            text = expand_text(text, media, family, compact=True)
+            rendered = render(files, media, question, system, think, history)
+            text = expand_text(rendered, media, family, compact=True)
         except UsageError:
             raise
         except Exception:  # a template this sandbox cannot render: estimate instead
@@ -215,4 +233,5 @@ def count_prompt_tokens(
         else:
             ids = files.tokenizer.encode(text, add_special_tokens=True).ids
             return len(ids) + sum(pads_beyond_one_per_run(p, family) for _, p in media), True
-    return estimate_prompt_tokens([p for _, p in media], question, system), False
+    said = " ".join([*(t for turn in history for t in turn), question])
+    return estimate_prompt_tokens([p for _, p in media], said, system), False

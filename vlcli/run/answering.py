@@ -1,6 +1,10 @@
 """One prompt through the backend, the pipeline's two steps: prepare it (frames decoded, the fit
 checked) and generate its answer (streamed to the view).
 
+The questions of one input come one after the other: the first is prepared (decoded,
+preprocessed) as any prompt, the next ones reuse its media (:meth:`~vlcli.backends.Backend.reprompt`),
+so that an input is decoded once however many questions it is asked.
+
 A prompt of a video whose record is already made (an earlier window failed), or one still being
 decoded when the run stops, is abandoned (:class:`~vlcli.run.inputs.Abandoned`). A prompt that
 does not fit the device's memory fails with the plan's hint of what to lower. An answer whose
@@ -11,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vlcli.errors import DeviceOutOfMemory, MemoryBudgetError
 from vlcli.outputs.text import ValidPieces, valid_text
 from vlcli.planning.context import fit_hint
-from vlcli.planning.plan import SamplingOptions
+from vlcli.planning.plan import Media, SamplingOptions
 from vlcli.planning.thinking import ReasoningPieces, reasoning_opened, split_reasoning
 from vlcli.run.inputs import Abandoned, Job
 from vlcli.run.prompt import AskSettings, make_prompt, prompt_tokens
@@ -33,25 +38,32 @@ class Answering:
     def __init__(
         self,
         backend: Backend,
-        settings: AskSettings,
+        asked: Sequence[AskSettings],
         options: SamplingOptions,
         view: AskView,
         stopping: threading.Event,
         several: bool,
     ) -> None:
-        self.backend, self.settings, self.options, self.view = backend, settings, options, view
+        self.backend, self.options, self.view = backend, options, view
+        self.asked = asked  # each question's settings (a record's task.question picks one)
         self.stopping = stopping  # set when the run stops: preparing gives up
+        # the last prompt's media and what they were prepared into, for the input's next question
+        self.last: tuple[Media, Prepared] | None = None
         self.several = several  # more than one input: each streamed answer is headed
-        # the prompt ends inside <think> (the template's generation prompt, the same for all)
+        # the prompt ends inside <think> (the template's generation prompt, the same for every
+        # question: --think and --system are the run's)
+        first = asked[0]
         self.opened = reasoning_opened(
-            backend.spec.local_path, settings.question, settings.system, settings.think
+            backend.spec.local_path, first.question, first.system, first.think
         )
 
     def prepare(self, job: Job) -> tuple[Job, Prepared]:
         """Make the prompt, refuse it if it cannot fit, decode its frames (on the worker)."""
         if job.task.closed:
             raise Abandoned
-        prompt = make_prompt(job.task.paths, job.plans, self.settings)
+        prompt = make_prompt(job.task.paths, job.plans, self.asked[job.task.question])
+        if job.task.question < len(self.asked) - 1:  # its media serve the input's next questions
+            prompt = dataclasses.replace(prompt, keep_media=True)
         self.backend.check_fit(prompt, prompt_tokens(self.backend, prompt), self.options)
         label = job.label
 
@@ -60,12 +72,19 @@ class Answering:
                 raise Abandoned
             self.view.decoding(label, done, total)
 
+        if self.last is not None and self.last[0] == prompt.media:
+            # another question of the same input: its media were prepared once for all
+            prepared = self.backend.reprompt(self.last[1], prompt)
+            self.last = prompt.media, prepared
+            return job, prepared
+        self.last = None  # not held while the next input decodes
         try:
             prepared = self.backend.prepare(prompt, frames)
         except DeviceOutOfMemory as exc:
             raise MemoryBudgetError(f"{exc.message}: {fit_hint(job.plans, self.options)}") from exc
         finally:
             self.view.decoding(label, 0, 0)
+        self.last = prompt.media, prepared
         return job, prepared
 
     def generate(self, item: tuple[Job, Prepared]) -> Answer:

@@ -109,25 +109,30 @@ def run_ask(
     backend: Backend,
     paths: list[str],
     stems: list[str],
-    settings: AskSettings,
+    asked: Sequence[AskSettings],
     run: RunOptions,
     view: AskView,
     outputs: Outputs = Outputs(),
 ) -> ExitStatus | None:
     """Answer every input (see the module docstring); the worst per-input status, or None.
 
+    ``asked`` holds each question's settings (:mod:`vlcli.run.questions`; they differ only in
+    the question and task): every input gets one record per question, in that order.
+
     Raises :class:`~vlcli.errors.Interrupted` on SIGINT/SIGTERM (after saying how to resume),
     and a :class:`~vlcli.errors.VlcliError` that stops the run (a model that cannot load).
     """
     check_run(run, outputs.records)
     output = outputs.records
-    if run.together and settings.window:
+    if run.together and asked[0].window:
         raise UsageError("--window answers one video in parts: it cannot go with --together")
+    if run.together and len(asked) > 1:
+        raise UsageError("--together asks one question of all inputs at once: give one question")
     ledger = Ledger.open(output, resume=run.resume or run.retry_failed) if output else None
     try:
         with Interrupts() as interrupts:
             return _Run(
-                backend, paths, stems, settings, run, view, ledger, outputs, interrupts
+                backend, paths, stems, list(asked), run, view, ledger, outputs, interrupts
             ).go()
     finally:
         view.close()
@@ -143,7 +148,7 @@ class _Run:
         backend: Backend,
         paths: list[str],
         stems: list[str],
-        settings: AskSettings,
+        asked: list[AskSettings],
         run: RunOptions,
         view: AskView,
         ledger: Ledger | None,
@@ -151,33 +156,37 @@ class _Run:
         interrupts: Interrupts,
     ):
         self.backend, self.paths, self.stems = backend, paths, stems
-        self.settings, self.options, self.run = settings, settings.sampling, run
+        self.asked, self.options, self.run = asked, asked[0].sampling, run
         self.view, self.ledger, self.interrupts = view, ledger, interrupts
         self.identity = backend.identity()
-        self.key_of = functools.partial(input_key, settings_key(settings, self.identity))
+        self.keys_of = [functools.partial(input_key, settings_key(s, self.identity)) for s in asked]
+        # what a run of one question counts, and what one of several counts
+        self.what = "input" if len(asked) == 1 else "answer"
         self.records = Records(ledger, view, interrupts)
         self.files = AnswerFiles(outputs.subtitles, outputs.evidence, paths, view, outputs.crops)
         self.clips = AnswerClips(outputs.clips, paths, view) if outputs.clips else None
-        self.windows = Windows(settings, backend.spec.model, self.records, view)
+        self.windows = Windows(asked, backend.spec.model, self.records, view)
 
     def go(self) -> ExitStatus | None:
         """Answer what has no record yet; the worst per-input status, or None."""
         if self.ledger is not None:
             for note in self.ledger.notes:
                 self.view.warn(f"{self.ledger.path}: {note}")
-        tasks = tasks_of(self.paths, self.stems, self.run.together, self.key_of)
-        pending = skip_recorded(tasks, self.ledger, self.run.retry_failed, self.view)
+        tasks = tasks_of(self.paths, self.stems, self.run.together, self.keys_of)
+        pending = skip_recorded(
+            tasks, self.ledger, self.run.retry_failed, self.view, f"{self.what}s"
+        )
         self.records.done = len(tasks) - len(pending)
         self.view.begin(len(tasks), self.records.done)
         if not pending:
             return self.records.worst
         planned = Planned(
-            self.options, self.backend.spec, self.settings.window, self.ledger, self.key_of
+            self.options, self.backend.spec, self.asked[0].window, self.ledger, self.keys_of[0]
         )
         source = planned.together(pending[0]) if self.run.together else planned.each(pending)
         stopping = threading.Event()  # set when the run stops: preparing gives up
         answering = Answering(
-            self.backend, self.settings, self.options, self.view, stopping, len(tasks) > 1
+            self.backend, self.asked, self.options, self.view, stopping, len(tasks) > 1
         )
         try:
             run_ordered(
@@ -202,7 +211,7 @@ class _Run:
 
     def _how_to_go_on(self, total: int) -> str:
         resuming = self.run.resume or self.run.retry_failed
-        return how_to_go_on(self.records.done, total, self.ledger, resuming)
+        return how_to_go_on(self.records.done, total, self.ledger, resuming, self.what)
 
     def _load(self) -> None:
         self.view.stage("", "loading the model")
@@ -231,7 +240,7 @@ class _Run:
             outcome.result,
             task.paths,
             job.plans,
-            self.settings,
+            self.asked[task.question],
             self.backend.spec.model,
             self.view.warn,
             task.stem,

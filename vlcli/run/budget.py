@@ -109,6 +109,7 @@ class BudgetSettings:
     api_key: str | None = None
     engine: str = "transformers"
     think: bool | None = None  # --think / --no-think: the template's enable_thinking
+    questions: int = 1  # asked of each input (ask -q, --questions): their kept prefill counted
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,9 @@ class Budget:
         media = [(i.path, i.plan) for i in items if i.plan is not None]
         plans = [plan for _, plan in media]
         tokens, exact = self._count(media)
-        memory = estimate_memory(self.spec, plans, tokens, s.max_new_tokens, s.dtype, s.attn)
+        memory = estimate_memory(
+            self.spec, plans, tokens, s.max_new_tokens, s.dtype, s.attn, s.questions
+        )
         problem = context_problem(
             self.spec, plans, self.sampling, tokens, s.max_new_tokens, self.context
         )
@@ -244,7 +247,9 @@ class Budget:
         facts = item.info.video_facts()
         for window, plan in plan_windows(facts, self.sampling, self.spec.family, *s.window):
             tokens, _exact = self._count([(item.path, plan)])
-            memory = estimate_memory(self.spec, [plan], tokens, s.max_new_tokens, s.dtype, s.attn)
+            memory = estimate_memory(
+                self.spec, [plan], tokens, s.max_new_tokens, s.dtype, s.attn, s.questions
+            )
             rows.append(WindowEstimate(window, plan, tokens, memory))
         return rows
 

@@ -6,7 +6,7 @@ Every check here runs before torch is imported and before any input is probed: a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,7 +117,7 @@ def ask_with(
     engine: EngineOptions,
     paths: list[str],
     stems: list[str],
-    settings: AskSettings,
+    asked: Sequence[AskSettings],
     run: RunOptions,
     view: AskView,
     outputs: Outputs,
@@ -128,9 +128,9 @@ def ask_with(
     or server fails in a second, before torch is imported and before any input is probed),
     then the run (:func:`vlcli.run.ask.run_ask`); the worst per-input status, or None."""
     check_engine(engine)
-    backend = open_backend(engine, settings.sampling, warn, progress)
+    backend = open_backend(engine, asked[0].sampling, warn, progress)
     try:
-        check_think(backend.spec.local_path, settings.think)
-        return run_ask(backend, paths, stems, settings, run, view, outputs)
+        check_think(backend.spec.local_path, asked[0].think)
+        return run_ask(backend, paths, stems, asked, run, view, outputs)
     finally:
         backend.close()  # a server vlcli started stops here, also on Ctrl-C

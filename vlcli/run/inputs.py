@@ -45,6 +45,7 @@ class Task:
     closed: bool = False  # recorded (a window failed: the later ones are dropped)
     counted: bool = True  # one of the run's inputs (not a bad input split off --together)
     facts: list[dict[str, Any]] = field(default_factory=list)  # each input's, when keyed
+    question: int = 0  # which of the run's questions (vlcli.run.questions) it answers
 
     @property
     def label(self) -> str:
@@ -85,15 +86,29 @@ def task_for(paths: list[str], stem: str, key_of: KeyOf, counted: bool = True) -
     return Task(paths, stem, key_of(facts), counted=counted, facts=facts)
 
 
-def tasks_of(paths: list[str], stems: list[str], together: bool, key_of: KeyOf) -> list[Task]:
-    """One task per input, or one for all of them with ``--together`` (named by the first)."""
+def tasks_of(
+    paths: list[str], stems: list[str], together: bool, keys_of: Sequence[KeyOf]
+) -> list[Task]:
+    """One task per input and question (``keys_of``: one per question), in input order then
+    question order, or one per question for all inputs with ``--together`` (named by the
+    first). An input's facts are taken once, so that its questions' records agree."""
+    groups = [([p], s) for p, s in zip(paths, stems, strict=True)]
     if together:
-        return [task_for(list(paths), stems[0], key_of)]
-    return [task_for([p], stem, key_of) for p, stem in zip(paths, stems, strict=True)]
+        groups = [(list(paths), stems[0])]
+    tasks = []
+    for group, stem in groups:
+        facts = [input_facts(p) for p in group]
+        for n, key_of in enumerate(keys_of):
+            tasks.append(Task(group, stem, key_of(facts), facts=facts, question=n))
+    return tasks
 
 
 def skip_recorded(
-    tasks: list[Task], ledger: Ledger | None, retry_failed: bool, view: AskView
+    tasks: list[Task],
+    ledger: Ledger | None,
+    retry_failed: bool,
+    view: AskView,
+    what: str = "inputs",
 ) -> list[Task]:
     """The tasks without a record in the output file (failed ones too with --retry-failed);
     says how many are skipped, and how to try the failed ones again."""
@@ -110,15 +125,17 @@ def skip_recorded(
     if skipped:
         again = f" ({failed} of them failed: --retry-failed tries them again)" if failed else ""
         view.info(
-            f"resuming {ledger.path}: {skipped} of {len(tasks)} inputs already have a "
+            f"resuming {ledger.path}: {skipped} of {len(tasks)} {what} already have a "
             f"record and are skipped{again}"
         )
     return pending
 
 
-def how_to_go_on(done: int, total: int, ledger: Ledger | None, resuming: bool) -> str:
-    """What an interrupt leaves: how many inputs are done, and how to go on."""
-    said = f"{done} of {total} input{'s' if total != 1 else ''} done"
+def how_to_go_on(
+    done: int, total: int, ledger: Ledger | None, resuming: bool, what: str = "input"
+) -> str:
+    """What an interrupt leaves: how many inputs (or answers) are done, and how to go on."""
+    said = f"{done} of {total} {what}{'s' if total != 1 else ''} done"
     if ledger is None:
         how = "nothing records them for resuming (-o FILE makes a run resumable)"
     elif resuming:

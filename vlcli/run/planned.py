@@ -10,6 +10,7 @@ with its error), in its place, and is recorded as failed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from vlcli.errors import InputError, VlcliError
 from vlcli.models.families import ModelSpec
@@ -39,13 +40,17 @@ class Planned:
         self.key_of = key_of
 
     def each(self, pending: list[Task]) -> Source:
-        """One prompt per input, or one per window of a video with ``--window``."""
+        """One prompt per input (and question), or one per window of a video with ``--window``;
+        the questions of one input follow each other and share its probe and plan."""
         # Probing needs the media layer (PyAV): imported once a run has inputs to plan.
         from vlcli.run.budget import plan_one
 
+        last: tuple[str, Any] | None = None  # an input's questions are planned once for all
         for task in pending:
             path = task.paths[0]
-            planned = plan_one(path, self.options, self.spec)
+            if last is None or last[0] != path:
+                last = path, plan_one(path, self.options, self.spec)
+            planned = last[1]
             if planned.error is not None or planned.plan is None or planned.info is None:
                 error = planned.error or InputError("unreadable", path)
                 yield Ready(Job(task, [], task.key), error=error)

@@ -96,6 +96,7 @@ class AskResult:
     crops: list[str] | None = None  # each box's region saved, with --crops
     reasoning: str | None = None  # a thinking model's reasoning, apart from its answer
     no_answer: str | None = None  # why there is no answer (the output ended in its reasoning)
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache served, when said
 
     def to_dict(self) -> dict[str, Any]:
         times = [t.to_dict() for t in self.times]
@@ -115,6 +116,7 @@ class AskResult:
             "frames": sum(p.frames for p in self.plans if isinstance(p, VideoPlan)),
             "visual_tokens": sum(p.visual_tokens for p in self.plans),
             "prompt_tokens": self.prompt_tokens,
+            **({"cached_tokens": self.cached_tokens} if self.cached_tokens is not None else {}),
             "generated_tokens": self.generated_tokens,
             "model": self.model,
             "timings": self.timings,
@@ -250,8 +252,9 @@ def prompt_tokens(backend: Backend, prompt: Any) -> int:
     model's chat template and tokenizer are at hand)."""
     spec = backend.spec
     tokens, _exact = count_prompt_tokens(
-        spec.local_path, spec.family, prompt.media, prompt.text, prompt.system, prompt.think
-    )
+        spec.local_path, spec.family, prompt.media, prompt.text, prompt.system, prompt.think,
+        prompt.history,
+    )  # fmt: skip
     return tokens
 
 
@@ -307,6 +310,7 @@ def result_of(
         ),
         reasoning=answer.reasoning,
         no_answer=no_answer(answer, settings.generation.max_new_tokens),
+        cached_tokens=answer.cached_tokens,
     )
 
 

@@ -101,6 +101,12 @@ def install() -> None:
             signal.signal(sig, after_imports(_interrupt))
 
 
+def forget() -> None:
+    """A signal the command handled itself (``vlcli chat``'s Ctrl-C during an answer, which
+    returns to the prompt) is no reason for the process to end as interrupted."""
+    _received.clear()
+
+
 def exit_now_on_signal(say: Callable[[], None]) -> None:
     """Once the exit status is decided: a signal says so (``say``) and ends the process at once,
     as nothing is left to clean up."""

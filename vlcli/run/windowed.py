@@ -9,7 +9,7 @@ merged into the video's one answer (times in the video's seconds, the overlaps' 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from vlcli.outputs.ledger import Ledger, part_key
@@ -50,24 +50,28 @@ def window_title(job: Job) -> str | None:
 class Windows:
     """Keeps each video's answered windows, records each, and merges them after the last."""
 
-    def __init__(self, settings: AskSettings, model: str, records: Records, view: AskView) -> None:
-        self.settings, self.model, self.records, self.view = settings, model, records, view
+    def __init__(
+        self, asked: Sequence[AskSettings], model: str, records: Records, view: AskView
+    ) -> None:
+        self.model, self.records, self.view = model, records, view
+        self.asked = asked  # each question's settings (a record's task.question picks one)
 
     def answered(self, job: Job, answer: Any) -> AskResult | None:
         """Take one window's answer (or its record, from an earlier run); the video's merged
         answer once this was its last window, else None."""
         task, window = job.task, job.window
+        settings = self.asked[task.question]
         assert window is not None
         (plan,) = job.plans
         assert isinstance(plan, VideoPlan)
         if isinstance(answer, dict):  # recorded by an earlier run
-            result = result_from_record(answer, task, plan, self.settings)
+            result = result_from_record(answer, task, plan, settings)
             summary = {
                 k: v for k, v in answer.items() if k not in ("key", "status", "parent", "path")
             }
         else:
             result = result_of(
-                answer, task.paths, [plan], self.settings, self.model, self.view.warn, task.stem
+                answer, task.paths, [plan], settings, self.model, self.view.warn, task.stem
             )
             summary = {**window.to_dict(), **window_summary(result)}
             if result.no_answer is not None:  # this window has none: the others still count
@@ -86,7 +90,7 @@ class Windows:
             }
             self.records.window(record, job.label)
         task.parts.append(WindowPart(window, plan, result, summary))
-        return merged(task, self.settings, self.model) if len(task.parts) == task.windows else None
+        return merged(task, settings, self.model) if len(task.parts) == task.windows else None
 
 
 def merged(task: Task, settings: AskSettings, model: str) -> AskResult:
@@ -120,8 +124,7 @@ def merged(task: Task, settings: AskSettings, model: str) -> AskResult:
 def _by_window(parts: list[WindowPart], text: Callable[[WindowPart], str]) -> str:
     """Each window's text, headed by its span, one paragraph a window."""
     return "\n\n".join(
-        f"[{format_hms(p.window.start_s)} to {format_hms(p.window.end_s)}] {text(p)}"
-        for p in parts
+        f"[{format_hms(p.window.start_s)} to {format_hms(p.window.end_s)}] {text(p)}" for p in parts
     )
 
 

@@ -36,13 +36,15 @@ from vlcli.backends.transformers.device import (
 )
 from vlcli.backends.transformers.generation import generate_text, generation_config
 from vlcli.backends.transformers.loading import load_model, load_processor, snapshot_revision
-from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs
+from vlcli.backends.transformers.model_inputs import PrepareStats, build_inputs, with_question
 from vlcli.backends.transformers.positions import use_reference_positions
+from vlcli.backends.transformers.prefix import PrefixCache
 from vlcli.errors import MemoryBudgetError, UsageError, warn_on_stderr
 from vlcli.models.locate import LocatedModel, locate_spec
 from vlcli.planning.context import context_problem, fit_hint
 from vlcli.planning.memory import GIB, check_weights_fit, estimate_memory
 from vlcli.planning.plan import Media, SamplingOptions
+from vlcli.planning.prompt import Turns
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class TransformersBackend:
         )
         self.processor: Any = None
         self.model: Any = None
+        self.prefix = PrefixCache()  # an input's media prefilled once for its questions
         self._model_lock = threading.Lock()
         self._processor_lock = threading.Lock()
         if load:
@@ -131,9 +134,7 @@ class TransformersBackend:
 
     def _load(self, folder: str) -> tuple[Any, Any]:
         processor = self._processor_ready()
-        model = load_model(
-            self.family, folder, self.spec.model, self.device, self.dtype, self.attn
-        )
+        model = load_model(self.family, folder, self.spec.model, self.device, self.dtype, self.attn)
         return processor, model
 
     # ------------------------------------------------------------ the Backend protocol
@@ -171,6 +172,7 @@ class TransformersBackend:
             prompt.max_new_tokens,
             self.dtype_name,
             self.attn,
+            questions=2 if prompt.keep_media else 1,
         )
         free = self.free_memory_bytes()
         if est is None or free is None:
@@ -186,8 +188,15 @@ class TransformersBackend:
         """The model inputs for one prompt (nothing generated), and what building them cost."""
         self._processor_ready()
         with out_of_memory_reported():
-            inputs, stats = self.inputs_for(
-                list(prompt.media), prompt.text, prompt.system, on_frames, prompt.think
+            inputs, stats = self.inputs_for(list(prompt.media), prompt.text, prompt.system,
+                                            on_frames, prompt.think, prompt.history)  # fmt: skip
+        return PreparedInputs(prompt, inputs, stats)
+
+    def reprompt(self, prepared: Any, prompt: Prompt) -> PreparedInputs:
+        """Another question over ``prepared``'s media: its pixel rows kept, the text made again."""
+        with out_of_memory_reported():
+            inputs, stats = with_question(
+                self._processor_ready(), self.family, prepared.inputs, prompt, self.device
             )
         return PreparedInputs(prompt, inputs, stats)
 
@@ -202,10 +211,15 @@ class TransformersBackend:
         stats: PrepareStats = prepared.stats
         tokenizer = self.processor.tokenizer
         config = generation_config(self.model, tokenizer, prompt.max_new_tokens, prompt.temperature)
-        out = generate_text(
-            self.model, tokenizer, prepared.inputs, stats.prompt_tokens, config, on_text
-        )
+        with out_of_memory_reported():  # from the media's kept prefill, or one kept now (.prefix)
+            inputs, kept_notes = self.prefix.continuation(
+                self.model, tokenizer, prepared.inputs, prompt.keep_media
+            )
+        out = generate_text(self.model, tokenizer, inputs, stats.prompt_tokens, config, on_text)
+        if prompt.keep_media:
+            self.prefix.grown(inputs, out.ids)  # a follow-up continues from this answer
         axes, notes = given_axes(self.model, self.family, prompt, prepared.inputs["input_ids"])
+        notes += kept_notes
         return Answer(
             text=out.text,
             prompt_tokens=stats.prompt_tokens,
@@ -217,6 +231,7 @@ class TransformersBackend:
         )
 
     def close(self) -> None:
+        self.prefix.release()
         self.model = None
         release_cuda_memory()
 
@@ -229,6 +244,7 @@ class TransformersBackend:
         system: str | None = None,
         on_frames: FrameProgress | None = None,
         think: bool | None = None,
+        history: Turns = (),
     ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
         """The model inputs for one prompt, and what building them cost.
 
@@ -245,4 +261,5 @@ class TransformersBackend:
             device=self.device,
             on_frames=on_frames,
             think=think,
+            history=history,
         )

@@ -76,6 +76,7 @@ class Generated:
     new_tokens: int
     prefill_s: float  # to the first new token
     generate_s: float  # prefill and decoding together
+    ids: torch.Tensor  # the prompt's tokens and the answer's
 
 
 def generation_config(model: Any, tokenizer: Any, max_new_tokens: int, temperature: float) -> Any:
@@ -118,4 +119,4 @@ def generate_text(
     prefill_s = (
         (stream.first_token_at - started) if stream.first_token_at is not None else generate_s
     )
-    return Generated(text=text, new_tokens=len(new_ids), prefill_s=prefill_s, generate_s=generate_s)
+    return Generated(text, len(new_ids), prefill_s, generate_s, output)

@@ -32,13 +32,13 @@ from typing import Any
 
 import torch
 
-from vlcli.backends import frame_counter
+from vlcli.backends import Prompt, frame_counter
 from vlcli.errors import ModelError, UsageError
 from vlcli.media import heap
 from vlcli.media.probe import iter_video_chunks, load_image
 from vlcli.models.families import Family
 from vlcli.planning.plan import ImagePlan, Media, VideoPlan
-from vlcli.planning.prompt import build_messages, expand_text
+from vlcli.planning.prompt import Turns, build_messages, expand_text
 
 CHUNK_FRAMES = 2  # frames decoded and preprocessed at a time: one temporal patch. On a 60 s 1080p
 # clip, 2 rather than 8 lowers the peak by about 180 MB (measured) at the same speed
@@ -218,13 +218,15 @@ def _text_inputs(
     question: str,
     system: str | None,
     device: torch.device | str,
+    *,
     think: bool | None = None,
+    history: Turns = (),
 ) -> dict[str, torch.Tensor]:
     """The prompt's token ids, mask and token types, as the reference's processor makes them
     (``think``: the template's ``enable_thinking``, not passed when None)."""
     switch = {} if think is None else {"enable_thinking": think}
     template = processor.apply_chat_template(
-        build_messages(media, question, system),
+        build_messages(media, question, system, history),
         tokenize=False,
         add_generation_prompt=True,
         **switch,
@@ -252,6 +254,7 @@ def build_inputs(
     device: torch.device | str = "cpu",
     on_frames: Callable[[int, int], None] | None = None,
     think: bool | None = None,
+    history: Turns = (),
 ) -> tuple[dict[str, torch.Tensor], PrepareStats]:
     """Everything ``generate`` needs for one prompt (a batch of one), and what it cost.
 
@@ -265,7 +268,9 @@ def build_inputs(
             )
     # The text first, its temporaries given back before the frames: after the frames they
     # would add to the peak (measured on a 43k-token prompt: 23 MB).
-    inputs = _text_inputs(processor, family, media, question, system, device, think)
+    inputs = _text_inputs(
+        processor, family, media, question, system, device, think=think, history=history
+    )
     heap.give_back()
     pixels, decode_s = _pixel_inputs(processor, family, media, dtype, device, on_frames)
     inputs.update(pixels)
@@ -276,6 +281,29 @@ def build_inputs(
         preprocess_s=time.perf_counter() - started - decode_s,
     )
     return inputs, stats
+
+
+def with_question(
+    processor: Any,
+    family: Family,
+    inputs: dict[str, torch.Tensor],
+    prompt: Prompt,
+    device: torch.device | str,
+) -> tuple[dict[str, torch.Tensor], PrepareStats]:
+    """The inputs of ``prompt``, another question over ``inputs``' media: the text made again,
+    the pixel rows and grids shared (not copied, not decoded again)."""
+    started = time.perf_counter()
+    media, system, history = list(prompt.media), prompt.system, prompt.history
+    text = _text_inputs(
+        processor, family, media, prompt.text, system, device, think=prompt.think, history=history
+    )
+    stats = PrepareStats(
+        prompt_tokens=int(text["input_ids"].shape[1]),
+        visual_tokens=sum(p.visual_tokens for _, p in media),
+        decode_s=0.0,
+        preprocess_s=time.perf_counter() - started,
+    )
+    return {**inputs, **text}, stats
 
 
 def _pixel_inputs(

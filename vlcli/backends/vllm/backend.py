@@ -34,7 +34,7 @@ from vlcli.backends.vllm import DEFAULT_PATIENCE_S
 from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient
 from vlcli.backends.vllm.patience import Patience
 from vlcli.backends.vllm.process import EngineError, LocalVllmServer, find_vllm_python
-from vlcli.backends.vllm.request import PreparedRequest, prepare_request
+from vlcli.backends.vllm.request import PreparedRequest, Spent, prepare_request, request_of
 from vlcli.backends.vllm.streaming import answer_of, stream_chat
 from vlcli.backends.vllm.tokens import count_tokens, served_axes
 from vlcli.errors import MemoryBudgetError, ModelError, ServerGone, UsageError, warn_on_stderr
@@ -206,6 +206,10 @@ class ServerBackend:
         return prepare_request(
             prompt, self.served, self.family, self.frame_format, self.count_tokens, on_frames
         )
+
+    def reprompt(self, prepared: Any, prompt: Prompt) -> PreparedRequest:
+        """Another question over ``prepared``'s media: the same encoded frames, nothing decoded."""
+        return request_of(prompt, self.served, prepared.media_urls, Spent(), self.count_tokens)
 
     def generate(self, prepared: Any, on_text: TextSink | None = None) -> Answer:
         """Stream the answer; vouch for each video's axis only when the server's prompt had

@@ -52,6 +52,7 @@ from typing import Any
 
 from vlcli.errors import ExitStatus, RequestFailed, VlcliError
 from vlcli.planning.plan import Plan, VideoPlan
+from vlcli.planning.prompt import Turns
 from vlcli.planning.thinking import THINK_CLOSE, THINK_OPEN
 from vlcli.times.axis import vllm_positions
 
@@ -209,13 +210,24 @@ def media_part(plan: Plan, url: str) -> dict[str, Any]:
 
 
 def chat_messages(
-    parts: Sequence[dict[str, Any]], question: str, system: str | None = None
+    parts: Sequence[dict[str, Any]],
+    question: str,
+    system: str | None = None,
+    history: Turns = (),
 ) -> list[dict[str, Any]]:
-    """One user turn with every media part in order, then the question (as vlcli's own prompt)."""
+    """One user turn with every media part in order, then the question (as vlcli's own prompt);
+    a conversation's earlier turns between them (:func:`vlcli.planning.prompt.build_messages`)."""
     messages: list[dict[str, Any]] = []
     if system is not None:
         messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": [*parts, {"type": "text", "text": question}]})
+    content = [*parts]
+    messages.append({"role": "user", "content": content})
+    for asked, answered in history:
+        content.append({"type": "text", "text": asked})
+        content = []
+        messages.append({"role": "assistant", "content": answered})
+        messages.append({"role": "user", "content": content})
+    content.append({"type": "text", "text": question})
     return messages
 
 
@@ -235,12 +247,14 @@ def chat_request(
     temperature: float = 0.0,
     stream: bool = False,
     think: bool | None = None,
+    history: Turns = (),
 ) -> dict[str, Any]:
     """The body of ``POST /v1/chat/completions`` for one prompt; ``media`` pairs plans and URLs;
     ``think`` goes to the template as ``enable_thinking`` (:func:`template_switch`)."""
+    parts = [media_part(p, u) for p, u in media]
     body: dict[str, Any] = {
         "model": model,
-        "messages": chat_messages([media_part(p, u) for p, u in media], question, system),
+        "messages": chat_messages(parts, question, system, history),
         "max_tokens": max_tokens,
         "temperature": temperature,
         "stream": stream,
@@ -264,6 +278,15 @@ class Completion:
     completion_tokens: int | None
     finish_reason: str | None
     model: str | None
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache served
+
+
+def cached_tokens(usage: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens``: how many prompt tokens the server took
+    from its prefix cache (vLLM sends it with ``--enable-prompt-tokens-details``), or None."""
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
 
 
 def parse_completion(body: dict[str, Any]) -> Completion:
@@ -283,6 +306,7 @@ def parse_completion(body: dict[str, Any]) -> Completion:
         usage.get("completion_tokens"),
         choice.get("finish_reason"),
         body.get("model"),
+        cached_tokens(usage),
     )
 
 
@@ -360,7 +384,12 @@ def read_stream(
             finish = choice.get("finish_reason") or finish
         usage = event.get("usage") or usage
     return Completion(
-        "".join(pieces), usage.get("prompt_tokens"), usage.get("completion_tokens"), finish, model
+        "".join(pieces),
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        finish,
+        model,
+        cached_tokens(usage),
     )
 
 
@@ -497,7 +526,11 @@ class ServerClient:
         return ServerBusy(f"cannot reach the server at {self.url}: {reason}", short.lower())
 
     def _silent(self, method: str, path: str, timeout_s: float) -> str:
-        waited = " (vlcli waited for the first byte of the answer)" if path.endswith("/completions") else ""
+        waited = (
+            " (vlcli waited for the first byte of the answer)"
+            if path.endswith("/completions")
+            else ""
+        )
         return (
             f"the server at {self.url} accepted the connection but did not answer "
             f"{method} {path} within {timeout_s:g} s{waited}"

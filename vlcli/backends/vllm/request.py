@@ -36,10 +36,11 @@ class PreparedRequest:
     decode_s: float
     preprocess_s: float  # encoding the frames, building the request, counting its tokens
     request_bytes: int
+    media_urls: MediaUrls  # the encoded media, the same for every question of the input
 
 
 @dataclass
-class _Spent:
+class Spent:
     """Seconds spent so far on the prompt's media: decoding it, and encoding it for the request."""
 
     decode_s: float = 0.0
@@ -57,6 +58,19 @@ def prepare_request(
     """The streamed chat request for ``prompt`` to the model the server names ``served``, with
     the prompt's length as ``count_tokens`` counts it (and what counted it)."""
     urls, spent = _media_urls(prompt, family, frame_format, on_frames)
+    return request_of(prompt, served, urls, spent, count_tokens)
+
+
+def request_of(
+    prompt: Prompt,
+    served: str,
+    urls: MediaUrls,
+    spent: Spent,
+    count_tokens: Callable[[Prompt], tuple[int, str]],
+) -> PreparedRequest:
+    """The request for ``prompt`` with its media already encoded (``urls``, which cost
+    ``spent``): every question of one input sends the same frames, byte for byte, before its
+    text, so that the server's prefix and encoder caches can serve the later ones."""
     started = time.perf_counter()
     body = chat_request(
         served,
@@ -67,6 +81,7 @@ def prepare_request(
         temperature=prompt.temperature,
         stream=True,
         think=prompt.think,
+        history=prompt.history,
     )
     tokens, counted_by = count_tokens(prompt)
     return PreparedRequest(
@@ -78,15 +93,16 @@ def prepare_request(
         decode_s=spent.decode_s,
         preprocess_s=spent.encode_s + time.perf_counter() - started,
         request_bytes=sum(len(url) for _, url in urls),
+        media_urls=urls,
     )
 
 
 def _media_urls(
     prompt: Prompt, family: Family, frame_format: str, on_frames: FrameProgress | None
-) -> tuple[MediaUrls, _Spent]:
+) -> tuple[MediaUrls, Spent]:
     """Each media item of the prompt as a data URL, in order; ``on_frames(done, total)`` hears
     the video frames encoded so far, of all the prompt's videos."""
-    spent = _Spent()
+    spent = Spent()
     total = sum(p.frames for p in prompt.plans if isinstance(p, VideoPlan))
     chunk_done = frame_counter(total, on_frames)
     urls: MediaUrls = []
@@ -108,7 +124,7 @@ def _media_urls(
 
 
 def _video_url(
-    path: str, plan: VideoPlan, frame_format: str, spent: _Spent, chunk_done: Callable[[int], None]
+    path: str, plan: VideoPlan, frame_format: str, spent: Spent, chunk_done: Callable[[int], None]
 ) -> str:
     """One video's planned frames, decoded a chunk at a time, as one data URL of pictures."""
     pieces: list[str] = []

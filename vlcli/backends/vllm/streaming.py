@@ -82,4 +82,5 @@ def answer_of(
         ),
         axes=axes,
         notes=notes,
+        cached_tokens=completion.cached_tokens,
     )

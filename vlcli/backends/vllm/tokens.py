@@ -57,7 +57,7 @@ def count_tokens(
     family = spec.family
     media = list(prompt.media)
     tokens, exact = count_prompt_tokens(
-        spec.local_path, family, media, prompt.text, prompt.system, prompt.think
+        spec.local_path, family, media, prompt.text, prompt.system, prompt.think, prompt.history
     )
     if exact:
         return tokens, "tokenizer"
@@ -70,7 +70,7 @@ def count_tokens(
         return tokens, "estimate"
     client, served = server
     try:
-        messages = chat_messages(parts, prompt.text, prompt.system)
+        messages = chat_messages(parts, prompt.text, prompt.system, prompt.history)
         counted = client.count_tokens(messages, served, prompt.think)
     except (ServerError, RequestFailed):  # no /tokenize, or the server is away: vlcli's count
         return tokens, "estimate"
