@@ -259,7 +259,16 @@ def _first_token_logits(calls: list[tuple[int, bool, Any]]) -> Any:
     return [logits for length, _, logits in calls if length > 1][-1]
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen2_path", "tiny_qwen25_path", "tiny_qwen3_path"])
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "tiny_qwen2_path",
+        "tiny_qwen25_path",
+        "tiny_qwen3_path",
+        "tiny_qwen35_path",
+        "tiny_qwen35_moe_path",
+    ],
+)
 def test_questions_continue_from_one_prefill_of_the_media_as_if_asked_alone(
     fixture: str, request: pytest.FixtureRequest, tiny_clip: str, tiny_image: str
 ) -> None:
