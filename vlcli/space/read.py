@@ -27,9 +27,12 @@ Gemini's ``box_2d`` is not read: it is ``[y1, x1, y2, x2]``, another order.
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vlcli.outputs.text import valid_text
 from vlcli.times.parse import parse_time_value
 
 _NUM = r"-?\d+(?:\.\d+)?"
@@ -46,7 +49,7 @@ _LABEL_KEY = re.compile(
 )
 _TIME_KEY = re.compile(
     rf"{_Q}(?:time|timestamp|time_s|timestamp_s|second|seconds|frame_time){_Q}\s*:\s*"
-    rf"(?:(?P<num>{_NUM})|\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"
+    rf"(?:(?P<num>{_NUM})(?![\d.eE])|\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"  # 1e3: no time
 )
 _PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
 # Qwen2-VL's tokens around a box and its label (Qwen-VL's <ref> and <box> tags likewise)
@@ -168,16 +171,26 @@ def _numbers(listed: str) -> tuple[float, ...] | None:
     parts = [p for p in re.split(r"[\s,\[\]]+", listed) if p]
     if not parts or not all(re.fullmatch(_NUM, p) for p in parts):
         return None
-    return tuple(float(p) for p in parts)
+    return _finite(parts)
+
+
+def _finite(numbers: Sequence[str]) -> tuple[float, ...] | None:
+    """The numbers as floats, or None when one is past a float's range (a model that ran on
+    writing digits states no position)."""
+    values = tuple(float(n) for n in numbers)
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def _unquoted(found: re.Match[str]) -> str:
-    if found["dq"] is not None:
-        try:
-            return str(json.loads(f'"{found["dq"]}"')).strip()
-        except ValueError:
-            return found["dq"].strip()
-    return str(found["sq"]).strip()
+    """A quoted label as text that can be written anywhere: a JSON escape of a lone surrogate
+    ("\\ud800") becomes U+FFFD, as in the answer itself (:mod:`vlcli.outputs.text`)."""
+    if found["dq"] is None:
+        return str(found["sq"]).strip()
+    try:
+        label = str(json.loads(f'"{found["dq"]}"'))
+    except ValueError:
+        label = found["dq"]
+    return valid_text(label)[0].strip()
 
 
 def _time(found: re.Match[str]) -> float | None:
@@ -193,18 +206,19 @@ def _tagged_shapes(text: str) -> list[tuple[StatedShape, tuple[int, int]]]:
     two bracketed number pairs in a row anywhere."""
     found = []
     for m in _TAGGED.finditer(text):
-        coords = tuple(float(m.group(i)) for i in range(2, 6))
+        coords = _finite(m.groups()[1:5])
         label = (m["label"] or "").strip()
-        found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
+        if coords is not None:
+            found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
     last_end = 0
     for m in _PAIRS.finditer(text):
         if any(a <= m.start() < b for _, (a, b) in found):
             continue
         before = _LABEL_BEFORE.search(_TOKENS.sub("", text[last_end : m.start()]))
         label = before.group(1).strip(" *\"'") if before else ""
-        coords = tuple(float(v) for v in m.groups())
-        found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
         last_end = m.end()
+        if (coords := _finite(m.groups())) is not None:
+            found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
     return found
 
 
@@ -221,6 +235,6 @@ def _prose_shapes(text: str, taken: list[tuple[int, int]], boxes_asked: bool) ->
                 continue
             if kind == "box" and not boxes_asked and not _SPEAKS_OF_PLACE.search(before):
                 continue
-            coords = tuple(float(v) for v in m.groups())
-            shapes.append(StatedShape(kind, coords, "", None, m.start()))
+            if (coords := _finite(m.groups())) is not None:
+                shapes.append(StatedShape(kind, coords, "", None, m.start()))
     return shapes
