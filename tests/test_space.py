@@ -113,6 +113,18 @@ def test_odd_answers_are_read_without_error(answer: str) -> None:
     assert all(math.isfinite(v) for s in shapes for v in s.model)
 
 
+def test_a_deep_answer_cut_off_gives_each_shape_its_nearest_objects_keys() -> None:
+    """A model repeating itself into objects nested 300 deep, cut off: every box is read with
+    the time and label of the object it is in. Each object's keys are read once: when they
+    were read again for every shape inside, 150 deep took 50 s (100 deep 8.6 s) and this
+    would not have ended in minutes; 0.5 s now (measured by hand, this machine)."""
+    answer = "".join(
+        f'{{"time": {k}, "bbox_2d": [1, 2, 3, 4], "label": "l{k}", "next": ' for k in range(300)
+    )
+    shapes = read_shapes(answer)
+    assert [(s.time_s, s.label) for s in shapes] == [(float(k), f"l{k}") for k in range(300)]
+
+
 # ---------------------------------------------------------------- Qwen2.5-VL: resized pixels
 
 

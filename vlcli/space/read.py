@@ -123,47 +123,78 @@ def _objects(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _own_text(text: str, span: tuple[int, int], spans: list[tuple[int, int]]) -> str:
-    """An object's text with the objects nested in it blanked out (their keys are theirs)."""
-    start, end = span
-    own = list(text[start:end])
-    for a, b in spans:
-        if start < a and b <= end and (a, b) != span:
-            own[a - start + 1 : b - start] = " " * (b - a - 1)  # its "{" kept: a key's value
-    return "".join(own)
+Span = tuple[int, int]
+
+
+class _Objects:
+    """The ``{...}`` objects of an answer, each one's own label, time and time keys read once:
+    a shape takes them from the objects around it, and an answer may hold hundreds of shapes
+    in objects nested deep (a listing cut off, a model repeating itself)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.spans = sorted(_objects(text))
+        self._facts: dict[Span, tuple[str, float | None, list[tuple[int, float]]]] = {}
+
+    def around(self, at: int) -> list[Span]:
+        """The objects ``at`` is inside, the innermost first."""
+        return sorted((s for s in self.spans if s[0] < at < s[1]), key=lambda s: -s[0])
+
+    def facts(self, span: Span) -> tuple[str, float | None, list[tuple[int, float]]]:
+        """The object's own label and time (its keys, not those of objects nested in it), and
+        the time keys it files lists under, with where each ends (``{"12.5s": [...]}``)."""
+        if span not in self._facts:
+            own = self._own_text(span)
+            label = _unquoted(found) if (found := _LABEL_KEY.search(own)) else ""
+            time_s = _time(found) if (found := _TIME_KEY.search(own)) else None
+            keyed = [
+                (span[0] + m.end(), t)
+                for m in _KEY_OF_LIST.finditer(own)
+                if (t := _time_value(m.group(1))) is not None
+            ]
+            self._facts[span] = (label, time_s, keyed)
+        return self._facts[span]
+
+    def _own_text(self, span: Span) -> str:
+        """The object's text with the objects nested in it blanked out (their keys are theirs;
+        each one's "{" is kept: a key's value)."""
+        start, end = span
+        pieces, at = [], start
+        for a, b in self.spans:  # by start: the first object in each nested run is outermost
+            if start < a and b <= end and a >= at:
+                pieces += [self.text[at : a + 1], " " * (b - a - 1)]
+                at = b
+        return "".join(pieces) + self.text[at:end]
 
 
 def _json_shapes(text: str) -> list[StatedShape]:
-    spans = _objects(text)
+    objects = _Objects(text)
     shapes = []
     for m in _COORD_KEY.finditer(text):
         coords = _numbers(m["list"])
         kind = "point" if m["key"].startswith("point") else "box"
         if coords is None or len(coords) != (2 if kind == "point" else 4):
             continue
-        around = sorted((s for s in spans if s[0] < m.start() < s[1]), key=lambda s: -s[0])
         label, time_s = "", None
-        for span in around:  # the innermost object first
-            own = _own_text(text, span, spans)
-            if not label and (found := _LABEL_KEY.search(own)):
-                label = _unquoted(found)
-            if time_s is None and (found := _TIME_KEY.search(own)):
-                time_s = _time(found)
+        for span in objects.around(m.start()):  # the innermost object first
+            own_label, own_time, keyed = objects.facts(span)
+            label = label or own_label
             if time_s is None:
-                time_s = _time_keyed(own[: m.start() - span[0]])
+                # its own time key, or the last time a list before it is filed under
+                before = [t for end, t in keyed if end <= m.start()]
+                time_s = own_time if own_time is not None else (before[-1] if before else None)
+            if label and time_s is not None:
+                break
         shapes.append(StatedShape(kind, coords, label, time_s, m.start()))
     return shapes
 
 
-def _time_keyed(before: str) -> float | None:
-    """The time a per-frame listing files a shape under (``{"12.5s": [{"bbox_2d": ...}]}``):
-    the last key before it that is a time (the object's own text: its keys, in order)."""
-    for key in reversed(_KEY_OF_LIST.findall(before)):
-        try:
-            return parse_time_value(key)
-        except ValueError:
-            continue
-    return None
+def _time_value(key: str) -> float | None:
+    """A key that is a time (``"12.5s"``, ``"00:03"``) as seconds; None for any other key."""
+    try:
+        return parse_time_value(key)
+    except ValueError:
+        return None
 
 
 def _numbers(listed: str) -> tuple[float, ...] | None:
