@@ -25,6 +25,7 @@ from helpers_forced import Forced, force_answer
 from helpers_media import make_image
 from tinymodels import save_tiny_model
 
+from vlcli.models.families import QWEN3_VL
 from vlcli.models.locate import locate_spec
 from vlcli.planning.thinking import ReasoningPieces, split_reasoning
 
@@ -227,6 +228,25 @@ def test_a_pipe_gets_the_answer_alone(forced: Forced, always_thinks: Path, tiny_
     r = invoke("ask", tiny_clip, "When?", "--model", always_thinks, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.startswith("The ball appears at 2.5 seconds.\n") and "door" not in r.stdout
+
+
+def test_reasoning_streamed_as_the_answer_is_said_where_the_template_was_unread(
+    monkeypatch: pytest.MonkeyPatch, tiny_clip: str
+) -> None:
+    """A model whose prompt opened <think> in a template vlcli could not read (here a family
+    with no files; a server's model named by its hub id) streams its reasoning before vlcli
+    can know it is reasoning: a pipe gets it as answer text, and one line says so."""
+    force_answer(monkeypatch, QWEN3_VL, REASONED)
+    r = invoke("ask", tiny_clip, "When?", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("The ball is by the door")  # shown before the </think> came
+    (line,) = error_lines(r)
+    assert "the text shown before the model's </think> was its reasoning" in line
+    assert "the record keeps the two apart" in line
+    (rec,) = records(invoke("ask", tiny_clip, "When?", "--json").stdout)
+    assert rec["answer"] == "The ball appears at 2.5 seconds." and "door" in rec["reasoning"]
+    force_answer(monkeypatch, QWEN3_VL, "The ball appears at 2.5 seconds.")  # no </think>
+    assert error_lines(invoke("ask", tiny_clip, "When?", "--quiet")) == []
 
 
 def test_an_output_cut_off_inside_its_reasoning_has_no_answer(
