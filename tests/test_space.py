@@ -70,6 +70,12 @@ def box(x1: float, y1: float, x2: float, y2: float, label: str = "it") -> str:
         ("The scores were [1, 2, 3, 4] in the four rounds.", []),
         ("It happened in (2019, 2020) twice.", []),
         ('{"box_2d": [10, 20, 30, 40]}', []),
+        # times in prose are no places: a unit of time after them, words of time before them,
+        # "at this point" (a moment)
+        ("The events occurred between (0.5, 2.0), (3.0, 4.5) seconds.", []),
+        ("The key point is between (3, 5) seconds.", []),
+        ("Located at timestamps [1.0, 2.0, 3.0, 4.0].", []),
+        ("At this point (12.5, 14.0) the player scores.", []),
         # a time in a form not read (an exponent) is no time, not its first digit
         ('{"time": 2e1, "bbox_2d": [1, 2, 3, 4]}', [("box", "", None)]),
     ],

@@ -12,14 +12,17 @@ The forms read, as the Qwen models write them (see ``tests/data/real_boxes.jsonl
   per-frame listing (``{"12.5s": [{"bbox_2d": ...}], "13.0s": [...]}``).
 - Qwen2-VL's ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
   and the same with the special tokens left out, as a decoder that skips them prints it:
-  ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text.
+  ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text (unless
+  a unit of time follows them).
 - A box in prose, ``[x1, y1, x2, y2]``: four numbers in square brackets, only when the words
   just before them speak of a position (box, bounding, coordinates, located, region, point, 框,
   坐标...) or the task asked for boxes; a point in prose, ``(x, y)``, only after words of a
   point (coordinates, position, point, click, 坐标...; not "box": a lone corner of a box is
   none). The rule is what keeps "scores [1, 2, 3, 4]" or "the years [2019, 2020, 2021, 2022]"
   from being boxes: four numbers alone say nothing of a picture. A list under another JSON key
-  is no prose box either.
+  is no prose box either, nor numbers that are times: followed by a unit of time
+  ("(0.5, 2.0), (3.0, 4.5) seconds", which would be two number pairs in a row), after words of
+  time ("timestamps [1, 2, 3, 4]"), or after "at this point" (a moment, not a place).
 
 Gemini's ``box_2d`` is not read: it is ``[y1, x1, y2, x2]``, another order.
 """
@@ -68,6 +71,11 @@ _SPEAKS_OF_PLACE = re.compile(
 # a point: the words of a place that is not a box (a lone corner of a box is no point)
 _SPEAKS_OF_A_POINT = re.compile(r"coordinat|locat|position|point|click|坐标|位置|点击", re.I)
 _CONTEXT = 80  # characters before a bracketed list that must speak of a position
+# Numbers that are times, not places: followed by a unit of time ("(0.5, 2.0), (3.0, 4.5)
+# seconds"), or after words of time ("timestamps [1, 2, 3, 4]"); "at this point" is a moment.
+_UNIT_OF_TIME = re.compile(r"\s*(?:s\b|secs?\b|seconds?\b|秒)", re.I)
+_SPEAKS_OF_TIME = re.compile(r"timestamp|timeline|second|时间|秒", re.I)
+_MOMENT = re.compile(r"\b(?:this|that|one|some|any|which|what|no)\s+point\b", re.I)
 # "the dog" in "the dog(1,2),(3,4)": a label written against its box, as Qwen2-VL's is once its
 # special tokens are skipped ("The box is (1,2),(3,4)" has none)
 _LABEL_BEFORE = re.compile(r"([^\s.:;,()\[\]<>][^\n.:;,()\[\]<>]{0,59})(?<=\S)$")
@@ -243,7 +251,7 @@ def _tagged_shapes(text: str) -> list[tuple[StatedShape, tuple[int, int]]]:
             found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
     last_end = 0
     for m in _PAIRS.finditer(text):
-        if any(a <= m.start() < b for _, (a, b) in found):
+        if any(a <= m.start() < b for _, (a, b) in found) or _UNIT_OF_TIME.match(text, m.end()):
             continue
         before = _LABEL_BEFORE.search(_TOKENS.sub("", text[last_end : m.start()]))
         label = before.group(1).strip(" *\"'") if before else ""
@@ -261,7 +269,9 @@ def _prose_shapes(text: str, taken: list[tuple[int, int]], boxes_asked: bool) ->
         for m in pattern.finditer(text):
             if any(a <= m.start() < b for a, b in taken):
                 continue
-            before = text[max(0, m.start() - _CONTEXT) : m.start()]
+            before = _MOMENT.sub("", text[max(0, m.start() - _CONTEXT) : m.start()])
+            if _UNIT_OF_TIME.match(text, m.end()) or _SPEAKS_OF_TIME.search(before):
+                continue
             if kind == "point" and not _SPEAKS_OF_A_POINT.search(before):
                 continue
             if kind == "box" and not boxes_asked and not _SPEAKS_OF_PLACE.search(before):
