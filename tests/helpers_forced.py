@@ -23,14 +23,18 @@ class Ready:
 
 
 class Forced:
-    """Answers ``text``; each video's time axis is its plan's (as the transformers backend's)."""
+    """Answers ``text``, streamed in pieces of five characters (a tag or a character may be cut
+    between two), as a model of ``model`` would: a family, or a checkpoint's spec when the run
+    reads its files (a thinking model's chat template). Each video's time axis is its plan's,
+    as the transformers backend's; ``generated_tokens`` is what the answer says it used."""
 
     name = "forced"
     concurrency = 1
 
-    def __init__(self, family: Family, text: str) -> None:
-        self.spec = ModelSpec(f"forced/{family.name}", family, None, "test")
-        self.text = text
+    def __init__(self, model: Family | ModelSpec, text: str, generated_tokens: int = 20) -> None:
+        if isinstance(model, Family):
+            model = ModelSpec(f"forced/{model.name}", model, None, "test")
+        self.spec, self.text, self.generated_tokens = model, text, generated_tokens
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.spec.model}
@@ -43,17 +47,22 @@ class Forced:
         return Ready(prompt)
 
     def generate(self, prepared: Ready, on_text: Any = None) -> Answer:
+        for k in range(0, len(self.text), 5):
+            if on_text is not None:
+                on_text(self.text[k : k + 5])
         plans = prepared.prompt.plans
         axes = tuple(p.time_axis() for p in plans if isinstance(p, VideoPlan))
-        return Answer(self.text, prompt_tokens=1, generated_tokens=1, visual_tokens=0, axes=axes)
+        used = self.generated_tokens
+        return Answer(self.text, prompt_tokens=1, generated_tokens=used, visual_tokens=0, axes=axes)
 
     def close(self) -> None: ...
 
 
-def force_answer(monkeypatch: pytest.MonkeyPatch, family: Family, text: str) -> None:
-    """``vlcli ask`` in this test answers ``text`` as a model of ``family`` would."""
+def force_answer(monkeypatch: pytest.MonkeyPatch, model: Family | ModelSpec, text: str) -> Forced:
+    """``vlcli ask`` in this test answers ``text`` as a model of ``model`` would (see
+    :class:`Forced`); the backend, to change its text between runs."""
     import vlcli.run.engine
 
-    monkeypatch.setattr(
-        vlcli.run.engine, "open_backend", lambda *args, **kwargs: Forced(family, text)
-    )
+    backend = Forced(model, text)
+    monkeypatch.setattr(vlcli.run.engine, "open_backend", lambda *args, **kwargs: backend)
+    return backend

@@ -5,8 +5,8 @@ says where each was read): one with Qwen3-VL Thinking's, which always opens ``<t
 end of the prompt and has no ``enable_thinking``; one with Qwen3.5's, which has the switch
 (its vision markup is Qwen3-VL's, so a Qwen3-VL body serves it until the Qwen3.5 family is in).
 Their tokenizers have ``<think>`` and ``</think>`` as the released ones do: added tokens, not
-special (a decoded answer keeps them). A backend on the ``Backend`` protocol forces an output
-whose reasoning and answer state different times; a scripted stand-in HTTP server plays a vLLM
+special (a decoded answer keeps them). A backend on the ``Backend`` protocol (``helpers_forced``)
+forces an output whose reasoning and answer state different times; a scripted stand-in HTTP server plays a vLLM
 server that sends the reasoning apart (``reasoning_content``) or inline.
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 from helpers_cli import error_lines, invoke
+from helpers_forced import Forced, force_answer
 from helpers_media import make_image
 from tinymodels import save_tiny_model
 
-from vlcli.backends import Answer
+from vlcli.models.families import QWEN3_VL
 from vlcli.models.locate import locate_spec
-from vlcli.planning.plan import VideoPlan
 from vlcli.planning.thinking import ReasoningPieces, split_reasoning
 
 pytest_plugins = ("conftest_models",)
@@ -170,43 +170,9 @@ REASONED = (
 )
 
 
-class Forced:
-    """A backend on the Backend protocol whose every output is ``text``, streamed in pieces of
-    five characters, each video's axis vouched for (its times are mapped)."""
-
-    name = "forced"
-    concurrency = 1
-
-    def __init__(self, spec: Any, text: str) -> None:
-        self.spec, self.text = spec, text
-
-    def identity(self) -> dict[str, Any]:
-        return {"backend": self.name}
-
-    def load(self) -> None: ...
-
-    def check_fit(self, prompt: Any, prompt_tokens: int, options: Any) -> None: ...
-
-    def prepare(self, prompt: Any, on_frames: Any = None) -> Any:
-        return prompt
-
-    def generate(self, prepared: Any, on_text: Any = None) -> Answer:
-        for k in range(0, len(self.text), 5):
-            if on_text is not None:
-                on_text(self.text[k : k + 5])
-        axes = tuple(p.time_axis() for p in prepared.plans if isinstance(p, VideoPlan))
-        return Answer(self.text, prompt_tokens=1, generated_tokens=20, visual_tokens=0, axes=axes)
-
-    def close(self) -> None: ...
-
-
 @pytest.fixture
 def forced(monkeypatch: pytest.MonkeyPatch, always_thinks: Path) -> Forced:
-    import vlcli.run.engine
-
-    backend = Forced(locate_spec(str(always_thinks)).spec, REASONED)
-    monkeypatch.setattr(vlcli.run.engine, "open_backend", lambda *a, **k: backend)
-    return backend
+    return force_answer(monkeypatch, locate_spec(str(always_thinks)).spec, REASONED)
 
 
 def test_only_the_answers_times_are_mapped_and_recorded(
@@ -262,6 +228,25 @@ def test_a_pipe_gets_the_answer_alone(forced: Forced, always_thinks: Path, tiny_
     r = invoke("ask", tiny_clip, "When?", "--model", always_thinks, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.startswith("The ball appears at 2.5 seconds.\n") and "door" not in r.stdout
+
+
+def test_reasoning_streamed_as_the_answer_is_said_where_the_template_was_unread(
+    monkeypatch: pytest.MonkeyPatch, tiny_clip: str
+) -> None:
+    """A model whose prompt opened <think> in a template vlcli could not read (here a family
+    with no files; a server's model named by its hub id) streams its reasoning before vlcli
+    can know it is reasoning: a pipe gets it as answer text, and one line says so."""
+    force_answer(monkeypatch, QWEN3_VL, REASONED)
+    r = invoke("ask", tiny_clip, "When?", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("The ball is by the door")  # shown before the </think> came
+    (line,) = error_lines(r)
+    assert "the text shown before the model's </think> was its reasoning" in line
+    assert "the record keeps the two apart" in line
+    (rec,) = records(invoke("ask", tiny_clip, "When?", "--json").stdout)
+    assert rec["answer"] == "The ball appears at 2.5 seconds." and "door" in rec["reasoning"]
+    force_answer(monkeypatch, QWEN3_VL, "The ball appears at 2.5 seconds.")  # no </think>
+    assert error_lines(invoke("ask", tiny_clip, "When?", "--quiet")) == []
 
 
 def test_an_output_cut_off_inside_its_reasoning_has_no_answer(
@@ -407,14 +392,11 @@ def test_only_the_answers_boxes_are_read(
 ) -> None:
     """A box the model considers in its reasoning is not one it answered (issues 16 and 18
     together: boxes, as times, are read from the answer alone)."""
-    import vlcli.run.engine
-
     text = (
         'Maybe [{"bbox_2d": [0, 0, 500, 500], "label": "guess"}]?\n</think>\n\n'
         '[{"bbox_2d": [100, 200, 300, 400], "label": "cat"}]'
     )
-    backend = Forced(locate_spec(str(always_thinks)).spec, text)
-    monkeypatch.setattr(vlcli.run.engine, "open_backend", lambda *a, **k: backend)
+    force_answer(monkeypatch, locate_spec(str(always_thinks)).spec, text)
     r = invoke("ask", still_image, "Where?", "--model", always_thinks, "--json", "--task", "detect")
     assert r.exit_code == 0, r.stderr
     (rec,) = records(r.stdout)

@@ -85,7 +85,9 @@ class ReasoningPieces:
     """A streamed output split as :func:`split_reasoning` splits the whole: each piece gives
     the parts it holds, ``(True, text)`` for reasoning and ``(False, text)`` for the answer.
     A tag cut between two pieces is held until it is whole; the blank lines after each tag
-    are not shown."""
+    are not shown. A ``</think>`` that comes when the prompt was not known to open the
+    reasoning (a template vlcli could not read) shows that what came before it, given as
+    answer, was reasoning: ``misshown`` says so, for the run to tell the user."""
 
     def __init__(self, opened: bool) -> None:
         self.reasoning = opened  # the text now coming is reasoning
@@ -93,6 +95,8 @@ class ReasoningPieces:
         self._begun = False  # the output's first words are in (a leading <think> is past)
         self._closed = False  # </think> has come
         self._trim = opened  # the blank start of the part now coming is not shown
+        self._answered = False  # some text was given as answer
+        self.misshown = False  # text given as answer turned out to be reasoning
 
     def piece(self, piece: str) -> list[tuple[bool, str]]:
         text, self._held = self._held + piece, ""
@@ -109,6 +113,7 @@ class ReasoningPieces:
             end = text.find(THINK_CLOSE)
             if end >= 0:
                 parts.extend(self._part(text[:end]))
+                self.misshown = self._answered and not self.reasoning
                 self._closed, self.reasoning, self._trim = True, False, True
                 text = text[end + len(THINK_CLOSE) :]
             else:
@@ -125,6 +130,7 @@ class ReasoningPieces:
         if self._trim:
             text = text.lstrip()
             self._trim = not text
+        self._answered = self._answered or (bool(text) and not self.reasoning)
         return [(self.reasoning, text)] if text else []
 
 

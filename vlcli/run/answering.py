@@ -176,6 +176,13 @@ class _Shown:
             self.sink.discard()
 
     def end(self) -> None:
-        if self.sink is not None:
-            rest = self.pieces.rest()
-            self._show((self.parts.piece(rest) if rest else []) + self.parts.rest())
+        if self.sink is None:
+            return
+        rest = self.pieces.rest()
+        self._show((self.parts.piece(rest) if rest else []) + self.parts.rest())
+        if self.parts.misshown:
+            self.view.warn(
+                f"{self.label}: the text shown before the model's </think> was its reasoning, "
+                "not its answer (its prompt opened <think> in a chat template vlcli could not "
+                "read); the record keeps the two apart"
+            )

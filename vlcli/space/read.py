@@ -12,14 +12,17 @@ The forms read, as the Qwen models write them (see ``tests/data/real_boxes.jsonl
   per-frame listing (``{"12.5s": [{"bbox_2d": ...}], "13.0s": [...]}``).
 - Qwen2-VL's ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
   and the same with the special tokens left out, as a decoder that skips them prints it:
-  ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text.
+  ``label(x1,y1),(x2,y2)``. Two bracketed number pairs in a row are a box in any text (unless
+  a unit of time follows them).
 - A box in prose, ``[x1, y1, x2, y2]``: four numbers in square brackets, only when the words
   just before them speak of a position (box, bounding, coordinates, located, region, point, 框,
   坐标...) or the task asked for boxes; a point in prose, ``(x, y)``, only after words of a
   point (coordinates, position, point, click, 坐标...; not "box": a lone corner of a box is
   none). The rule is what keeps "scores [1, 2, 3, 4]" or "the years [2019, 2020, 2021, 2022]"
   from being boxes: four numbers alone say nothing of a picture. A list under another JSON key
-  is no prose box either.
+  is no prose box either, nor numbers that are times: followed by a unit of time
+  ("(0.5, 2.0), (3.0, 4.5) seconds", which would be two number pairs in a row), after words of
+  time ("timestamps [1, 2, 3, 4]"), or after "at this point" (a moment, not a place).
 
 Gemini's ``box_2d`` is not read: it is ``[y1, x1, y2, x2]``, another order.
 """
@@ -27,9 +30,12 @@ Gemini's ``box_2d`` is not read: it is ``[y1, x1, y2, x2]``, another order.
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vlcli.outputs.text import valid_text
 from vlcli.times.parse import parse_time_value
 
 _NUM = r"-?\d+(?:\.\d+)?"
@@ -46,7 +52,7 @@ _LABEL_KEY = re.compile(
 )
 _TIME_KEY = re.compile(
     rf"{_Q}(?:time|timestamp|time_s|timestamp_s|second|seconds|frame_time){_Q}\s*:\s*"
-    rf"(?:(?P<num>{_NUM})|\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"
+    rf"(?:(?P<num>{_NUM})(?![\d.eE])|\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"  # 1e3: no time
 )
 _PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
 # Qwen2-VL's tokens around a box and its label (Qwen-VL's <ref> and <box> tags likewise)
@@ -65,6 +71,11 @@ _SPEAKS_OF_PLACE = re.compile(
 # a point: the words of a place that is not a box (a lone corner of a box is no point)
 _SPEAKS_OF_A_POINT = re.compile(r"coordinat|locat|position|point|click|坐标|位置|点击", re.I)
 _CONTEXT = 80  # characters before a bracketed list that must speak of a position
+# Numbers that are times, not places: followed by a unit of time ("(0.5, 2.0), (3.0, 4.5)
+# seconds"), or after words of time ("timestamps [1, 2, 3, 4]"); "at this point" is a moment.
+_UNIT_OF_TIME = re.compile(r"\s*(?:s\b|secs?\b|seconds?\b|秒)", re.I)
+_SPEAKS_OF_TIME = re.compile(r"timestamp|timeline|second|时间|秒", re.I)
+_MOMENT = re.compile(r"\b(?:this|that|one|some|any|which|what|no)\s+point\b", re.I)
 # "the dog" in "the dog(1,2),(3,4)": a label written against its box, as Qwen2-VL's is once its
 # special tokens are skipped ("The box is (1,2),(3,4)" has none)
 _LABEL_BEFORE = re.compile(r"([^\s.:;,()\[\]<>][^\n.:;,()\[\]<>]{0,59})(?<=\S)$")
@@ -120,47 +131,78 @@ def _objects(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _own_text(text: str, span: tuple[int, int], spans: list[tuple[int, int]]) -> str:
-    """An object's text with the objects nested in it blanked out (their keys are theirs)."""
-    start, end = span
-    own = list(text[start:end])
-    for a, b in spans:
-        if start < a and b <= end and (a, b) != span:
-            own[a - start + 1 : b - start] = " " * (b - a - 1)  # its "{" kept: a key's value
-    return "".join(own)
+Span = tuple[int, int]
+
+
+class _Objects:
+    """The ``{...}`` objects of an answer, each one's own label, time and time keys read once:
+    a shape takes them from the objects around it, and an answer may hold hundreds of shapes
+    in objects nested deep (a listing cut off, a model repeating itself)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.spans = sorted(_objects(text))
+        self._facts: dict[Span, tuple[str, float | None, list[tuple[int, float]]]] = {}
+
+    def around(self, at: int) -> list[Span]:
+        """The objects ``at`` is inside, the innermost first."""
+        return sorted((s for s in self.spans if s[0] < at < s[1]), key=lambda s: -s[0])
+
+    def facts(self, span: Span) -> tuple[str, float | None, list[tuple[int, float]]]:
+        """The object's own label and time (its keys, not those of objects nested in it), and
+        the time keys it files lists under, with where each ends (``{"12.5s": [...]}``)."""
+        if span not in self._facts:
+            own = self._own_text(span)
+            label = _unquoted(found) if (found := _LABEL_KEY.search(own)) else ""
+            time_s = _time(found) if (found := _TIME_KEY.search(own)) else None
+            keyed = [
+                (span[0] + m.end(), t)
+                for m in _KEY_OF_LIST.finditer(own)
+                if (t := _time_value(m.group(1))) is not None
+            ]
+            self._facts[span] = (label, time_s, keyed)
+        return self._facts[span]
+
+    def _own_text(self, span: Span) -> str:
+        """The object's text with the objects nested in it blanked out (their keys are theirs;
+        each one's "{" is kept: a key's value)."""
+        start, end = span
+        pieces, at = [], start
+        for a, b in self.spans:  # by start: the first object in each nested run is outermost
+            if start < a and b <= end and a >= at:
+                pieces += [self.text[at : a + 1], " " * (b - a - 1)]
+                at = b
+        return "".join(pieces) + self.text[at:end]
 
 
 def _json_shapes(text: str) -> list[StatedShape]:
-    spans = _objects(text)
+    objects = _Objects(text)
     shapes = []
     for m in _COORD_KEY.finditer(text):
         coords = _numbers(m["list"])
         kind = "point" if m["key"].startswith("point") else "box"
         if coords is None or len(coords) != (2 if kind == "point" else 4):
             continue
-        around = sorted((s for s in spans if s[0] < m.start() < s[1]), key=lambda s: -s[0])
         label, time_s = "", None
-        for span in around:  # the innermost object first
-            own = _own_text(text, span, spans)
-            if not label and (found := _LABEL_KEY.search(own)):
-                label = _unquoted(found)
-            if time_s is None and (found := _TIME_KEY.search(own)):
-                time_s = _time(found)
+        for span in objects.around(m.start()):  # the innermost object first
+            own_label, own_time, keyed = objects.facts(span)
+            label = label or own_label
             if time_s is None:
-                time_s = _time_keyed(own[: m.start() - span[0]])
+                # its own time key, or the last time a list before it is filed under
+                before = [t for end, t in keyed if end <= m.start()]
+                time_s = own_time if own_time is not None else (before[-1] if before else None)
+            if label and time_s is not None:
+                break
         shapes.append(StatedShape(kind, coords, label, time_s, m.start()))
     return shapes
 
 
-def _time_keyed(before: str) -> float | None:
-    """The time a per-frame listing files a shape under (``{"12.5s": [{"bbox_2d": ...}]}``):
-    the last key before it that is a time (the object's own text: its keys, in order)."""
-    for key in reversed(_KEY_OF_LIST.findall(before)):
-        try:
-            return parse_time_value(key)
-        except ValueError:
-            continue
-    return None
+def _time_value(key: str) -> float | None:
+    """A key that is a time (``"12.5s"``, ``"00:03"``) as seconds; None for any other key."""
+    try:
+        return parse_time_value(key)
+    except ValueError:
+        return None
 
 
 def _numbers(listed: str) -> tuple[float, ...] | None:
@@ -168,16 +210,26 @@ def _numbers(listed: str) -> tuple[float, ...] | None:
     parts = [p for p in re.split(r"[\s,\[\]]+", listed) if p]
     if not parts or not all(re.fullmatch(_NUM, p) for p in parts):
         return None
-    return tuple(float(p) for p in parts)
+    return _finite(parts)
+
+
+def _finite(numbers: Sequence[str]) -> tuple[float, ...] | None:
+    """The numbers as floats, or None when one is past a float's range (a model that ran on
+    writing digits states no position)."""
+    values = tuple(float(n) for n in numbers)
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def _unquoted(found: re.Match[str]) -> str:
-    if found["dq"] is not None:
-        try:
-            return str(json.loads(f'"{found["dq"]}"')).strip()
-        except ValueError:
-            return found["dq"].strip()
-    return str(found["sq"]).strip()
+    """A quoted label as text that can be written anywhere: a JSON escape of a lone surrogate
+    ("\\ud800") becomes U+FFFD, as in the answer itself (:mod:`vlcli.outputs.text`)."""
+    if found["dq"] is None:
+        return str(found["sq"]).strip()
+    try:
+        label = str(json.loads(f'"{found["dq"]}"'))
+    except ValueError:
+        label = found["dq"]
+    return valid_text(label)[0].strip()
 
 
 def _time(found: re.Match[str]) -> float | None:
@@ -193,18 +245,19 @@ def _tagged_shapes(text: str) -> list[tuple[StatedShape, tuple[int, int]]]:
     two bracketed number pairs in a row anywhere."""
     found = []
     for m in _TAGGED.finditer(text):
-        coords = tuple(float(m.group(i)) for i in range(2, 6))
+        coords = _finite(m.groups()[1:5])
         label = (m["label"] or "").strip()
-        found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
+        if coords is not None:
+            found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
     last_end = 0
     for m in _PAIRS.finditer(text):
-        if any(a <= m.start() < b for _, (a, b) in found):
+        if any(a <= m.start() < b for _, (a, b) in found) or _UNIT_OF_TIME.match(text, m.end()):
             continue
         before = _LABEL_BEFORE.search(_TOKENS.sub("", text[last_end : m.start()]))
         label = before.group(1).strip(" *\"'") if before else ""
-        coords = tuple(float(v) for v in m.groups())
-        found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
         last_end = m.end()
+        if (coords := _finite(m.groups())) is not None:
+            found.append((StatedShape("box", coords, label, None, m.start()), m.span()))
     return found
 
 
@@ -216,11 +269,13 @@ def _prose_shapes(text: str, taken: list[tuple[int, int]], boxes_asked: bool) ->
         for m in pattern.finditer(text):
             if any(a <= m.start() < b for a, b in taken):
                 continue
-            before = text[max(0, m.start() - _CONTEXT) : m.start()]
+            before = _MOMENT.sub("", text[max(0, m.start() - _CONTEXT) : m.start()])
+            if _UNIT_OF_TIME.match(text, m.end()) or _SPEAKS_OF_TIME.search(before):
+                continue
             if kind == "point" and not _SPEAKS_OF_A_POINT.search(before):
                 continue
             if kind == "box" and not boxes_asked and not _SPEAKS_OF_PLACE.search(before):
                 continue
-            coords = tuple(float(v) for v in m.groups())
-            shapes.append(StatedShape(kind, coords, "", None, m.start()))
+            if (coords := _finite(m.groups())) is not None:
+                shapes.append(StatedShape(kind, coords, "", None, m.start()))
     return shapes
