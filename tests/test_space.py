@@ -477,3 +477,29 @@ def test_a_video_box_without_a_time_is_said_not_drawn(
     assert found["flags"] == ["unplaced"] and found["box"] == [0, 0, 90, 160]
     assert "1 of the boxes and points have no frame" in r.stderr
     assert not list(tmp_path.glob("*_boxes.png"))
+
+
+def test_an_answer_asked_again_replaces_the_earlier_answers_crops_and_drawings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two boxes, then one, then none: the folders hold the last answer's files only; a file
+    vlcli did not write, named as a crop, is left alone."""
+    _gradient(tmp_path / "odd.png", (641, 359))
+    shots, crops = tmp_path / "shots", tmp_path / "crops"
+    crops.mkdir()
+    (crops / "odd_box7.png").write_bytes(b"the user's own")
+
+    def ask(answer: str) -> dict[str, Any]:
+        force_answer(monkeypatch, QWEN2_5_VL, answer)
+        return _ask_json(tmp_path / "odd.png", "cat", "--task", "detect",
+                         "--evidence", shots, "--crops", crops)  # fmt: skip
+
+    two = json.dumps([{"bbox_2d": [10, 10, 50, 50], "label": "a"},
+                      {"bbox_2d": [60, 60, 90, 90], "label": "b"}])  # fmt: skip
+    assert len(ask(two)["crops"]) == 2
+    assert ask(box(100, 100, 500, 300, "cat"))["crops"] == [str(crops / "odd_box1.png")]
+    assert sorted(p.name for p in crops.glob("*.png")) == ["odd_box1.png", "odd_box7.png"]
+    none = ask("No cat here.")
+    assert none["crops"] == [] and none["boxes"] == []
+    assert [p.name for p in crops.glob("*.png")] == ["odd_box7.png"]
+    assert not list(shots.glob("*_boxes.png"))

@@ -63,7 +63,7 @@ class AnswerFiles:
             return exc
         if self.evidence_dir:
             self._save_evidence(task, result, self.evidence_dir)
-        if (self.evidence_dir or self.crops_dir) and result.places:
+        if self.evidence_dir or self.crops_dir:  # also with no boxes: an earlier answer's go
             self._save_places(task, result)
         return None
 
@@ -108,7 +108,8 @@ class AnswerFiles:
     def _save_places(self, task: Task, result: AskResult) -> None:
         """The boxes and points drawn, each box cut out: of the one input they are on."""
         if len(result.paths) != 1:
-            self.view.info(f"{task.label}: boxes not drawn: nothing says which input each is on")
+            if result.places:
+                self.view.info(f"{task.label}: boxes not drawn: nothing says which input each is on")
             return
         try:
             drawn, crops = save_places(
