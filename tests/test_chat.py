@@ -137,6 +137,37 @@ def test_ctrl_c_during_an_answer_returns_to_the_prompt(
         os.close(main)
 
 
+def test_ctrl_c_at_the_prompt_leaves_with_status_130(
+    tiny_qwen25_path: Path, tiny_clip: str, tmp_path: Path
+) -> None:
+    """Ctrl-C at the prompt ends the chat as an interrupted run ends: status 130, no
+    traceback."""
+    process, main = _chat_on_a_terminal(tiny_qwen25_path, tiny_clip, tmp_path, 6)
+    seen = bytearray()
+    try:
+        _read_until(main, b"> ", seen)
+        os.write(main, b"What happens?\n")
+        _read_until(main, b"\n> ", seen)  # answered, back at the prompt
+        # as a person types it, not in the instant the prompt is written: a signal in that
+        # instant, before Python's readline waits for a key, is seen only at the next key
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends (the pty is not its terminal)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            # the terminal read while the chat ends: its last lines are not left unread
+            if select.select([main], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(main, 4096)
+                except OSError:  # the terminal's other end closed
+                    break
+        assert process.wait(timeout=10) == 130, bytes(seen)[-400:]
+        assert b"interrupted" in seen and b"Traceback" not in seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+
+
 def test_a_follow_up_continues_from_the_conversation_s_cache_as_if_asked_afresh(
     tiny_qwen25_path: Path, tiny_clip: str
 ) -> None:
