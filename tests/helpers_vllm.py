@@ -76,9 +76,10 @@ def pid_alive(pid: int) -> bool:
 class VllmServer(LocalVllmServer):
     """vlcli's own local server (:class:`~vlcli.backends.vllm.process.LocalVllmServer`: its
     command, environment, start and stop) with what the tests add: float32, a 16k context, no
-    torch.compile (start-up 100 s instead of 200 s here), the render endpoint, an optional API
-    key; a failed start fails the test with the log's tail; and the processes it started are
-    remembered, so that a test can check none outlives :meth:`stop`."""
+    torch.compile (start-up 100 s instead of 200 s here), the render endpoint, the prompt tokens
+    its prefix cache served in each answer's usage (issue 17), an optional API key; a failed
+    start fails the test with the log's tail; and the processes it started are remembered, so
+    that a test can check none outlives :meth:`stop`."""
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class VllmServer(LocalVllmServer):
             "16384",
             "--enforce-eager",
             "--enable-scale-out",  # the render endpoint that shows what the server processed
+            "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens
             *(["--api-key", api_key] if api_key else []),
             *extra_args,
         )

@@ -12,7 +12,9 @@ count that the server made equal vlcli's plan and vlcli's own exact prompt; the 
 received equal vlcli's frames, bit for bit, with PNG; vLLM's own position code, run on what the
 server processed, gives the positions of :func:`vllm_temporal_positions`, which differ from the
 reference's in the 1.4% case. What the server processed is read from its render endpoint (see
-``helpers_vllm``).
+``helpers_vllm``). Through the command itself: several questions of one input and ``chat``
+from a pipe, with the prompt tokens the server's prefix cache served (issue 17), and
+``--think``/``--no-think`` reaching the server's template as ``budget`` counts them (issue 16).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -59,6 +62,9 @@ pytestmark = pytest.mark.slow
 
 API_KEY = "vlcli-test-key"
 QUESTION = "What happens, and at which second?"
+# vLLM's CPU KV cache block (vllm/platforms/cpu.py, when not set): its prefix cache serves a
+# prompt's start in whole blocks
+CPU_BLOCK = 128
 
 
 def _f32(x: float) -> float:
@@ -103,12 +109,46 @@ def _plan(clip: str, folder: Path, **options: Any) -> VideoPlan:
 
 def _vlcli_prompt_tokens(folder: Path, media: Media, system: str | None = None) -> int:
     """vlcli's exact prompt length for these media and QUESTION (its transformers inputs)."""
+    return len(_vlcli_prompt_ids(folder, media, QUESTION, system))
+
+
+def _vlcli_prompt_ids(
+    folder: Path, media: Media, question: str, system: str | None = None, think: bool | None = None
+) -> list[int]:
+    """vlcli's exact prompt for these media and ``question``, as token ids."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(str(folder))
     family = resolve_model(str(folder)).family
-    _, stats = build_inputs(processor, family, media, QUESTION, system=system)
-    return stats.prompt_tokens
+    inputs, stats = build_inputs(processor, family, media, question, system=system, think=think)
+    ids = inputs["input_ids"][0].tolist()
+    assert len(ids) == stats.prompt_tokens
+    return list(ids)
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens two prompts share from their start."""
+    same = [x == y for x, y in zip(a, b, strict=False)]
+    return same.index(False) if False in same else len(same)
+
+
+def _cache_block(server: VllmServer) -> int:
+    """The server's KV cache block: CPU_BLOCK, or the larger one its log says it chose for a
+    hybrid model (an attention block as large as a linear layer's state)."""
+    log = Path(server.log_path).read_text(errors="replace")
+    found = re.search(r"Setting attention block size to (\d+) tokens", log)
+    return int(found.group(1)) if found else CPU_BLOCK
+
+
+def _vlcli_json(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """``vlcli ARGS`` in its own process: the process and the JSON records it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vlcli", *args], input=stdin, capture_output=True, text=True,
+        env=env,
+    )  # fmt: skip
+    return done, [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 def _render(client: ServerClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -406,6 +446,58 @@ class TestQwen25:
         )
         assert streamed.completion_tokens == 8 and streamed.finish_reason == "length"
 
+    def test_several_questions_get_the_media_from_the_servers_prefix_cache(
+        self, server: VllmServer, folder: Path, tmp_path: Path
+    ) -> None:
+        """Issue 17: `ask CLIP -q Q1 -q Q2 --server URL --json`. The second question's prompt
+        starts as the first's (the system prompt, the same frames byte for byte, then the
+        question), so vLLM's prefix cache serves that shared start to it, in whole blocks of
+        128 tokens: not all the media's tokens (measured: 512 of a shared 594, the media's 576
+        among them; the last part block is computed again). Each answer is the one its
+        question gets asked alone (greedy), where the prefix comes from the cache."""
+        clip = make_clip(tmp_path / "asked.mp4", size=(320, 180), fps=10, seconds=4)  # new frames
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        common = ("--server", server.url, "--json", "--max-new-tokens", "8")
+        questions = (QUESTION, "Which colours are on the screen?")
+        done, records = _vlcli_json(
+            "ask", clip, "-q", questions[0], "-q", questions[1], *common, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        alone = []
+        for question in questions:
+            one, (record,) = _vlcli_json("ask", clip, question, *common, env=env)
+            assert one.returncode == 0, one.stderr
+            alone.append(record)
+        first, second = records
+        assert [r["question"] for r in records] == list(questions)
+        assert [r["answer"] for r in records] == [r["answer"] for r in alone]
+        prompts = [_vlcli_prompt_ids(folder, [(clip, _plan(clip, folder))], q) for q in questions]
+        assert [r["prompt_tokens"] for r in records] == [len(p) for p in prompts]
+        shared = _shared_prefix(*prompts)
+        assert first["cached_tokens"] == 0
+        assert second["cached_tokens"] == shared // CPU_BLOCK * CPU_BLOCK > 0
+
+    def test_chat_from_a_pipe_with_a_server_keeps_the_turns(
+        self, server: VllmServer, tmp_path: Path
+    ) -> None:
+        """Issue 17: `printf 'q1\\nq2\\n' | vlcli chat CLIP --server URL --json`: two records,
+        the second asked with the first turn in its history; the first turn's prompt begins
+        the second's, so the server's cache serves it."""
+        clip = make_clip(tmp_path / "chat.mp4", size=(320, 180), fps=10, seconds=3)  # new frames
+        env = dict(os.environ, VLCLI_API_KEY=API_KEY)
+        done, records = _vlcli_json(
+            "chat", clip, "--server", server.url, "--json", "--max-new-tokens", "6",
+            env=env, stdin="What happens?\nWho is there?\n",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        first, second = records
+        assert [first["question"], second["question"]] == ["What happens?", "Who is there?"]
+        assert "history" not in first
+        assert second["history"] == [["What happens?", first["answer"]]]
+        assert second["prompt_tokens"] > first["prompt_tokens"] + first["generated_tokens"]
+        assert first["cached_tokens"] == 0
+        assert second["cached_tokens"] >= first["prompt_tokens"] // CPU_BLOCK * CPU_BLOCK > 0
+
 
 # ---------------------------------------------------------------- Qwen3-VL
 
@@ -493,6 +585,63 @@ class TestQwen35:
         assert len(view["token_ids"]) == expected
         answer = client.chat(body)
         assert answer.prompt_tokens == expected and answer.completion_tokens >= 1
+
+    def test_think_and_no_think_reach_the_server_as_budget_counts_them(
+        self, qwen35_server: VllmServer, qwen35_folder: Path, clip_420: str
+    ) -> None:
+        """Issue 16: --no-think goes to the server as the template's enable_thinking: the
+        server's prompt (the record's prompt_tokens are the server's) is budget's count each
+        way, and the two differ by the empty reasoning --no-think closes."""
+        from tokenizers import Tokenizer
+
+        folder, pick = str(qwen35_folder), ("--nframes", "8")
+        records = {}
+        for flags in ((), ("--no-think",)):
+            done, (row,) = _vlcli_json(
+                "budget", clip_420, "--model", folder, "--question", "Where?", "--json",
+                *pick, *flags,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            done, (record,) = _vlcli_json(
+                "ask", clip_420, "Where?", "--server", qwen35_server.url, "--json",
+                "--max-new-tokens", "4", *pick, *flags,
+            )  # fmt: skip
+            assert done.returncode in (0, 4), done.stderr  # 4: cut off inside its reasoning
+            assert row["prompt_tokens_exact"] and record["prompt_tokens"] == row["prompt_tokens"]
+            assert record["time_axes"][0] is not None  # the server's count was vlcli's
+            records[flags] = record
+        think, no_think = records[()], records[("--no-think",)]
+        assert no_think["status"] == "ok" and "reasoning" not in no_think
+        assert "reasoning" in think  # the server's text after the prompt's <think>, kept apart
+        tok = Tokenizer.from_file(str(qwen35_folder / "tokenizer.json"))
+        n = lambda s: len(tok.encode(s, add_special_tokens=False).ids)  # noqa: E731
+        assert no_think["prompt_tokens"] - think["prompt_tokens"] == n("\n\n</think>\n\n") - n("\n")
+
+    def test_the_hybrid_models_cache_serves_questions_from_the_third_on(
+        self, qwen35_server: VllmServer, qwen35_folder: Path, tmp_path: Path
+    ) -> None:
+        """Issue 17 on the hybrid Qwen3.5, as measured (vllm-project/vllm#51198 reports no
+        hits at all): vLLM keeps a linear layer's state only at the end of a cache block (its
+        'align' mode; the block grows to 640 tokens for this model, its log says), and no
+        state was kept there by the first question: the second finds nothing cached (its
+        prefill stops at the shared start's last block end, vLLM's 'shared-prefix junction',
+        and keeps the state there); from the third on, the shared start is served in whole
+        blocks. The first question, computed in full, answers as asked alone from the cache."""
+        clip = make_clip(tmp_path / "wide.mp4", size=(640, 360), fps=10, seconds=4)  # new frames
+        questions = ("Where is the ball?", "Which colours are on the screen?", "Who is there?")
+        common = ("--server", qwen35_server.url, "--json", "--max-new-tokens", "4", "--no-think")
+        asked = [arg for q in questions for arg in ("-q", q)]
+        done, records = _vlcli_json("ask", clip, *asked, *common)
+        assert done.returncode == 0, done.stderr
+        alone = _vlcli_json("ask", clip, questions[0], *common)[1]
+        assert [records[0]["answer"]] == [r["answer"] for r in alone]
+        folder, block = qwen35_folder, _cache_block(qwen35_server)
+        media = [(clip, _plan(clip, folder))]
+        prompts = [_vlcli_prompt_ids(folder, media, q, think=False) for q in questions]
+        assert [r["prompt_tokens"] for r in records] == [len(p) for p in prompts]
+        shared = _shared_prefix(prompts[0], prompts[2])
+        assert block == 640 and shared >= block
+        assert [r["cached_tokens"] for r in records] == [0, 0, shared // block * block]
 
 
 # ---------------------------------------------------------------- --engine vllm
