@@ -101,7 +101,9 @@ def test_on_a_terminal_a_question_a_follow_up_save_and_ctrl_d(
         os.write(main, b"And then?\n")
         _read_until(main, b"\n> ", seen)
         os.write(main, b"/save turns.jsonl\n")
-        _read_until(main, b"wrote turns.jsonl", seen)
+        # Ctrl-D typed at the prompt: before readline has the terminal again, the line
+        # discipline may drop it (a full suite run hung here)
+        _read_until(main, b"wrote turns.jsonl\r\n> ", seen)
         os.write(main, b"\x04")  # Ctrl-D
         assert process.wait(timeout=60) == 0, bytes(seen)[-400:]
     finally:
