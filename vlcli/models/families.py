@@ -303,27 +303,18 @@ QWEN2_VL = Family(
         ("qwen2-vl-7b", _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 5120, 3584, QUICK, 32768)),
     ),
 )
-QWEN2_5_VL = Family(
-    "qwen2_5_vl",
-    "Qwen2.5-VL",
+# Qwen2.5-VL: Qwen2-VL's processor and patches; absolute-time mRoPE, and boxes in pixels of the
+# resized input.
+QWEN2_5_VL = replace(
+    QWEN2_VL,
+    name="qwen2_5_vl",
+    label="Qwen2.5-VL",
     model_types=("qwen2_5_vl",),
     name_patterns=("qwen2.5-vl", "qwen2-5-vl"),
     transformers_class="Qwen2_5_VLForConditionalGeneration",
-    hub_suffix="-Instruct",
-    template_thinking=False,
-    patch_size=14,
     time_encoding=TimeEncoding.ABSOLUTE_MROPE,
     tokens_per_second=2,
-    timestamp_tokens=0,
-    reference_positions=True,
     coordinates=Coordinates.RESIZED_PIXELS,
-    vision_position_embedding=False,
-    processor_video_min_pixels=3136,
-    processor_video_max_pixels=12845056,
-    processor_image_min_pixels=3136,
-    processor_image_max_pixels=12845056,
-    processor_bounds_clip=False,
-    processor_video_max_tokens=128000,
     presets=(
         ("qwen2.5-vl-3b", _dims(2048, 36, 16, 2, 11008, 151936, True,  1280, 32, 3420, 2048, SILU, 128000)),
         ("qwen2.5-vl-7b", _dims(3584, 28, 28, 4, 18944, 152064, False, 1280, 32, 3420, 3584, SILU, 128000)),
@@ -427,27 +418,15 @@ def _qwen3_5(hidden, layers, heads, kv, inter, value_heads, tied, v_depth, v_hid
 # 2 KV heads, 256 experts of 512, 8 per token, a shared expert of 512, the 27 x 1152 tower), with
 # the same text figures for Qwen3.5-35B-A3B in another public test. The 9B's tower is taken to
 # be that 27 x 1152 one (the larger sizes' tower; its output is the text width).
-QWEN3_5 = Family(
-    "qwen3_5",
-    "Qwen3.5",
+QWEN3_5 = replace(
+    QWEN3_VL,
+    name="qwen3_5",
+    label="Qwen3.5",
     model_types=("qwen3_5",),
     name_patterns=("qwen3.5", "qwen3-5", "qwen3.6", "qwen3-6"),
     transformers_class="Qwen3_5ForConditionalGeneration",
     hub_suffix="",
     template_thinking=True,
-    patch_size=16,
-    time_encoding=TimeEncoding.TEXT_TIMESTAMPS,
-    tokens_per_second=None,
-    timestamp_tokens=6,
-    reference_positions=False,
-    coordinates=Coordinates.RELATIVE_1000,
-    vision_position_embedding=True,
-    processor_video_min_pixels=4096,
-    processor_video_max_pixels=25165824,
-    processor_image_min_pixels=65536,
-    processor_image_max_pixels=16777216,
-    processor_bounds_clip=True,
-    processor_video_max_tokens=768,
     presets=(
         ("qwen3.5-0.8b", _qwen3_5(1024, 24,  8, 2,  3584, 16, True,  12,  768, 3072, 12)),
         ("qwen3.5-9b",   _qwen3_5(4096, 32, 16, 4, 12288, 32, False, 27, 1152, 4304, 16)),
