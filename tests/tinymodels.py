@@ -197,6 +197,28 @@ def mrope_section(head_dim: int) -> list[int]:
     return [t, (half - t) // 2, half - t - (half - t) // 2]
 
 
+def _rope(theta: float, sections: list[int], **extra: Any) -> dict[str, Any]:
+    """The text config's multimodal rotary parameters (``extra``: Qwen3's interleaving, Qwen3.5's
+    partial rotation)."""
+    return {"rope_type": "default", "rope_theta": theta, "mrope_section": sections, **extra}
+
+
+def _vision(patch_size: int, **extra: Any) -> dict[str, Any]:
+    """The tiny vision tower shared by Qwen2.5-VL, Qwen3-VL and Qwen3.5 (``extra``: each one's own
+    keys); its output is the text width."""
+    return dict(
+        depth=VISION_DEPTH,
+        hidden_size=VISION_HIDDEN,
+        intermediate_size=2 * VISION_HIDDEN,
+        num_heads=VISION_HEADS,
+        out_hidden_size=TEXT_HIDDEN,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        **extra,
+    )
+
+
 def build_config(
     family: str, tok: Any, head_dim: int = HEAD_DIM, linear_head_dim: int = HEAD_DIM
 ) -> Any:
@@ -234,24 +256,10 @@ def build_config(
         return Qwen2_5_VLConfig(
             text_config=dict(
                 text,
-                rope_parameters={
-                    "rope_type": "default",
-                    "rope_theta": 1000000.0,
-                    "mrope_section": sections,
-                },
+                rope_parameters=_rope(1000000.0, sections),
             ),
-            vision_config=dict(
-                depth=VISION_DEPTH,
-                hidden_size=VISION_HIDDEN,
-                intermediate_size=2 * VISION_HIDDEN,
-                num_heads=VISION_HEADS,
-                out_hidden_size=TEXT_HIDDEN,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                window_size=56,
-                fullatt_block_indexes=[1],
-                tokens_per_second=TOKENS_PER_SECOND,
+            vision_config=_vision(
+                14, window_size=56, fullatt_block_indexes=[1], tokens_per_second=TOKENS_PER_SECOND
             ),
             tie_word_embeddings=True,
             **token_ids,
@@ -262,11 +270,7 @@ def build_config(
         return Qwen2VLConfig(
             text_config=dict(
                 text,
-                rope_parameters={
-                    "rope_type": "default",
-                    "rope_theta": 1000000.0,
-                    "mrope_section": sections,
-                },
+                rope_parameters=_rope(1000000.0, sections),
             ),
             vision_config=dict(
                 depth=VISION_DEPTH,
@@ -294,25 +298,9 @@ def build_config(
                 text,
                 **experts,
                 head_dim=head_dim,
-                rope_parameters={
-                    "rope_type": "default",
-                    "rope_theta": 5000000.0,
-                    "mrope_section": sections,
-                    "mrope_interleaved": True,
-                },
+                rope_parameters=_rope(5000000.0, sections, mrope_interleaved=True),
             ),
-            vision_config=dict(
-                depth=VISION_DEPTH,
-                hidden_size=VISION_HIDDEN,
-                intermediate_size=2 * VISION_HIDDEN,
-                num_heads=VISION_HEADS,
-                out_hidden_size=TEXT_HIDDEN,
-                patch_size=16,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                num_position_embeddings=64,
-                deepstack_visual_indexes=[0],
-            ),
+            vision_config=_vision(16, num_position_embeddings=64, deepstack_visual_indexes=[0]),
             tie_word_embeddings=True,
             **token_ids,
         )
@@ -339,13 +327,10 @@ def _qwen3_5_config(
         linear_key_head_dim=linear_head_dim,
         linear_value_head_dim=linear_head_dim,
         linear_conv_kernel_dim=4,
-        rope_parameters={
-            "rope_type": "default",
-            "rope_theta": 10000000.0,
-            "partial_rotary_factor": 0.25,
-            "mrope_section": mrope_section(head_dim // 4),
-            "mrope_interleaved": True,
-        },
+        rope_parameters=_rope(
+            10000000.0, mrope_section(head_dim // 4), partial_rotary_factor=0.25,
+            mrope_interleaved=True,
+        ),
     )
     if family == "qwen3_5_moe":
         text = {k: v for k, v in text.items() if k != "intermediate_size"}
@@ -358,17 +343,7 @@ def _qwen3_5_config(
     cls = Qwen3_5MoeConfig if family == "qwen3_5_moe" else Qwen3_5Config
     return cls(
         text_config=dict(text, **linear),
-        vision_config=dict(
-            depth=VISION_DEPTH,
-            hidden_size=VISION_HIDDEN,
-            intermediate_size=2 * VISION_HIDDEN,
-            num_heads=VISION_HEADS,
-            out_hidden_size=TEXT_HIDDEN,
-            patch_size=16,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            num_position_embeddings=64,
-        ),
+        vision_config=_vision(16, num_position_embeddings=64),
         tie_word_embeddings=True,
         **token_ids,
     )
