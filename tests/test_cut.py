@@ -368,6 +368,21 @@ def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()  # refused before anything is cut
 
 
+def test_two_sources_of_one_name_never_share_a_clip(clock_av: str, tmp_path: Path) -> None:
+    """m.mp4 and m.mkv would both give m_<span>.mp4: the second is refused with a line (even
+    with --force), the first's clip stays whole."""
+    mp4, mkv = tmp_path / "m.mp4", tmp_path / "m.mkv"
+    shutil.copy(clock_av, mp4)
+    ffmpeg("-i", clock_av, "-c", "copy", str(mkv))
+    records = [record(mp4, (1.0, 2.0)), record(mkv, (1.0, 2.0))]
+    r = cut(tmp_path, records, "--out", tmp_path / "out", "--json", "--force")
+    assert r.exit_code == 3
+    clip = tmp_path / "out" / "m_00-00-01.000_00-00-02.000.mp4"
+    assert [(c["source"], c["clip"]) for c in clips(r)] == [(str(mp4), str(clip))]
+    assert f"vlcli: {mkv}: its clip {clip} has the name of a clip of {mp4}" in r.stderr
+    assert frame_numbers(str(clip)) == list(range(10, 21))
+
+
 def test_a_missing_ffmpeg_is_one_line(
     clock_av: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
