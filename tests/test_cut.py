@@ -143,6 +143,8 @@ def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Pa
     numbers = frame_numbers(made["clip"])
     assert numbers[0] == round(made["start_s"] * FPS) == 50 and 70 in numbers
     assert numbers[-1] == round(made["end_s"] * FPS) - 1
+    with av.open(made["clip"]) as container:  # the picture and the sound start together
+        assert [s.start_time for s in container.streams] == [0, 0]
 
 
 def test_times_on_frame_starts_at_30000_1001_fps_cut_from_that_frame(
