@@ -132,14 +132,19 @@ def test_an_exact_clip_starts_and_ends_at_the_frames_of_its_span(
 
 
 def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Path) -> None:
-    """6.0 s lies between the keyframes at 5.0 and 7.5 s: the copy starts at frame 50."""
+    """6.0 s lies between the keyframes at 5.0 and 7.5 s: the copy starts at frame 50. Its end
+    is where its last frame really stops: a stream copy that stops at 7.1 s still carries the
+    later frames the ones before 7.1 s are decoded from (B-frames), which the clip shows."""
     r = cut(tmp_path, [record(clock_av, (6.0, 7.0))], "--out", tmp_path, "--copy", "--json")
     assert r.exit_code == 0, r.stderr
     (made,) = clips(r)
     assert made["clip"].endswith("cut_clock_00-00-06.000_00-00-07.000.copy.mp4")
-    assert (made["cut"], made["start_s"], made["end_s"]) == ("copied", 5.0, 7.1)
+    assert (made["cut"], made["start_s"]) == ("copied", 5.0)
     numbers = frame_numbers(made["clip"])
     assert numbers[0] == round(made["start_s"] * FPS) == 50 and 70 in numbers
+    assert numbers[-1] == round(made["end_s"] * FPS) - 1
+    with av.open(made["clip"]) as container:  # the picture and the sound start together
+        assert [s.start_time for s in container.streams] == [0, 0]
 
 
 def test_times_on_frame_starts_at_30000_1001_fps_cut_from_that_frame(
@@ -322,7 +327,8 @@ def test_root_names_the_folders_kept_and_a_line_that_is_no_record_is_said(
 def test_a_reel_joins_the_clips_with_a_chapter_each(clock_av: str, tmp_path: Path) -> None:
     """Two spans of the clock (with sound) and one of a silent 320x180 clip: one 1280x720 video,
     three chapters titled by the spans' texts, each starting where its clip's frames start,
-    the sound as long as the picture."""
+    as long as its clips together (each clip's AAC runs a few ms past its picture: a reel that
+    kept it showed one frame more), the sound as long as the picture."""
     silent = make_clip(tmp_path / "silent.mp4", size=(320, 180), fps=10, seconds=3)
     records = [record(clock_av, (5.05, 7.0), (3.0, 4.0)), record(silent, (1.0, 2.0))]
     records[0]["times"][0]["text"] = "goal = one; #1"
@@ -344,8 +350,10 @@ def test_a_reel_joins_the_clips_with_a_chapter_each(clock_av: str, tmp_path: Pat
         return read_clock(image.crop((0, 200, 1280, 520)).resize((192, 48)))
 
     assert (clock_at(0.0), clock_at(2.1), clock_at(3.1)) == (50, 30, 40)
+    assert len(frames) == 129  # 4.3 s at 30 fps
+    assert (clock_at(2.0), clock_at(3.16)) == (70, 40)  # the last frames of the first two
     video, audio, one = durations(str(reel), fps=30)
-    assert abs(video - 4.3) < 0.05 and abs(audio - video) <= one
+    assert abs(video - 4.3) < 1e-6 and abs(audio - video) <= one
 
 
 def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:
@@ -360,6 +368,21 @@ def test_a_clip_never_replaces_an_input(clock_av: str, tmp_path: Path) -> None:
     r = cut(tmp_path, records[:1], "--out", tmp_path / "out", "--reel", src, "--force")
     assert r.exit_code == 2 and f"--reel {src} is one of the records' sources" in r.stderr
     assert not (tmp_path / "out").exists()  # refused before anything is cut
+
+
+def test_two_sources_of_one_name_never_share_a_clip(clock_av: str, tmp_path: Path) -> None:
+    """m.mp4 and m.mkv would both give m_<span>.mp4: the second is refused with a line (even
+    with --force), the first's clip stays whole."""
+    mp4, mkv = tmp_path / "m.mp4", tmp_path / "m.mkv"
+    shutil.copy(clock_av, mp4)
+    ffmpeg("-i", clock_av, "-c", "copy", str(mkv))
+    records = [record(mp4, (1.0, 2.0)), record(mkv, (1.0, 2.0))]
+    r = cut(tmp_path, records, "--out", tmp_path / "out", "--json", "--force")
+    assert r.exit_code == 3
+    clip = tmp_path / "out" / "m_00-00-01.000_00-00-02.000.mp4"
+    assert [(c["source"], c["clip"]) for c in clips(r)] == [(str(mp4), str(clip))]
+    assert f"vlcli: {mkv}: its clip {clip} has the name of a clip of {mp4}" in r.stderr
+    assert frame_numbers(str(clip)) == list(range(10, 21))
 
 
 def test_a_missing_ffmpeg_is_one_line(

@@ -12,7 +12,9 @@ shown at the span's start, rounded down to the microsecond FFmpeg counts in, and
 ends where the frame shown at the span's end stops.
 
 ``--copy`` copies the streams from a keyframe (no re-encoding: fast, the start is not exact);
-the display matrix goes along with the stream.
+the display matrix goes along with the stream. The MP4 muxer's edit list keeps the keyframe at
+0 s with the sound beside it (``-avoid_negative_ts make_zero`` would instead shift the picture
+by the B-frames' delay, 0.2 s at 10 fps, behind sound from before the keyframe).
 
 A clip is written to a hidden temporary file in its folder and then linked to its name, so
 that nobody sees a partial clip; an interrupt or a failure removes the temporary file.
@@ -74,7 +76,7 @@ def command(ffmpeg_path: str, cut: Cut, target: str) -> list[str]:
         "file:" + os.path.abspath(cut.source), ss=_seconds(cut.start, down=not cut.copy)
     )
     streams = [source["v:0"], source["a:0"]] if cut.audio else [source["v:0"]]
-    codecs = {"c": "copy", "avoid_negative_ts": "make_zero"} if cut.copy else {**VIDEO, **AUDIO}
+    codecs = {"c": "copy"} if cut.copy else {**VIDEO, **AUDIO}
     out = ffmpeg.output(
         *streams,
         "file:" + os.path.abspath(target),

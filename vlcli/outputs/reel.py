@@ -4,7 +4,9 @@ a chapter per span, titled by its text (MP4 chapters), for "the highlights of 20
 The clips may differ in size, rate and sound, so the reel is re-encoded to one format: each
 clip scaled to fit 1280x720 (black bars where its shape differs: a phone's upright clip stays
 upright), 30 frames a second, stereo AAC at 48 kHz (silence for a clip without sound), with the
-clips' H.264 and AAC settings (:mod:`vlcli.outputs.clip_file`). Chapters go in through an
+clips' H.264 and AAC settings (:mod:`vlcli.outputs.clip_file`). Each clip's sound is padded or cut
+to its picture's length: an AAC track ends up to one audio frame past it, and FFmpeg's concat
+starts the next clip after the longer of the two, which added a frame to the reel. Chapters go in through an
 FFmpeg metadata file, which FFmpeg copies to the output (the first input with chapters).
 """
 
@@ -68,7 +70,12 @@ def reel_command(
             .filter("format", "yuv420p")
         )
         if part.audio:
-            audio = clip.audio.filter("aresample", RATE).filter("aformat", channel_layouts="stereo")
+            audio = (
+                clip.audio.filter("aresample", RATE)
+                .filter("aformat", channel_layouts="stereo")
+                .filter("apad", whole_dur=f"{part.length_s:.6f}")
+                .filter("atrim", duration=f"{part.length_s:.6f}")
+            )
         else:
             silence = f"anullsrc=r={RATE}:cl=stereo"
             audio = ffmpeg.input(silence, f="lavfi", t=f"{part.length_s:.6f}").audio

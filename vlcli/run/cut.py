@@ -5,8 +5,9 @@ and counted; a source that is gone, or that changed since it was answered (its s
 modification time differ from the record's ``file``), is refused for that record with a line,
 and the other records go on. Each span is then cut to the frame (re-encoded), or from the
 keyframe at or before it with ``copy`` (:mod:`vlcli.outputs.clip_file`), and said with the seconds
-the clip really starts and ends at. No clip replaces a source or another clip of the run, and a
-clip from an earlier run is kept unless ``force``.
+the clip really starts and ends at (a copy's end read back from the clip written). No clip
+replaces a source or another clip of the run, and a clip from an earlier run is kept unless
+``force``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 from vlcli.errors import InputError, UsageError, VlcliError
@@ -173,8 +175,10 @@ class Cutter:
         )
         self.summary.clips += written
         self.summary.kept += not written
+        if cut.copy:
+            end = start + _shown_length(target)
         title = span.text or f"{source} {format_clock(float(start), 1)}"
-        self.parts.append(ReelPart(target, title, total, table.audio))
+        self.parts.append(ReelPart(target, title, float(end - start), table.audio))
         return ClipMade(source, span, target, float(start), float(end), cut.copy, not written)
 
     def write_reel(self, target: str, view: CutView) -> None:
@@ -219,6 +223,13 @@ def _check_source(source: str, file: Any) -> bool:
             source,
         )
     return True
+
+
+def _shown_length(clip: str) -> Fraction:
+    """How long a stream copy shows its frames: past the end it was cut at when B-frames there
+    are decoded from later frames, which the copy then carries (and shows)."""
+    table = frame_table(clip)
+    return table.end_s - table.starts[0]
 
 
 def _same_file(a: str, b: str) -> bool:
