@@ -2,7 +2,7 @@
 
 The reference (qwen-vl-utils, then the transformers processor over the whole decoded video)
 holds every sampled frame as float32 at once. Here each video is decoded ``CHUNK_FRAMES``
-frames (one temporal patch) at a time (:func:`vlcli.media.probe.iter_video_chunks`), each chunk goes
+frames (one temporal patch) at a time (:func:`vlcli.media.frames.iter_video_chunks`), each chunk goes
 through the processor's own video processor, and its rows are copied into one
 ``pixel_values_videos`` tensor allocated up front in the model's dtype on the model's device.
 That is exact because the processor's
@@ -35,7 +35,7 @@ import torch
 from vlcli.backends import Prompt, frame_counter
 from vlcli.errors import ModelError, UsageError
 from vlcli.media import heap
-from vlcli.media.probe import iter_video_chunks, load_image
+from vlcli.media.frames import iter_video_chunks, load_image
 from vlcli.models.families import Family
 from vlcli.planning.plan import ImagePlan, Media, VideoPlan
 from vlcli.planning.prompt import Turns, build_messages, expand_text
