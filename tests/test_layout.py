@@ -99,3 +99,38 @@ def test_the_check_finds_a_name_passed_on() -> None:
     found = _imports_through("from vlcli.cli.views import json_text\n", "x.py")
     assert found == ["x.py:1 json_text from vlcli.cli.views (home: vlcli.outputs.text)"]
     assert _imports_through("from vlcli.outputs.text import json_text\n", "x.py") == []
+
+
+# ---------------------------------------------------------------- the README's tree
+
+README = PACKAGE.parent / "README.md"
+
+
+def _layout_sections() -> dict[str, str]:
+    """The README's layout tree (Development > Layout), the text of each top-level folder."""
+    tree = README.read_text(encoding="utf-8").split("### Layout", 1)[1].split("```")[1]
+    sections: dict[str, str] = {}
+    folder = ""
+    for line in tree.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            folder = line.split()[0].rstrip("/")
+        if folder:  # below the tree's root line, vlcli/
+            sections[folder] = sections.get(folder, "") + line + "\n"
+    return sections
+
+
+def test_the_readme_tree_names_every_module() -> None:
+    """A maintainer finds each module of vlcli/ under its folder in the README's tree (its
+    ``__init__.py`` and ``__main__.py`` apart), and no folder the package does not have."""
+    sections = _layout_sections()
+    unnamed = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.c")]):
+        relative = path.relative_to(PACKAGE)
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        folder = relative.parts[0] if len(relative.parts) > 1 else relative.name
+        if path.name not in sections.get(folder, ""):
+            unnamed.append(str(relative))
+    assert unnamed == []
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert set(sections) - {p.name for p in PACKAGE.glob("*.py")} == folders
