@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,6 +21,9 @@ from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import Plan, VideoPlan
 from vlcli.space.place import coordinate_system
 from vlcli.times.format import format_hms
+
+if TYPE_CHECKING:
+    from vlcli.run.budget import Estimate
 
 
 class ReaderGone(Exception):
@@ -228,24 +231,18 @@ def _probe_cells(r: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------- budget
 
 
-def budget_dict(
-    path: str,
-    plan: Plan,
-    prompt_tokens: int,
-    mem: MemoryEstimate | None,
-    model: str,
-    exact: bool = False,
-    engine: str = "reference",
-) -> dict[str, Any]:
-    d: dict[str, Any] = {"path": path, **plan.to_dict()}
+def budget_dict(e: Estimate, model: str, engine: str) -> dict[str, Any]:
+    """``budget --json``'s line for one input; ``engine`` computes its temporal positions."""
+    plan = e.plan
+    d: dict[str, Any] = {"path": e.path, **plan.to_dict()}
     if isinstance(plan, VideoPlan):  # the positions as the chosen engine computes them
         d["temporal_positions"] = list(plan.time_axis(engine).positions)
         d["positions_engine"] = engine
     d["coordinates"] = coordinate_system(plan)
-    d["prompt_tokens"] = prompt_tokens
-    d["prompt_tokens_exact"] = exact
+    d["prompt_tokens"] = e.tokens
+    d["prompt_tokens_exact"] = e.exact
     d["model"] = model
-    d["memory"] = mem.to_dict() if mem else None
+    d["memory"] = e.memory.to_dict() if e.memory else None
     return d
 
 
@@ -277,16 +274,10 @@ def _memory_parts(mem: MemoryEstimate) -> str:
     )
 
 
-def budget_view(
-    path: str,
-    plan: Plan,
-    prompt_tokens: int,
-    mem: MemoryEstimate | None,
-    model: str,
-    exact: bool = False,
-    engine: str = "reference",
-) -> None:
-    print_out(f"[bold]{escape(visible(path))}[/]")
+def budget_view(e: Estimate, model: str, engine: str) -> None:
+    """``budget``'s table for one input; ``engine`` computes its temporal positions."""
+    plan = e.plan
+    print_out(f"[bold]{escape(visible(e.path))}[/]")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="dim")
     summary.add_column()
@@ -315,11 +306,10 @@ def budget_view(
     summary.add_row("visual tokens", str(plan.visual_tokens))
     summary.add_row(
         "prompt tokens",
-        f"{prompt_tokens}"
-        + ("" if exact else " (visual exact, text estimated: no local tokenizer)"),
+        f"{e.tokens}" + ("" if e.exact else " (visual exact, text estimated: no local tokenizer)"),
     )
-    if mem is not None:
-        summary.add_row("GPU memory", _memory_parts(mem))
+    if e.memory is not None:
+        summary.add_row("GPU memory", _memory_parts(e.memory))
     else:
         summary.add_row(
             "GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)"
