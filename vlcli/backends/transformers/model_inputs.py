@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from vlcli.backends import Prompt, frame_counter
-from vlcli.errors import ModelError, UsageError
+from vlcli.backends import Prompt, check_planned_for, frame_counter
+from vlcli.errors import ModelError
 from vlcli.media import heap
 from vlcli.media.frames import iter_video_chunks, load_image
 from vlcli.models.families import Family
@@ -261,11 +261,7 @@ def build_inputs(
     ``on_frames(done, total)`` follows the decoding: video frames ready so far, of all videos.
     """
     started = time.perf_counter()
-    for path, plan in media:
-        if plan.family.name != family.name:
-            raise UsageError(
-                f"{path}: planned for {plan.family.name}, but the model is {family.name}"
-            )
+    check_planned_for(media, family)
     # The text first, its temporaries given back before the frames: after the frames they
     # would add to the peak (measured on a 43k-token prompt: 23 MB).
     inputs = _text_inputs(
