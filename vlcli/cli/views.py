@@ -24,6 +24,7 @@ from vlcli.times.format import format_hms
 
 if TYPE_CHECKING:
     from vlcli.run.budget import Estimate
+    from vlcli.run.prompt import AskResult
 
 
 class ReaderGone(Exception):
@@ -543,7 +544,7 @@ class AskOutput:
         self._header = None
         self._stdout_ends()
 
-    def result(self, record: dict[str, Any], result: Any) -> None:
+    def result(self, record: dict[str, Any], result: AskResult) -> None:
         self._stdout_begins()
         try:
             if self.json_out:
@@ -604,7 +605,7 @@ def answer_header(paths: list[str], title: str | None = None) -> None:
     print_out(f"[bold]{escape(visible(', '.join(paths)))}[/]{extra}")
 
 
-def answer_view(result: Any, figures: bool = True) -> None:
+def answer_view(result: AskResult, figures: bool = True) -> None:
     """After the streamed answer: its time spans in source seconds, evidence files; figures.
 
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
@@ -618,7 +619,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
             else "times as the model stated them (not mapped to a source video)"
         )
         t = Table(title=title, title_justify="left", show_edge=False)
-        windows = list(getattr(result, "span_windows", []) or [])
+        windows = result.span_windows
         for col in (
             "start s",
             "end s",
@@ -641,11 +642,11 @@ def answer_view(result: Any, figures: bool = True) -> None:
                 escape(visible(span.text)),
             )
         print_out(t)
-    if getattr(result, "places", None):
+    if result.places:
         print_out(places_table(result.places))
     for path in result.evidence:
         print_out(f"evidence: {escape(visible(path))}")
-    for path in getattr(result, "crops", None) or []:
+    for path in result.crops or []:
         print_out(f"crop: {escape(visible(path))}")
     if not figures:
         return
