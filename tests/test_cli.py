@@ -131,13 +131,15 @@ def test_budget_start_accepts_clock_times(clip_landscape):
     assert row["clip_start_s"] == pytest.approx(1.0) and row["clip_end_s"] == pytest.approx(3.0)
 
 
-def test_budget_does_not_import_torch(clip_landscape):
+@pytest.mark.parametrize("command", ["probe", "budget"])
+def test_probe_and_budget_do_not_import_torch(clip_landscape, command):
     code = (
-        "import sys; from vlcli.cli.app import main; sys.argv=['vlcli','budget',"
+        f"import sys; from vlcli.cli.app import main; sys.argv=['vlcli',{command!r},"
         + repr(str(clip_landscape))
         + ",'--json'];\n"
-        "try:\n main()\nexcept SystemExit: pass\n"
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
+        "try:\n main()\nexcept SystemExit as exit: assert not exit.code, exit.code\n"
+        "heavy = {'torch', 'transformers', 'torchcodec', 'torchvision'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

@@ -37,7 +37,8 @@ from helpers_cli import invoke
 from helpers_media import make_clip
 
 from vlcli.backends.transformers.backend import TransformersBackend
-from vlcli.media.probe import frames_at, probe
+from vlcli.media.frames import frames_at
+from vlcli.media.probe import probe
 from vlcli.models.families import resolve_model
 from vlcli.planning.plan import SamplingOptions, VideoPlan, plan_video
 from vlcli.planning.tasks import build_prompt
@@ -514,7 +515,7 @@ def test_evidence_that_cannot_be_saved_keeps_the_answer(
     def broken(path: str, seconds: Any) -> Any:
         raise InputError("corrupt frame data", path)
 
-    monkeypatch.setattr("vlcli.media.probe.frames_at", broken)
+    monkeypatch.setattr("vlcli.media.frames.frames_at", broken)
     spy.fixed = BALL
     r = invoke(
         "ask", tiny_clip, "Where?", "--model", tiny_qwen25_path, *NEW, "--json",

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from vlcli import __version__
-from vlcli.cli.views import json_text, tsv_cell, visible
+from vlcli.cli.views import tsv_cell, visible
 from vlcli.errors import one_line
+from vlcli.outputs.text import json_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_media"

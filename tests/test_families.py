@@ -174,3 +174,20 @@ def test_a_qwen3_5_language_model_is_counted_exactly(family: str) -> None:
     assert dims is not None and dims.linear_layers == 3, folder
     ours = dims.parameter_count(16, 2, 2) - dims._vision_parameters(16, 2, 2)
     assert ours == counted - vision
+
+
+def test_a_plan_for_another_family_is_refused_by_either_engine() -> None:
+    """A plan holds one family's sizes, times and prompt: a model of another family is not
+    asked with it (both engines, before any file is read or any processor is used)."""
+    from vlcli.backends import Prompt
+    from vlcli.backends.transformers.model_inputs import build_inputs
+    from vlcli.backends.vllm.request import _media_urls
+    from vlcli.errors import UsageError
+    from vlcli.planning.plan import SamplingOptions, plan_image
+
+    media = [("a.png", plan_image(641, 359, SamplingOptions(), QWEN2_5_VL))]
+    said = "a.png: planned for qwen2_5_vl, but the model is qwen3_5"
+    with pytest.raises(UsageError, match=said):
+        build_inputs(None, QWEN3_5, media, "Where?")
+    with pytest.raises(UsageError, match=said):
+        _media_urls(Prompt(media, "Where?"), QWEN3_5, "png", None)

@@ -19,16 +19,8 @@ from qwen_vl_utils import vision_process as ref
 from torchcodec.decoders import VideoDecoder
 
 from vlcli.errors import InputError
-from vlcli.media.probe import (
-    expand_inputs,
-    frame_at,
-    frames_at,
-    is_media_file,
-    iter_video_chunks,
-    load_image,
-    probe,
-    sniff,
-)
+from vlcli.media.frames import frame_at, frames_at, iter_video_chunks, load_image
+from vlcli.media.probe import expand_inputs, is_media_file, probe, sniff
 from vlcli.models.families import QWEN2_5_VL
 from vlcli.planning.plan import SamplingOptions, plan_image, plan_video
 

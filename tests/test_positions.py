@@ -27,6 +27,7 @@ def test_video_then_text_starts_after_the_temporal_maximum() -> None:
     ids = torch.tensor([[1, 2, VS] + [VID] * 12 + [VE, 3]])
     pos, deltas = rope_index(
         ids,
+        family=QWEN2_5_VL,
         video_grid_thw=_t([[3, 4, 4]]),
         second_per_grid_ts=torch.tensor([1.0]),
         tokens_per_second=2,
@@ -46,7 +47,7 @@ def test_video_then_text_starts_after_the_temporal_maximum() -> None:
 def test_image_block() -> None:
     # a <vs> [image: grid (1, 4, 6) -> 2 x 3 = 6 tokens] <ve> b c
     ids = torch.tensor([[1, VS] + [IMG] * 6 + [VE, 2, 3]])
-    pos, deltas = rope_index(ids, image_grid_thw=_t([[1, 4, 6]]), **IDS)
+    pos, deltas = rope_index(ids, family=QWEN2_5_VL, image_grid_thw=_t([[1, 4, 6]]), **IDS)
     expected = _t(
         [
             [0, 1, 2, 2, 2, 2, 2, 2, 5, 6, 7],
@@ -63,6 +64,7 @@ def test_two_videos_with_their_own_seconds_per_patch() -> None:
     ids = torch.tensor([[VS] + [VID] * 2 + [VE, 1, VS] + [VID] * 8 + [VE]])
     pos, deltas = rope_index(
         ids,
+        family=QWEN2_5_VL,
         video_grid_thw=_t([[2, 2, 2], [4, 2, 4]]),
         second_per_grid_ts=torch.tensor([0.5, 1.5]),  # temporal steps of 1 and 3 positions
         tokens_per_second=2,
@@ -86,6 +88,7 @@ def test_left_padded_batch_skips_padding() -> None:
     mask = (ids != PAD).long()
     pos, deltas = rope_index(
         ids,
+        family=QWEN2_5_VL,
         video_grid_thw=_t([[3, 4, 4], [2, 4, 2]]),
         second_per_grid_ts=torch.tensor([1.0, 1.0]),
         attention_mask=mask,
@@ -129,9 +132,9 @@ def test_temporal_index_equals_the_plans(spg: float) -> None:
 def test_malformed_prompts_are_refused() -> None:
     ids = torch.tensor([[1, VS] + [VID] * 5 + [VE]])  # 5 pads, the grid needs 12
     with pytest.raises(ValueError, match="pad tokens"):
-        rope_index(ids, video_grid_thw=_t([[3, 4, 4]]), **IDS)
+        rope_index(ids, family=QWEN2_5_VL, video_grid_thw=_t([[3, 4, 4]]), **IDS)
     with pytest.raises(ValueError, match="fewer vision blocks"):
-        rope_index(torch.tensor([[1, 2]]), video_grid_thw=_t([[3, 4, 4]]), **IDS)
+        rope_index(torch.tensor([[1, 2]]), family=QWEN2_5_VL, video_grid_thw=_t([[3, 4, 4]]), **IDS)
     with pytest.raises(ValueError, match="qwen3_vl"):
         rope_index(torch.tensor([[1, 2]]), family=QWEN3_VL, **IDS)
 
@@ -161,7 +164,12 @@ def test_transformers_puts_text_after_a_video_inside_its_temporal_range() -> Non
         ids, mm_token_type_ids=mm_types, video_grid_thw=grid, second_per_grid_ts=spg
     )
     ours, our_deltas = rope_index(
-        ids, video_grid_thw=grid, second_per_grid_ts=spg, tokens_per_second=2, **IDS
+        ids,
+        family=QWEN2_5_VL,
+        video_grid_thw=grid,
+        second_per_grid_ts=spg,
+        tokens_per_second=2,
+        **IDS,
     )
     assert torch.equal(theirs[:, :, :15], ours[:, :, :15])  # text before and the video agree
     assert theirs[:, 0, 15:].tolist() == [[5, 6]] * 3  # 3 + max(4, 4) // 2: inside 3..7
@@ -198,6 +206,7 @@ def _reference(runner, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     cfg = runner.model.config
     return rope_index(
         inputs["input_ids"],
+        family=QWEN2_5_VL,
         video_grid_thw=inputs["video_grid_thw"],
         second_per_grid_ts=inputs["second_per_grid_ts"],
         attention_mask=inputs["attention_mask"],

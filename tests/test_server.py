@@ -383,7 +383,7 @@ def test_answers_that_are_not_json_and_unreachable_servers_are_one_line(fake_ser
     assert ServerClient(url).count_tokens([{"role": "user", "content": "hi"}]) == 29
     with pytest.raises(ServerError, match="cannot reach the server"):
         ServerClient("http://127.0.0.1:9", timeout_s=5).models()
-    assert not ServerClient("http://127.0.0.1:9").healthy(timeout_s=2)
+    assert isinstance(ServerClient("http://127.0.0.1:9").away(timeout_s=2), ServerBusy)
 
 
 # ---------------------------------------------------------------- the environment script

@@ -12,7 +12,8 @@ import pytest
 from helpers_clock import make_clock_clip, read_clock
 
 from vlcli.errors import UsageError
-from vlcli.media.probe import frames_at, probe
+from vlcli.media.frames import frames_at
+from vlcli.media.probe import probe
 from vlcli.models.families import QWEN2_5_VL
 from vlcli.planning.plan import SamplingOptions, VideoFacts, VideoPlan, plan_video
 from vlcli.planning.windows import (

@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vlcli.models.families import ModelSpec
+from vlcli.errors import UsageError
+from vlcli.models.families import Family, ModelSpec
 from vlcli.planning.plan import Media, Plan, SamplingOptions
 from vlcli.planning.prompt import Turns
 from vlcli.times.axis import TimeAxis
@@ -51,6 +52,16 @@ def frame_counter(total: int, on_frames: FrameProgress | None) -> Callable[[int]
             on_frames(done, total)
 
     return chunk_done
+
+
+def check_planned_for(media: Media, family: Family) -> None:
+    """Refuse media planned for another family than the model's: the plan's sizes, times and
+    prompt are that family's, so the answer would be to a prompt the plan never described."""
+    for path, plan in media:
+        if plan.family.name != family.name:
+            raise UsageError(
+                f"{path}: planned for {plan.family.name}, but the model is {family.name}"
+            )
 
 
 class TextSink(Protocol):

@@ -115,8 +115,7 @@ def budget(
 
 
 def _show(e: Estimate, model: str, positions: str, json_out: bool) -> None:
-    view = (e.path, e.plan, e.tokens, e.memory, model, e.exact, positions)
     if json_out:
-        render.json_line(render.budget_dict(*view))
+        render.json_line(render.budget_dict(e, model, positions))
     else:
-        render.budget_view(*view)
+        render.budget_view(e, model, positions)

@@ -149,7 +149,7 @@ class _Repl:
             return None
 
     def _answer(self, question: str) -> None:
-        from vlcli.run import signals
+        from vlcli.run import signals  # on first use, as in chat(): not at the CLI's start
 
         sink = self.view.start(self.conversation.paths, None, False)
         try:
@@ -188,6 +188,7 @@ class _Repl:
 
     def _write(self, name: str, path: str) -> None:
         """``/save``, ``/srt`` or ``/vtt`` into ``path``, written whole or not at all."""
+        # On first use, as in chat(): the CLI starts without the output modules.
         from vlcli.outputs.files import write_owned
         from vlcli.outputs.subtitles import to_srt, to_vtt
         from vlcli.outputs.text import json_text

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,6 +21,10 @@ from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import Plan, VideoPlan
 from vlcli.space.place import coordinate_system
 from vlcli.times.format import format_hms
+
+if TYPE_CHECKING:
+    from vlcli.run.budget import Estimate
+    from vlcli.run.prompt import AskResult
 
 
 class ReaderGone(Exception):
@@ -228,24 +232,18 @@ def _probe_cells(r: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------- budget
 
 
-def budget_dict(
-    path: str,
-    plan: Plan,
-    prompt_tokens: int,
-    mem: MemoryEstimate | None,
-    model: str,
-    exact: bool = False,
-    engine: str = "reference",
-) -> dict[str, Any]:
-    d: dict[str, Any] = {"path": path, **plan.to_dict()}
+def budget_dict(e: Estimate, model: str, engine: str) -> dict[str, Any]:
+    """``budget --json``'s line for one input; ``engine`` computes its temporal positions."""
+    plan = e.plan
+    d: dict[str, Any] = {"path": e.path, **plan.to_dict()}
     if isinstance(plan, VideoPlan):  # the positions as the chosen engine computes them
         d["temporal_positions"] = list(plan.time_axis(engine).positions)
         d["positions_engine"] = engine
     d["coordinates"] = coordinate_system(plan)
-    d["prompt_tokens"] = prompt_tokens
-    d["prompt_tokens_exact"] = exact
+    d["prompt_tokens"] = e.tokens
+    d["prompt_tokens_exact"] = e.exact
     d["model"] = model
-    d["memory"] = mem.to_dict() if mem else None
+    d["memory"] = e.memory.to_dict() if e.memory else None
     return d
 
 
@@ -277,16 +275,10 @@ def _memory_parts(mem: MemoryEstimate) -> str:
     )
 
 
-def budget_view(
-    path: str,
-    plan: Plan,
-    prompt_tokens: int,
-    mem: MemoryEstimate | None,
-    model: str,
-    exact: bool = False,
-    engine: str = "reference",
-) -> None:
-    print_out(f"[bold]{escape(visible(path))}[/]")
+def budget_view(e: Estimate, model: str, engine: str) -> None:
+    """``budget``'s table for one input; ``engine`` computes its temporal positions."""
+    plan = e.plan
+    print_out(f"[bold]{escape(visible(e.path))}[/]")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="dim")
     summary.add_column()
@@ -315,11 +307,10 @@ def budget_view(
     summary.add_row("visual tokens", str(plan.visual_tokens))
     summary.add_row(
         "prompt tokens",
-        f"{prompt_tokens}"
-        + ("" if exact else " (visual exact, text estimated: no local tokenizer)"),
+        f"{e.tokens}" + ("" if e.exact else " (visual exact, text estimated: no local tokenizer)"),
     )
-    if mem is not None:
-        summary.add_row("GPU memory", _memory_parts(mem))
+    if e.memory is not None:
+        summary.add_row("GPU memory", _memory_parts(e.memory))
     else:
         summary.add_row(
             "GPU memory", f"unknown for {escape(model)} (no config.json; pass --model PATH)"
@@ -553,7 +544,7 @@ class AskOutput:
         self._header = None
         self._stdout_ends()
 
-    def result(self, record: dict[str, Any], result: Any) -> None:
+    def result(self, record: dict[str, Any], result: AskResult) -> None:
         self._stdout_begins()
         try:
             if self.json_out:
@@ -614,7 +605,7 @@ def answer_header(paths: list[str], title: str | None = None) -> None:
     print_out(f"[bold]{escape(visible(', '.join(paths)))}[/]{extra}")
 
 
-def answer_view(result: Any, figures: bool = True) -> None:
+def answer_view(result: AskResult, figures: bool = True) -> None:
     """After the streamed answer: its time spans in source seconds, evidence files; figures.
 
     The seconds are printed to the millisecond (as in ``--json`` and the subtitles) and the
@@ -628,7 +619,7 @@ def answer_view(result: Any, figures: bool = True) -> None:
             else "times as the model stated them (not mapped to a source video)"
         )
         t = Table(title=title, title_justify="left", show_edge=False)
-        windows = list(getattr(result, "span_windows", []) or [])
+        windows = result.span_windows
         for col in (
             "start s",
             "end s",
@@ -651,11 +642,11 @@ def answer_view(result: Any, figures: bool = True) -> None:
                 escape(visible(span.text)),
             )
         print_out(t)
-    if getattr(result, "places", None):
+    if result.places:
         print_out(places_table(result.places))
     for path in result.evidence:
         print_out(f"evidence: {escape(visible(path))}")
-    for path in getattr(result, "crops", None) or []:
+    for path in result.crops or []:
         print_out(f"crop: {escape(visible(path))}")
     if not figures:
         return

@@ -12,7 +12,7 @@ decodes, without importing torch. The display rotation is read from the first de
 
 Images are measured with PIL, as the reference reads them (no EXIF transpose).
 
-Decoding lives in :mod:`vlcli.media.frames` and is re-exported here; it imports torch only when called.
+Decoding lives in :mod:`vlcli.media.frames` (it imports torch only when called).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from vlcli.errors import InputError
 from vlcli.media.container import open_input, rotation_only, scan, stream_facts, video_stream
-from vlcli.media.frames import frame_at, frames_at, iter_video_chunks, load_image
 from vlcli.planning.plan import VideoFacts
 
 if TYPE_CHECKING:
@@ -35,11 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MediaInfo",
     "expand_inputs",
-    "frame_at",
-    "frames_at",
     "is_media_file",
-    "iter_video_chunks",
-    "load_image",
     "probe",
     "sniff",
 ]

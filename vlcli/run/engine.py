@@ -18,8 +18,9 @@ from vlcli.models.locate import locate_spec
 from vlcli.planning.memory import canonical_attn, canonical_dtype
 from vlcli.planning.plan import SamplingOptions, check_options
 from vlcli.planning.thinking import check_think
-from vlcli.run.ask import AskView, Outputs, RunOptions, run_ask
+from vlcli.run.ask import Outputs, RunOptions, run_ask
 from vlcli.run.prompt import AskSettings
+from vlcli.run.view import AskView
 
 if TYPE_CHECKING:
     from vlcli.backends import Backend

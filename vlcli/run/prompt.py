@@ -208,7 +208,7 @@ def save_evidence(
     or that would replace an input (``inputs``: :func:`vlcli.outputs.files.file_ids`), is refused.
     """
     # The media layer, imported when evidence is saved (as in run.planned).
-    from vlcli.media.probe import frames_at
+    from vlcli.media.frames import frames_at
 
     out = Path(folder)
     seconds: list[float] = []

@@ -2,7 +2,7 @@
 
 The reference (qwen-vl-utils, then the transformers processor over the whole decoded video)
 holds every sampled frame as float32 at once. Here each video is decoded ``CHUNK_FRAMES``
-frames (one temporal patch) at a time (:func:`vlcli.media.probe.iter_video_chunks`), each chunk goes
+frames (one temporal patch) at a time (:func:`vlcli.media.frames.iter_video_chunks`), each chunk goes
 through the processor's own video processor, and its rows are copied into one
 ``pixel_values_videos`` tensor allocated up front in the model's dtype on the model's device.
 That is exact because the processor's
@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from vlcli.backends import Prompt, frame_counter
-from vlcli.errors import ModelError, UsageError
+from vlcli.backends import Prompt, check_planned_for, frame_counter
+from vlcli.errors import ModelError
 from vlcli.media import heap
-from vlcli.media.probe import iter_video_chunks, load_image
+from vlcli.media.frames import iter_video_chunks, load_image
 from vlcli.models.families import Family
 from vlcli.planning.plan import ImagePlan, Media, VideoPlan
 from vlcli.planning.prompt import Turns, build_messages, expand_text
@@ -261,11 +261,7 @@ def build_inputs(
     ``on_frames(done, total)`` follows the decoding: video frames ready so far, of all videos.
     """
     started = time.perf_counter()
-    for path, plan in media:
-        if plan.family.name != family.name:
-            raise UsageError(
-                f"{path}: planned for {plan.family.name}, but the model is {family.name}"
-            )
+    check_planned_for(media, family)
     # The text first, its temporaries given back before the frames: after the frames they
     # would add to the peak (measured on a 43k-token prompt: 23 MB).
     inputs = _text_inputs(

@@ -72,7 +72,7 @@ from typing import Any
 
 import torch
 
-from vlcli.models.families import FAMILIES, QWEN2_5_VL, Family, family_of_model_type
+from vlcli.models.families import FAMILIES, Family, family_of_model_type
 
 PAD_POSITION = 1  # position given to padding (masked) tokens, as the reference does
 
@@ -151,7 +151,7 @@ def _row_positions(
 def rope_index(
     input_ids: torch.Tensor,
     *,
-    family: Family = QWEN2_5_VL,
+    family: Family,
     image_grid_thw: torch.Tensor | None = None,
     video_grid_thw: torch.Tensor | None = None,
     second_per_grid_ts: torch.Tensor | list[float] | None = None,

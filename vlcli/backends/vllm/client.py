@@ -544,14 +544,6 @@ class ServerClient:
         with self._open(path, body, timeout_s) as response:
             return _json_body(response.read(), self.url)
 
-    def healthy(self, timeout_s: float = 5.0) -> bool:
-        """Whether ``/health`` answers 200 (vLLM's readiness endpoint)."""
-        try:
-            with self._open("/health", None, timeout_s) as response:
-                return int(response.status) == 200
-        except VlcliError:
-            return False
-
     def away(self, timeout_s: float = 5.0) -> ServerBusy | None:
         """Why the server is away (``/health`` unreachable or "not now"), or None: it is back,
         or it has no ``/health`` to ask (another OpenAI-compatible server)."""

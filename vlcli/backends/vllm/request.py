@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlcli.backends import FrameProgress, Prompt, frame_counter
+from vlcli.backends import FrameProgress, Prompt, check_planned_for, frame_counter
 from vlcli.backends.vllm.client import VIDEO_MIME, chat_request, encode_picture, image_url
-from vlcli.errors import UsageError
 from vlcli.media.frames import iter_video_chunks, load_image
 from vlcli.models.families import Family
 from vlcli.planning.plan import ImagePlan, Plan, VideoPlan
@@ -102,15 +101,12 @@ def _media_urls(
 ) -> tuple[MediaUrls, Spent]:
     """Each media item of the prompt as a data URL, in order; ``on_frames(done, total)`` hears
     the video frames encoded so far, of all the prompt's videos."""
+    check_planned_for(prompt.media, family)
     spent = Spent()
     total = sum(p.frames for p in prompt.plans if isinstance(p, VideoPlan))
     chunk_done = frame_counter(total, on_frames)
     urls: MediaUrls = []
     for path, plan in prompt.media:
-        if plan.family.name != family.name:
-            raise UsageError(
-                f"{path}: planned for {plan.family.name}, but the model is {family.name}"
-            )
         if isinstance(plan, ImagePlan):
             started = time.perf_counter()
             image = load_image(path, plan)
