@@ -68,9 +68,10 @@ class AnswerFiles:
         return None
 
     def _write_subtitles(self, task: Task, result: AskResult) -> list[str]:
-        """Each subtitle file of one answer, whole; none when the answer states no times.
+        """Each subtitle file of one answer, whole; none when the answer states no times, or
+        none inside the clip (a span outside it has no cue).
 
-        No times: nothing is written (an empty SubRip file is not one that players and FFmpeg
+        No cue: nothing is written (an empty SubRip file is not one that players and FFmpeg
         read, and a WebVTT file with no cue has no subtitle stream), and the file an earlier run
         of vlcli wrote at that name (proven: :func:`vlcli.outputs.files.written_by_vlcli`) is
         removed, so that no stale cues stay; any other file there is left alone.
@@ -90,8 +91,9 @@ class AnswerFiles:
                 self.view.info(f"wrote {path}")
                 continue
             stale = remove_owned(path)
+            said = "no time inside the clip" if result.times else "no times"
             self.view.info(
-                f"{task.label}: the answer states no times: no {path} written"
+                f"{task.label}: the answer states {said}: no {path} written"
                 + (" (the one from an earlier run was removed)" if stale else "")
             )
         return written
