@@ -211,3 +211,42 @@ def test_an_evidence_frame_replaces_no_file_vlcli_did_not_write(
     with pytest.raises(InputError, match="vlcli did not write it"):
         save_evidence(tiny_clip, spans, str(tmp_path), "clip")
     assert Path(saved).read_bytes() == b"my own picture"
+
+
+def test_an_answer_whose_times_all_lie_outside_the_clip_says_so(
+    stand_in: StandIn, tiny_clip: str, tmp_path: Path
+) -> None:
+    """25 s of a 3 s clip: no cue, so no subtitle file; the line said 'the answer states no
+    times' of an answer that states one."""
+    stand_in.pieces = ["At 25 seconds a dog barks."]
+    subs = tmp_path / "clip.srt"
+    r = invoke("ask", tiny_clip, "What happens?", *served(stand_in), "--srt", subs, "--json")
+    assert r.exit_code == 0, r.stderr
+    (record,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [t["outside"] for t in record["times"]] == [True] and record["subtitles"] == []
+    assert not subs.exists()
+    assert "states no time inside the clip: no " in r.stderr
+    assert "states no times" not in r.stderr
+
+
+def test_chat_s_subtitles_follow_the_same_rules(
+    stand_in: StandIn, tiny_clip: str, tmp_path: Path
+) -> None:
+    """`/srt` in vlcli chat: no cue past the clip's end (an instant at 2.5 s of a 3 s clip ran
+    to 4.5 s), and no empty file for an answer whose times all lie outside the clip."""
+    from typer.testing import CliRunner
+
+    from vlcli.cli.app import app
+
+    def chat(answer: str, srt: Path) -> Any:
+        stand_in.pieces = [answer]
+        r = CliRunner().invoke(app, ["chat", tiny_clip, *served(stand_in)],
+                               input=f"What happens?\n/srt {srt}\n")  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        return r
+
+    late, outside = tmp_path / "late.srt", tmp_path / "outside.srt"
+    chat("At 2.5 seconds a dog barks.", late)
+    assert late.read_text() == "1\n00:00:02,500 --> 00:00:03,000\nAt 2.5 seconds a dog barks.\n"
+    r = chat("At 25 seconds a dog barks.", outside)
+    assert not outside.exists() and "states no time inside the clip" in r.stderr

@@ -140,3 +140,15 @@ def test_an_instant_near_the_clip_end_stops_at_it() -> None:
         "1\n00:29:58,000 --> 00:30:00,000\nB.\n\n2\n00:29:59,000 --> 00:30:00,000\nA.\n"
     )
     assert "00:30:02" not in to_vtt(spans, end_s=1800)
+
+
+def test_a_span_from_the_clip_end_onwards_is_no_empty_cue() -> None:
+    # "from 2 to 1 seconds" of a 1 s clip, left in the model's seconds: 1-2 s, of which the
+    # clip holds only its last instant; it was a cue from 00:00:01,000 to 00:00:01,000, shown
+    # for no time at all: it is shown as an instant at the end is
+    from vlcli.times.parse import bound_times
+
+    (span,) = bound_times([TimeSpan(2, 1, "Late.")], 0.0, 1.0)
+    assert not span.outside and span.reversed
+    assert to_srt([span], end_s=1.0) == "1\n00:00:00,000 --> 00:00:01,000\nLate.\n"
+    assert to_srt([span], end_s=1.0) == to_srt([TimeSpan(1, 1, "Late.")], end_s=1.0)

@@ -190,16 +190,19 @@ class _Repl:
         """``/save``, ``/srt`` or ``/vtt`` into ``path``, written whole or not at all."""
         # On first use, as in chat(): the CLI starts without the output modules.
         from vlcli.outputs.files import write_owned
-        from vlcli.outputs.subtitles import to_srt, to_vtt
         from vlcli.outputs.text import json_text
+        from vlcli.run.answer_files import no_cue_reason, subtitles_of
 
         if name == "/save":
-            text = "".join(json_text(r) + "\n" for r in self.records)
-        elif self.last is None or not self.last.times:
-            render.error(f"{name}: the last answer states no times")
+            text: str | None = "".join(json_text(r) + "\n" for r in self.records)
+        elif self.last is None:
+            render.error(f"{name}: no answer yet")
             return
         else:
-            text = (to_srt if name == "/srt" else to_vtt)(self.last.times)
+            text = subtitles_of(self.last, name.lstrip("/"))
+        if text is None:
+            render.error(f"{name}: the last answer {no_cue_reason(self.last)}")
+            return
         try:
             write_owned(path, text, "chat" if name == "/save" else "subtitles")
         except (VlcliError, OSError) as exc:

@@ -11,8 +11,9 @@ Rules, the same for both formats:
   moment the answer describes);
 - an instant (start == end) is shown for :data:`MIN_DISPLAY_S` seconds (2 s) from its time; a
   range is shown exactly as stated, however short;
-- with ``end_s``, the end of the video the cues are for, no cue runs past it: an instant less
-  than 2 s before it stops there, and one at the end is shown for the 2 s before it;
+- with ``end_s``, the end of the video the cues are for, no cue runs past it: a range stops
+  there, an instant less than 2 s before it too, and an instant at the end (or a range from
+  the end onwards, of which the clip holds only that instant) is shown for the 2 s before it;
 - times are rounded to the millisecond, halves up, on the decimal value the float prints as;
   a negative time is written as 0;
 - the cue text is the span's ``text`` (its ``raw`` when the text is empty), blank lines removed
@@ -56,10 +57,10 @@ def _cues(
         start, end = sorted((span.display_start_s, span.display_end_s))
         if span.outside or start > limit:
             continue
+        end = min(end, limit)  # first: a span from the end onwards is the end's instant
         if end == start:
             end = min(start + min_display_s, limit)
             start = min(start, max(end - min_display_s, 0.0)) if end == start else start
-        end = min(end, limit)
         text = span.text.strip() or span.raw.strip()
         lines = [line.strip() for line in text.splitlines()]
         cues.append((start, end, "\n".join(line for line in lines if line).replace("-->", "->")))

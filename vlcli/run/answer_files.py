@@ -34,6 +34,24 @@ from vlcli.run.prompt import AskResult, evidence_video, save_evidence
 from vlcli.run.view import AskView
 
 
+def subtitles_of(result: AskResult, fmt: str) -> str | None:
+    """The answer's subtitles as a SubRip (``fmt`` ``"srt"``) or WebVTT file, or None when no
+    span would be a cue (no times, or none inside the clip): a file with no cue is none that
+    players and FFmpeg read. No cue runs past the video's end (the last window's, with
+    ``--window``). ``ask --srt`` and ``chat``'s ``/srt`` write the same file."""
+    if all(span.outside for span in result.times):
+        return None
+    end = max(
+        (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
+    )
+    return (to_srt if fmt == "srt" else to_vtt)(result.times, end_s=end)
+
+
+def no_cue_reason(result: AskResult) -> str:
+    """Why :func:`subtitles_of` gave no file: what the answer states."""
+    return "states no time inside the clip" if result.times else "states no times"
+
+
 class AnswerFiles:
     """Writes each answer's subtitle files and evidence frames, as the run asks (the run's
     inputs are known from the start, so that none is written over)."""
@@ -68,30 +86,27 @@ class AnswerFiles:
         return None
 
     def _write_subtitles(self, task: Task, result: AskResult) -> list[str]:
-        """Each subtitle file of one answer, whole; none when the answer states no times.
+        """Each subtitle file of one answer, whole; none when the answer states no times, or
+        none inside the clip (a span outside it has no cue).
 
-        No times: nothing is written (an empty SubRip file is not one that players and FFmpeg
+        No cue: nothing is written (an empty SubRip file is not one that players and FFmpeg
         read, and a WebVTT file with no cue has no subtitle stream), and the file an earlier run
         of vlcli wrote at that name (proven: :func:`vlcli.outputs.files.written_by_vlcli`) is
         removed, so that no stale cues stay; any other file there is left alone.
         """
         written: list[str] = []
-        # no cue runs past the video's end (the last window's, with --window)
-        end = max(
-            (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
-        )
         for target in self.subtitles:
             path = target.path_for(task.stem)
             check_not_input(path, self.inputs)
-            if any(not span.outside for span in result.times):  # a span outside has no cue
-                text = (to_srt if target.fmt == "srt" else to_vtt)(result.times, end_s=end)
+            text = subtitles_of(result, target.fmt)
+            if text is not None:
                 write_owned(path, text, "subtitles")
                 written.append(str(path))
                 self.view.info(f"wrote {path}")
                 continue
             stale = remove_owned(path)
             self.view.info(
-                f"{task.label}: the answer states no times: no {path} written"
+                f"{task.label}: the answer {no_cue_reason(result)}: no {path} written"
                 + (" (the one from an earlier run was removed)" if stale else "")
             )
         return written
