@@ -1,4 +1,4 @@
-"""vlcli: probe, budget and ask Qwen2.5-VL-family models about videos and images.
+"""vlcli: probe, budget and ask Qwen vision-language models (Qwen2-VL to Qwen3.5) about videos and images.
 
 The pure parts are a documented Python API, importable without torch::
 
