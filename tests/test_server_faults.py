@@ -87,6 +87,9 @@ class Scripted:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.end_headers()
+        if kind == "event":  # ("event", obj): one event of the test's making, then the end
+            h.wfile.write(_sse(action[1]) + b"data: [DONE]\n\n")
+            return None
         if kind == "cut":  # part of the answer, then the connection drops
             h.wfile.write(_sse(_chunk("half an ans")))
             h.wfile.flush()
@@ -207,6 +210,21 @@ def test_a_400_for_one_input_fails_that_record_only(
     assert "HTTP 400: the video's frames are unreadable" in recs[1]["error"]
     assert recs[0]["answer"].startswith("answer ") and recs[2]["answer"].startswith("answer ")
     assert scripted.chats == 3  # a 400 is not asked again
+
+
+def test_an_answer_that_is_no_chat_chunk_fails_that_record_only(
+    server: Any, images: list[str], quick_waits: None
+) -> None:
+    url, scripted = server
+    scripted.script = [("event", {"choices": [{"delta": "not an object"}]}), ("event", 42)]
+    r = _ask(url, images[:3])
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    recs = _records(r.stdout)
+    assert [rec["path"] for rec in recs] == images[:3]
+    assert [rec.get("status") for rec in recs][:2] == ["failed", "failed"]
+    assert "not a chat completion chunk" in recs[0]["error"]
+    assert recs[2]["answer"].startswith("answer ")
+    assert scripted.chats == 3  # not asked again: the same request would get the same answer
 
 
 def test_a_context_overflow_fails_its_input_with_the_memory_status(
