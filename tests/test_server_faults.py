@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers_cli import invoke
-from helpers_media import make_image
+from helpers_media import make_clip, make_image
 
 from vlcli.backends.vllm import patience
 from vlcli.backends.vllm.client import ServerBusy, ServerClient, chat_request, retry_after_s
@@ -31,8 +31,9 @@ pytest_plugins = ("conftest_models",)
 
 
 def _media_key(body: dict[str, Any]) -> str:
-    """Which input a chat request is for: a digest of its image."""
-    url = body["messages"][-1]["content"][0]["image_url"]["url"]
+    """Which input a chat request is for: a digest of its image or video."""
+    part = body["messages"][-1]["content"][0]
+    url = (part.get("image_url") or part["video_url"])["url"]
     return hashlib.sha1(url.encode()).hexdigest()[:8]
 
 
@@ -47,11 +48,14 @@ def _chunk(text: str) -> dict[str, Any]:
 class Scripted:
     """The stand-in server's state: what the next chat requests get (``script``, in order;
     then full answers), whether it is ``down`` (every connection dropped unanswered), and
-    which inputs it answered in full (``answered``, by :func:`_media_key`)."""
+    which inputs it answered in full (``answered``, by :func:`_media_key`). ``served`` is its
+    ``/v1/models`` entry; ``/tokenize`` drops the connection while ``tokenize_drops`` lasts."""
 
     def __init__(self, root: Path):
-        self.root = root
+        self.served = {"id": "tiny", "root": str(root), "max_model_len": 32768}
         self.script: list[tuple[Any, ...]] = []
+        self.tokenize_drops = 0
+        self.tokenized = 0  # /tokenize requests received
         self.down = False
         self.answered: list[str] = []
         self.chats = 0  # chat requests received
@@ -69,8 +73,14 @@ class Scripted:
                 self.health += 1
                 return _send(h, 200, b"")
             if h.path == "/v1/models":
-                entry = {"id": "tiny", "root": str(self.root), "max_model_len": 32768}
-                return _send(h, 200, json.dumps({"data": [entry]}).encode())
+                return _send(h, 200, json.dumps({"data": [self.served]}).encode())
+            if h.path == "/tokenize":
+                self.tokenized += 1
+                self.tokenize_drops -= 1
+                if self.tokenize_drops >= 0:
+                    h.close_connection = True
+                    return None
+                return _send(h, 200, json.dumps({"count": 20}).encode())
             self.chats += 1
             action = self.script.pop(0) if self.script else ("answer",)
         self._chat(h, body, action)
@@ -249,6 +259,25 @@ def test_with_concurrency_requests_in_flight_are_retried_in_input_order(
     assert (
         sorted(scripted.answered) == sorted(set(scripted.answered)) and len(scripted.answered) == 4
     )
+
+
+def test_a_token_count_asked_while_the_server_is_away_waits_for_it(
+    server: Any, quick_waits: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the model's files here the server's /tokenize counts the prompt; asked while the
+    server is away, it is waited for as the answer is, not given up for an estimate (which left
+    the video's times unmapped, saying the server had no /tokenize)."""
+    url, scripted = server
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the preset's files are not here
+    scripted.served = {"id": "Qwen/Qwen2.5-VL-3B-Instruct", "max_model_len": 32768}
+    scripted.tokenize_drops = 2
+    clip = make_clip(tmp_path / "c.mp4", size=(160, 96), fps=10, seconds=1)
+    r = _ask(url, [clip])
+    assert r.exit_code == 0, r.stderr
+    assert scripted.tokenized == 3
+    assert "waiting for the server (" in r.stderr
+    assert "could not count this prompt exactly" not in r.stderr
+    assert "does not say how long its prompt was" in r.stderr  # the server's count was compared
 
 
 # ---------------------------------------------------------------- patience spent, then resumed

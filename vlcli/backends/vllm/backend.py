@@ -258,7 +258,9 @@ class ServerBackend:
     def count_tokens(self, prompt: Prompt) -> tuple[int, str]:
         """The prompt's length as vlcli builds it, and what counted it
         (:func:`vlcli.backends.vllm.tokens.count_tokens`)."""
-        return count_tokens(self.spec, prompt, self._reached)
+        return count_tokens(
+            self.spec, prompt, self._reached, lambda send: self.patience.call(send, self.away)
+        )
 
     def _reached(self) -> tuple[ServerClient, str] | None:
         """The server and its name for the model; None when a local server failed to start."""
