@@ -25,6 +25,7 @@ from helpers_media import make_clip, make_image
 from vlcli.backends.vllm import patience
 from vlcli.backends.vllm.client import ServerBusy, ServerClient, chat_request, retry_after_s
 from vlcli.backends.vllm.patience import Patience
+from vlcli.backends.vllm.streaming import stream_chat
 from vlcli.errors import ExitStatus, ServerGone
 
 pytest_plugins = ("conftest_models",)
@@ -343,6 +344,35 @@ def test_retry_after_is_waited_as_asked_and_the_backoff_grows(server: Any) -> No
     with pytest.raises(ServerGone, match=r"--server-patience 60 s \(it asked for 600 s more\)"):
         waits.call(lambda: client.chat(body), client.away)
     assert slept[3:] == []  # not waited: the server asked for more than the patience left
+
+
+def test_the_answers_sink_is_told_of_each_wait_and_of_the_resend(server: Any) -> None:
+    """What a progress display shows while an answer waits (``ask`` puts the line in place of
+    "prefill"): each wait's line, then an empty one when the request is sent again."""
+    url, scripted = server
+    told: list[tuple[str, str]] = []
+
+    class Sink:
+        def __call__(self, piece: str) -> None:
+            told.append(("piece", piece))
+
+        def discard(self) -> None:
+            told.append(("discard", ""))
+
+        def waiting(self, message: str) -> None:
+            told.append(("waiting", message))
+
+    scripted.script = [("status", 503, "server restarting", {})]
+    body = chat_request("tiny", [], "Hi", stream=True)
+    body["messages"][-1]["content"].insert(0, {"type": "image_url", "image_url": {"url": "x"}})
+    waits = Patience(60, sleep=lambda s: None, clock=lambda: 0.0)
+    client = ServerClient(url)
+    stream_chat(client, body, Sink(), waits, client.away)
+    assert told[:2] == [
+        ("waiting", "waiting for the server (503 server restarting), 0 s of 60"),
+        ("waiting", ""),
+    ]
+    assert told[2][0] == "piece" and len(told) == 3
 
 
 def test_retry_after_as_an_http_date() -> None:
