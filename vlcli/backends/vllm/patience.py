@@ -1,7 +1,7 @@
 """Waiting out a server that is restarting, overloaded or briefly unreachable (``--server-patience``).
 
 A shared vLLM server answers 503 or 429 under load, drops its connections when it is restarted
-or rescheduled, and takes 40-200 s to start again (measured: the README's vLLM section). A run
+or rescheduled, and takes 66-196 s to start again (measured: the README's vLLM section). A run
 over thousands of clips must not die of that, so a failure that says "not now"
 (:class:`~vlcli.backends.vllm.client.ServerBusy`) is waited out and the request sent again:
 
