@@ -314,6 +314,22 @@ def test_a_server_gone_past_the_patience_stops_the_run_and_resume_finishes_it(
     assert len(set(scripted.answered)) == len(scripted.answered) == 4  # none answered twice
 
 
+def test_a_server_that_refuses_every_request_mid_run_stops_it_saying_how_to_go_on(
+    server: Any, images: list[str], quick_waits: None, tmp_path: Path
+) -> None:
+    """A server restarted mid-run with an API key (or without --trust-request-mm-kwargs) would
+    refuse every request alike: the run stops, and says what is done and how to go on."""
+    url, scripted = server
+    out = tmp_path / "out.jsonl"
+    scripted.script = [("answer",), ("status", 401, "wrong key", {})]
+    r = _ask(url, images[:3], "-o", out)
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "wants an API key" in last
+    assert f"1 of 3 inputs done; {out} holds them: run the same command with --resume" in last
+    assert len(out.read_text().splitlines()) == 1
+
+
 # ---------------------------------------------------------------- the waits themselves
 
 
