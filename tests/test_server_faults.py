@@ -58,6 +58,7 @@ class Scripted:
         self.tokenize_drops = 0
         self.tokenized = 0  # /tokenize requests received
         self.down = False
+        self.down_after: int | None = None  # answers after which it goes down by itself
         self.answered: list[str] = []
         self.chats = 0  # chat requests received
         self.health = 0  # /health requests received
@@ -108,6 +109,7 @@ class Scripted:
             return None
         with self.lock:  # before the answer goes: the run may be over once it has arrived
             self.answered.append(key)
+            self.down = self.down or len(self.answered) == self.down_after
         usage = {"model": "tiny", "choices": [], "usage": {"completion_tokens": 3}}
         h.wfile.write(_sse(_chunk(f"answer {key}"), usage) + b"data: [DONE]\n\n")
         return None
@@ -289,14 +291,7 @@ def test_a_server_gone_past_the_patience_stops_the_run_and_resume_finishes_it(
 ) -> None:
     url, scripted = server
     out = tmp_path / "out.jsonl"
-    gone_after_one = threading.Event()
-
-    def first_answered_then_down() -> None:
-        while not scripted.answered:
-            gone_after_one.wait(0.005)
-        scripted.down = True
-
-    threading.Thread(target=first_answered_then_down, daemon=True).start()
+    scripted.down_after = 1  # goes down once its first answer is out
     r = _ask(url, images, "-o", out, "--server-patience", "0.2")
     assert r.exit_code == ExitStatus.MODEL, r.stderr
     last = r.stderr.strip().splitlines()[-1]
@@ -306,7 +301,7 @@ def test_a_server_gone_past_the_patience_stops_the_run_and_resume_finishes_it(
     assert len(out.read_text().splitlines()) == 1
     first = list(scripted.answered)
 
-    scripted.down = False
+    scripted.down, scripted.down_after = False, None
     r = _ask(url, images, "-o", out, "--server-patience", "0.2", "--resume")
     assert r.exit_code == 0, r.stderr
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == images
