@@ -328,6 +328,28 @@ def test_an_answer_is_streamed_only_one_prompt_at_a_time(concurrency: int) -> No
     assert [args[1] for args in view.said("stage")] == ["prefill", "generating"]
 
 
+def test_an_answer_waiting_for_its_server_is_the_displays_stage() -> None:
+    """A server's answer that waits for the server to come back says so in the progress display
+    (not "prefill" for minutes), and goes back to "prefill" when it is sent again."""
+
+    class Waits(OneAnswer):
+        def generate(self, prepared: Any, on_text: Any = None) -> Answer:
+            on_text.waiting("waiting for the server (503 restarting), 0 s of 300")
+            on_text.waiting("")
+            return super().generate(prepared, on_text)
+
+    view = Seen()
+    answering = Answering(Waits("It is a cat."), [AskSettings("q")], SamplingOptions(), view,
+                          threading.Event(), several=True)  # fmt: skip
+    answering.generate((_job(), None))
+    assert [args[1] for args in view.said("stage")] == [
+        "prefill",
+        "waiting for the server (503 restarting), 0 s of 300",
+        "prefill",
+        "generating",
+    ]
+
+
 def test_an_answer_that_is_not_valid_unicode_costs_only_its_characters() -> None:
     view = Seen()
     backend = OneAnswer("a\ud800b\udfffc")

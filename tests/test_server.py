@@ -245,6 +245,28 @@ def test_an_error_or_garbage_in_a_stream_fails_the_request_or_is_retried() -> No
         list(iter_events(_sse(_chunk("a"))))
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        42,
+        "text",
+        {"choices": "x"},
+        {"choices": ["x"]},
+        {"choices": [{"delta": "x"}]},
+        {"choices": [{"delta": {"content": 5}}]},
+        {"choices": [{"delta": {"reasoning_content": ["a"]}}]},
+        {"choices": [], "usage": "x"},
+        {"choices": [], "usage": {"prompt_tokens": "many"}},
+    ],
+)
+def test_an_event_that_is_no_chat_chunk_fails_its_request(event: Any) -> None:
+    """Valid JSON of another shape is an answer that is not one: that input fails (not a crash
+    of the whole run)."""
+    events = iter_events(_sse(_chunk("a"), json.dumps(event), "[DONE]"))
+    with pytest.raises(RequestFailed, match="not a chat completion chunk"):
+        read_stream(events)
+
+
 def test_error_lines_name_the_flag_the_key_and_the_model() -> None:
     url = "http://127.0.0.1:8000"
     line = error_message(400, json.dumps(UNTRUSTED_400), url)

@@ -20,19 +20,21 @@ from typing import Any
 
 import pytest
 from helpers_cli import invoke
-from helpers_media import make_image
+from helpers_media import make_clip, make_image
 
 from vlcli.backends.vllm import patience
 from vlcli.backends.vllm.client import ServerBusy, ServerClient, chat_request, retry_after_s
 from vlcli.backends.vllm.patience import Patience
+from vlcli.backends.vllm.streaming import stream_chat
 from vlcli.errors import ExitStatus, ServerGone
 
 pytest_plugins = ("conftest_models",)
 
 
 def _media_key(body: dict[str, Any]) -> str:
-    """Which input a chat request is for: a digest of its image."""
-    url = body["messages"][-1]["content"][0]["image_url"]["url"]
+    """Which input a chat request is for: a digest of its image or video."""
+    part = body["messages"][-1]["content"][0]
+    url = (part.get("image_url") or part["video_url"])["url"]
     return hashlib.sha1(url.encode()).hexdigest()[:8]
 
 
@@ -47,12 +49,16 @@ def _chunk(text: str) -> dict[str, Any]:
 class Scripted:
     """The stand-in server's state: what the next chat requests get (``script``, in order;
     then full answers), whether it is ``down`` (every connection dropped unanswered), and
-    which inputs it answered in full (``answered``, by :func:`_media_key`)."""
+    which inputs it answered in full (``answered``, by :func:`_media_key`). ``served`` is its
+    ``/v1/models`` entry; ``/tokenize`` drops the connection while ``tokenize_drops`` lasts."""
 
     def __init__(self, root: Path):
-        self.root = root
+        self.served = {"id": "tiny", "root": str(root), "max_model_len": 32768}
         self.script: list[tuple[Any, ...]] = []
+        self.tokenize_drops = 0
+        self.tokenized = 0  # /tokenize requests received
         self.down = False
+        self.down_after: int | None = None  # answers after which it goes down by itself
         self.answered: list[str] = []
         self.chats = 0  # chat requests received
         self.health = 0  # /health requests received
@@ -69,8 +75,14 @@ class Scripted:
                 self.health += 1
                 return _send(h, 200, b"")
             if h.path == "/v1/models":
-                entry = {"id": "tiny", "root": str(self.root), "max_model_len": 32768}
-                return _send(h, 200, json.dumps({"data": [entry]}).encode())
+                return _send(h, 200, json.dumps({"data": [self.served]}).encode())
+            if h.path == "/tokenize":
+                self.tokenized += 1
+                self.tokenize_drops -= 1
+                if self.tokenize_drops >= 0:
+                    h.close_connection = True
+                    return None
+                return _send(h, 200, json.dumps({"count": 20}).encode())
             self.chats += 1
             action = self.script.pop(0) if self.script else ("answer",)
         self._chat(h, body, action)
@@ -87,6 +99,9 @@ class Scripted:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.end_headers()
+        if kind == "event":  # ("event", obj): one event of the test's making, then the end
+            h.wfile.write(_sse(action[1]) + b"data: [DONE]\n\n")
+            return None
         if kind == "cut":  # part of the answer, then the connection drops
             h.wfile.write(_sse(_chunk("half an ans")))
             h.wfile.flush()
@@ -94,6 +109,7 @@ class Scripted:
             return None
         with self.lock:  # before the answer goes: the run may be over once it has arrived
             self.answered.append(key)
+            self.down = self.down or len(self.answered) == self.down_after
         usage = {"model": "tiny", "choices": [], "usage": {"completion_tokens": 3}}
         h.wfile.write(_sse(_chunk(f"answer {key}"), usage) + b"data: [DONE]\n\n")
         return None
@@ -209,6 +225,21 @@ def test_a_400_for_one_input_fails_that_record_only(
     assert scripted.chats == 3  # a 400 is not asked again
 
 
+def test_an_answer_that_is_no_chat_chunk_fails_that_record_only(
+    server: Any, images: list[str], quick_waits: None
+) -> None:
+    url, scripted = server
+    scripted.script = [("event", {"choices": [{"delta": "not an object"}]}), ("event", 42)]
+    r = _ask(url, images[:3])
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    recs = _records(r.stdout)
+    assert [rec["path"] for rec in recs] == images[:3]
+    assert [rec.get("status") for rec in recs][:2] == ["failed", "failed"]
+    assert "not a chat completion chunk" in recs[0]["error"]
+    assert recs[2]["answer"].startswith("answer ")
+    assert scripted.chats == 3  # not asked again: the same request would get the same answer
+
+
 def test_a_context_overflow_fails_its_input_with_the_memory_status(
     server: Any, images: list[str], quick_waits: None
 ) -> None:
@@ -233,6 +264,25 @@ def test_with_concurrency_requests_in_flight_are_retried_in_input_order(
     )
 
 
+def test_a_token_count_asked_while_the_server_is_away_waits_for_it(
+    server: Any, quick_waits: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the model's files here the server's /tokenize counts the prompt; asked while the
+    server is away, it is waited for as the answer is, not given up for an estimate (which left
+    the video's times unmapped, saying the server had no /tokenize)."""
+    url, scripted = server
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the preset's files are not here
+    scripted.served = {"id": "Qwen/Qwen2.5-VL-3B-Instruct", "max_model_len": 32768}
+    scripted.tokenize_drops = 2
+    clip = make_clip(tmp_path / "c.mp4", size=(160, 96), fps=10, seconds=1)
+    r = _ask(url, [clip])
+    assert r.exit_code == 0, r.stderr
+    assert scripted.tokenized == 3
+    assert "waiting for the server (" in r.stderr
+    assert "could not count this prompt exactly" not in r.stderr
+    assert "does not say how long its prompt was" in r.stderr  # the server's count was compared
+
+
 # ---------------------------------------------------------------- patience spent, then resumed
 
 
@@ -241,14 +291,7 @@ def test_a_server_gone_past_the_patience_stops_the_run_and_resume_finishes_it(
 ) -> None:
     url, scripted = server
     out = tmp_path / "out.jsonl"
-    gone_after_one = threading.Event()
-
-    def first_answered_then_down() -> None:
-        while not scripted.answered:
-            gone_after_one.wait(0.005)
-        scripted.down = True
-
-    threading.Thread(target=first_answered_then_down, daemon=True).start()
+    scripted.down_after = 1  # goes down once its first answer is out
     r = _ask(url, images, "-o", out, "--server-patience", "0.2")
     assert r.exit_code == ExitStatus.MODEL, r.stderr
     last = r.stderr.strip().splitlines()[-1]
@@ -258,12 +301,28 @@ def test_a_server_gone_past_the_patience_stops_the_run_and_resume_finishes_it(
     assert len(out.read_text().splitlines()) == 1
     first = list(scripted.answered)
 
-    scripted.down = False
+    scripted.down, scripted.down_after = False, None
     r = _ask(url, images, "-o", out, "--server-patience", "0.2", "--resume")
     assert r.exit_code == 0, r.stderr
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == images
     assert scripted.answered[: len(first)] == first
     assert len(set(scripted.answered)) == len(scripted.answered) == 4  # none answered twice
+
+
+def test_a_server_that_refuses_every_request_mid_run_stops_it_saying_how_to_go_on(
+    server: Any, images: list[str], quick_waits: None, tmp_path: Path
+) -> None:
+    """A server restarted mid-run with an API key (or without --trust-request-mm-kwargs) would
+    refuse every request alike: the run stops, and says what is done and how to go on."""
+    url, scripted = server
+    out = tmp_path / "out.jsonl"
+    scripted.script = [("answer",), ("status", 401, "wrong key", {})]
+    r = _ask(url, images[:3], "-o", out)
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "wants an API key" in last
+    assert f"1 of 3 inputs done; {out} holds them: run the same command with --resume" in last
+    assert len(out.read_text().splitlines()) == 1
 
 
 # ---------------------------------------------------------------- the waits themselves
@@ -296,6 +355,35 @@ def test_retry_after_is_waited_as_asked_and_the_backoff_grows(server: Any) -> No
     with pytest.raises(ServerGone, match=r"--server-patience 60 s \(it asked for 600 s more\)"):
         waits.call(lambda: client.chat(body), client.away)
     assert slept[3:] == []  # not waited: the server asked for more than the patience left
+
+
+def test_the_answers_sink_is_told_of_each_wait_and_of_the_resend(server: Any) -> None:
+    """What a progress display shows while an answer waits (``ask`` puts the line in place of
+    "prefill"): each wait's line, then an empty one when the request is sent again."""
+    url, scripted = server
+    told: list[tuple[str, str]] = []
+
+    class Sink:
+        def __call__(self, piece: str) -> None:
+            told.append(("piece", piece))
+
+        def discard(self) -> None:
+            told.append(("discard", ""))
+
+        def waiting(self, message: str) -> None:
+            told.append(("waiting", message))
+
+    scripted.script = [("status", 503, "server restarting", {})]
+    body = chat_request("tiny", [], "Hi", stream=True)
+    body["messages"][-1]["content"].insert(0, {"type": "image_url", "image_url": {"url": "x"}})
+    waits = Patience(60, sleep=lambda s: None, clock=lambda: 0.0)
+    client = ServerClient(url)
+    stream_chat(client, body, Sink(), waits, client.away)
+    assert told[:2] == [
+        ("waiting", "waiting for the server (503 server restarting), 0 s of 60"),
+        ("waiting", ""),
+    ]
+    assert told[2][0] == "piece" and len(told) == 3
 
 
 def test_retry_after_as_an_http_date() -> None:

@@ -74,6 +74,12 @@ class TextSink(Protocol):
         that broke off midway is asked for again)."""
         ...
 
+    def waiting(self, message: str) -> None:
+        """The answer waits for a server that is away (``waiting for the server (503 ...),
+        40 s of 300``), so that a progress display says so rather than "prefill"; an empty
+        message: the request is sent again."""
+        ...
+
 
 @dataclass(frozen=True)
 class Prompt:

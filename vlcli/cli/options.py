@@ -330,7 +330,7 @@ ServerPatience = Annotated[
         min=0,
         help="How long a request waits for a server that is away (restarting, overloaded, "
         "unreachable) before the run stops, resumable with --resume; the default outlasts a "
-        "vLLM restart (40-200 s measured).",
+        "vLLM restart (66-196 s measured).",
         rich_help_panel="Server",
     ),
 ]

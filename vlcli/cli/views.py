@@ -598,6 +598,9 @@ class _AnswerSink:
     def discard(self) -> None:
         self.output._discard()
 
+    def waiting(self, message: str) -> None:
+        """Nothing: chat shows no progress display, and each wait is a warning line already."""
+
 
 def answer_header(paths: list[str], title: str | None = None) -> None:
     """Before a streamed answer, when a run has several: which input(s) (and window) it is about."""

@@ -165,6 +165,10 @@ class _Shown:
             else:
                 self.sink(text)
 
+    def waiting(self, message: str) -> None:
+        """The display says the answer waits for the server (empty: sent again, "prefill")."""
+        self.view.stage(self.label, message or "prefill")
+
     def discard(self) -> None:
         shown = " (the text above is void)" if self.sink is not None else ""
         self.view.warn(f"{self.label}: the answer broke off: asked again from the start{shown}")

@@ -176,8 +176,8 @@ class _Run:
         pending = skip_recorded(
             tasks, self.ledger, self.run.retry_failed, self.view, f"{self.what}s"
         )
-        self.records.done = len(tasks) - len(pending)
-        self.view.begin(len(tasks), self.records.done)
+        skipped = self.records.done = len(tasks) - len(pending)
+        self.view.begin(len(tasks), skipped)
         if not pending:
             return self.records.worst
         planned = Planned(
@@ -203,9 +203,13 @@ class _Run:
             self.view.close()
             exc.detail = self._how_to_go_on(len(tasks))
             raise
-        except ServerGone as exc:
-            self.view.close()
-            exc.message = f"{exc.message}; {self._how_to_go_on(len(tasks))}"
+        except VlcliError as exc:
+            # the server gone past its patience, or refusing what every request needs (a key,
+            # the trust flag) after inputs were answered: what is done is kept, and said
+            answered = self.records.done > skipped
+            if isinstance(exc, ServerGone) or (answered and exc.status == ExitStatus.MODEL):
+                self.view.close()
+                exc.message = f"{exc.message}; {self._how_to_go_on(len(tasks))}"
             raise
         return self.records.worst
 

@@ -99,11 +99,9 @@ class ServerBackend:
         if frame_format not in FRAME_FORMATS:
             raise UsageError(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
         self.owned: Any = None  # a LocalVllmServer this backend starts and stops (--engine vllm)
-        # Prompts in flight at once (the server batches them); records stay in input order.
-        self.concurrency = max(1, int(concurrency))
-        self.warn = warn
+        self.concurrency = max(1, int(concurrency))  # in flight at once; records in input order
+        self.warn, self.frame_format = warn, frame_format
         self.patience = Patience(patience_s, warn)  # how long a server that is away is waited for
-        self.frame_format = frame_format
         self.max_model_len: Any = None
         self._client: ServerClient | None = None
         self._connected = threading.Event()  # set once the server answers (or failed to start)
@@ -258,7 +256,9 @@ class ServerBackend:
     def count_tokens(self, prompt: Prompt) -> tuple[int, str]:
         """The prompt's length as vlcli builds it, and what counted it
         (:func:`vlcli.backends.vllm.tokens.count_tokens`)."""
-        return count_tokens(self.spec, prompt, self._reached)
+        return count_tokens(
+            self.spec, prompt, self._reached, lambda send: self.patience.call(send, self.away)
+        )
 
     def _reached(self) -> tuple[ServerClient, str] | None:
         """The server and its name for the model; None when a local server failed to start."""

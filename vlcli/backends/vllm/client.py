@@ -360,9 +360,7 @@ def _failed_mid_answer(event: dict[str, Any]) -> VlcliError:
     return RequestFailed(said)
 
 
-def read_stream(
-    events: Iterable[dict[str, Any]], on_text: Callable[[str], None] | None = None
-) -> Completion:
+def read_stream(events: Iterable[Any], on_text: Callable[[str], None] | None = None) -> Completion:
     """The answer of a streamed ``chat.completion.chunk`` sequence; ``on_text`` gets each piece.
 
     The token counts come from the last chunk's ``usage`` (sent when the request asked for
@@ -374,15 +372,15 @@ def read_stream(
     model: str | None = None
     reasoning = _ReasoningTags()
     for event in events:
-        model = event.get("model", model)
-        for choice in event.get("choices") or []:
-            delta = choice.get("delta") or {}
-            for piece in reasoning.tagged(_reasoning_of(delta), delta.get("content")):
+        chunk = _chunk_of(event)
+        model = chunk.model or model
+        for thought, content, ended in chunk.deltas:
+            for piece in reasoning.tagged(thought, content):
                 pieces.append(piece)
                 if on_text is not None:
                     on_text(piece)
-            finish = choice.get("finish_reason") or finish
-        usage = event.get("usage") or usage
+            finish = ended or finish
+        usage = chunk.usage or usage
     return Completion(
         "".join(pieces),
         usage.get("prompt_tokens"),
@@ -391,6 +389,46 @@ def read_stream(
         model,
         cached_tokens(usage),
     )
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One streamed event, checked: each choice's (reasoning, content, finish reason), the
+    usage and the model."""
+
+    deltas: list[tuple[str | None, str | None, str | None]]
+    usage: dict[str, Any]
+    model: str | None
+
+
+def _chunk_of(event: Any) -> _Chunk:
+    """``event`` read as a ``chat.completion.chunk``. Valid JSON of another shape is an answer
+    that is not one: that request fails (:class:`~vlcli.errors.RequestFailed`), and the run
+    goes on, rather than stopping on a reading error."""
+    try:
+        deltas = []
+        for choice in event.get("choices") or []:
+            delta = choice.get("delta") or {}
+            thought = _text(delta.get("reasoning_content") or delta.get("reasoning"))
+            deltas.append(
+                (thought, _text(delta.get("content")), _text(choice.get("finish_reason")))
+            )
+        usage = event.get("usage") or {}
+        for count in (usage.get("prompt_tokens"), usage.get("completion_tokens")):
+            if not isinstance(count, int | None) or isinstance(count, bool):
+                raise TypeError(count)
+        return _Chunk(deltas, usage, _text(event.get("model")))
+    except (AttributeError, TypeError):
+        raise RequestFailed(
+            f"the server's answer is not a chat completion chunk: {_excerpt(event)}"
+        ) from None
+
+
+def _text(value: Any) -> str | None:
+    """A field that is text or absent; anything else is no chat answer (TypeError)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(value)
 
 
 class _ReasoningTags:

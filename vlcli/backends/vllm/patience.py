@@ -1,7 +1,7 @@
 """Waiting out a server that is restarting, overloaded or briefly unreachable (``--server-patience``).
 
 A shared vLLM server answers 503 or 429 under load, drops its connections when it is restarted
-or rescheduled, and takes 40-200 s to start again (measured: the README's vLLM section). A run
+or rescheduled, and takes 66-196 s to start again (measured: the README's vLLM section). A run
 over thousands of clips must not die of that, so a failure that says "not now"
 (:class:`~vlcli.backends.vllm.client.ServerBusy`) is waited out and the request sent again:
 
@@ -59,9 +59,11 @@ class Patience:
         send: Callable[[], T],
         away: Callable[[], ServerBusy | None],
         again: Callable[[], None] = lambda: None,
+        waiting: Callable[[str], None] = lambda _line: None,
     ) -> T:
         """``send()``, sent again while it fails with "not now" and patience lasts. ``away()``
-        says why the server is still away (None: back); ``again()`` runs before each resend."""
+        says why the server is still away (None: back); ``again()`` runs before each resend;
+        ``waiting`` gets each wait's line (besides ``warn``: for a progress display)."""
         started: float | None = None  # the first failure (an answer may stream for minutes)
         attempt = 0
         while True:
@@ -71,7 +73,7 @@ class Patience:
                 failure: ServerBusy | None = exc
             started = self.clock() if started is None else started
             while failure is not None:
-                self._wait(failure, attempt, started)
+                self._wait(failure, attempt, started, waiting)
                 attempt += 1
                 failure = away() if failure.gone else None
             again()
@@ -81,7 +83,9 @@ class Patience:
         longest = min(self.first_wait_s * 2**attempt, self.longest_wait_s)
         return random.uniform(longest / 2, longest)
 
-    def _wait(self, failure: ServerBusy, attempt: int, started: float) -> None:
+    def _wait(
+        self, failure: ServerBusy, attempt: int, started: float, waiting: Callable[[str], None]
+    ) -> None:
         """Wait before the next try, saying so; give up when the patience is spent, or when the
         server asks for more of it than is left."""
         waited = self.clock() - started
@@ -93,5 +97,7 @@ class Patience:
                 f"{failure.message}; the server did not come back within --server-patience "
                 f"{self.seconds:g} s{longer}"
             )
-        self.warn(f"waiting for the server ({failure.reason}), {waited:.0f} s of {self.seconds:g}")
+        line = f"waiting for the server ({failure.reason}), {waited:.0f} s of {self.seconds:g}"
+        self.warn(line)
+        waiting(line)
         self.sleep(min(asked if asked is not None else self.backoff_s(attempt), left))

@@ -40,7 +40,8 @@ def stream_chat(
     away: Callable[[], ServerBusy | None],
 ) -> Streamed:
     """Send ``body`` and stream the answer's pieces to ``on_text`` as they arrive, sending it
-    again while the server is ``away()``; the times are those of the try that answered."""
+    again while the server is ``away()`` (``on_text`` told of each wait, and of the resend);
+    the times are those of the try that answered."""
     first: list[float] = []
     started = [time.perf_counter()]
 
@@ -51,12 +52,18 @@ def stream_chat(
             on_text(piece)
 
     def again() -> None:
-        if first and on_text is not None:
+        if on_text is not None and first:
             on_text.discard()
+        elif on_text is not None:
+            on_text.waiting("")
         first.clear()
         started[0] = time.perf_counter()
 
-    completion = patience.call(lambda: client.chat(body, sink), away, again)
+    def waiting(line: str) -> None:
+        if on_text is not None:
+            on_text.waiting(line)
+
+    completion = patience.call(lambda: client.chat(body, sink), away, again, waiting)
     generate_s = time.perf_counter() - started[0]
     prefill_s = (first[0] - started[0]) if first else generate_s
     return Streamed(completion, prefill_s, generate_s)

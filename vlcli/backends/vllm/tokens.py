@@ -44,7 +44,10 @@ UNREPORTED = (
 
 
 def count_tokens(
-    spec: ModelSpec, prompt: Prompt, reach: Callable[[], tuple[ServerClient, str] | None]
+    spec: ModelSpec,
+    prompt: Prompt,
+    reach: Callable[[], tuple[ServerClient, str] | None],
+    patiently: Callable[[Callable[[], int]], int],
 ) -> tuple[int, str]:
     """The prompt's length as vlcli builds it, and what counted it.
 
@@ -52,7 +55,9 @@ def count_tokens(
     server's ``/tokenize`` over the same text, each run of pad tokens shortened to one;
     an estimate (which cannot vouch for the server's prompt) when neither works. ``reach``
     gives the server and its name for the model, waiting for a local one to start (None when
-    it did not).
+    it did not); ``patiently`` sends the count again while the server is away, as an answer's
+    request is (:class:`~vlcli.backends.vllm.patience.Patience`): a restarting server's
+    count is waited for, not given up for an estimate.
     """
     family = spec.family
     media = list(prompt.media)
@@ -71,8 +76,8 @@ def count_tokens(
     client, served = server
     try:
         messages = chat_messages(parts, prompt.text, prompt.system, prompt.history)
-        counted = client.count_tokens(messages, served, prompt.think)
-    except (ServerError, RequestFailed):  # no /tokenize, or the server is away: vlcli's count
+        counted = patiently(lambda: client.count_tokens(messages, served, prompt.think))
+    except (ServerError, RequestFailed):  # no /tokenize: vlcli's count
         return tokens, "estimate"
     return counted + sum(pads_beyond_one_per_run(p, family) for _, p in media), "server"
 
