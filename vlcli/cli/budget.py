@@ -19,7 +19,7 @@ from vlcli.cli.options import (
     MaxFrames,
     MaxNew,
     MaxPixels,
-    Media,
+    MediaArguments,
     MinFrames,
     MinPixels,
     Model,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 
 def budget(
-    media: Media,
+    media: MediaArguments,
     fps: Fps = None,
     nframes: NFrames = None,
     min_frames: MinFrames = None,

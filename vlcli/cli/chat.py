@@ -30,7 +30,7 @@ from vlcli.cli.options import (
     MaxFrames,
     MaxNew,
     MaxPixels,
-    Media,
+    MediaArguments,
     MinFrames,
     MinPixels,
     NFrames,
@@ -58,7 +58,7 @@ COMMANDS = """\
 
 
 def chat(
-    media: Media,
+    media: MediaArguments,
     fps: Fps = None,
     nframes: NFrames = None,
     min_frames: MinFrames = None,

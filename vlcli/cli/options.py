@@ -19,7 +19,7 @@ from vlcli.errors import InputError, UsageError
 from vlcli.models.families import DEFAULT_MODEL
 from vlcli.planning.plan import SamplingOptions
 
-Media = Annotated[
+MediaArguments = Annotated[
     list[str],
     typer.Argument(
         metavar="MEDIA...",

@@ -6,12 +6,12 @@ from __future__ import annotations
 import typer
 
 from vlcli.cli import views as render
-from vlcli.cli.options import Json, Media, Null, media_paths
+from vlcli.cli.options import Json, MediaArguments, Null, media_paths
 from vlcli.errors import ExitStatus, InputError, VlcliError
 from vlcli.planning.plan import SamplingOptions
 
 
-def probe(media: Media, json_out: Json = False, null: Null = False) -> None:
+def probe(media: MediaArguments, json_out: Json = False, null: Null = False) -> None:
     """Tell what each media file is, from its container, without decoding it."""
     # On first use: the command line starts (and answers -h) without the run's modules.
     from vlcli.run.budget import plan_inputs

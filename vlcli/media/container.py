@@ -6,7 +6,9 @@ stream is read (``av_read_frame``), those flagged discard are left out, and each
 (``dts`` where there is none) and ``duration`` in the stream's time base. So ``frames`` is the
 number of packets and ``fps`` is that count over ``max(pts + duration) - min(pts)``, with the
 same float arithmetic, and the frame indices a plan makes here are the ones the reference
-decodes. Nothing here imports torch.
+decodes. Nothing here imports torch; PyAV is imported by the functions that use it, so that
+probing or budgeting only images never loads it (``vlcli probe`` and ``vlcli budget`` import
+this module through :mod:`vlcli.media.probe`).
 """
 
 from __future__ import annotations

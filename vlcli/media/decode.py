@@ -33,6 +33,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from vlcli.errors import InputError, UsageError
 from vlcli.media.bitstream import CODECS, packet_facts, syntax_for
 from vlcli.media.container import open_input, packets, stream_facts, video_stream
@@ -52,8 +54,6 @@ from vlcli.media.segments import CodedPacket, Segment, frame_pts, plan_segments
 from vlcli.media.workers import Pool
 
 if TYPE_CHECKING:
-    import torch
-
     from vlcli.planning.plan import VideoPlan
 
 WORKERS_ENV = "VLCLI_DECODE_WORKERS"
@@ -193,8 +193,6 @@ def _whole(table: Table) -> Segment:
 def conversion_matches(path: str, frame: Any, rotation: int) -> bool | None:
     """Whether this module's RGB of ``frame`` (a PyAV frame of ``path``) equals torchcodec's, byte
     for byte; ``None`` where torchcodec cannot show the same frame to compare with."""
-    import torch
-
     VideoDecoder = video_decoder_class()  # noqa: N806
 
     rgb = converter()

@@ -1,7 +1,8 @@
 """Decoding: the sampled frames of a video, an image at its planned size, the frame at a second.
 
 torch, torchvision, torchcodec and PIL are imported inside the functions, so that importing this
-module (``vlcli probe`` and ``vlcli budget`` do, through :mod:`vlcli.media.probe`) stays cheap.
+module stays cheap: the vLLM engine imports it (``vlcli budget --server`` too, which decodes
+nothing), an image needs only PIL, and only a video's frames need torch.
 
 The pixels reproduce the reference preprocessing (qwen-vl-utils 0.0.14 with torchcodec):
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import av
+import torch
 
 from vlcli.media.container import packets
 from vlcli.media.resample import kernel_for, torch_resize
 from vlcli.media.rgb import converter
 from vlcli.media.segments import CodedPacket, Segment
-
-if TYPE_CHECKING:
-    import torch
 
 SEEK_GAP = 64  # packets: a piece further ahead than this is reached by seeking, not reading
 
@@ -55,8 +55,6 @@ class Output:
 def turned(rgb: torch.Tensor, rotation: int) -> torch.Tensor:
     """An HWC frame turned as torchcodec turns it (``rot90`` by the display rotation, the result
     laid out HWC-contiguous), returned as a CHW view, which is what the resize sees."""
-    import torch
-
     k = round(rotation / 90) % 4
     if k:
         rgb = torch.rot90(rgb, k, dims=(0, 1)).contiguous()
@@ -77,8 +75,6 @@ class Finisher:
     """
 
     def __init__(self, output: Output):
-        import torch
-
         self.output = output
         self._frame = torch.empty((3, *output.size), dtype=torch.uint8)
         self.kernel = kernel_for(output.source, output.size)
@@ -100,8 +96,6 @@ class Finisher:
         return self._torch_resize(chw)
 
     def _torch_resize(self, chw: torch.Tensor) -> torch.Tensor:
-        import torch
-
         if self._plane is None:
             self._plane = torch.empty(self.output.source, dtype=torch.float32)
         for c in range(3):
@@ -122,8 +116,6 @@ class Reader:
         self._open()
 
     def _open(self) -> None:
-        import av
-
         self.container = av.open(
             "file:" + os.path.abspath(self.path), "r", metadata_errors="replace"
         )
@@ -209,8 +201,6 @@ def decode_segments(
 def decoded(reader: Reader, seg: Segment) -> Iterator[Any]:
     """Every frame a fresh decoder gives for the segment's packets (the skipped ones left out),
     in the decoder's order; the decoder is drained and reset at the end."""
-    import av
-
     decoder: Any = reader.decoder
     try:
         for index, packet in reader.packets(seg.first, seg.last):

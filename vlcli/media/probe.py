@@ -191,6 +191,7 @@ def probe(path: str, *, count_frames: bool = True) -> MediaInfo:
 
 def _probe_image(path: str) -> MediaInfo | None:
     """An image as the reference sees it; ``None`` for an animated GIF (decoded as a video)."""
+    # Here, not at the top: probing only videos never loads PIL.
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -24,12 +24,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch.nn.functional import interpolate
 
 from vlcli.media import heap
-
-if TYPE_CHECKING:
-    import torch
 
 # (unroll, body fused, remainder fused); the first is what torch 2.14.1 builds do on x86-64
 RULES: tuple[tuple[int, bool, bool], ...] = (
@@ -59,8 +59,6 @@ def _module() -> Any | None:
 
 def torch_resize(plane: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Torch's float result for one float32 plane (H, W): the call torchvision makes."""
-    from torch.nn.functional import interpolate
-
     return interpolate(
         plane[None, None], size=list(size), mode="bicubic", align_corners=False, antialias=True
     )[0, 0]
@@ -82,8 +80,6 @@ class Axis:
 
 def read_axis(n_in: int, n_out: int) -> Axis:
     """Torch's supports and weights for resizing ``n_in`` values to ``n_out``, read off torch."""
-    import torch
-
     weights = torch.empty((n_in, n_out), dtype=torch.float32)
     inside = torch.empty((n_in, n_out), dtype=torch.bool)
     for r0 in range(0, n_in, _CHUNK):
@@ -145,8 +141,6 @@ class Kernel:
     ) -> None:
         """``frame`` (C, H, W) uint8, any strides (HWC memory seen as CHW is the usual), resized
         into ``out`` (C, h, w) uint8, contiguous; ``floats``: the values before rounding."""
-        import torch
-
         rule = rule or self.rule
         if rule is None:
             raise ValueError("no rule is known to be exact for this kernel")
@@ -177,8 +171,6 @@ class Kernel:
         """The floats the kernel keeps between its steps, zeroed once (the padding must be 0):
         one per thread, made when first needed, so that a decoding worker forked after the
         set-up makes its own and the parent holds none once the check is done."""
-        import torch
-
         work = getattr(self._local, "work", None)
         if work is None:
             work = torch.zeros(workspace_floats(self.source, self.size), dtype=torch.float32)
@@ -187,8 +179,6 @@ class Kernel:
 
     def exact(self, rule: tuple[int, bool, bool], seed: int = 0) -> bool:
         """Whether the kernel under ``rule`` gives torch's floats, every one, on a random plane."""
-        import torch
-
         generator = torch.Generator().manual_seed(seed)
         plane = torch.randint(0, 256, (1, *self.source), dtype=torch.uint8, generator=generator)
         expected = torch_resize(plane[0].float(), self.size)
@@ -199,8 +189,6 @@ class Kernel:
 
 def _no_axis() -> Axis:
     """The axis of a size that stays (never read by the kernel)."""
-    import torch
-
     empty = torch.zeros(1, dtype=torch.int32)
     return Axis(empty, empty, torch.zeros((1, 1), dtype=torch.float32))
 

@@ -24,6 +24,10 @@ another FFmpeg or torchcodec than the tested ones falls back to torchcodec rathe
 :func:`video_decoder_class` loads torchcodec's decoder itself, for that check and for the
 ordinary decoding in :mod:`vlcli.media.frames`.
 
+PyAV, torchcodec and torch are imported inside the functions: :mod:`vlcli.media.frames` imports
+this module and must stay cheap to import (see there), and a torchcodec that cannot load FFmpeg
+is caught where it is imported (an error, or no fast path).
+
 Only Linux is supported (the loaded library is found in ``/proc/self/maps``); elsewhere, or
 where it cannot be told, :func:`converter` returns ``None`` and the caller decodes with
 torchcodec.

@@ -29,14 +29,12 @@ import os
 import struct
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+
+import torch
 
 from vlcli.media.pieces import Job, Reader, SegmentError, cpus, decode_segments
 from vlcli.media.resample import kernel_for
 from vlcli.media.segments import assign
-
-if TYPE_CHECKING:
-    import torch
 
 # Bytes of frame slots per worker (at least MIN_SLOTS slots): enough for the planned frames of a
 # few seconds of video at the default plan, so that workers rarely wait for the consumer.
@@ -65,8 +63,6 @@ class Pool:
         }
 
     def frames(self) -> Iterator[torch.Tensor]:
-        import torch
-
         size = self.workers * self.slots * self.frame_bytes
         memory = mmap.mmap(-1, max(size, 1))
         slots = torch.frombuffer(memory, dtype=torch.uint8).view(
@@ -149,8 +145,6 @@ class Pool:
         return pid, to_parent_r, to_child_w
 
     def _work(self, k: int, slots: torch.Tensor, results: int, returns: int) -> None:
-        import torch
-
         torch.set_num_threads(1)
         first = k * self.slots
         free = list(range(first, first + self.slots))

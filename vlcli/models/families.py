@@ -484,6 +484,8 @@ def hf_cache_snapshot(model_id: str) -> Path | None:
     """
     if "/" not in model_id or Path(model_id).exists():
         return None
+    # Here, not at the top: every command (``--help`` too) imports this module; the hub's
+    # modules take a few tenths of a second.
     from huggingface_hub import try_to_load_from_cache
 
     cache = hf_cache_dir()

@@ -1,7 +1,8 @@
 """Where a model's files are: a local folder, the Hugging Face cache, or a download.
 
 This module imports neither torch nor transformers, so that a model that cannot be found is
-reported in a moment, before anything heavy is loaded or any input is probed.
+reported in a moment, before anything heavy is loaded or any input is probed. huggingface_hub
+is imported only for a download: a local checkpoint folder never loads it.
 """
 
 from __future__ import annotations

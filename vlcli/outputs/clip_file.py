@@ -18,6 +18,9 @@ by the B-frames' delay, 0.2 s at 10 fps, behind sound from before the keyframe).
 
 A clip is written to a hidden temporary file in its folder and then linked to its name, so
 that nobody sees a partial clip; an interrupt or a failure removes the temporary file.
+
+ffmpeg-python is imported by the functions that build commands: every ``vlcli ask`` imports this
+module (to find ``ffmpeg`` for ``--clips``), and only one that writes clips needs it.
 """
 
 from __future__ import annotations

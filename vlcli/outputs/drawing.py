@@ -30,6 +30,7 @@ def line_width(width: int, height: int) -> int:
 
 def draw_shapes(image: Image.Image, shapes: Sequence[Shape]) -> Image.Image:
     """A copy of ``image`` (RGB) with ``shapes`` drawn, in order, colours cycling."""
+    # Here, not at the top: every ``vlcli ask`` imports this module, few draw.
     from PIL import ImageDraw
 
     out = image.convert("RGB")

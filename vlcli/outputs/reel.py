@@ -56,7 +56,7 @@ def reel_command(
     ffmpeg_path: str, parts: Sequence[ReelPart], chapters: str, target: str
 ) -> list[str]:
     """The ``ffmpeg`` argument list that joins ``parts`` into ``target`` (see the module)."""
-    import ffmpeg
+    import ffmpeg  # here: every ``vlcli ask`` imports this module, few write a reel
 
     w, h = SIZE
     streams = []

@@ -12,6 +12,9 @@ Without them the text's tokens are estimated.
 Counting is exact and quick: the pad tokens are added special tokens, which the tokenizer
 splits out before anything else, so the text between them tokenizes the same whatever the
 number of pads. Each run of pads is counted as one and the rest added back.
+
+jinja2 and tokenizers are imported only when a model's files are there to count with: every
+command (``--help`` too) imports this module.
 """
 
 from __future__ import annotations

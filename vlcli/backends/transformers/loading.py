@@ -28,6 +28,9 @@ def _import_transformers(family: Family) -> tuple[Any, Any]:
     prepares the first input and the thread that loads the model would otherwise import it
     at once ("partially initialized module").
     """
+    # transformers (seconds of imports, torchvision with it) is imported here, when the model
+    # loads, which overlaps the first input's decoding (vlcli.run.pipeline's warm_up), and not
+    # when the engine is chosen, before the backend's checks and the run start.
     with _IMPORT_LOCK:
         from transformers import AutoProcessor
         from transformers.utils import logging as hf_logging

@@ -57,6 +57,7 @@ class PrepareStats:
 
 def _resize_frames(frames: torch.Tensor, height: int, width: int, resample: Any) -> torch.Tensor:
     """The processor's resize (torchvision, antialiased) of float frames to the plan's size."""
+    # torchvision comes with transformers when the model loads (loading.py says why not earlier).
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2.functional import resize
 

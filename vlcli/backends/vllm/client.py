@@ -112,6 +112,7 @@ def retry_after_s(value: str | None, now: float) -> float | None:
 
 def _to_pil(picture: Any) -> Any:
     """A PIL image from a PIL image, or from uint8 pixels laid out (3, H, W) or (H, W, 3)."""
+    # Here, not at the top: ``vlcli budget --server`` uses this client and sends no picture.
     from PIL import Image
 
     if isinstance(picture, Image.Image):
