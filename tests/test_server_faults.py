@@ -50,11 +50,14 @@ class Scripted:
     """The stand-in server's state: what the next chat requests get (``script``, in order;
     then full answers), whether it is ``down`` (every connection dropped unanswered), and
     which inputs it answered in full (``answered``, by :func:`_media_key`). ``served`` is its
-    ``/v1/models`` entry; ``/tokenize`` drops the connection while ``tokenize_drops`` lasts."""
+    ``/v1/models`` entry, answered after the statuses of ``listing`` (in order: a 503 while it
+    restarts); ``/tokenize`` drops the connection while ``tokenize_drops`` lasts."""
 
     def __init__(self, root: Path):
         self.served = {"id": "tiny", "root": str(root), "max_model_len": 32768}
         self.script: list[tuple[Any, ...]] = []
+        self.listing: list[tuple[int, str]] = []  # (status, message) before the model list
+        self.listed = 0  # /v1/models requests received
         self.tokenize_drops = 0
         self.tokenized = 0  # /tokenize requests received
         self.down = False
@@ -75,6 +78,10 @@ class Scripted:
                 self.health += 1
                 return _send(h, 200, b"")
             if h.path == "/v1/models":
+                self.listed += 1
+                if self.listing:
+                    code, message = self.listing.pop(0)
+                    return _send(h, code, json.dumps({"error": {"message": message}}).encode())
                 return _send(h, 200, json.dumps({"data": [self.served]}).encode())
             if h.path == "/tokenize":
                 self.tokenized += 1
@@ -184,6 +191,47 @@ def test_503_on_the_first_request_and_mid_run_are_retried(
     assert scripted.chats == len(images) + 3
     assert "waiting for the server (503 server restarting), 0 s of 300" in r.stderr
     assert "waiting for the server (502 bad gw)" in r.stderr
+
+
+def test_a_server_restarting_when_the_run_begins_is_waited_for(
+    server: Any, images: list[str], quick_waits: None
+) -> None:
+    """Its first request, the model list, answered 503 twice (vLLM, or the proxy in front of
+    it, while it restarts): waited for as any request, then every input answered."""
+    url, scripted = server
+    scripted.listing = [(503, "server restarting"), (503, "server restarting")]
+    r = _ask(url, images[:2])
+    assert r.exit_code == 0, r.stderr
+    assert [rec["path"] for rec in _records(r.stdout)] == images[:2]
+    assert scripted.listed == 3
+    assert r.stderr.count("waiting for the server (503 server restarting)") == 2
+
+
+def test_a_server_that_refuses_the_run_s_first_request_is_said_at_once(
+    images: list[str], quick_waits: None
+) -> None:
+    """No server at the address (most often a mistyped one): one line, no waiting, status 4;
+    a server that answers the model list with a refusal that is no "not now" (401): the same."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = _ask(f"http://127.0.0.1:{port}", images[:1], "--server-patience", "300")
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    assert "waiting for the server" not in r.stderr
+    assert f"cannot reach the server at http://127.0.0.1:{port}" in r.stderr
+
+
+def test_a_model_list_refused_with_401_is_said_at_once(
+    server: Any, images: list[str], quick_waits: None
+) -> None:
+    url, scripted = server
+    scripted.listing = [(401, "wrong key")]
+    r = _ask(url, images[:1])
+    assert r.exit_code == ExitStatus.MODEL, r.stderr
+    assert "waiting for the server" not in r.stderr and "wants an API key" in r.stderr
+    assert scripted.listed == 1 and scripted.chats == 0
 
 
 def test_a_connection_dropped_mid_stream_is_asked_again_from_the_start(

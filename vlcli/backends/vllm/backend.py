@@ -31,7 +31,7 @@ from typing import Any
 
 from vlcli.backends import Answer, FrameProgress, Prompt, TextSink
 from vlcli.backends.vllm import DEFAULT_PATIENCE_S
-from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient
+from vlcli.backends.vllm.client import FRAME_FORMATS, ServerBusy, ServerClient, ServerError
 from vlcli.backends.vllm.patience import Patience
 from vlcli.backends.vllm.process import EngineError, LocalVllmServer, find_vllm_python
 from vlcli.backends.vllm.request import PreparedRequest, Spent, prepare_request, request_of
@@ -111,9 +111,8 @@ class ServerBackend:
     def _connect(self, url: str, model: str | None) -> None:
         """Ask the server at ``url`` what it serves; plan for ``model`` (default: the first)."""
         client = ServerClient(url, api_key=self.api_key, timeout_s=self.timeout_s)
-        listed = client.get_json("/v1/models").get("data") or []
-        entries = {str(m.get("id")): m for m in listed if isinstance(m, dict)}
-        served = model or client.default_model()
+        entries = self.patience.call(lambda: _first_contact(client), client.away)
+        served = model or client.default_model(list(entries))
         if served not in entries:
             raise ModelError(
                 f"the server at {client.url} does not serve {served!r} "
@@ -266,3 +265,16 @@ class ServerBackend:
         if self._client is None:
             return None
         return self._client, self.served
+
+
+def _first_contact(client: ServerClient) -> dict[str, dict[str, Any]]:
+    """What the server serves. A server that answers "not now" with an HTTP status (a 503 from
+    vLLM or the proxy in front of it while it restarts) is waited for as any request is; one
+    that refuses the connection or stays silent is said at once: at a run's first request that
+    is most often a mistyped address, not a restart."""
+    try:
+        return client.served()
+    except ServerBusy as exc:
+        if exc.http_status is None:
+            raise ServerError(exc.message) from None
+        raise

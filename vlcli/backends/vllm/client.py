@@ -82,14 +82,22 @@ class ServerBusy(ServerError):
 
     ``reason`` is its short form for the waiting line; ``retry_after_s`` what the server asked
     for (``Retry-After``); ``gone`` whether the server itself is away (refused, reset, 502-504),
-    so that ``/health`` is asked before the request, frames and all, is sent again.
+    so that ``/health`` is asked before the request, frames and all, is sent again;
+    ``http_status`` the HTTP status that said it (None: no answer at all, refused, reset or
+    silent).
     """
 
     def __init__(
-        self, message: str, reason: str, retry_after_s: float | None = None, gone: bool = True
+        self,
+        message: str,
+        reason: str,
+        retry_after_s: float | None = None,
+        gone: bool = True,
+        http_status: int | None = None,
     ):
         super().__init__(message)
         self.reason, self.retry_after_s, self.gone = reason, retry_after_s, gone
+        self.http_status = http_status
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -357,7 +365,8 @@ def _failed_mid_answer(event: dict[str, Any]) -> VlcliError:
     code = error.get("code") if isinstance(error, dict) else None
     said = f"the server failed mid-answer: {message}"
     if code in RETRY_STATUSES:
-        return ServerBusy(said, f"{code} {_excerpt(message, 60)}", gone=code in GONE_STATUSES)
+        reason = f"{code} {_excerpt(message, 60)}"
+        return ServerBusy(said, reason, gone=code in GONE_STATUSES, http_status=code)
     return RequestFailed(said)
 
 
@@ -485,7 +494,7 @@ def http_failure(status: int, body: bytes | str, url: str, retry_after: float | 
     said = error_message(status, body, url)
     if status in RETRY_STATUSES:
         reason = f"{status} {_excerpt(_server_message(body), 60)}".strip()
-        return ServerBusy(said, reason, retry_after, gone=status in GONE_STATUSES)
+        return ServerBusy(said, reason, retry_after, gone=status in GONE_STATUSES, http_status=status)
     if status in (401, 403, 404) or TRUST_FLAG in said or not 400 <= status < 500:
         return ServerError(said)
     too_long = status == 413 or "context length" in said.lower()
@@ -594,19 +603,24 @@ class ServerClient:
         except VlcliError:
             return None
 
-    def models(self) -> list[str]:
-        """The ids ``/v1/models`` lists."""
+    def served(self) -> dict[str, dict[str, Any]]:
+        """``/v1/models``' entries by model id."""
         body = self.get_json("/v1/models")
         try:
-            return [str(m["id"]) for m in body["data"]]
+            return {str(m["id"]): m for m in body["data"]}
         except (KeyError, TypeError):
             raise ServerError(
                 f"{self.url}/v1/models is not a model list: {_excerpt(body)}"
             ) from None
 
-    def default_model(self) -> str:
-        """The served model when ``--model`` is not given: the one ``/v1/models`` lists."""
-        models = self.models()
+    def models(self) -> list[str]:
+        """The ids ``/v1/models`` lists."""
+        return list(self.served())
+
+    def default_model(self, models: list[str] | None = None) -> str:
+        """The served model when ``--model`` is not given: the one ``/v1/models`` lists
+        (``models``: that list, when it has been asked already)."""
+        models = self.models() if models is None else models
         if not models:
             raise ServerError(f"the server at {self.url} serves no model")
         if len(models) > 1:
