@@ -528,6 +528,18 @@ def test_evidence_that_cannot_be_saved_keeps_the_answer(
     assert "evidence frames not saved" in line and "corrupt frame data" in line
 
 
+def test_the_times_table_says_a_span_was_stated_end_first(
+    spy: Spy, tiny_qwen25_path: Path, tiny_clip: str
+) -> None:
+    """As --json's ``reversed``: the table shows the span in order and says it was reversed."""
+    spy.fixed = "It rolls from 1.5 to 0.5 seconds."
+    r = invoke("ask", tiny_clip, "When?", "--model", tiny_qwen25_path, *NEW)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith(spy.fixed + "\n")  # the streamed answer, then the table
+    (row,) = [line for line in r.stdout[len(spy.fixed) :].splitlines() if "rolls" in line]
+    assert "reversed" in row
+
+
 def test_human_output_streams_then_tabulates(
     spy: Spy, tiny_qwen25_path: Path, tiny_clip: str
 ) -> None:

@@ -21,6 +21,7 @@ from vlcli.planning.memory import GIB, MemoryEstimate
 from vlcli.planning.plan import Plan, VideoPlan
 from vlcli.space.place import coordinate_system
 from vlcli.times.format import format_hms
+from vlcli.times.parse import TimeSpan
 
 if TYPE_CHECKING:
     from vlcli.run.budget import Estimate
@@ -634,7 +635,7 @@ def answer_view(result: AskResult, figures: bool = True) -> None:
         ):
             t.add_column(col, overflow="fold")
         for k, span in enumerate(result.times):
-            flag = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
+            flag = _span_flags(span)
             t.add_row(
                 _s(span.display_start_s),
                 _s(span.display_end_s),
@@ -654,6 +655,13 @@ def answer_view(result: AskResult, figures: bool = True) -> None:
     if not figures:
         return
     info(timing_summary(result.prompt_tokens, result.generated_tokens, result.timings))
+
+
+def _span_flags(span: TimeSpan) -> str:
+    """What the times table says of a span, as --json's flags: outside the clip (or clipped to
+    it), and reversed (stated end first, shown in order)."""
+    where = "outside the clip" if span.outside else ("clipped" if span.clipped else "")
+    return ", ".join(flag for flag in (where, "reversed" if span.reversed else "") if flag)
 
 
 def places_table(places: list[Any]) -> Table:
