@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -232,6 +234,27 @@ def test_a_model_list_refused_with_401_is_said_at_once(
     assert r.exit_code == ExitStatus.MODEL, r.stderr
     assert "waiting for the server" not in r.stderr and "wants an API key" in r.stderr
     assert scripted.listed == 1 and scripted.chats == 0
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_budget_with_a_server_imports_no_torch(
+    server: Any, images: list[str], tmp_path: Path, kind: str
+) -> None:
+    """budget --server asks the server what it serves and plans with the model's files (here)
+    without torch, transformers or torchvision: the vLLM engine is a client."""
+    url, scripted = server
+    media = images[0] if kind == "image" else make_clip(tmp_path / "c.mp4", size=(160, 96), fps=10, seconds=2)
+    code = (
+        "import sys; from vlcli.cli.app import main\n"
+        f"sys.argv = ['vlcli', 'budget', {str(media)!r}, '--server', {url!r}, '--json']\n"
+        "try:\n main()\nexcept SystemExit as exit: assert not exit.code, exit.code\n"
+        "heavy = {'torch', 'transformers', 'torchcodec', 'torchvision'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["visual_tokens"] > 0
+    assert scripted.listed >= 1 and scripted.chats == 0
 
 
 def test_a_connection_dropped_mid_stream_is_asked_again_from_the_start(
