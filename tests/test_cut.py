@@ -147,6 +147,23 @@ def test_copy_starts_at_the_keyframe_its_record_says(clock_av: str, tmp_path: Pa
         assert [s.start_time for s in container.streams] == [0, 0]
 
 
+def test_a_kept_copy_that_is_no_video_is_kept_and_the_run_goes_on(
+    clock_av: str, tmp_path: Path
+) -> None:
+    """A file of the user's at a --copy clip's name (no video in it) is kept, as any existing
+    clip is, with the end it was cut to; the record's other span is cut as before."""
+    records = [record(clock_av, (6.0, 7.0), (1.0, 2.0))]
+    first = clips(cut(tmp_path, records, "--out", tmp_path, "--copy", "--json"))
+    Path(first[0]["clip"]).write_bytes(b"")  # the user's own file at that name
+    r = cut(tmp_path, records, "--out", tmp_path, "--copy", "--json")
+    assert r.exit_code == 0, r.stderr
+    again = clips(r)
+    assert [c["kept"] for c in again] == [True, True]
+    assert {**again[1], "kept": False} == first[1]
+    assert (again[0]["start_s"], again[0]["end_s"]) == (5.0, 7.1)  # as cut: not read back
+    assert Path(first[0]["clip"]).read_bytes() == b""
+
+
 def test_times_on_frame_starts_at_30000_1001_fps_cut_from_that_frame(
     media_dir: Path, tmp_path: Path
 ) -> None:

@@ -176,7 +176,7 @@ class Cutter:
         self.summary.clips += written
         self.summary.kept += not written
         if cut.copy:
-            end = start + _shown_length(target)
+            end = start + _shown_length(target, end - start, kept=not written)
         title = span.text or f"{source} {format_clock(float(start), 1)}"
         self.parts.append(ReelPart(target, title, float(end - start), table.audio))
         return ClipMade(source, span, target, float(start), float(end), cut.copy, not written)
@@ -225,10 +225,17 @@ def _check_source(source: str, file: Any) -> bool:
     return True
 
 
-def _shown_length(clip: str) -> Fraction:
+def _shown_length(clip: str, cut_length: Fraction, kept: bool) -> Fraction:
     """How long a stream copy shows its frames: past the end it was cut at when B-frames there
-    are decoded from later frames, which the copy then carries (and shows)."""
-    table = frame_table(clip)
+    are decoded from later frames, which the copy then carries (and shows). A kept clip that
+    cannot be read (a file of the user's at its name) is kept as it is, with the length it was
+    cut to: "a clip that exists is kept", whatever it holds."""
+    try:
+        table = frame_table(clip)
+    except VlcliError:
+        if kept:
+            return cut_length
+        raise
     return table.end_s - table.starts[0]
 
 
