@@ -142,6 +142,21 @@ def test_an_instant_near_the_clip_end_stops_at_it() -> None:
     assert "00:30:02" not in to_vtt(spans, end_s=1800)
 
 
+@pytest.mark.parametrize(
+    ("end", "cue"),
+    [(61 / 30, "00:00:00,033 --> 00:00:02,033"), (32 / 3, "00:00:08,667 --> 00:00:10,667")],
+)
+def test_a_mapped_span_from_a_clip_end_that_is_no_round_number_is_its_instant(
+    end: float, cue: str
+) -> None:
+    """Mapped times hold the clip's end to the microsecond: the subtitles compare with it rounded
+    alike. Unrounded, 61/30 s gave an empty cue (rounded down below the end) and 32/3 s none at
+    all (rounded up past it), an empty file."""
+    spans = map_times([TimeSpan(end, end + 3, "y")], clip_start_s=0.0, clip_end_s=end)
+    assert not spans[0].outside
+    assert to_srt(spans, end_s=end) == f"1\n{cue}\ny\n"
+
+
 def test_a_span_from_the_clip_end_onwards_is_no_empty_cue() -> None:
     # "from 2 to 1 seconds" of a 1 s clip, left in the model's seconds: 1-2 s, of which the
     # clip holds only its last instant; it was a cue from 00:00:01,000 to 00:00:01,000, shown

@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterable
 
 from vlcli.times.format import format_clock
-from vlcli.times.parse import TimeSpan
+from vlcli.times.parse import TimeSpan, rounded_seconds
 
 __all__ = ["MIN_DISPLAY_S", "to_srt", "to_vtt"]
 
@@ -51,7 +51,7 @@ def _cues(
 ) -> list[tuple[float, float, str]]:
     if not math.isfinite(min_display_s) or min_display_s <= 0:
         raise ValueError(f"min_display_s must be a finite number > 0, not {min_display_s!r}")
-    limit = math.inf if end_s is None else end_s
+    limit = math.inf if end_s is None else rounded_seconds(end_s)  # as the spans' seconds
     cues: list[tuple[float, float, str]] = []
     for span in spans:
         start, end = sorted((span.display_start_s, span.display_end_s))

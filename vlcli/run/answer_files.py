@@ -44,7 +44,8 @@ def subtitles_of(result: AskResult, fmt: str) -> str | None:
     end = max(
         (shown_range(p)[1] for p in result.plans if isinstance(p, VideoPlan)), default=None
     )
-    return (to_srt if fmt == "srt" else to_vtt)(result.times, end_s=end)
+    text = (to_srt if fmt == "srt" else to_vtt)(result.times, end_s=end)
+    return text if "-->" in text else None  # no cue came of it (to_vtt's header alone)
 
 
 def no_cue_reason(result: AskResult) -> str:

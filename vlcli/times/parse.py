@@ -751,7 +751,9 @@ def _frames_clock(text: str, clip_duration_s: float | None) -> bool:
     )
 
 
-def _round(seconds: float) -> float:
+def rounded_seconds(seconds: float) -> float:
+    """A second of the source as mapped times hold it: to the microsecond (``_SOURCE_DECIMALS``),
+    so that what is compared with a mapped time (the clip's end) is rounded alike."""
     return round(seconds, _SOURCE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
@@ -795,15 +797,15 @@ def map_times(
     offset = clip_start_s if offset_s is None else offset_s
     if not math.isfinite(offset):
         raise ValueError(f"offset_s must be a finite number, not {offset_s!r}")
-    lo = _round(clip_start_s)
-    hi = None if clip_end_s is None else _round(clip_end_s)
+    lo = rounded_seconds(clip_start_s)
+    hi = None if clip_end_s is None else rounded_seconds(clip_end_s)
     out: list[TimeSpan] = []
     for span in spans:
         a, b = sorted((span.start_s, span.end_s))
         if to_source is not None:
-            src_a, src_b = _round(to_source(a)), _round(to_source(b))
+            src_a, src_b = rounded_seconds(to_source(a)), rounded_seconds(to_source(b))
         else:
-            src_a, src_b = _round(a + offset), _round(b + offset)
+            src_a, src_b = rounded_seconds(a + offset), rounded_seconds(b + offset)
         outside = src_b < lo or (hi is not None and src_a > hi)
         new_a, new_b = max(src_a, lo), max(src_b, lo)
         if hi is not None:
