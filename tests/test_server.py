@@ -241,6 +241,10 @@ def test_an_error_or_garbage_in_a_stream_fails_the_request_or_is_retried() -> No
     assert caught.value.reason == "503 engine restarting" and caught.value.gone
     with pytest.raises(RequestFailed, match="malformed"):
         list(iter_events(_sse("{not json")))
+    for code in ([503], {"status": 503}, "503"):  # a code of another shape: that input fails
+        odd = {"error": {"message": "odd", "code": code}}
+        with pytest.raises(RequestFailed, match="mid-answer: odd"):
+            list(iter_events(_sse(_chunk("a"), odd, "[DONE]")))
     with pytest.raises(ServerBusy, match="broke off before its end"):
         list(iter_events(_sse(_chunk("a"))))
 

@@ -364,7 +364,7 @@ def _failed_mid_answer(event: dict[str, Any]) -> VlcliError:
     error = event.get("error")
     code = error.get("code") if isinstance(error, dict) else None
     said = f"the server failed mid-answer: {message}"
-    if code in RETRY_STATUSES:
+    if isinstance(code, int) and code in RETRY_STATUSES:  # a code of another shape: no status
         reason = f"{code} {_excerpt(message, 60)}"
         return ServerBusy(said, reason, gone=code in GONE_STATUSES, http_status=code)
     return RequestFailed(said)
