@@ -61,6 +61,7 @@ class Scripted:
         self.listing: list[tuple[int, str]] = []  # (status, message) before the model list
         self.listed = 0  # /v1/models requests received
         self.tokenize_drops = 0
+        self.tokenize_status: int | None = None  # every /tokenize answered with this status
         self.tokenized = 0  # /tokenize requests received
         self.down = False
         self.down_after: int | None = None  # answers after which it goes down by itself
@@ -87,6 +88,8 @@ class Scripted:
                 return _send(h, 200, json.dumps({"data": [self.served]}).encode())
             if h.path == "/tokenize":
                 self.tokenized += 1
+                if self.tokenize_status is not None:
+                    return _send(h, self.tokenize_status, b'{"error": {"message": "broken"}}')
                 self.tokenize_drops -= 1
                 if self.tokenize_drops >= 0:
                     h.close_connection = True
@@ -354,6 +357,23 @@ def test_a_token_count_asked_while_the_server_is_away_waits_for_it(
     assert "does not say how long its prompt was" in r.stderr  # the server's count was compared
 
 
+def test_a_token_count_that_fails_on_a_server_that_is_up_is_estimated_at_once(
+    server: Any, quick_waits: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/tokenize answering 500 while the server is up is no count, not an outage: vlcli's
+    estimate at once (the times then left unmapped, said), not the whole patience waited."""
+    url, scripted = server
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the preset's files are not here
+    scripted.served = {"id": "Qwen/Qwen2.5-VL-3B-Instruct", "max_model_len": 32768}
+    scripted.tokenize_status = 500
+    clip = make_clip(tmp_path / "c.mp4", size=(160, 96), fps=10, seconds=1)
+    r = _ask(url, [clip], "--server-patience", "300")
+    assert r.exit_code == 0, r.stderr
+    assert scripted.tokenized == 1
+    assert "waiting for the server (" not in r.stderr
+    assert "could not count this prompt exactly" in r.stderr
+
+
 # ---------------------------------------------------------------- patience spent, then resumed
 
 
@@ -455,6 +475,14 @@ def test_the_answers_sink_is_told_of_each_wait_and_of_the_resend(server: Any) ->
         ("waiting", ""),
     ]
     assert told[2][0] == "piece" and len(told) == 3
+
+
+def test_the_backoff_stays_bounded_however_long_the_patience() -> None:
+    """A day's patience is thousands of tries: the doubling stops at the longest wait (2**1100
+    overflowed a float, an "unexpected error" after hours of waiting)."""
+    waits = Patience(86400)
+    for attempt in (0, 5, 1100, 10**6):
+        assert 0 < waits.backoff_s(attempt) <= patience.LONGEST_WAIT_S
 
 
 def test_retry_after_as_an_http_date() -> None:

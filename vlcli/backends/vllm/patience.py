@@ -80,7 +80,8 @@ class Patience:
 
     def backoff_s(self, attempt: int) -> float:
         """The wait after the ``attempt``-th failure in a row (from 0), jittered."""
-        longest = min(self.first_wait_s * 2**attempt, self.longest_wait_s)
+        doubled = self.first_wait_s * 2 ** min(attempt, 64)  # 2**attempt overflows a float
+        longest = min(doubled, self.longest_wait_s)
         return random.uniform(longest / 2, longest)
 
     def _wait(

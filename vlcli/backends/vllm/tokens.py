@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from vlcli.backends import Prompt
-from vlcli.backends.vllm.client import ServerClient, ServerError, chat_messages
+from vlcli.backends.vllm.client import ServerBusy, ServerClient, ServerError, chat_messages
 from vlcli.errors import RequestFailed
 from vlcli.models.families import Family, ModelSpec
 from vlcli.planning.plan import VideoPlan
@@ -76,10 +77,24 @@ def count_tokens(
     client, served = server
     try:
         messages = chat_messages(parts, prompt.text, prompt.system, prompt.history)
-        counted = patiently(lambda: client.count_tokens(messages, served, prompt.think))
+        counted = patiently(lambda: _count_while_up(client, messages, served, prompt.think))
     except (ServerError, RequestFailed):  # no /tokenize: vlcli's count
         return tokens, "estimate"
     return counted + sum(pads_beyond_one_per_run(p, family) for _, p in media), "server"
+
+
+def _count_while_up(
+    client: ServerClient, messages: list[dict[str, Any]], served: str, think: bool | None
+) -> int:
+    """The server's count, waited for only while the server itself is away (refused, reset,
+    502-504: a restart); a /tokenize that fails on a server that is up (a 500, a 429, silence)
+    is no count, and vlcli's estimate is used at once rather than after the whole patience."""
+    try:
+        return client.count_tokens(messages, served, think)
+    except ServerBusy as exc:
+        if not exc.gone:
+            raise ServerError(exc.message) from None
+        raise
 
 
 def served_axes(
